@@ -1,0 +1,1 @@
+"""clusterproof: checks a Kubernetes cluster's networking and storage against CLAIMS.md."""

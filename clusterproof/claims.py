@@ -1,0 +1,233 @@
+"""CLAIMS.md ids, the claim marker, and the ledger that turns test outcomes into verdicts.
+
+The ledger is fed from test reports (`pytest_runtest_logreport`), which under pytest-xdist
+arrive on the controller: the claim ids travel in report.user_properties, never in
+worker-only state.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clusterproof.errors import ClaimsError
+
+CLAIM_PROPERTY = "claim"
+_ROW = re.compile(r"^\|\s*([A-Z]+-\d+)\s*\|(.*)\|(.*)\|\s*$")
+_SECTION = re.compile(r"^##\s+(.*)$")
+
+HELD, PARTIAL, FAILED, ERROR, SKIPPED, NO_TEST = (
+    "held",
+    "partial",
+    "failed",
+    "error",
+    "skipped",
+    "no test",
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    text: str
+    observable: str
+    section: str
+
+
+def parse_claims(text: str) -> dict[str, Claim]:
+    """`| SVC-01 | claim | observable |` rows, in file order."""
+    claims: dict[str, Claim] = {}
+    section = ""
+    for line in text.splitlines():
+        heading = _SECTION.match(line)
+        if heading:
+            section = heading.group(1).strip()
+            continue
+        row = _ROW.match(line.strip())
+        if row:
+            claim_id, claim_text, observable = (part.strip() for part in row.groups())
+            if claim_id in claims:
+                raise ClaimsError(f"claim {claim_id} is listed twice")
+            claims[claim_id] = Claim(claim_id, claim_text, observable, section)
+    return claims
+
+
+def load_claims(path: Path) -> dict[str, Claim]:
+    try:
+        return parse_claims(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ClaimsError(f"claims file {path}: {e.strerror}") from None
+
+
+def claim_ids(item: pytest.Item) -> tuple[str, ...]:
+    ids: list[str] = []
+    for mark in item.iter_markers("claim"):
+        ids.extend(str(a) for a in mark.args)
+    return tuple(dict.fromkeys(ids))
+
+
+def check_claim_markers(items: Iterable[pytest.Item], claims: dict[str, Claim], source: Path) -> None:
+    """Unknown or missing ids are a usage error naming the test and the id."""
+    problems = []
+    for item in items:
+        for mark in item.iter_markers("claim"):
+            if not mark.args:
+                problems.append(f"{item.nodeid}: @pytest.mark.claim() needs at least one id")
+            problems.extend(
+                f"{item.nodeid}: unknown claim id {a!r} (not in {source})"
+                for a in mark.args
+                if a not in claims
+            )
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise pytest.UsageError(problems[0] + more)
+
+
+# --- outcomes -> verdicts --------------------------------------------------------------------
+
+
+@dataclass
+class RecordedTest:
+    nodeid: str
+    claims: tuple[str, ...]
+    outcome: str = "passed"  # passed | failed | error | skipped
+    reason: str = ""
+
+
+def report_reason(report: pytest.TestReport) -> str:
+    if report.skipped:
+        if hasattr(report, "wasxfail"):
+            return f"xfail: {report.wasxfail}".rstrip(": ")
+        longrepr = report.longrepr
+        if isinstance(longrepr, tuple) and len(longrepr) == 3:
+            return str(longrepr[2]).removeprefix("Skipped: ")
+        return str(longrepr or "")
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message.strip().splitlines()[0] if crash.message.strip() else ""
+    text = str(report.longrepr or "").strip()
+    return text.splitlines()[-1] if text else ""
+
+
+@dataclass
+class ClaimVerdict:
+    claim: Claim
+    verdict: str
+    tests: list[RecordedTest] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        wanted = {FAILED: "failed", ERROR: "error", SKIPPED: "skipped", PARTIAL: "skipped"}
+        outcome = wanted.get(self.verdict)
+        reasons = [t.reason for t in self.tests if t.outcome == outcome and t.reason]
+        return "; ".join(dict.fromkeys(reasons))
+
+
+class ClaimLedger:
+    def __init__(self, claims: dict[str, Claim]) -> None:
+        self.claims = claims
+        self._tests: dict[str, RecordedTest] = {}
+
+    @property
+    def has_tests(self) -> bool:
+        return bool(self._tests)
+
+    def record(self, report: pytest.TestReport) -> None:
+        ids = tuple(v for k, v in report.user_properties if k == CLAIM_PROPERTY)
+        if not ids:
+            return
+        test = self._tests.setdefault(report.nodeid, RecordedTest(report.nodeid, ids))
+        outcome = _phase_outcome(report)
+        if outcome is None or _RANK[outcome] < _RANK[test.outcome]:
+            return
+        test.outcome = outcome
+        test.reason = report_reason(report) if outcome != "passed" else ""
+
+    def verdicts(self) -> list[ClaimVerdict]:
+        by_claim: dict[str, list[RecordedTest]] = {cid: [] for cid in self.claims}
+        for test in self._tests.values():
+            for cid in test.claims:
+                by_claim.setdefault(cid, []).append(test)
+        result = []
+        for cid, tests in by_claim.items():
+            claim = self.claims.get(cid) or Claim(cid, "(not in the claims file)", "", "")
+            result.append(ClaimVerdict(claim, verdict_of(tests), tests))
+        return result
+
+    def table(self, width: int = 120) -> str:
+        rows = [("claim", "verdict", "test(s)", "reason")]
+        for v in self.verdicts():
+            names = ", ".join(t.nodeid.rsplit("::", 1)[-1] for t in v.tests) or "-"
+            rows.append((v.claim.id, v.verdict, names, v.reason or ""))
+        w0 = max(len(r[0]) for r in rows)
+        w1 = max(len(r[1]) for r in rows)
+        w2 = min(max(len(r[2]) for r in rows), 48)
+        w3 = max(width - w0 - w1 - w2 - 6, 20)
+        return "\n".join(
+            f"{r[0]:<{w0}}  {r[1]:<{w1}}  {_cut(r[2], w2):<{w2}}  {_cut(r[3], w3)}".rstrip()
+            for r in rows
+        )
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for v in self.verdicts():
+            counts[v.verdict] = counts.get(v.verdict, 0) + 1
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "counts": self.counts(),
+            "claims": [
+                {
+                    "id": v.claim.id,
+                    "section": v.claim.section,
+                    "claim": v.claim.text,
+                    "verdict": v.verdict,
+                    "reason": v.reason,
+                    "tests": [
+                        {"nodeid": t.nodeid, "outcome": t.outcome, "reason": t.reason}
+                        for t in v.tests
+                    ],
+                }
+                for v in self.verdicts()
+            ],
+        }
+
+
+# a later phase may only make a test's outcome worse (teardown error after a pass, ...)
+_RANK = {"passed": 0, "skipped": 1, "error": 2, "failed": 3}
+
+
+def _phase_outcome(report: pytest.TestReport) -> str | None:
+    if report.when == "call":
+        return report.outcome
+    if report.failed:
+        return "error"
+    if report.skipped:  # skipped in setup (skip marks, pytest.skip in a fixture)
+        return "skipped"
+    return "passed" if report.when == "setup" else None
+
+
+def verdict_of(tests: list[RecordedTest]) -> str:
+    outcomes = {t.outcome for t in tests}
+    if not tests:
+        return NO_TEST
+    if "failed" in outcomes:
+        return FAILED
+    if "error" in outcomes:
+        return ERROR
+    if outcomes == {"skipped"}:
+        return SKIPPED
+    if outcomes == {"passed"}:
+        return HELD
+    return PARTIAL
+
+
+def _cut(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,219 @@
+"""Cluster: the clients of one cluster, its nodes and version, and a shell on its nodes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+from kubernetes import client, config
+from kubernetes.dynamic import DynamicClient
+
+from clusterproof.errors import NodeExecUnavailable
+
+CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+NODE_EXEC_SKIP = "node exec is not available on an existing cluster (no docker access to nodes)"
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    internal_ip: str | None
+    labels: Mapping[str, str]
+    taints: tuple[Mapping[str, str], ...]
+    is_control_plane: bool
+
+    @classmethod
+    def from_api(cls, node: client.V1Node) -> Node:
+        labels = dict(node.metadata.labels or {})
+        addresses = (node.status.addresses if node.status else None) or []
+        internal = next((a.address for a in addresses if a.type == "InternalIP"), None)
+        taints = tuple(
+            {"key": t.key, "value": t.value or "", "effect": t.effect}
+            for t in (node.spec.taints or [])
+        )
+        return cls(
+            name=node.metadata.name,
+            internal_ip=internal,
+            labels=labels,
+            taints=taints,
+            is_control_plane=any(label in labels for label in CONTROL_PLANE_LABELS),
+        )
+
+
+class NodeExec(Protocol):
+    def __call__(
+        self, node: str, argv: Sequence[str], *, input: str | None, check: bool, timeout: float
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
+class DockerNodeExec:
+    """kind nodes are docker containers named like the nodes."""
+
+    def __init__(self, docker: str = "docker") -> None:
+        self.docker = docker
+
+    def __call__(
+        self, node: str, argv: Sequence[str], *, input: str | None, check: bool, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        flags = ["-i"] if input is not None else []
+        return subprocess.run(
+            [self.docker, "exec", *flags, node, *argv],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+        )
+
+
+class NoNodeExec:
+    def __call__(
+        self, node: str, argv: Sequence[str], *, input: str | None, check: bool, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        raise NodeExecUnavailable(NODE_EXEC_SKIP)
+
+
+class Cluster:
+    """One cluster under test. Build with `Cluster.from_kubeconfig`; nothing here prints
+    credentials (the kubeconfig is read by the client library only)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        kubeconfig: Path,
+        context: str,
+        provider: str,
+        api: client.ApiClient,
+        node_exec: NodeExec,
+        offline: bool = False,
+        kubectl_bin: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.provider = provider
+        self.api = api
+        self.offline = offline
+        self.kubectl_bin = kubectl_bin
+        self._node_exec = node_exec
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.networking = client.NetworkingV1Api(api)
+        self.storage = client.StorageV1Api(api)
+        self.batch = client.BatchV1Api(api)
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        kubeconfig: Path,
+        context: str,
+        *,
+        name: str,
+        provider: str,
+        node_exec: NodeExec | None = None,
+        offline: bool = False,
+        kubectl_bin: Path | None = None,
+    ) -> Cluster:
+        api = config.new_client_from_config(
+            config_file=str(kubeconfig), context=context, persist_config=False
+        )
+        return cls(
+            name=name,
+            kubeconfig=kubeconfig,
+            context=context,
+            provider=provider,
+            api=api,
+            node_exec=node_exec or NoNodeExec(),
+            offline=offline,
+            kubectl_bin=kubectl_bin,
+        )
+
+    def __repr__(self) -> str:
+        return f"Cluster({self.name!r}, provider={self.provider!r}, offline={self.offline})"
+
+    @cached_property
+    def dynamic(self) -> DynamicClient:
+        return DynamicClient(self.api)
+
+    @property
+    def nodes(self) -> list[Node]:
+        """Read now (labels and taints change during a run)."""
+        return [Node.from_api(n) for n in self.core.list_node().items]
+
+    @property
+    def workers(self) -> list[Node]:
+        return [n for n in self.nodes if not n.is_control_plane]
+
+    @cached_property
+    def _version(self) -> client.VersionInfo:
+        return client.VersionApi(self.api).get_code()
+
+    @property
+    def server_version(self) -> tuple[int, int]:
+        """(major, minor), e.g. (1, 20); compare with tuples: `cluster.server_version < (1, 24)`."""
+        info = self._version
+        found = re.match(r"v?(\d+)\.(\d+)", info.git_version or "")
+        if found:
+            return int(found.group(1)), int(found.group(2))
+        return int(re.sub(r"\D", "", info.major)), int(re.sub(r"\D", "", info.minor))
+
+    @property
+    def git_version(self) -> str:
+        return self._version.git_version
+
+    # --- nodes ----------------------------------------------------------------------------
+
+    @property
+    def can_node_exec(self) -> bool:
+        return not isinstance(self._node_exec, NoNodeExec)
+
+    def node_exec(
+        self,
+        node: str,
+        *argv: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run argv on a node (kind: `docker exec`). Raises NodeExecUnavailable elsewhere."""
+        return self._node_exec(node, argv, input=input, check=check, timeout=timeout)
+
+    def require_node_exec(self) -> None:
+        if not self.can_node_exec:
+            pytest.skip(NODE_EXEC_SKIP)
+
+    def require_workers(self, count: int) -> list[Node]:
+        workers = self.workers
+        if len(workers) < count:
+            pytest.skip(f"needs {count} worker nodes, the cluster has {len(workers)}")
+        return workers
+
+    # --- kubectl (for claims about kubectl itself) ----------------------------------------
+
+    def require_kubectl(self) -> Path:
+        if self.kubectl_bin is None:
+            pytest.skip("kubectl not found on PATH (or --kind-kubectl-bin)")
+        return self.kubectl_bin
+
+    def kubectl(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """kubectl against this cluster (its kubeconfig and context, never the user's current)."""
+        kubectl = self.require_kubectl()
+        return subprocess.run(
+            [str(kubectl), f"--kubeconfig={self.kubeconfig}", f"--context={self.context}", *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self.api.close()

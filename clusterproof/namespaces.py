@@ -1,0 +1,30 @@
+"""Test namespaces: made per test, labelled with the run, usable once the default
+ServiceAccount exists (pods are refused before), deleted without waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from kubernetes import client
+
+from clusterproof import wait
+
+if TYPE_CHECKING:
+    from clusterproof.cluster import Cluster
+
+SERVICE_ACCOUNT_TIMEOUT = 60.0
+
+
+def create_namespace(
+    cluster: Cluster, name: str, labels: Mapping[str, str], timeout: float = SERVICE_ACCOUNT_TIMEOUT
+) -> str:
+    body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=dict(labels)))
+    cluster.core.create_namespace(body)
+    wait.until(
+        lambda: cluster.core.read_namespaced_service_account("default", name),
+        f"the default ServiceAccount in namespace {name}",
+        timeout,
+        interval=0.2,
+    )
+    return name

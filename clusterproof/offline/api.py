@@ -1,0 +1,104 @@
+"""What the kind provider asks of the offline tooling; each function is one step of
+bringing up a cluster whose images come from Debian packages instead of a registry."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from clusterproof.offline import capabilities, hygiene, podnetwork
+from clusterproof.offline.build import Builder
+
+if TYPE_CHECKING:
+    from clusterproof.cluster import Cluster
+
+# kind 0.27's default node image; present locally means kind can boot without a registry
+STOCK_NODE_IMAGE = "kindest/node:v1.32.2"
+REGISTRY_HOSTS = ("registry-1.docker.io", "registry.k8s.io")
+POD_CIDR_TIMEOUT = 60
+
+
+def _resolves(host: str, timeout: float = 2.0) -> bool:
+    """DNS only: no packet is sent to the registry itself."""
+    result: list[bool] = []
+
+    def lookup() -> None:
+        try:
+            socket.getaddrinfo(host, 443)
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    t = threading.Thread(target=lookup, daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(result and result[0])
+
+
+def resolve_offline(mode: str, kind_image: str | None = None) -> bool:
+    """`yes`/`no` as asked; `auto`: offline when kind's stock image is neither local nor pullable."""
+    if mode in ("yes", "no"):
+        return mode == "yes"
+    if kind_image:
+        return False
+    local = subprocess.run(["docker", "image", "inspect", STOCK_NODE_IMAGE], capture_output=True).returncode == 0
+    return not local and not all(_resolves(h) for h in REGISTRY_HOSTS)
+
+
+def ensure_images(log: Callable[[str], None] = print) -> str:
+    """The offline node image tag, built first if the recipe changed (slow only the first time)."""
+    builder = Builder(log=lambda m: log(f"offline images: {m}"))
+    tag = builder.build()
+    log("offline images:\n" + builder.report())
+    return tag
+
+
+def kind_command(kind_path: Path, run_dir: Path) -> Path:
+    return capabilities.kind_command(kind_path, run_dir)
+
+
+def kind_config_overrides() -> dict:
+    """Merged into the kind cluster config: no kindnet (its image is not to be had), and the
+    host-path provisioner behind kind's fallback `standard` StorageClass."""
+    return {
+        "networking": {"disableDefaultCNI": True},
+        "kubeadmConfigPatches": [
+            "kind: ClusterConfiguration\n"
+            "controllerManager:\n"
+            "  extraArgs:\n"
+            '    enable-hostpath-provisioner: "true"\n'
+        ],
+    }
+
+
+def kind_config_patches() -> list[str]:
+    return kind_config_overrides()["kubeadmConfigPatches"]
+
+
+def configure_cluster(cluster: "Cluster") -> None:
+    """Pod networking on every node, once the controller-manager has given each a podCIDR."""
+    from clusterproof.wait import until
+
+    def routes() -> list[podnetwork.NodeRoute] | None:
+        nodes = cluster.core.list_node().items
+        found = [
+            podnetwork.NodeRoute(
+                n.metadata.name,
+                next(a.address for a in n.status.addresses if a.type == "InternalIP"),
+                n.spec.pod_cidr,
+            )
+            for n in nodes
+            if n.spec.pod_cidr
+        ]
+        return found if found and len(found) == len(nodes) else None
+
+    nodes = until(routes, f"every node to have a spec.podCIDR", timeout=POD_CIDR_TIMEOUT)
+    for node in nodes:
+        script = podnetwork.node_script(node, [o for o in nodes if o.name != node.name])
+        cluster.node_exec(node.name, "sh", "-c", script, input=podnetwork.conflist(node.pod_cidr))
+
+
+host_hygiene = hygiene.host_hygiene

@@ -1,0 +1,394 @@
+"""Command-line options -> a frozen Settings, and the checks that fail fast with one line.
+
+Two stages: `build_settings` (cheap, at configure time: choices, files named on the command
+line) and `check_cluster_access` (only when a collected test needs a cluster: docker, kind,
+kubeconfig, context guard, API reachability).
+pytest-kind-ng already defines --cluster-name, --keep-cluster, --kubeconfig, --kind-image,
+--kind-bin and --kind-kubectl-bin; they are read here, not redefined.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import yaml
+
+from clusterproof import run
+from clusterproof.redact import redact
+
+PACKAGE_DATA = Path(__file__).parent / "data"
+DEFAULT_KIND_CONFIG = Path("fixtures/kind/three-nodes.yaml")
+PYTEST_KIND_DEFAULT_NAME = "pytest-kind"
+MIN_KIND_VERSION = (0, 27, 0)
+API_PROBE_TIMEOUT = 5.0
+KIND_DOWNLOAD_ENV = "CLUSTERPROOF_KIND_DOWNLOAD"
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("clusterproof", "clusterproof: the cluster under test")
+    group.addoption(
+        "--cluster-provider",
+        choices=("kind", "existing"),
+        default=None,
+        help="kind: create kind clusters; existing: use --kubeconfig/--context. "
+        "Default: existing if --kubeconfig or --context is given, else kind.",
+    )
+    group.addoption(
+        "--cluster-scope",
+        choices=("module", "session"),
+        default="module",
+        help="one cluster per suite module (default) or one for the whole session",
+    )
+    group.addoption(
+        "--keep-clusters",
+        action="store_true",
+        help="do not delete kind clusters after use (pytest-kind-ng's --keep-cluster too)",
+    )
+    group.addoption(
+        "--kind-config",
+        default=None,
+        metavar="PATH",
+        help=f"kind cluster config (default: <rootdir>/{DEFAULT_KIND_CONFIG})",
+    )
+    group.addoption(
+        "--kind-download",
+        action="store_true",
+        help=f"let pytest-kind-ng download kind when it is not on PATH (or {KIND_DOWNLOAD_ENV}=1); "
+        "the version is KIND_VERSION, v0.27.0 or newer",
+    )
+    group.addoption(
+        "--offline",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="kind: use the images built from Debian packages (auto: when no registry answers)",
+    )
+    group.addoption("--context", default=None, metavar="NAME", help="kubeconfig context to use")
+    group.addoption(
+        "--allow-context",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="existing clusters: a context clusterproof may create and delete objects in "
+        "(repeatable; required)",
+    )
+    group.addoption(
+        "--image-map",
+        default=None,
+        metavar="FILE",
+        help="override the image catalogue: YAML mapping or `name=ref` lines",
+    )
+    group.addoption(
+        "--artifacts-dir",
+        default=None,
+        metavar="DIR",
+        help="diagnostics and claims.json (default: .clusterproof/runs/<run-id>/artifacts)",
+    )
+    group.addoption(
+        "--claims-file",
+        default=None,
+        metavar="PATH",
+        help="CLAIMS.md (default: ../shared/CLAIMS.md from rootdir if present, "
+        "else the packaged copy)",
+    )
+    group.addoption("--run-id", default=None, help="run id (default: time + random)")
+    group.addoption(
+        "--allow-disruptive",
+        action="store_true",
+        help="run tests marked disruptive on an existing cluster too",
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    rootdir: Path
+    run_id: str
+    provider: str
+    cluster_scope: str
+    keep_clusters: bool
+    kind_config: Path
+    kind_bin: Path | None
+    kind_download: bool
+    kind_image: str | None
+    kind_cluster_name: str | None
+    kubectl_bin: Path | None
+    kubeconfig: Path | None
+    context: str | None
+    allowed_contexts: tuple[str, ...]
+    offline: str
+    image_map: Path | None
+    artifacts_dir: Path
+    claims_file: Path
+    allow_disruptive: bool
+
+    @property
+    def run_dir(self) -> Path:
+        return run.run_dir_for(self.rootdir, self.run_id)
+
+    @property
+    def fixtures_dir(self) -> Path:
+        return self.rootdir / "fixtures"
+
+
+def build_settings(
+    option: Callable[[str], Any],
+    rootdir: Path,
+    *,
+    inherited_run_id: str | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> Settings:
+    """Cheap validation of what was typed; raises pytest.UsageError with one line."""
+    run_id = inherited_run_id or option("run_id") or run.new_run_id()
+    if not run.is_valid_run_id(run_id):
+        raise pytest.UsageError(
+            f"--run-id {run_id!r}: use letters, digits, '.', '_', '-' (at most 63, "
+            "starting and ending with a letter or digit)"
+        )
+    kubeconfig = _path(option("kubeconfig"))
+    context = option("context")
+    provider = option("cluster_provider") or ("existing" if kubeconfig or context else "kind")
+    run_dir = run.run_dir_for(rootdir, run_id)
+
+    image_map = _path(option("image_map"))
+    if image_map is not None and not image_map.is_file():
+        raise pytest.UsageError(f"--image-map {image_map}: no such file")
+    claims_file = _path(option("claims_file"))
+    if claims_file is not None and not claims_file.is_file():
+        raise pytest.UsageError(f"--claims-file {claims_file}: no such file")
+
+    cluster_name = option("cluster_name")
+    if cluster_name == PYTEST_KIND_DEFAULT_NAME:
+        cluster_name = None
+    if cluster_name and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,49}", cluster_name):
+        raise pytest.UsageError(
+            f"--cluster-name {cluster_name!r}: kind needs lowercase letters, digits, '.', '-' "
+            "(at most 50)"
+        )
+
+    return Settings(
+        rootdir=rootdir,
+        run_id=run_id,
+        provider=provider,
+        cluster_scope=option("cluster_scope"),
+        keep_clusters=bool(option("keep_clusters") or option("keep_cluster")),
+        kind_config=_path(option("kind_config")) or rootdir / DEFAULT_KIND_CONFIG,
+        kind_bin=_path(option("kind_bin")),
+        kind_download=bool(option("kind_download") or env.get(KIND_DOWNLOAD_ENV) == "1"),
+        kind_image=option("kind_image"),
+        kind_cluster_name=cluster_name,
+        kubectl_bin=_path(option("kind_kubectl_bin")),
+        kubeconfig=kubeconfig,
+        context=context,
+        allowed_contexts=tuple(option("allow_context") or ()),
+        offline=option("offline"),
+        image_map=image_map,
+        artifacts_dir=_path(option("artifacts_dir")) or run_dir / "artifacts",
+        claims_file=claims_file or default_claims_file(rootdir),
+        allow_disruptive=bool(option("allow_disruptive")),
+    )
+
+
+def default_claims_file(rootdir: Path) -> Path:
+    shared = rootdir.parent / "shared" / "CLAIMS.md"
+    return shared if shared.is_file() else PACKAGE_DATA / "CLAIMS.md"
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
+# --- access checks (only when a test needs a cluster) -------------------------------------
+
+
+@dataclass(frozen=True)
+class Probes:
+    """What the access checks ask of the machine; unit tests pass fakes."""
+
+    which: Callable[[str], str | None] = shutil.which
+    docker_reachable: Callable[[], bool] = lambda: docker_daemon_reachable()
+    api_version: Callable[[Path, str, float], str] = lambda k, c, t: probe_api(k, c, t)
+    pytest_kind_version: Callable[[], str] = lambda: _pytest_kind_version()
+
+
+def check_cluster_access(
+    settings: Settings, probes: Probes | None = None, env: Mapping[str, str] = os.environ
+) -> Settings:
+    """Raise pytest.UsageError (one line) if the chosen provider cannot work; returns the
+    settings with kind/kubectl binaries and the kubeconfig/context resolved."""
+    probes = probes or Probes()
+    kubectl = settings.kubectl_bin or _which_path(probes.which, "kubectl")
+    if settings.provider == "kind":
+        settings = _check_kind(settings, probes)
+    else:
+        settings = _check_existing(settings, probes, env)
+    return dataclasses.replace(settings, kubectl_bin=kubectl)
+
+
+def _check_kind(settings: Settings, probes: Probes) -> Settings:
+    if not settings.kind_config.is_file():
+        raise pytest.UsageError(f"--kind-config {settings.kind_config}: no such file")
+    if probes.which("docker") is None:
+        raise pytest.UsageError(
+            "docker CLI not found on PATH: kind needs docker (scripts/bootstrap.sh installs it), "
+            "or use an existing cluster with --kubeconfig/--context/--allow-context"
+        )
+    if not probes.docker_reachable():
+        raise pytest.UsageError(
+            "docker daemon not reachable: start dockerd (`sudo service docker start`, "
+            "`sudo dockerd &`, or scripts/bootstrap.sh) or point DOCKER_HOST at one"
+        )
+    if settings.kind_bin is not None:
+        if not (settings.kind_bin.is_file() and os.access(settings.kind_bin, os.X_OK)):
+            raise pytest.UsageError(f"--kind-bin {settings.kind_bin}: not an executable file")
+        return settings
+    found = _which_path(probes.which, "kind")
+    if found is not None:
+        return dataclasses.replace(settings, kind_bin=found)
+    if not settings.kind_download:
+        raise pytest.UsageError(
+            "kind not found on PATH: install kind v0.27.0 or newer (scripts/bootstrap.sh), pass "
+            f"--kind-bin PATH, or allow a download with --kind-download ({KIND_DOWNLOAD_ENV}=1) "
+            "and KIND_VERSION=v0.27.0"
+        )
+    version = probes.pytest_kind_version()
+    if parse_version(version) < MIN_KIND_VERSION:
+        raise pytest.UsageError(
+            f"--kind-download would fetch kind {version}: set KIND_VERSION=v0.27.0 or newer "
+            "(before running pytest)"
+        )
+    return settings
+
+
+def _check_existing(settings: Settings, probes: Probes, env: Mapping[str, str]) -> Settings:
+    kubeconfig = resolve_kubeconfig(settings.kubeconfig, env)
+    contexts, current = read_contexts(kubeconfig)
+    context = settings.context or current
+    if not context:
+        raise pytest.UsageError(f"kubeconfig {kubeconfig} has no current-context: pass --context")
+    if context not in contexts:
+        listed = ", ".join(sorted(contexts)) or "none"
+        raise pytest.UsageError(
+            f"context {context!r} not in kubeconfig {kubeconfig} (contexts: {listed})"
+        )
+    if context not in settings.allowed_contexts:
+        raise pytest.UsageError(
+            f"refusing to use context {context!r} of an existing cluster: pass --allow-context "
+            f"{context} to let clusterproof create and delete objects there"
+        )
+    probes.api_version(kubeconfig, context, API_PROBE_TIMEOUT)
+    return dataclasses.replace(settings, kubeconfig=kubeconfig, context=context)
+
+
+def resolve_kubeconfig(given: Path | None, env: Mapping[str, str]) -> Path:
+    if given is None:
+        from_env = env.get("KUBECONFIG", "")
+        if os.pathsep in from_env:
+            raise pytest.UsageError(
+                "KUBECONFIG lists several files: pass the one to use with --kubeconfig"
+            )
+        given = Path(from_env).expanduser() if from_env else Path.home() / ".kube" / "config"
+    if not given.is_file():
+        raise pytest.UsageError(f"kubeconfig {given}: no such file")
+    if not os.access(given, os.R_OK):
+        raise pytest.UsageError(f"kubeconfig {given}: not readable")
+    return given
+
+
+def read_contexts(kubeconfig: Path) -> tuple[set[str], str | None]:
+    """Context names and current-context; nothing else of the file is kept or shown."""
+    try:
+        doc = yaml.safe_load(kubeconfig.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise pytest.UsageError(
+            f"kubeconfig {kubeconfig}: not readable YAML ({type(e).__name__})"
+        ) from None
+    if not isinstance(doc, dict):
+        raise pytest.UsageError(f"kubeconfig {kubeconfig}: not a kubeconfig (no mapping)")
+    names = {c.get("name") for c in doc.get("contexts") or [] if isinstance(c, dict)}
+    return {n for n in names if n}, doc.get("current-context") or None
+
+
+def docker_daemon_reachable(timeout: float = 5.0) -> bool:
+    try:
+        result = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0 and bool(result.stdout.strip())
+
+
+def probe_api(kubeconfig: Path, context: str, timeout: float) -> str:
+    """GET /version once, no retries, short timeouts; returns the git version."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    cfg = client.Configuration()
+    try:
+        config.load_kube_config(
+            config_file=str(kubeconfig),
+            context=context,
+            client_configuration=cfg,
+            persist_config=False,
+        )
+    except (ConfigException, ValueError, OSError) as e:
+        raise pytest.UsageError(
+            f"kubeconfig {kubeconfig}, context {context!r}: {one_line(str(e))}"
+        ) from None
+    cfg.retries = False
+    server = _without_userinfo(cfg.host)
+    try:
+        with client.ApiClient(cfg) as api:
+            info = client.VersionApi(api).get_code(_request_timeout=(timeout, timeout))
+    except client.ApiException as e:
+        raise pytest.UsageError(
+            f"Kubernetes API of context {context!r} at {server} answered HTTP {e.status} "
+            f"{e.reason} to GET /version"
+        ) from None
+    except Exception as e:  # urllib3 connection/TLS/timeout errors: all mean "not reachable"
+        raise pytest.UsageError(
+            f"Kubernetes API of context {context!r} not reachable within {timeout:g}s at "
+            f"{server}: {type(e).__name__}: {one_line(str(e))}"
+        ) from None
+    return info.git_version
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
+    return urlunsplit(parts)
+
+
+def one_line(text: str, limit: int = 160) -> str:
+    line = " ".join(redact(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def parse_version(version: str) -> tuple[int, ...]:
+    numbers = re.findall(r"\d+", version)
+    return tuple(int(n) for n in numbers[:3]) if numbers else (0,)
+
+
+def _which_path(which: Callable[[str], str | None], name: str) -> Path | None:
+    found = which(name)
+    return Path(found) if found else None
+
+
+def _pytest_kind_version() -> str:
+    # pytest-kind-ng reads KIND_VERSION when it is imported; this is the version it would fetch
+    from pytest_kind import cluster
+
+    return cluster.KIND_VERSION

@@ -1,0 +1,296 @@
+"""The pytest plugin: options, markers, fixtures and report hooks. Thin: it wires the modules.
+
+State lives on config.stash (per process) and in fixtures; under pytest-xdist the controller
+hands its run id to the workers, and claim outcomes reach the controller through reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from clusterproof import diagnostics
+from clusterproof.claims import (
+    CLAIM_PROPERTY,
+    Claim,
+    ClaimLedger,
+    check_claim_markers,
+    claim_ids,
+    load_claims,
+)
+from clusterproof.cluster import Cluster
+from clusterproof.errors import ClaimsError, ImageMapError
+from clusterproof.images import ImageCatalogue
+from clusterproof.manifests import Manifests
+from clusterproof.namespaces import create_namespace
+from clusterproof.options import Settings, add_options, build_settings, check_cluster_access
+from clusterproof.probe import ClientPod
+from clusterproof.providers import Provider, make_provider
+from clusterproof.run import RunContext, namespace_name, test_label
+from clusterproof.run import TEST_LABEL as TEST_LABEL_KEY
+from clusterproof.tracker import ResourceTracker, install_signal_cleanup
+
+log = logging.getLogger("clusterproof")
+
+MARKERS = (
+    "claim(*ids): ties a test to claim IDs of CLAIMS.md (unknown ID = collection error)",
+    "needs_node_exec: needs a shell on the nodes (kind provider); skipped elsewhere",
+    "disruptive: changes node state; skipped on an existing cluster unless --allow-disruptive",
+)
+WORKER_RUN_ID = "clusterproof_run_id"
+
+SETTINGS = pytest.StashKey[Settings]()
+RUN = pytest.StashKey[RunContext]()
+CATALOGUE = pytest.StashKey[ImageCatalogue]()
+CLAIMS = pytest.StashKey[dict[str, Claim]]()
+ACCESS_CHECKED = pytest.StashKey[bool]()
+ITEM_CLUSTER = pytest.StashKey[Cluster]()
+ITEM_NAMESPACES = pytest.StashKey[list[str]]()
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    inherited = getattr(config, "workerinput", {}).get(WORKER_RUN_ID)
+    settings = build_settings(config.getoption, Path(config.rootpath), inherited_run_id=inherited)
+    try:
+        catalogue = ImageCatalogue.load(image_map=settings.image_map)
+        claims = load_claims(settings.claims_file)
+    except (ImageMapError, ClaimsError) as e:
+        raise pytest.UsageError(str(e)) from None
+    run = RunContext(settings.run_id, settings.run_dir, settings.artifacts_dir)
+    config.stash[SETTINGS] = settings
+    config.stash[RUN] = run
+    config.stash[CATALOGUE] = catalogue
+    config.stash[CLAIMS] = claims
+    config.pluginmanager.register(ClaimsReporter(ClaimLedger(claims), run), "clusterproof-claims")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # pytest-xdist: one run id for all workers
+    node.workerinput[WORKER_RUN_ID] = node.config.stash[RUN].run_id
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    check_claim_markers(items, config.stash[CLAIMS], config.stash[SETTINGS].claims_file)
+    for item in items:
+        # user_properties travel with every report (to the xdist controller, into JUnit)
+        item.user_properties.extend((CLAIM_PROPERTY, cid) for cid in claim_ids(item))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail fast, once, before any test: only when a collected test needs a cluster."""
+    config = session.config
+    if config.option.collectonly or config.stash.get(ACCESS_CHECKED, False):
+        return
+    if any("cluster" in getattr(item, "fixturenames", ()) for item in session.items):
+        config.stash[SETTINGS] = check_cluster_access(config.stash[SETTINGS])
+        config.stash[ACCESS_CHECKED] = True
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and report.when in ("setup", "call"):
+        cluster = item.stash.get(ITEM_CLUSTER, None)
+        if cluster is not None:
+            text = diagnostics.collect(cluster, item.stash.get(ITEM_NAMESPACES, []))
+            path = diagnostics.write(text, item.config.stash[RUN].artifacts_for(item.nodeid))
+            # a "Captured stderr" section is what junit_logging puts into the JUnit XML
+            report.sections.append(("Captured stderr clusterproof diagnostics", text))
+            report.user_properties.append(("diagnostics", str(path)))
+    return report
+
+
+class ClaimsReporter:
+    """Collects claim outcomes from reports (on the xdist controller too) and prints the table."""
+
+    def __init__(self, ledger: ClaimLedger, run: RunContext) -> None:
+        self.ledger = ledger
+        self.run = run
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.ledger.record(report)
+
+    def pytest_terminal_summary(
+        self, terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+    ) -> None:
+        if hasattr(config, "workerinput") or not self.ledger.has_tests:
+            return
+        tr = terminalreporter
+        tr.write_sep("=", "claims")
+        tr.write_line(self.ledger.table(width=max(100, shutil.get_terminal_size().columns)))
+        counts = self.ledger.counts()
+        tr.write_line(", ".join(f"{n} {verdict}" for verdict, n in counts.items()))
+        path = self.run.artifacts_root() / "claims.json"
+        data = {"run_id": self.run.run_id, **self.ledger.to_json()}
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        tr.write_line(f"claims.json: {path}")
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+def _note(config: pytest.Config) -> Callable[[str], None]:
+    """Progress lines for slow steps (cluster creation, image builds), shown despite capture."""
+
+    def note(message: str) -> None:
+        log.info(message)
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        if tr is None or capman is None:
+            return
+        with capman.global_and_fixture_disabled():
+            tr.write_line(f"[clusterproof] {message}")
+
+    return note
+
+
+@pytest.fixture(scope="session")
+def run(pytestconfig: pytest.Config) -> RunContext:
+    return pytestconfig.stash[RUN]
+
+
+@pytest.fixture(scope="session")
+def images(pytestconfig: pytest.Config) -> ImageCatalogue:
+    return pytestconfig.stash[CATALOGUE]
+
+
+@pytest.fixture(scope="session")
+def tracker(run: RunContext) -> Iterator[ResourceTracker]:
+    tracker = ResourceTracker(run.run_id)
+    restore_signals = install_signal_cleanup(tracker.cleanup)
+    try:
+        yield tracker
+    finally:
+        restore_signals()
+        tracker.cleanup()
+
+
+@pytest.fixture(scope="session")
+def cluster_provider(
+    pytestconfig: pytest.Config, run: RunContext, tracker: ResourceTracker
+) -> Iterator[Provider]:
+    provider = make_provider(pytestconfig.stash[SETTINGS], run, tracker, _note(pytestconfig))
+    try:
+        yield provider
+    finally:
+        provider.close()
+
+
+def _cluster_scope(fixture_name: str, config: pytest.Config) -> str:
+    return config.stash[SETTINGS].cluster_scope
+
+
+@pytest.fixture(scope=_cluster_scope)
+def cluster(request: pytest.FixtureRequest, cluster_provider: Provider) -> Iterator[Cluster]:
+    """The cluster under test: one per suite module (default) or per session (--cluster-scope)."""
+    key = request.module.__name__ if request.scope == "module" else "session"
+    cluster = cluster_provider.acquire(key)
+    try:
+        yield cluster
+    finally:
+        cluster_provider.release(cluster)
+
+
+@pytest.fixture(autouse=True)
+def _clusterproof_test(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> None:
+    """Remember the test's cluster (for diagnostics) and apply the requirement markers."""
+    if "cluster" not in request.fixturenames:
+        return
+    cluster: Cluster = request.getfixturevalue("cluster")
+    request.node.stash[ITEM_CLUSTER] = cluster
+    if request.node.get_closest_marker("needs_node_exec"):
+        cluster.require_node_exec()
+    disruptive = request.node.get_closest_marker("disruptive")
+    if disruptive and cluster.provider == "existing" and not pytestconfig.stash[SETTINGS].allow_disruptive:
+        pytest.skip("disruptive test: not run on an existing cluster without --allow-disruptive")
+
+
+@pytest.fixture
+def make_namespace(
+    request: pytest.FixtureRequest, cluster: Cluster, run: RunContext, tracker: ResourceTracker
+) -> Iterator[Callable[[], str]]:
+    """Factory of fresh namespaces for this test (for claims that need several)."""
+    item = request.node
+    made = item.stash.setdefault(ITEM_NAMESPACES, [])
+    labels = {**run.labels, TEST_LABEL_KEY: test_label(item.nodeid)}
+
+    def make() -> str:
+        name = namespace_name(run.run_id, item.name, item.nodeid, len(made) + 1)
+        tracker.register_namespace(cluster, name)
+        made.append(name)
+        return create_namespace(cluster, name, labels)
+
+    yield make
+    for name in made:
+        tracker.release_namespace(cluster, name)
+
+
+@pytest.fixture
+def namespace(make_namespace: Callable[[], str]) -> str:
+    """A fresh namespace for this test, deleted after it (diagnostics first on failure)."""
+    return make_namespace()
+
+
+@pytest.fixture
+def manifests(
+    pytestconfig: pytest.Config,
+    cluster: Cluster,
+    namespace: str,
+    images: ImageCatalogue,
+    run: RunContext,
+    tracker: ResourceTracker,
+) -> Manifests:
+    return Manifests(
+        cluster,
+        namespace,
+        catalogue=images,
+        labels=run.labels,
+        tracker=tracker,
+        fixtures_dir=pytestconfig.stash[SETTINGS].fixtures_dir,
+    )
+
+
+@pytest.fixture
+def client_pod(
+    cluster: Cluster, namespace: str, images: ImageCatalogue, run: RunContext
+) -> Callable[..., ClientPod]:
+    """client_pod(name="client", node_name=None, namespace=None) -> a started ClientPod."""
+
+    def start(
+        name: str = "client",
+        node_name: str | None = None,
+        namespace_name: str | None = None,
+        timeout: float = 120,
+    ) -> ClientPod:
+        pod = ClientPod(
+            cluster,
+            namespace_name or namespace,
+            images.ref("agnhost", offline=cluster.offline),
+            name=name,
+            node_name=node_name,
+            labels=run.labels,
+        )
+        return pod.start(timeout)
+
+    return start

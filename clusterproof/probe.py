@@ -1,0 +1,397 @@
+"""Traffic checks: HTTP from the test host and from a client pod inside the cluster.
+
+Every request uses a new connection (a new Session, `Connection: close`; in-cluster a new
+curl/nc process), so a Service's load balancing is sampled per connection, as upstream's
+reachability checks do. One answer proves nothing about spreading: sample until the set of
+answering backends is complete, within a request budget.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import urlsplit
+
+import requests
+from kubernetes import client
+from kubernetes.stream import stream
+
+from clusterproof import wait
+from clusterproof.errors import ProbeError
+
+if TYPE_CHECKING:
+    from clusterproof.cluster import Cluster
+
+CONNECT_TIMEOUT = 2.0
+READ_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    url: str
+    status: int
+    body: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def http_get(
+    url: str,
+    *,
+    timeout: float = READ_TIMEOUT,
+    headers: Mapping[str, str] | None = None,
+    verify: bool | str = True,
+) -> HttpAnswer:
+    """One GET on a fresh connection. Raises ProbeError when no HTTP answer comes back."""
+    with requests.Session() as session:
+        try:
+            response = session.get(
+                url,
+                headers={"Connection": "close", **(headers or {})},
+                timeout=(min(CONNECT_TIMEOUT, timeout), timeout),
+                verify=verify,
+                allow_redirects=False,
+            )
+        except requests.RequestException as e:
+            raise ProbeError(f"GET {url}: {type(e).__name__}: {_first_line(e)}") from None
+        return HttpAnswer(url, response.status_code, response.text, dict(response.headers))
+
+
+# --- sampling backends ---------------------------------------------------------------------
+
+
+@dataclass
+class SampleResult:
+    """What `sample_backends` saw; str() is one line for an assertion message."""
+
+    url: str
+    expected: frozenset[str]
+    seen: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    requests: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every expected backend answered at least once."""
+        return self.expected <= set(self.seen)
+
+    @property
+    def exact(self) -> bool:
+        """The answering set is exactly the expected set."""
+        return set(self.seen) == set(self.expected)
+
+    @property
+    def missing(self) -> set[str]:
+        return set(self.expected) - set(self.seen)
+
+    @property
+    def unexpected(self) -> set[str]:
+        return set(self.seen) - set(self.expected)
+
+    def __str__(self) -> str:
+        seen = ", ".join(f"{k}: {v}" for k, v in sorted(self.seen.items())) or "none"
+        text = f"{self.url}: {self.requests} requests, answered by {{{seen}}}"
+        if self.missing:
+            text += f", missing {sorted(self.missing)}"
+        if self.unexpected:
+            text += f", unexpected {sorted(self.unexpected)}"
+        if self.errors:
+            kinds = Counter(self.errors)
+            text += ", errors: " + "; ".join(f"{n}x {e}" for e, n in kinds.most_common(3))
+        return text
+
+
+def default_budget(expected: Iterable[str]) -> int:
+    # a backend missed by chance after 20 tries per backend: n * (1 - 1/n)^(20n) < 1e-8 for n <= 10
+    return max(30, 20 * len(set(expected)))
+
+
+def hostname_of(answer: HttpAnswer) -> str:
+    """agnhost serve-hostname / netexec /hostname answer with the pod's hostname."""
+    return answer.body.strip()
+
+
+def sample(
+    fetch: Callable[[int], Iterable[HttpAnswer | ProbeError]],
+    url: str,
+    expected: Iterable[str],
+    *,
+    max_requests: int | None = None,
+    batch: int = 10,
+    backend_of: Callable[[HttpAnswer], str] = hostname_of,
+) -> SampleResult:
+    """Drive `fetch(n)` (n fresh requests) until all expected backends answered or the budget
+    is spent. Non-2xx answers and connection failures are recorded as errors."""
+    result = SampleResult(url, frozenset(expected))
+    budget = max_requests or default_budget(expected)
+    while result.requests < budget and not result.complete:
+        for answer in fetch(min(batch, budget - result.requests)):
+            result.requests += 1
+            if isinstance(answer, ProbeError):
+                result.errors.append(_strip_url(str(answer), url))
+            elif not answer.ok:
+                result.errors.append(f"HTTP {answer.status}")
+            else:
+                result.seen[backend_of(answer)] += 1
+    return result
+
+
+def sample_backends(
+    url: str,
+    expected: Iterable[str],
+    *,
+    max_requests: int | None = None,
+    timeout: float = READ_TIMEOUT,
+    headers: Mapping[str, str] | None = None,
+    backend_of: Callable[[HttpAnswer], str] = hostname_of,
+) -> SampleResult:
+    """From the test host: GET url on new connections until every expected hostname answered."""
+
+    def fetch(n: int) -> list[HttpAnswer | ProbeError]:
+        answers: list[HttpAnswer | ProbeError] = []
+        for _ in range(n):
+            try:
+                answers.append(http_get(url, timeout=timeout, headers=headers))
+            except ProbeError as e:
+                answers.append(e)
+        return answers
+
+    return sample(fetch, url, expected, max_requests=max_requests, backend_of=backend_of)
+
+
+# --- inside the cluster ----------------------------------------------------------------------
+
+
+class ExecResult(NamedTuple):
+    """rc, stdout, stderr = pod.exec([...])"""
+
+    rc: int
+    stdout: str
+    stderr: str
+
+
+def exec_in_pod(
+    core: client.CoreV1Api,
+    namespace: str,
+    pod: str,
+    argv: list[str],
+    *,
+    container: str | None = None,
+    timeout: float = 60,
+) -> ExecResult:
+    """Run argv in a container (no tty, no stdin); returns rc, stdout, stderr."""
+    extra = {"container": container} if container else {}
+    ws = stream(
+        core.connect_get_namespaced_pod_exec,
+        pod,
+        namespace,
+        command=argv,
+        stdin=False,
+        stdout=True,
+        stderr=True,
+        tty=False,
+        _preload_content=False,
+        **extra,
+    )
+    deadline = time.monotonic() + timeout
+    out: list[str] = []
+    err: list[str] = []
+    try:
+        while ws.is_open():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProbeError(f"exec in {namespace}/{pod} {argv[:3]}: no exit within {timeout:g}s")
+            ws.update(timeout=min(remaining, 1.0))
+            out.append(ws.read_stdout(timeout=0) or "")
+            err.append(ws.read_stderr(timeout=0) or "")
+        out.append(ws.read_stdout(timeout=0) or "")
+        err.append(ws.read_stderr(timeout=0) or "")
+        rc = ws.returncode
+    finally:
+        ws.close()
+    return ExecResult(rc if rc is not None else -1, "".join(out), "".join(err))
+
+
+_END = "@@clusterproof-end"
+
+
+class ClientPod:
+    """A pod running `agnhost pause` to send requests from inside the cluster.
+
+    HTTP uses curl when the image has it (upstream's agnhost does), else netcat with a
+    hand-written HTTP/1.0 request (the offline agnhost image has busybox + netcat-openbsd).
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        namespace: str,
+        image: str,
+        *,
+        name: str = "client",
+        node_name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.image = image
+        self.name = name
+        self.node_name = node_name
+        self.labels = dict(labels or {})
+        self.pod: client.V1Pod | None = None
+        self._http_tool: str | None = None
+
+    def manifest(self) -> dict:
+        spec: dict = {
+            "containers": [{"name": "client", "image": self.image, "args": ["pause"]}],
+            "terminationGracePeriodSeconds": 0,
+        }
+        if self.node_name:
+            spec["nodeName"] = self.node_name
+        labels = {"app.kubernetes.io/name": "clusterproof-client", **self.labels}
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": self.name, "namespace": self.namespace, "labels": labels},
+            "spec": spec,
+        }
+
+    def start(self, timeout: float = 120) -> ClientPod:
+        self.cluster.core.create_namespaced_pod(self.namespace, self.manifest())
+        self.pod = wait.pod_ready(self.cluster.core, self.namespace, self.name, timeout)
+        return self
+
+    @property
+    def ip(self) -> str:
+        if self.pod is None:
+            raise ProbeError(f"client pod {self.name} not started")
+        return self.pod.status.pod_ip
+
+    def exec(self, argv: list[str], *, timeout: float = 60) -> ExecResult:
+        return exec_in_pod(self.cluster.core, self.namespace, self.name, argv, timeout=timeout)
+
+    def sh(self, script: str, *, timeout: float = 60) -> ExecResult:
+        return self.exec(["sh", "-c", script], timeout=timeout)
+
+    def http(self, url: str, *, timeout: float = READ_TIMEOUT) -> HttpAnswer:
+        """One GET on a fresh connection from inside the pod; raises ProbeError on no answer."""
+        answer = self.http_many(url, 1, timeout=timeout)[0]
+        if isinstance(answer, ProbeError):
+            raise answer
+        return answer
+
+    def http_many(
+        self, url: str, count: int, *, timeout: float = READ_TIMEOUT
+    ) -> list[HttpAnswer | ProbeError]:
+        """`count` GETs, each a new process and connection, in one exec (exec is the slow part)."""
+        one = self._request_command(url, timeout)
+        script = (
+            f"for i in $(seq {int(count)}); do {one} 2>&1; rc=$?; echo; echo \"{_END} $rc\"; done"
+        )
+        result = self.sh(script, timeout=count * (timeout + 2) + 30)
+        answers = parse_raw_responses(result.stdout, url)
+        if len(answers) != count:
+            raise ProbeError(
+                f"GET {url} from pod {self.name}: expected {count} answers, parsed {len(answers)} "
+                f"(rc {result.rc}: {_first_line(result.stderr or result.stdout)})"
+            )
+        return answers
+
+    def sample_backends(
+        self,
+        url: str,
+        expected: Iterable[str],
+        *,
+        max_requests: int | None = None,
+        timeout: float = READ_TIMEOUT,
+        backend_of: Callable[[HttpAnswer], str] = hostname_of,
+    ) -> SampleResult:
+        return sample(
+            lambda n: self.http_many(url, n, timeout=timeout),
+            url,
+            expected,
+            max_requests=max_requests,
+            backend_of=backend_of,
+        )
+
+    def _request_command(self, url: str, timeout: float) -> str:
+        if self._http_tool is None:
+            found = self.sh("command -v curl >/dev/null 2>&1 && echo curl || echo nc")
+            self._http_tool = found.stdout.strip() or "nc"
+        if self._http_tool == "curl":
+            return (
+                f"curl -sS -i --max-time {timeout:g} -H 'Connection: close' {shlex.quote(url)}"
+            )
+        parts = urlsplit(url)
+        if parts.scheme != "http":
+            raise ProbeError(f"{url}: the client image has no curl, netcat speaks plain http only")
+        host = parts.hostname or ""
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        lines = [f"GET {path} HTTP/1.0", f"Host: {parts.netloc}", "Connection: close", ""]
+        request = " ".join(shlex.quote(line) for line in lines)
+        return (
+            f"printf '%s\\r\\n' {request} | nc -w {max(1, int(timeout))} "
+            f"{shlex.quote(host)} {parts.port or 80}"
+        )
+
+    def delete(self) -> None:
+        try:
+            self.cluster.core.delete_namespaced_pod(self.name, self.namespace, grace_period_seconds=0)
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+
+
+def parse_raw_responses(output: str, url: str) -> list[HttpAnswer | ProbeError]:
+    """Split `<raw HTTP response or error>\\n@@clusterproof-end <rc>` chunks into answers."""
+    answers: list[HttpAnswer | ProbeError] = []
+    chunk: list[str] = []
+    for line in output.split("\n"):
+        if line.startswith(_END):
+            rc = line[len(_END) :].strip()
+            answers.append(_parse_one("\n".join(chunk).rstrip("\n"), url, rc))
+            chunk = []
+        else:
+            chunk.append(line)
+    return answers
+
+
+_STATUS = re.compile(r"^HTTP/\d(?:\.\d)?\s+(\d{3})")
+
+
+def _parse_one(raw: str, url: str, rc: str) -> HttpAnswer | ProbeError:
+    text = raw.replace("\r\n", "\n")
+    # curl -i prints one header block per response, a 100 Continue included: keep the last
+    blocks = [m.start() for m in re.finditer(r"^HTTP/\d", text, re.M)]
+    if not blocks:
+        detail = _first_line(text) or f"exit code {rc}"
+        return ProbeError(f"GET {url}: no HTTP answer ({detail})")
+    text = text[blocks[-1] :]
+    head, _, body = text.partition("\n\n")
+    status = _STATUS.match(head)
+    headers = {}
+    for line in head.split("\n")[1:]:
+        key, sep, value = line.partition(":")
+        if sep:
+            headers[key.strip()] = value.strip()
+    if status is None:
+        return ProbeError(f"GET {url}: unreadable status line {_first_line(head)!r}")
+    return HttpAnswer(url, int(status.group(1)), body, headers)
+
+
+def _first_line(value: object) -> str:
+    text = str(value).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
+def _strip_url(message: str, url: str) -> str:
+    return message.replace(f"GET {url}: ", "")
+

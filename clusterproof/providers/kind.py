@@ -1,0 +1,240 @@
+"""kind clusters through pytest-kind-ng's KindCluster, made and deleted by the run.
+
+Offline hooks (clusterproof.offline.api, imported when first needed so the framework works
+without it): resolve_offline(mode, kind_image) -> bool, ensure_images(log) -> node image tag,
+kind_command(kind_path, run_dir) -> Path, kind_config_overrides() -> dict (or
+kind_config_patches() -> list[str]), configure_cluster(cluster), host_hygiene(log) (a context
+manager around all kind use of the session).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import subprocess
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+from pytest_kind import KindCluster
+
+from clusterproof import wait
+from clusterproof.cluster import Cluster, DockerNodeExec
+from clusterproof.run import cluster_name
+
+if TYPE_CHECKING:
+    from clusterproof.options import Settings
+    from clusterproof.providers import Note
+    from clusterproof.run import RunContext
+    from clusterproof.tracker import ResourceTracker
+
+OFFLINE_API = "clusterproof.offline.api"
+NODES_READY_TIMEOUT = 300.0
+
+
+def load_offline_api() -> ModuleType | None:
+    try:
+        return importlib.import_module(OFFLINE_API)
+    except ModuleNotFoundError as e:
+        if e.name and OFFLINE_API.startswith(e.name):
+            return None
+        raise
+
+
+def merged_kind_config(base: dict[str, Any], offline_api: ModuleType | None) -> dict[str, Any]:
+    """The user's kind config plus what an offline cluster needs (no kindnet, patches)."""
+    config = copy.deepcopy(base)
+    if offline_api is None:
+        return config
+    if hasattr(offline_api, "kind_config_overrides"):
+        overrides = offline_api.kind_config_overrides()
+    else:
+        overrides = {
+            "networking": {"disableDefaultCNI": True},
+            "kubeadmConfigPatches": list(offline_api.kind_config_patches()),
+        }
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            config[key] = {**(config.get(key) or {}), **value}
+        elif isinstance(value, list):
+            config[key] = [*(config.get(key) or []), *value]
+        else:
+            config[key] = value
+    return config
+
+
+def read_kind_config(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    if not isinstance(doc, dict) or doc.get("kind") != "Cluster":
+        raise pytest.UsageError(f"--kind-config {path}: not a kind Cluster config")
+    return doc
+
+
+class KindProvider:
+    def __init__(
+        self,
+        settings: Settings,
+        run: RunContext,
+        tracker: ResourceTracker,
+        note: Note,
+        *,
+        offline_api: ModuleType | None | bool = True,
+        kind_cluster: type[KindCluster] = KindCluster,
+    ) -> None:
+        self.settings = settings
+        self.run = run
+        self.tracker = tracker
+        self.note = note
+        # True: import clusterproof.offline.api on first use; None: run without it (tests)
+        self._offline_api_arg = offline_api
+        self._kind_cluster = kind_cluster
+        self._session = contextlib.ExitStack()
+        self._prepared = False
+        self._offline = False
+        self._node_image: str | None = None
+        self._kind_path: Path | None = None
+        self._live: dict[str, KindCluster] = {}
+        self._kept: list[str] = []
+
+    # --- once per session ------------------------------------------------------------------
+
+    @property
+    def offline_api(self) -> ModuleType | None:
+        if self._offline_api_arg is True:
+            self._offline_api_arg = load_offline_api()
+        return self._offline_api_arg or None
+
+    def _prepare(self) -> None:
+        if self._prepared:
+            return
+        api = self.offline_api
+        if api is not None:
+            self._session.enter_context(api.host_hygiene(log=self.note))
+            self._offline = api.resolve_offline(self.settings.offline, self.settings.kind_image)
+        elif self.settings.offline == "yes":
+            raise pytest.UsageError(f"--offline yes needs {OFFLINE_API}, which is not installed")
+        if self._offline and api is not None:
+            self.note("offline: building or finding the node image (slow only the first time)")
+            self._node_image = self.settings.kind_image or api.ensure_images(self.note)
+        else:
+            self._node_image = self.settings.kind_image
+        self._kind_path = self._kind_binary()
+        self._prepared = True
+
+    def _kind_binary(self) -> Path:
+        kind = self.settings.kind_bin
+        if kind is None:  # --kind-download: pytest-kind-ng fetches it into a shared cache
+            from pytest_kind import cluster as pytest_kind_cluster
+
+            cache = self.settings.rootdir / ".clusterproof" / "kind"
+            cache.mkdir(parents=True, exist_ok=True)
+            kind = cache / f"kind-{pytest_kind_cluster.KIND_VERSION}"
+            self._kind_cluster("clusterproof-download", kind_path=kind).ensure_kind()
+        api = self.offline_api
+        if api is not None:
+            return api.kind_command(kind, self.run.private_dir("kind"))
+        return kind
+
+    # --- per cluster -----------------------------------------------------------------------
+
+    def name_for(self, key: str) -> str:
+        if self.settings.kind_cluster_name:
+            if key == "session":
+                return self.settings.kind_cluster_name
+            return cluster_name(self.settings.kind_cluster_name, key)
+        return cluster_name(self.run.run_id, key)
+
+    def acquire(self, key: str) -> Cluster:
+        self._prepare()
+        name = self.name_for(key)
+        cluster_dir = self.run.private_dir("clusters", name)
+        kubeconfig = self.run.private_file(cluster_dir / "kubeconfig")
+        config_path = cluster_dir / "kind-config.yaml"
+        config = merged_kind_config(read_kind_config(self.settings.kind_config), self._active_api)
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+        kind = self._kind_cluster(
+            name, kubeconfig=kubeconfig, image=self._node_image, kind_path=self._kind_path
+        )
+        self._live[name] = kind
+        try:
+            if self._export_kubeconfig_if_exists(name, kubeconfig):
+                self.note(f"reusing kind cluster {name}")
+            else:
+                self.note(f"creating kind cluster {name} (about a minute)")
+            kind.create(config_file=config_path)
+            kubeconfig.chmod(0o600)
+            cluster = Cluster.from_kubeconfig(
+                kubeconfig,
+                f"kind-{name}",
+                name=name,
+                provider="kind",
+                node_exec=DockerNodeExec(),
+                offline=self._offline,
+                kubectl_bin=self.settings.kubectl_bin,
+            )
+            if self._active_api is not None:
+                self._active_api.configure_cluster(cluster)
+            wait.nodes_ready(cluster.core, NODES_READY_TIMEOUT, count=len(config.get("nodes") or [1]))
+        except BaseException:
+            self._delete(name)
+            raise
+        return cluster
+
+    def _export_kubeconfig_if_exists(self, name: str, kubeconfig: Path) -> bool:
+        """KindCluster.create reuses a cluster of that name but expects its kubeconfig present."""
+        listed = subprocess.run(
+            [str(self._kind_path), "get", "clusters"], capture_output=True, text=True, check=True
+        )
+        if name not in listed.stdout.split():
+            return False
+        subprocess.run(
+            [str(self._kind_path), "export", "kubeconfig", f"--name={name}", f"--kubeconfig={kubeconfig}"],
+            capture_output=True,
+            check=True,
+        )
+        return True
+
+    @property
+    def _active_api(self) -> ModuleType | None:
+        """The offline hooks that change the cluster itself: only for offline clusters."""
+        return self.offline_api if self._offline else None
+
+    def release(self, cluster: Cluster) -> None:
+        cluster.close()
+        if self.settings.keep_clusters:
+            self.tracker.cleanup(cluster)
+            self._live.pop(cluster.name, None)
+            self._kept.append(cluster.name)
+            self.note(f"kept kind cluster {cluster.name} (kubeconfig {cluster.kubeconfig})")
+            return
+        self.tracker.forget(cluster)
+        self._delete(cluster.name)
+
+    def _delete(self, name: str) -> None:
+        kind = self._live.pop(name, None)
+        if kind is None or self.settings.keep_clusters:
+            return
+        try:
+            kind.delete()
+        except Exception as e:
+            self.note(f"could not delete kind cluster {name}: {e}")
+        _remove_empty_scratch_dir(name)
+
+    def close(self) -> None:
+        try:
+            for name in list(self._live):
+                self._delete(name)
+        finally:
+            self._session.close()
+
+
+def _remove_empty_scratch_dir(name: str) -> None:
+    # KindCluster always makes .pytest-kind/<name> in the working directory; nothing of ours is there
+    scratch = Path(".pytest-kind") / name
+    with contextlib.suppress(OSError):
+        scratch.rmdir()
+        scratch.parent.rmdir()

@@ -1,0 +1,123 @@
+"""One run of the suite: its id, the labels and names derived from it, and its private dir."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+RUN_LABEL = "clusterproof.io/run-id"
+TEST_LABEL = "clusterproof.io/test"
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")  # a label value
+_GENERATED = re.compile(r"^\d{8}-(\d{6})-([0-9a-f]{4})$")
+KIND_NAME_MAX = 50  # kind's limit: node hostnames are <name>-control-plane and must fit 63
+DNS_LABEL_MAX = 63
+
+
+def new_run_id(now: datetime | None = None, rand: str | None = None) -> str:
+    """Time-based and random, e.g. 20261122-163000-ab12."""
+    now = now or datetime.now()
+    return f"{now:%Y%m%d-%H%M%S}-{rand or secrets.token_hex(2)}"
+
+
+def is_valid_run_id(run_id: str) -> bool:
+    return bool(_RUN_ID.match(run_id))
+
+
+def short_id(run_id: str) -> str:
+    """Ten characters that tell runs apart in object names (time of day + random)."""
+    generated = _GENERATED.match(run_id)
+    if generated:
+        return generated.group(1) + generated.group(2)
+    return slug(run_id, 10, keep_end=True) or hash_of(run_id, 10)
+
+
+def slug(text: str, max_len: int, *, keep_end: bool = False) -> str:
+    """Lowercase [a-z0-9-], no leading/trailing/double dashes, at most max_len characters."""
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    s = s[-max_len:] if keep_end else s[:max_len]
+    return s.strip("-")
+
+
+def hash_of(text: str, length: int = 8) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:length]
+
+
+def cluster_name(run_id: str, key: str) -> str:
+    """kind cluster name `cp-<short id>-<key slug>`, lowercase, <= 50 characters."""
+    prefix = f"cp-{short_id(run_id)}"
+    key = re.sub(r"^test_|_test$", "", key.rsplit(".", 1)[-1])
+    rest = slug(key, KIND_NAME_MAX - len(prefix) - 1)
+    return f"{prefix}-{rest}" if rest else prefix
+
+
+def namespace_name(run_id: str, test_name: str, nodeid: str, index: int = 1) -> str:
+    """`cp-<short id>-<test slug>-<hash of node id>[-<index>]`: unique per test, <= 63."""
+    suffix = f"-{hash_of(nodeid, 4)}" + (f"-{index}" if index > 1 else "")
+    prefix = f"cp-{short_id(run_id)}-"
+    name = re.sub(r"^test_", "", test_name)
+    body = slug(name, DNS_LABEL_MAX - len(prefix) - len(suffix)) or "t"
+    return f"{prefix}{body}{suffix}"
+
+
+def test_label(nodeid: str) -> str:
+    return hash_of(nodeid, 12)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where a run keeps what it makes. Directories are created on first use only."""
+
+    run_id: str
+    run_dir: Path
+    artifacts_dir: Path
+
+    @property
+    def short_id(self) -> str:
+        return short_id(self.run_id)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {RUN_LABEL: self.run_id}
+
+    def ensure_run_dir(self) -> Path:
+        """The run dir, 0700: it holds kubeconfigs."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.chmod(0o700)
+        return self.run_dir
+
+    def private_dir(self, *parts: str) -> Path:
+        """A 0700 directory under the run dir."""
+        self.ensure_run_dir()
+        path = self.run_dir.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    def private_file(self, path: Path) -> Path:
+        """Create (or truncate) a 0600 file, e.g. a kubeconfig, before anything writes to it."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        path.chmod(0o600)
+        return path
+
+    def artifacts_root(self) -> Path:
+        if self.artifacts_dir.is_relative_to(self.run_dir):
+            self.ensure_run_dir()
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        return self.artifacts_dir
+
+    def artifacts_for(self, nodeid: str) -> Path:
+        """<artifacts>/<test id slug>/ (the node id hash keeps long, similar ids apart)."""
+        name = f"{slug(nodeid, 100) or 'session'}-{hash_of(nodeid, 6)}"
+        path = self.artifacts_root() / name
+        path.mkdir(exist_ok=True)
+        return path
+
+
+def run_dir_for(rootdir: Path, run_id: str) -> Path:
+    return rootdir / ".clusterproof" / "runs" / run_id

@@ -1,0 +1,180 @@
+"""manifests.load/prepare/load_raw: namespaces, images, labels. No cluster involved."""
+
+from pathlib import Path
+
+import pytest
+
+from clusterproof import manifests
+from clusterproof.errors import ImageNotFound, ManifestError, ManifestNotFound
+from clusterproof.images import ImageCatalogue, ImageEntry
+
+RUN = {"clusterproof.io/run-id": "20261122-163000-ab12"}
+
+DEPLOYMENT_AND_SERVICE = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      initContainers:
+        - name: fill
+          image: busybox
+      containers:
+        - name: web
+          image: agnhost
+          args: [serve-hostname]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 9376}]
+"""
+
+CLUSTER_SCOPED = """\
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv-1}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  hostPath: {path: /tmp/pv-1}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: slow}
+provisioner: kubernetes.io/no-provisioner
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: other}
+"""
+
+
+@pytest.fixture
+def catalogue() -> ImageCatalogue:
+    return ImageCatalogue(
+        {
+            "agnhost": ImageEntry("agnhost", "registry.k8s.io/e2e-test-images/agnhost:2.21"),
+            "busybox": ImageEntry("busybox", "docker.io/library/busybox:1.29"),
+            "fluentd": ImageEntry("fluentd", "quay.io/fluentd:v2.5.2", offline="agnhost"),
+        }
+    )
+
+
+@pytest.fixture
+def fixtures_dir(tmp_path: Path) -> Path:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "web.yaml").write_text(DEPLOYMENT_AND_SERVICE)
+    (tmp_path / "notes" / "cluster.yaml").write_text(CLUSTER_SCOPED)
+    return tmp_path
+
+
+def load(path, fixtures_dir, catalogue, **kw):
+    return manifests.load(path, "ns-1", catalogue=catalogue, labels=RUN, fixtures_dir=fixtures_dir, **kw)
+
+
+def test_namespaced_documents_get_the_namespace(fixtures_dir, catalogue):
+    deployment, service = load("notes/web.yaml", fixtures_dir, catalogue)
+    assert deployment["metadata"]["namespace"] == "ns-1"
+    assert service["metadata"]["namespace"] == "ns-1"
+
+
+def test_cluster_scoped_documents_get_no_namespace(fixtures_dir, catalogue):
+    docs = load("notes/cluster.yaml", fixtures_dir, catalogue)
+    assert [d["kind"] for d in docs] == ["PersistentVolume", "StorageClass", "Namespace"]
+    assert all("namespace" not in d["metadata"] for d in docs)
+
+
+def test_images_resolved_in_containers_and_init_containers(fixtures_dir, catalogue):
+    deployment, _ = load("notes/web.yaml", fixtures_dir, catalogue)
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["containers"][0]["image"] == "registry.k8s.io/e2e-test-images/agnhost:2.21"
+    assert spec["initContainers"][0]["image"] == "docker.io/library/busybox:1.29"
+
+
+def test_run_labels_merged_into_metadata_but_not_selectors(fixtures_dir, catalogue):
+    deployment, service = load("notes/web.yaml", fixtures_dir, catalogue)
+    assert deployment["metadata"]["labels"] == {"app": "web", **RUN}
+    assert deployment["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+    assert deployment["spec"]["template"]["metadata"]["labels"] == {"app": "web"}
+    assert service["spec"]["selector"] == {"app": "web"}
+    assert service["metadata"]["labels"] == RUN
+
+
+def test_unknown_image_names_manifest_and_image(tmp_path, catalogue):
+    (tmp_path / "pod.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n"
+        "    - {name: c, image: nginx}\n"
+    )
+    with pytest.raises(ImageNotFound, match=r"unknown image 'nginx' in pod.yaml"):
+        load("pod.yaml", tmp_path, catalogue)
+
+
+def test_cronjob_and_pod_images(catalogue):
+    cronjob = {
+        "apiVersion": "batch/v1beta1",
+        "kind": "CronJob",
+        "metadata": {"name": "c"},
+        "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"image": "busybox"}]}}}}},
+    }
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"image": "agnhost"}]}}
+    cj, p = manifests.prepare([cronjob, pod], "ns", catalogue=catalogue)
+    assert cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"].startswith("docker.io/")
+    assert p["spec"]["containers"][0]["image"].startswith("registry.k8s.io/")
+
+
+def test_offline_alternative_used_only_when_offline(catalogue):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"image": "fluentd"}]}}
+    (online,) = manifests.prepare([pod], catalogue=catalogue)
+    (offline,) = manifests.prepare([pod], catalogue=catalogue, offline=True)
+    assert online["spec"]["containers"][0]["image"] == "quay.io/fluentd:v2.5.2"
+    assert offline["spec"]["containers"][0]["image"] == "registry.k8s.io/e2e-test-images/agnhost:2.21"
+
+
+def test_load_does_not_change_the_source_documents(catalogue):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"image": "agnhost"}]}}
+    manifests.prepare([pod], "ns", catalogue=catalogue, labels=RUN)
+    assert pod == {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"image": "agnhost"}]}}
+
+
+def test_list_kind_is_expanded(catalogue):
+    lst = {"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}]}
+    (cm,) = manifests.prepare([lst], "ns", catalogue=catalogue)
+    assert cm["kind"] == "ConfigMap" and cm["metadata"]["namespace"] == "ns"
+
+
+def test_missing_manifest_names_the_path(tmp_path, catalogue):
+    with pytest.raises(ManifestNotFound, match=r"manifest not found: .*notes/nope.yaml"):
+        load("notes/nope.yaml", tmp_path, catalogue)
+
+
+def test_broken_yaml_is_an_error_for_load_but_readable_raw(tmp_path, catalogue):
+    (tmp_path / "flat.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata:\nname: p\n spec: [\n")
+    with pytest.raises(ManifestError, match="not valid YAML"):
+        load("flat.yaml", tmp_path, catalogue)
+    raw = manifests.load_raw("flat.yaml", fixtures_dir=tmp_path)
+    assert raw.text.startswith("apiVersion: v1")
+
+
+def test_load_raw_keeps_the_document_as_written(tmp_path):
+    text = "apiversion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: s}\nprovisioner: x\n"
+    (tmp_path / "sc.yaml").write_text(text)
+    raw = manifests.load_raw("sc.yaml", fixtures_dir=tmp_path)
+    assert raw.text == text
+    assert raw.documents() == [{"apiversion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "s"}, "provisioner": "x"}]
+
+
+def test_document_without_kind_is_rejected(catalogue):
+    with pytest.raises(ManifestError, match="without apiVersion/kind"):
+        manifests.prepare([{"metadata": {"name": "x"}}], catalogue=catalogue)
