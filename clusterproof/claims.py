@@ -79,9 +79,7 @@ def check_claim_markers(items: Iterable[pytest.Item], claims: dict[str, Claim], 
             if not mark.args:
                 problems.append(f"{item.nodeid}: @pytest.mark.claim() needs at least one id")
             problems.extend(
-                f"{item.nodeid}: unknown claim id {a!r} (not in {source})"
-                for a in mark.args
-                if a not in claims
+                f"{item.nodeid}: unknown claim id {a!r} (not in {source})" for a in mark.args if a not in claims
             )
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -168,10 +166,7 @@ class ClaimLedger:
         w1 = max(len(r[1]) for r in rows)
         w2 = min(max(len(r[2]) for r in rows), 48)
         w3 = max(width - w0 - w1 - w2 - 6, 20)
-        return "\n".join(
-            f"{r[0]:<{w0}}  {r[1]:<{w1}}  {_cut(r[2], w2):<{w2}}  {_cut(r[3], w3)}".rstrip()
-            for r in rows
-        )
+        return "\n".join(f"{r[0]:<{w0}}  {r[1]:<{w1}}  {_cut(r[2], w2):<{w2}}  {_cut(r[3], w3)}".rstrip() for r in rows)
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -189,10 +184,7 @@ class ClaimLedger:
                     "claim": v.claim.text,
                     "verdict": v.verdict,
                     "reason": v.reason,
-                    "tests": [
-                        {"nodeid": t.nodeid, "outcome": t.outcome, "reason": t.reason}
-                        for t in v.tests
-                    ],
+                    "tests": [{"nodeid": t.nodeid, "outcome": t.outcome, "reason": t.reason} for t in v.tests],
                 }
                 for v in self.verdicts()
             ],

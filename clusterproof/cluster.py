@@ -33,10 +33,7 @@ class Node:
         labels = dict(node.metadata.labels or {})
         addresses = (node.status.addresses if node.status else None) or []
         internal = next((a.address for a in addresses if a.type == "InternalIP"), None)
-        taints = tuple(
-            {"key": t.key, "value": t.value or "", "effect": t.effect}
-            for t in (node.spec.taints or [])
-        )
+        taints = tuple({"key": t.key, "value": t.value or "", "effect": t.effect} for t in (node.spec.taints or []))
         return cls(
             name=node.metadata.name,
             internal_ip=internal,
@@ -70,6 +67,24 @@ class DockerNodeExec:
             check=check,
             timeout=timeout,
         )
+
+
+def kind_node_exec(api: client.ApiClient, docker: str = "docker") -> NodeExec | None:
+    """Docker exec for an existing cluster whose nodes are kind containers on this host
+    (providerID kind://docker/<cluster>/<node>), so a kept kind cluster gets node checks too."""
+    nodes = client.CoreV1Api(api).list_node().items
+    if not nodes or not all((n.spec.provider_id or "").startswith("kind://docker/") for n in nodes):
+        return None
+    try:
+        found = subprocess.run(
+            [docker, "inspect", "-f", "{{.State.Running}}", *(n.metadata.name for n in nodes)],
+            capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if found.returncode != 0 or set(found.stdout.split()) != {"true"}:
+        return None
+    return DockerNodeExec(docker)
 
 
 class NoNodeExec:
@@ -121,9 +136,7 @@ class Cluster:
         offline: bool = False,
         kubectl_bin: Path | None = None,
     ) -> Cluster:
-        api = config.new_client_from_config(
-            config_file=str(kubeconfig), context=context, persist_config=False
-        )
+        api = config.new_client_from_config(config_file=str(kubeconfig), context=context, persist_config=False)
         return cls(
             name=name,
             kubeconfig=kubeconfig,
@@ -170,6 +183,9 @@ class Cluster:
 
     # --- nodes ----------------------------------------------------------------------------
 
+    def use_node_exec(self, node_exec: NodeExec) -> None:
+        self._node_exec = node_exec
+
     @property
     def can_node_exec(self) -> bool:
         return not isinstance(self._node_exec, NoNodeExec)
@@ -184,6 +200,11 @@ class Cluster:
     ) -> subprocess.CompletedProcess[str]:
         """Run argv on a node (kind: `docker exec`). Raises NodeExecUnavailable elsewhere."""
         return self._node_exec(node, argv, input=input, check=check, timeout=timeout)
+
+    def require(self, condition: object, reason: str) -> None:
+        """Skip the test, saying what the cluster lacks, unless `condition` holds."""
+        if not condition:
+            pytest.skip(reason)
 
     def require_node_exec(self) -> None:
         if not self.can_node_exec:
@@ -202,9 +223,7 @@ class Cluster:
             pytest.skip("kubectl not found on PATH (or --kind-kubectl-bin)")
         return self.kubectl_bin
 
-    def kubectl(
-        self, *args: str, check: bool = True, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """kubectl against this cluster (its kubeconfig and context, never the user's current)."""
         kubectl = self.require_kubectl()
         return subprocess.run(

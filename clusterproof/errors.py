@@ -40,6 +40,4 @@ class WaitTimeout(ClusterproofError):
         self.expected = expected
         self.last_seen = last_seen
         self.timeout = timeout
-        super().__init__(
-            f"timed out after {timeout:g}s waiting for {expected}; last seen: {last_seen}"
-        )
+        super().__init__(f"timed out after {timeout:g}s waiting for {expected}; last seen: {last_seen}")

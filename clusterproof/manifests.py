@@ -9,6 +9,7 @@ through the catalogue, run labels merged into metadata.labels — never into sel
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,10 +47,9 @@ CLUSTER_SCOPED_KINDS = frozenset(
         "VolumeAttachment",
     }
 )
-_TEMPLATED_KINDS = frozenset(
-    {"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "ReplicationController"}
-)
+_TEMPLATED_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "ReplicationController"})
 _CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+_PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
 Doc = dict[str, Any]
 
@@ -77,6 +77,12 @@ def load_raw(path: str | Path, *, fixtures_dir: Path) -> RawManifest:
     return RawManifest(full, full.read_text(encoding="utf-8"))
 
 
+def render(path: str | Path, values: Mapping[str, str], *, fixtures_dir: Path) -> list[Any]:
+    """A fixture's documents with placeholders filled and nothing else done (patches, lists)."""
+    raw = load_raw(path, fixtures_dir=fixtures_dir)
+    return [substitute(doc, values, str(path)) for doc in raw.documents()]
+
+
 def load(
     path: str | Path,
     namespace: str | None = None,
@@ -84,6 +90,7 @@ def load(
     catalogue: ImageCatalogue,
     labels: Mapping[str, str] | None = None,
     offline: bool = False,
+    values: Mapping[str, str] | None = None,
     fixtures_dir: Path,
 ) -> list[Doc]:
     raw = load_raw(path, fixtures_dir=fixtures_dir)
@@ -93,7 +100,9 @@ def load(
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ManifestError(f"{raw.path}{where}: not valid YAML (use load_raw for as-written)") from None
-    return prepare(docs, namespace, catalogue=catalogue, labels=labels, offline=offline, source=str(path))
+    return prepare(
+        docs, namespace, catalogue=catalogue, labels=labels, offline=offline, values=values, source=str(path)
+    )
 
 
 def prepare(
@@ -103,12 +112,14 @@ def prepare(
     catalogue: ImageCatalogue,
     labels: Mapping[str, str] | None = None,
     offline: bool = False,
+    values: Mapping[str, str] | None = None,
     source: str = "<manifest>",
 ) -> list[Doc]:
-    """Copies of `docs` ready to create (List kinds expanded)."""
+    """Copies of `docs` ready to create (List kinds expanded, `${NAME}` placeholders in string
+    values filled from `values`)."""
     prepared = []
     for doc in _expand_lists(docs, source):
-        doc = copy.deepcopy(doc)
+        doc = substitute(copy.deepcopy(doc), values or {}, source)
         metadata = doc.setdefault("metadata", {})
         if not isinstance(metadata, dict):
             raise ManifestError(f"{source}: {doc['kind']} metadata is not a mapping")
@@ -143,6 +154,24 @@ def apply(
             tracker.register(cluster, obj, namespaced=resource.namespaced)
         created.append(obj)
     return created
+
+
+def substitute(node: Any, values: Mapping[str, str], source: str) -> Any:
+    """Fill `${NAME}` in string values (not keys); a placeholder without a value is an error."""
+    if isinstance(node, dict):
+        return {k: substitute(v, values, source) for k, v in node.items()}
+    if isinstance(node, list):
+        return [substitute(v, values, source) for v in node]
+    if isinstance(node, str) and "${" in node:
+
+        def fill(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in values:
+                raise ManifestError(f"{source}: placeholder ${{{name}}} has no value (pass values={{{name!r}: ...}})")
+            return str(values[name])
+
+        return _PLACEHOLDER.sub(fill, node)
+    return node
 
 
 def pod_specs(doc: Doc) -> Iterator[Doc]:
@@ -191,8 +220,10 @@ class Manifests:
         labels: Mapping[str, str],
         tracker: ResourceTracker,
         fixtures_dir: Path,
+        values: Mapping[str, str] | None = None,
     ) -> None:
         self.cluster = cluster
+        self.values = dict(values or {})  # defaults for ${NAME} placeholders (RUN_ID)
         self.namespace = namespace
         self.catalogue = catalogue
         self.labels = dict(labels)
@@ -202,20 +233,29 @@ class Manifests:
     def image(self, name: str) -> str:
         return self.catalogue.ref(name, offline=self.cluster.offline)
 
-    def load(self, path: str | Path, namespace: str | None = None) -> list[Doc]:
+    def load(
+        self, path: str | Path, namespace: str | None = None, *, values: Mapping[str, str] | None = None
+    ) -> list[Doc]:
         return load(
             path,
             namespace or self.namespace,
             catalogue=self.catalogue,
             labels=self.labels,
             offline=self.cluster.offline,
+            values={**self.values, **(values or {})},
             fixtures_dir=self.fixtures_dir,
         )
 
     def load_raw(self, path: str | Path) -> RawManifest:
         return load_raw(path, fixtures_dir=self.fixtures_dir)
 
-    def prepare(self, docs: list[Any], namespace: str | None = None) -> list[Doc]:
+    def render(self, path: str | Path, values: Mapping[str, str] | None = None) -> list[Any]:
+        """Documents with placeholders filled, nothing else (e.g. a *.patch.yaml body)."""
+        return render(path, {**self.values, **(values or {})}, fixtures_dir=self.fixtures_dir)
+
+    def prepare(
+        self, docs: list[Any], namespace: str | None = None, *, values: Mapping[str, str] | None = None
+    ) -> list[Doc]:
         """Like load, for documents a test built itself."""
         return prepare(
             docs,
@@ -223,19 +263,32 @@ class Manifests:
             catalogue=self.catalogue,
             labels=self.labels,
             offline=self.cluster.offline,
+            values={**self.values, **(values or {})},
             source="<inline>",
         )
 
-    def apply(self, source: str | Path | list[Doc], namespace: str | None = None) -> list[Doc]:
-        """apply("notes/services/np-svc.yaml") or apply(docs) (docs are prepared first)."""
+    def apply(
+        self,
+        source: str | Path | list[Doc],
+        namespace: str | None = None,
+        *,
+        values: Mapping[str, str] | None = None,
+    ) -> list[Doc]:
+        """apply("notes/services/np-svc.yaml", values={"NODE_NAME": n}) or apply([doc, ...])."""
         if isinstance(source, list):
-            docs = self.prepare(source, namespace)
+            docs = self.prepare(source, namespace, values=values)
         else:
-            docs = self.load(source, namespace)
+            docs = self.load(source, namespace, values=values)
         return apply(self.cluster, docs, tracker=self.tracker)
 
-    def apply_one(self, source: str | Path | Doc, namespace: str | None = None) -> Doc:
-        docs = self.apply([source] if isinstance(source, dict) else source, namespace)
+    def apply_one(
+        self,
+        source: str | Path | Doc,
+        namespace: str | None = None,
+        *,
+        values: Mapping[str, str] | None = None,
+    ) -> Doc:
+        docs = self.apply([source] if isinstance(source, dict) else source, namespace, values=values)
         if len(docs) != 1:
             raise ManifestError(f"{source}: expected one document, got {len(docs)}")
         return docs[0]

@@ -78,8 +78,7 @@ def add_options(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="existing clusters: a context clusterproof may create and delete objects in "
-        "(repeatable; required)",
+        help="existing clusters: a context clusterproof may create and delete objects in (repeatable; required)",
     )
     group.addoption(
         "--image-map",
@@ -97,8 +96,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--claims-file",
         default=None,
         metavar="PATH",
-        help="CLAIMS.md (default: ../shared/CLAIMS.md from rootdir if present, "
-        "else the packaged copy)",
+        help="CLAIMS.md (default: ../shared/CLAIMS.md from rootdir if present, else the packaged copy)",
     )
     group.addoption("--run-id", default=None, help="run id (default: time + random)")
     group.addoption(
@@ -170,8 +168,7 @@ def build_settings(
         cluster_name = None
     if cluster_name and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,49}", cluster_name):
         raise pytest.UsageError(
-            f"--cluster-name {cluster_name!r}: kind needs lowercase letters, digits, '.', '-' "
-            "(at most 50)"
+            f"--cluster-name {cluster_name!r}: kind needs lowercase letters, digits, '.', '-' (at most 50)"
         )
 
     return Settings(
@@ -262,8 +259,7 @@ def _check_kind(settings: Settings, probes: Probes) -> Settings:
     version = probes.pytest_kind_version()
     if parse_version(version) < MIN_KIND_VERSION:
         raise pytest.UsageError(
-            f"--kind-download would fetch kind {version}: set KIND_VERSION=v0.27.0 or newer "
-            "(before running pytest)"
+            f"--kind-download would fetch kind {version}: set KIND_VERSION=v0.27.0 or newer (before running pytest)"
         )
     return settings
 
@@ -276,9 +272,7 @@ def _check_existing(settings: Settings, probes: Probes, env: Mapping[str, str]) 
         raise pytest.UsageError(f"kubeconfig {kubeconfig} has no current-context: pass --context")
     if context not in contexts:
         listed = ", ".join(sorted(contexts)) or "none"
-        raise pytest.UsageError(
-            f"context {context!r} not in kubeconfig {kubeconfig} (contexts: {listed})"
-        )
+        raise pytest.UsageError(f"context {context!r} not in kubeconfig {kubeconfig} (contexts: {listed})")
     if context not in settings.allowed_contexts:
         raise pytest.UsageError(
             f"refusing to use context {context!r} of an existing cluster: pass --allow-context "
@@ -292,9 +286,7 @@ def resolve_kubeconfig(given: Path | None, env: Mapping[str, str]) -> Path:
     if given is None:
         from_env = env.get("KUBECONFIG", "")
         if os.pathsep in from_env:
-            raise pytest.UsageError(
-                "KUBECONFIG lists several files: pass the one to use with --kubeconfig"
-            )
+            raise pytest.UsageError("KUBECONFIG lists several files: pass the one to use with --kubeconfig")
         given = Path(from_env).expanduser() if from_env else Path.home() / ".kube" / "config"
     if not given.is_file():
         raise pytest.UsageError(f"kubeconfig {given}: no such file")
@@ -308,9 +300,7 @@ def read_contexts(kubeconfig: Path) -> tuple[set[str], str | None]:
     try:
         doc = yaml.safe_load(kubeconfig.read_text())
     except (OSError, yaml.YAMLError) as e:
-        raise pytest.UsageError(
-            f"kubeconfig {kubeconfig}: not readable YAML ({type(e).__name__})"
-        ) from None
+        raise pytest.UsageError(f"kubeconfig {kubeconfig}: not readable YAML ({type(e).__name__})") from None
     if not isinstance(doc, dict):
         raise pytest.UsageError(f"kubeconfig {kubeconfig}: not a kubeconfig (no mapping)")
     names = {c.get("name") for c in doc.get("contexts") or [] if isinstance(c, dict)}
@@ -344,9 +334,7 @@ def probe_api(kubeconfig: Path, context: str, timeout: float) -> str:
             persist_config=False,
         )
     except (ConfigException, ValueError, OSError) as e:
-        raise pytest.UsageError(
-            f"kubeconfig {kubeconfig}, context {context!r}: {one_line(str(e))}"
-        ) from None
+        raise pytest.UsageError(f"kubeconfig {kubeconfig}, context {context!r}: {one_line(str(e))}") from None
     cfg.retries = False
     server = _without_userinfo(cfg.host)
     try:
@@ -354,8 +342,7 @@ def probe_api(kubeconfig: Path, context: str, timeout: float) -> str:
             info = client.VersionApi(api).get_code(_request_timeout=(timeout, timeout))
     except client.ApiException as e:
         raise pytest.UsageError(
-            f"Kubernetes API of context {context!r} at {server} answered HTTP {e.status} "
-            f"{e.reason} to GET /version"
+            f"Kubernetes API of context {context!r} at {server} answered HTTP {e.status} {e.reason} to GET /version"
         ) from None
     except Exception as e:  # urllib3 connection/TLS/timeout errors: all mean "not reachable"
         raise pytest.UsageError(

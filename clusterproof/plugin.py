@@ -31,8 +31,8 @@ from clusterproof.namespaces import create_namespace
 from clusterproof.options import Settings, add_options, build_settings, check_cluster_access
 from clusterproof.probe import ClientPod
 from clusterproof.providers import Provider, make_provider
-from clusterproof.run import RunContext, namespace_name, test_label
 from clusterproof.run import TEST_LABEL as TEST_LABEL_KEY
+from clusterproof.run import RunContext, namespace_name, test_label
 from clusterproof.tracker import ResourceTracker, install_signal_cleanup
 
 log = logging.getLogger("clusterproof")
@@ -83,21 +83,28 @@ def pytest_configure_node(node) -> None:  # pytest-xdist: one run id for all wor
     node.workerinput[WORKER_RUN_ID] = node.config.stash[RUN].run_id
 
 
-def pytest_collection_modifyitems(
-    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-) -> None:
-    check_claim_markers(items, config.stash[CLAIMS], config.stash[SETTINGS].claims_file)
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: check what will run
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        check_claim_markers(items, config.stash[CLAIMS], config.stash[SETTINGS].claims_file)
+        if not config.option.collectonly and any("cluster" in getattr(i, "fixturenames", ()) for i in items):
+            _check_cluster_access_once(config)
+    except pytest.UsageError as e:
+        if not hasattr(config, "workerinput"):
+            raise
+        # an xdist worker cannot end the run with a usage error: report one collection error
+        report = pytest.CollectReport(nodeid="", outcome="failed", longrepr=str(e), result=[])
+        config.hook.pytest_collectreport(report=report)
+        items.clear()
+        return
     for item in items:
         # user_properties travel with every report (to the xdist controller, into JUnit)
         item.user_properties.extend((CLAIM_PROPERTY, cid) for cid in claim_ids(item))
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Fail fast, once, before any test: only when a collected test needs a cluster."""
-    config = session.config
-    if config.option.collectonly or config.stash.get(ACCESS_CHECKED, False):
-        return
-    if any("cluster" in getattr(item, "fixturenames", ()) for item in session.items):
+def _check_cluster_access_once(config: pytest.Config) -> None:
+    """Fail fast, before any test, and only when a selected test needs a cluster."""
+    if not config.stash.get(ACCESS_CHECKED, False):
         config.stash[SETTINGS] = check_cluster_access(config.stash[SETTINGS])
         config.stash[ACCESS_CHECKED] = True
 
@@ -187,9 +194,8 @@ def tracker(run: RunContext) -> Iterator[ResourceTracker]:
 
 
 @pytest.fixture(scope="session")
-def cluster_provider(
-    pytestconfig: pytest.Config, run: RunContext, tracker: ResourceTracker
-) -> Iterator[Provider]:
+def cluster_provider(pytestconfig: pytest.Config, run: RunContext, tracker: ResourceTracker) -> Iterator[Provider]:
+    _check_cluster_access_once(pytestconfig)  # no-op unless `cluster` was reached dynamically
     provider = make_provider(pytestconfig.stash[SETTINGS], run, tracker, _note(pytestconfig))
     try:
         yield provider
@@ -268,13 +274,12 @@ def manifests(
         labels=run.labels,
         tracker=tracker,
         fixtures_dir=pytestconfig.stash[SETTINGS].fixtures_dir,
+        values={"RUN_ID": run.run_id},
     )
 
 
 @pytest.fixture
-def client_pod(
-    cluster: Cluster, namespace: str, images: ImageCatalogue, run: RunContext
-) -> Callable[..., ClientPod]:
+def client_pod(cluster: Cluster, namespace: str, images: ImageCatalogue, run: RunContext) -> Callable[..., ClientPod]:
     """client_pod(name="client", node_name=None, namespace=None) -> a started ClientPod."""
 
     def start(

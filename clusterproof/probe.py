@@ -288,14 +288,10 @@ class ClientPod:
             raise answer
         return answer
 
-    def http_many(
-        self, url: str, count: int, *, timeout: float = READ_TIMEOUT
-    ) -> list[HttpAnswer | ProbeError]:
+    def http_many(self, url: str, count: int, *, timeout: float = READ_TIMEOUT) -> list[HttpAnswer | ProbeError]:
         """`count` GETs, each a new process and connection, in one exec (exec is the slow part)."""
         one = self._request_command(url, timeout)
-        script = (
-            f"for i in $(seq {int(count)}); do {one} 2>&1; rc=$?; echo; echo \"{_END} $rc\"; done"
-        )
+        script = f'for i in $(seq {int(count)}); do {one} 2>&1; rc=$?; echo; echo "{_END} $rc"; done'
         result = self.sh(script, timeout=count * (timeout + 2) + 30)
         answers = parse_raw_responses(result.stdout, url)
         if len(answers) != count:
@@ -327,9 +323,7 @@ class ClientPod:
             found = self.sh("command -v curl >/dev/null 2>&1 && echo curl || echo nc")
             self._http_tool = found.stdout.strip() or "nc"
         if self._http_tool == "curl":
-            return (
-                f"curl -sS -i --max-time {timeout:g} -H 'Connection: close' {shlex.quote(url)}"
-            )
+            return f"curl -sS -i --max-time {timeout:g} -H 'Connection: close' {shlex.quote(url)}"
         parts = urlsplit(url)
         if parts.scheme != "http":
             raise ProbeError(f"{url}: the client image has no curl, netcat speaks plain http only")
@@ -337,10 +331,7 @@ class ClientPod:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         lines = [f"GET {path} HTTP/1.0", f"Host: {parts.netloc}", "Connection: close", ""]
         request = " ".join(shlex.quote(line) for line in lines)
-        return (
-            f"printf '%s\\r\\n' {request} | nc -w {max(1, int(timeout))} "
-            f"{shlex.quote(host)} {parts.port or 80}"
-        )
+        return f"printf '%s\\r\\n' {request} | nc -w {max(1, int(timeout))} {shlex.quote(host)} {parts.port or 80}"
 
     def delete(self) -> None:
         try:
@@ -394,4 +385,3 @@ def _first_line(value: object) -> str:
 
 def _strip_url(message: str, url: str) -> str:
     return message.replace(f"GET {url}: ", "")
-

@@ -86,9 +86,11 @@ class RunContext:
         return {RUN_LABEL: self.run_id}
 
     def ensure_run_dir(self) -> Path:
-        """The run dir, 0700: it holds kubeconfigs."""
+        """The run dir, 0700: it holds kubeconfigs. `.clusterproof/latest` points at it."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o700)
+        if self.run_dir.parent.name == "runs":
+            _point_latest(self.run_dir.parent.parent / "latest", Path("runs") / self.run_dir.name)
         return self.run_dir
 
     def private_dir(self, *parts: str) -> Path:
@@ -117,6 +119,14 @@ class RunContext:
         path = self.artifacts_root() / name
         path.mkdir(exist_ok=True)
         return path
+
+
+def _point_latest(link: Path, target: Path) -> None:
+    if link.is_symlink() and Path(os.readlink(link)) == target:
+        return
+    temporary = link.with_name(f".latest-{os.getpid()}-{secrets.token_hex(2)}")
+    temporary.symlink_to(target)
+    os.replace(temporary, link)  # atomic: xdist workers may race here
 
 
 def run_dir_for(rootdir: Path, run_id: str) -> Path:

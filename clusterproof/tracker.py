@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
 
 log = logging.getLogger("clusterproof.tracker")
+REQUEST_TIMEOUT = 15  # cleanup also runs from a signal handler: never wait on a hung API for long
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,12 @@ def _collect_errors(steps: list[tuple[str, Callable[[], None]]]) -> list[str]:
 def _deleter(cluster: Cluster, obj: TrackedObject) -> Callable[[], None]:
     def delete() -> None:
         resource = cluster.dynamic.resources.get(api_version=obj.api_version, kind=obj.kind)
-        resource.delete(name=obj.name, namespace=obj.namespace, body={"propagationPolicy": "Background"})
+        resource.delete(
+            name=obj.name,
+            namespace=obj.namespace,
+            body={"propagationPolicy": "Background"},
+            _request_timeout=REQUEST_TIMEOUT,
+        )
 
     return delete
 
@@ -156,12 +162,14 @@ def _namespace_deleter(cluster: Cluster, name: str) -> Callable[[], None]:
 
 
 def _delete_namespace(cluster: Cluster, name: str) -> None:
-    cluster.core.delete_namespace(name, body=V1DeleteOptions(propagation_policy="Background"))
+    cluster.core.delete_namespace(
+        name, body=V1DeleteOptions(propagation_policy="Background"), _request_timeout=REQUEST_TIMEOUT
+    )
 
 
 def _run_namespaces(cluster: Cluster, run_id: str) -> list[str]:
     try:
-        found = cluster.core.list_namespace(label_selector=f"{RUN_LABEL}={run_id}", _request_timeout=10)
+        found = cluster.core.list_namespace(label_selector=f"{RUN_LABEL}={run_id}", _request_timeout=REQUEST_TIMEOUT)
     except Exception as e:
         log.warning("cleanup: cannot list this run's namespaces: %s", type(e).__name__)
         return []
@@ -169,7 +177,7 @@ def _run_namespaces(cluster: Cluster, run_id: str) -> list[str]:
 
 
 def _patch_node_label(cluster: Cluster, node: str, key: str, value: str | None) -> None:
-    cluster.core.patch_node(node, {"metadata": {"labels": {key: value}}})
+    cluster.core.patch_node(node, {"metadata": {"labels": {key: value}}}, _request_timeout=REQUEST_TIMEOUT)
 
 
 # --- signals -------------------------------------------------------------------------------

@@ -147,9 +147,7 @@ def _name(obj: Any) -> str:
 
 def pod_is_ready(pod: client.V1Pod) -> bool:
     conditions = (pod.status.conditions if pod.status else None) or []
-    return pod.metadata.deletion_timestamp is None and any(
-        c.type == "Ready" and c.status == "True" for c in conditions
-    )
+    return pod.metadata.deletion_timestamp is None and any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
 def describe_pods(pods: Iterable[client.V1Pod]) -> str:
@@ -199,9 +197,7 @@ def pods_ready(
 def pod_ready(
     core: client.CoreV1Api, namespace: str, name: str, timeout: float = DEFAULT_TIMEOUT, **seams: Any
 ) -> client.V1Pod:
-    return pods_ready(
-        core, namespace, "", 1, timeout, field_selector=f"metadata.name={name}", **seams
-    )[0]
+    return pods_ready(core, namespace, "", 1, timeout, field_selector=f"metadata.name={name}", **seams)[0]
 
 
 def pod_phase(
@@ -360,9 +356,10 @@ def nodes_ready(
         return list(nodes.values()) if ready else []
 
     def describe(nodes: dict[str, client.V1Node]) -> str:
-        return ", ".join(
-            f"{n}: {'Ready' if node_is_ready(v) else 'NotReady'}" for n, v in sorted(nodes.items())
-        ) or "no nodes"
+        return (
+            ", ".join(f"{n}: {'Ready' if node_is_ready(v) else 'NotReady'}" for n, v in sorted(nodes.items()))
+            or "no nodes"
+        )
 
     return watch_until(core.list_node, done, "all nodes Ready", describe, timeout, **seams)
 

@@ -114,8 +114,7 @@ def test_run_labels_merged_into_metadata_but_not_selectors(fixtures_dir, catalog
 
 def test_unknown_image_names_manifest_and_image(tmp_path, catalogue):
     (tmp_path / "pod.yaml").write_text(
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n"
-        "    - {name: c, image: nginx}\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - {name: c, image: nginx}\n"
     )
     with pytest.raises(ImageNotFound, match=r"unknown image 'nginx' in pod.yaml"):
         load("pod.yaml", tmp_path, catalogue)
@@ -145,11 +144,20 @@ def test_offline_alternative_used_only_when_offline(catalogue):
 def test_load_does_not_change_the_source_documents(catalogue):
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"image": "agnhost"}]}}
     manifests.prepare([pod], "ns", catalogue=catalogue, labels=RUN)
-    assert pod == {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"image": "agnhost"}]}}
+    assert pod == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"image": "agnhost"}]},
+    }
 
 
 def test_list_kind_is_expanded(catalogue):
-    lst = {"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}]}
+    lst = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}],
+    }
     (cm,) = manifests.prepare([lst], "ns", catalogue=catalogue)
     assert cm["kind"] == "ConfigMap" and cm["metadata"]["namespace"] == "ns"
 
@@ -172,9 +180,38 @@ def test_load_raw_keeps_the_document_as_written(tmp_path):
     (tmp_path / "sc.yaml").write_text(text)
     raw = manifests.load_raw("sc.yaml", fixtures_dir=tmp_path)
     assert raw.text == text
-    assert raw.documents() == [{"apiversion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "s"}, "provisioner": "x"}]
+    assert raw.documents() == [
+        {"apiversion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "s"}, "provisioner": "x"}
+    ]
 
 
 def test_document_without_kind_is_rejected(catalogue):
     with pytest.raises(ManifestError, match="without apiVersion/kind"):
         manifests.prepare([{"metadata": {"name": "x"}}], catalogue=catalogue)
+
+
+def test_placeholders_in_string_values_are_filled(tmp_path, catalogue):
+    (tmp_path / "hp.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: w}\nspec:\n  nodeName: ${NODE_NAME}\n"
+        "  containers: [{name: c, image: busybox, args: ['echo $2']}]\n"
+        "  volumes:\n  - name: v\n    hostPath:\n      path: /tmp/clusterproof-${RUN_ID}/a\n"
+    )
+    (pod,) = load("hp.yaml", tmp_path, catalogue, values={"NODE_NAME": "kind-worker", "RUN_ID": "r1"})
+    assert pod["spec"]["nodeName"] == "kind-worker"
+    assert pod["spec"]["volumes"][0]["hostPath"]["path"] == "/tmp/clusterproof-r1/a"
+    assert pod["spec"]["containers"][0]["args"] == ["echo $2"]
+
+
+def test_placeholder_without_value_names_manifest_and_placeholder(tmp_path, catalogue):
+    (tmp_path / "svc.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  externalIPs:\n  - ${EXTERNAL_IP}\n"
+    )
+    with pytest.raises(ManifestError, match=r"svc.yaml: placeholder \$\{EXTERNAL_IP\} has no value"):
+        load("svc.yaml", tmp_path, catalogue)
+
+
+def test_render_fills_placeholders_in_a_patch(tmp_path):
+    (tmp_path / "p.patch.yaml").write_text("spec:\n  externalIPs:\n  - ${NODE_IP_1}\n")
+    assert manifests.render("p.patch.yaml", {"NODE_IP_1": "172.18.0.2"}, fixtures_dir=tmp_path) == [
+        {"spec": {"externalIPs": ["172.18.0.2"]}}
+    ]

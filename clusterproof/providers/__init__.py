@@ -25,9 +25,7 @@ class Provider(Protocol):
         """End of session."""
 
 
-def make_provider(
-    settings: Settings, run: RunContext, tracker: ResourceTracker, note: Note
-) -> Provider:
+def make_provider(settings: Settings, run: RunContext, tracker: ResourceTracker, note: Note) -> Provider:
     if settings.provider == "kind":
         from clusterproof.providers.kind import KindProvider
 

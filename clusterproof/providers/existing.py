@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from clusterproof.cluster import Cluster, NoNodeExec
+from clusterproof.cluster import Cluster, kind_node_exec
 
 if TYPE_CHECKING:
     from clusterproof.options import Settings
@@ -30,12 +30,18 @@ class ExistingProvider:
                 self.settings.context,
                 name=self.settings.context,
                 provider="existing",
-                node_exec=NoNodeExec(),
+                node_exec=None,
                 # an existing cluster's images are its own business: offline only when told so
                 offline=self.settings.offline == "yes",
                 kubectl_bin=self.settings.kubectl_bin,
             )
-            self.note(f"using existing cluster: context {self.settings.context}")
+            node_exec = kind_node_exec(self._cluster.api)
+            if node_exec is not None:
+                self._cluster.use_node_exec(node_exec)
+            self.note(
+                f"using existing cluster: context {self.settings.context}"
+                + (" (kind nodes on this host: node exec through docker)" if node_exec else "")
+            )
         return self._cluster
 
     def release(self, cluster: Cluster) -> None:

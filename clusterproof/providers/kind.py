@@ -133,6 +133,7 @@ class KindProvider:
             cache.mkdir(parents=True, exist_ok=True)
             kind = cache / f"kind-{pytest_kind_cluster.KIND_VERSION}"
             self._kind_cluster("clusterproof-download", kind_path=kind).ensure_kind()
+            _remove_empty_scratch_dir("clusterproof-download")
         api = self.offline_api
         if api is not None:
             return api.kind_command(kind, self.run.private_dir("kind"))
@@ -156,9 +157,7 @@ class KindProvider:
         config = merged_kind_config(read_kind_config(self.settings.kind_config), self._active_api)
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
-        kind = self._kind_cluster(
-            name, kubeconfig=kubeconfig, image=self._node_image, kind_path=self._kind_path
-        )
+        kind = self._kind_cluster(name, kubeconfig=kubeconfig, image=self._node_image, kind_path=self._kind_path)
         self._live[name] = kind
         try:
             if self._export_kubeconfig_if_exists(name, kubeconfig):
@@ -186,9 +185,7 @@ class KindProvider:
 
     def _export_kubeconfig_if_exists(self, name: str, kubeconfig: Path) -> bool:
         """KindCluster.create reuses a cluster of that name but expects its kubeconfig present."""
-        listed = subprocess.run(
-            [str(self._kind_path), "get", "clusters"], capture_output=True, text=True, check=True
-        )
+        listed = subprocess.run([str(self._kind_path), "get", "clusters"], capture_output=True, text=True, check=True)
         if name not in listed.stdout.split():
             return False
         subprocess.run(

@@ -86,11 +86,6 @@ import_dir "$wl" "registry.k8s.io/e2e-test-images/agnhost:2.21" \
   --change 'ENTRYPOINT ["/agnhost"]' --change 'CMD ["pause"]'
 docker tag registry.k8s.io/e2e-test-images/agnhost:2.21 k8s.gcr.io/e2e-test-images/agnhost:2.21
 
-# git-server: the same userland serving repositories with git daemon
-import_dir "$wl" "clusterproof.local/git-server:1" \
-  --change 'ENTRYPOINT ["git", "daemon", "--reuseaddr", "--export-all", "--base-path=/srv/git", "--informative-errors"]' \
-  --change 'CMD []'
-
 # busybox 1.29's role: Debian's busybox-static, applets linked, nothing else
 bb="$work/busybox"; mkdir -p "$bb/bin" "$bb/tmp" "$bb/etc"
 cp "$wl/bin/busybox" "$bb/bin/busybox"
@@ -101,7 +96,7 @@ import_dir "$bb" "docker.io/library/busybox:1.29" --change 'CMD ["sh"]'
 refs="k8s.gcr.io/kube-apiserver:$KUBE_VERSION k8s.gcr.io/kube-controller-manager:$KUBE_VERSION
 k8s.gcr.io/kube-scheduler:$KUBE_VERSION k8s.gcr.io/kube-proxy:$KUBE_VERSION k8s.gcr.io/etcd:3.4.13-0
 k8s.gcr.io/pause:3.2 registry.k8s.io/pause:3.2 registry.k8s.io/e2e-test-images/agnhost:2.21
-k8s.gcr.io/e2e-test-images/agnhost:2.21 clusterproof.local/git-server:1 docker.io/library/busybox:1.29"
+k8s.gcr.io/e2e-test-images/agnhost:2.21 docker.io/library/busybox:1.29"
 mkdir -p "$OUT"
 # shellcheck disable=SC2086
 docker save -o "$OUT/images.tar.tmp" $refs

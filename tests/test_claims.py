@@ -1,0 +1,118 @@
+"""CLAIMS.md parsing and the claim ledger's verdicts and table (reports built by hand)."""
+
+from pathlib import Path
+
+import pytest
+
+from clusterproof.claims import ClaimLedger, load_claims, parse_claims
+from clusterproof.errors import ClaimsError
+
+CLAIMS_MD = """\
+# Claims
+## SVC: Services
+| ID | claim | observable |
+|---|---|---|
+| SVC-01 | A Service without `type` is ClusterIP [002] | spec.type == ClusterIP |
+| SVC-02 | Second claim | obs |
+## NS: Namespaces
+| ID | claim | observable |
+|---|---|---|
+| NS-01 | Quota refuses the 4th pod | API error |
+| NS-02 | Services quota | API error |
+| NS-03 | RC quota | API error |
+## ERR: as written
+- [001] a bullet, not a claim row
+"""
+
+
+def report(nodeid, when, outcome, claims=("SVC-01",), longrepr=None):
+    return pytest.TestReport(
+        nodeid=nodeid,
+        location=("x.py", 1, nodeid),
+        keywords={},
+        outcome=outcome,
+        longrepr=longrepr,
+        when=when,
+        user_properties=[("claim", c) for c in claims],
+    )
+
+
+def passed(nodeid, claims):
+    return [report(nodeid, w, "passed", claims) for w in ("setup", "call", "teardown")]
+
+
+def test_parse_claims_reads_rows_in_order_with_sections():
+    claims = parse_claims(CLAIMS_MD)
+    assert list(claims) == ["SVC-01", "SVC-02", "NS-01", "NS-02", "NS-03"]
+    assert claims["SVC-01"].text == "A Service without `type` is ClusterIP [002]"
+    assert claims["SVC-01"].observable == "spec.type == ClusterIP"
+    assert claims["NS-01"].section == "NS: Namespaces"
+
+
+def test_project_claims_file_parses():
+    claims = load_claims(Path(__file__).parents[1] / "clusterproof" / "data" / "CLAIMS.md")
+    assert {"SVC-01", "SVC-20", "ING-06", "VOL-09", "PV-11", "WRK-06", "NS-06"} <= set(claims)
+
+
+def test_duplicate_ids_are_refused():
+    with pytest.raises(ClaimsError, match="SVC-01 is listed twice"):
+        parse_claims(CLAIMS_MD + "| SVC-01 | again | x |\n")
+
+
+def test_verdicts_held_failed_error_skipped_partial_and_no_test():
+    ledger = ClaimLedger(parse_claims(CLAIMS_MD))
+    for r in passed("t.py::test_a", ("SVC-01",)):
+        ledger.record(r)
+    ledger.record(report("t.py::test_b", "setup", "passed", ("SVC-02",)))
+    ledger.record(report("t.py::test_b", "call", "failed", ("SVC-02",), longrepr="E  assert 1 == 2"))
+    ledger.record(report("t.py::test_c", "setup", "skipped", ("NS-01",), ("t.py", 3, "Skipped: no CoreDNS")))
+    for r in passed("t.py::test_d", ("NS-02",)):
+        ledger.record(r)
+    ledger.record(report("t.py::test_e", "setup", "skipped", ("NS-02",), ("t.py", 3, "Skipped: needs 2 workers")))
+    ledger.record(report("t.py::test_f", "call", "passed", ("NS-03",)))
+    ledger.record(report("t.py::test_f", "teardown", "failed", ("NS-03",), longrepr="cleanup broke"))
+    verdicts = {v.claim.id: v for v in ledger.verdicts()}
+    assert {k: v.verdict for k, v in verdicts.items()} == {
+        "SVC-01": "held",
+        "SVC-02": "failed",
+        "NS-01": "skipped",
+        "NS-02": "partial",
+        "NS-03": "error",
+    }
+    assert verdicts["SVC-02"].reason == "E  assert 1 == 2"
+    assert verdicts["NS-01"].reason == "no CoreDNS"
+    assert verdicts["NS-02"].reason == "needs 2 workers"
+
+
+def test_claim_without_any_test_is_listed_as_no_test():
+    ledger = ClaimLedger(parse_claims(CLAIMS_MD))
+    for r in passed("t.py::test_a", ("SVC-01",)):
+        ledger.record(r)
+    assert ledger.counts() == {"held": 1, "no test": 4}
+
+
+def test_one_test_may_carry_several_claims():
+    ledger = ClaimLedger(parse_claims(CLAIMS_MD))
+    for r in passed("t.py::test_a", ("SVC-01", "SVC-02")):
+        ledger.record(r)
+    verdicts = {v.claim.id: v.verdict for v in ledger.verdicts()}
+    assert verdicts["SVC-01"] == verdicts["SVC-02"] == "held"
+
+
+def test_table_has_one_row_per_claim_and_json_has_the_tests():
+    ledger = ClaimLedger(parse_claims(CLAIMS_MD))
+    ledger.record(report("t.py::test_b", "call", "failed", ("SVC-02",), longrepr="E  boom"))
+    lines = ledger.table(width=100).splitlines()
+    assert lines[0].split() == ["claim", "verdict", "test(s)", "reason"]
+    assert len(lines) == 6
+    row = next(line for line in lines if line.startswith("SVC-02"))
+    assert "failed" in row and "test_b" in row and "E boom" in row
+    data = ledger.to_json()
+    svc02 = next(c for c in data["claims"] if c["id"] == "SVC-02")
+    assert svc02["tests"] == [{"nodeid": "t.py::test_b", "outcome": "failed", "reason": "E  boom"}]
+
+
+def test_reports_without_claims_are_ignored():
+    ledger = ClaimLedger(parse_claims(CLAIMS_MD))
+    ledger.record(report("t.py::test_x", "call", "failed", ()))
+    assert not ledger.has_tests

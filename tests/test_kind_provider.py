@@ -1,0 +1,198 @@
+"""KindProvider without docker: KindCluster, the offline hooks, the Cluster factory and the
+node wait are FAKES that record what the provider asked of them."""
+
+import dataclasses
+import stat
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from clusterproof.options import build_settings
+from clusterproof.providers import kind as kind_provider
+from clusterproof.providers.kind import KindProvider, merged_kind_config
+from clusterproof.run import RunContext
+from clusterproof.tracker import ResourceTracker
+
+BASE = {
+    "kind": "Cluster",
+    "apiVersion": "kind.x-k8s.io/v1alpha4",
+    "nodes": [{"role": "control-plane"}, {"role": "worker"}, {"role": "worker"}],
+}
+
+
+class FakeOfflineApi:
+    """Fake clusterproof.offline.api: records calls, builds nothing."""
+
+    def __init__(self, offline=True):
+        self.offline = offline
+        self.calls = []
+
+    def host_hygiene(self, log):
+        calls = self.calls
+
+        class Ctx:
+            def __enter__(self):
+                calls.append("hygiene enter")
+
+            def __exit__(self, *exc):
+                calls.append("hygiene exit")
+
+        return Ctx()
+
+    def resolve_offline(self, mode, kind_image):
+        self.calls.append(f"resolve {mode}")
+        return self.offline
+
+    def ensure_images(self, log):
+        self.calls.append("ensure_images")
+        return "clusterproof/node:v1.20.2-abc"
+
+    def kind_command(self, kind_path, run_dir):
+        self.calls.append("kind_command")
+        return run_dir / "kind-launcher"
+
+    def kind_config_overrides(self):
+        return {"networking": {"disableDefaultCNI": True}, "kubeadmConfigPatches": ["kind: ClusterConfiguration\n"]}
+
+    def configure_cluster(self, cluster):
+        self.calls.append(f"configure {cluster.name}")
+
+
+class FakeKindCluster:
+    """Fake pytest_kind.KindCluster: records create/delete, touches the kubeconfig."""
+
+    made = []
+
+    def __init__(self, name, kubeconfig=None, image=None, kind_path=None):
+        self.name, self.kubeconfig, self.image, self.kind_path = name, kubeconfig, image, kind_path
+        self.events = []
+        FakeKindCluster.made.append(self)
+
+    def create(self, config_file=None):
+        self.config_file = config_file
+        self.events.append("create")
+
+    def delete(self):
+        self.events.append("delete")
+
+
+@pytest.fixture
+def provider_for(tmp_path, monkeypatch):
+    FakeKindCluster.made = []
+    (tmp_path / "fixtures" / "kind").mkdir(parents=True)
+    (tmp_path / "fixtures" / "kind" / "three-nodes.yaml").write_text(yaml.safe_dump(BASE))
+    waited = []
+    monkeypatch.setattr(
+        kind_provider.Cluster,
+        "from_kubeconfig",
+        classmethod(
+            lambda cls, kubeconfig, context, **kw: SimpleNamespace(
+                context=context, kubeconfig=kubeconfig, core=None, close=lambda: None, **kw
+            )
+        ),
+    )
+    monkeypatch.setattr(kind_provider.wait, "nodes_ready", lambda core, timeout, count: waited.append(count))
+    monkeypatch.setattr(KindProvider, "_export_kubeconfig_if_exists", lambda self, name, kc: False)
+
+    def make(api, **options):
+        values = {
+            "run_id": "20261122-163000-ab12",
+            "cluster_scope": "module",
+            "offline": "auto",
+            "cluster_name": "pytest-kind",
+            "allow_context": [],
+        }
+        values.update(options)
+        settings = build_settings(lambda k: values.get(k), tmp_path, env={})
+        settings = dataclasses.replace(settings, kind_bin=Path("/usr/bin/kind"))
+        run = RunContext(settings.run_id, settings.run_dir, settings.artifacts_dir)
+        notes = []
+        provider = KindProvider(
+            settings, run, ResourceTracker(settings.run_id), notes.append, offline_api=api, kind_cluster=FakeKindCluster
+        )
+        provider.waited = waited
+        return provider
+
+    return make
+
+
+def test_offline_cluster_goes_through_every_hook_in_order(provider_for):
+    api = FakeOfflineApi(offline=True)
+    provider = provider_for(api)
+    cluster = provider.acquire("suites.test_services")
+    kind = FakeKindCluster.made[0]
+    assert cluster.name == kind.name == "cp-163000ab12-services"
+    assert cluster.context == "kind-cp-163000ab12-services"
+    assert cluster.offline is True and cluster.provider == "kind"
+    assert kind.image == "clusterproof/node:v1.20.2-abc"
+    assert kind.kind_path.name == "kind-launcher"
+    assert api.calls == [
+        "hygiene enter",
+        "resolve auto",
+        "ensure_images",
+        "kind_command",
+        "configure cp-163000ab12-services",
+    ]
+    assert provider.waited == [3]
+    config = yaml.safe_load(Path(kind.config_file).read_text())
+    assert config["networking"] == {"disableDefaultCNI": True}
+    assert config["kubeadmConfigPatches"] == ["kind: ClusterConfiguration\n"]
+    assert stat.S_IMODE(kind.kubeconfig.stat().st_mode) == 0o600
+    assert kind.kubeconfig.parent.parent.parent == provider.run.run_dir
+    provider.release(cluster)
+    provider.close()
+    assert kind.events == ["create", "delete"]
+    assert api.calls[-1] == "hygiene exit"
+
+
+def test_online_cluster_skips_offline_configuration(provider_for):
+    api = FakeOfflineApi(offline=False)
+    provider = provider_for(api)
+    cluster = provider.acquire("session")
+    kind = FakeKindCluster.made[0]
+    assert cluster.offline is False and kind.image is None
+    assert "ensure_images" not in api.calls and not any(c.startswith("configure") for c in api.calls)
+    assert "networking" not in yaml.safe_load(Path(kind.config_file).read_text())
+
+
+def test_without_the_offline_package_kind_runs_as_is(provider_for):
+    provider = provider_for(None)
+    provider.acquire("session")
+    assert FakeKindCluster.made[0].kind_path == Path("/usr/bin/kind")
+
+
+def test_offline_yes_without_the_offline_package_is_a_usage_error(provider_for):
+    with pytest.raises(pytest.UsageError, match="--offline yes needs clusterproof.offline.api"):
+        provider_for(None, offline="yes").acquire("session")
+
+
+def test_kept_clusters_are_not_deleted(provider_for):
+    provider = provider_for(None, keep_clusters=True)
+    provider.release(provider.acquire("session"))
+    provider.close()
+    assert FakeKindCluster.made[0].events == ["create"]
+
+
+def test_failed_set_up_deletes_the_half_made_cluster(provider_for):
+    api = FakeOfflineApi(offline=True)
+    api.configure_cluster = lambda cluster: (_ for _ in ()).throw(RuntimeError("no podCIDR"))
+    provider = provider_for(api)
+    with pytest.raises(RuntimeError):
+        provider.acquire("session")
+    assert FakeKindCluster.made[0].events == ["create", "delete"]
+
+
+def test_cluster_name_option_names_the_session_cluster(provider_for):
+    provider = provider_for(None, cluster_name="dev")
+    assert provider.name_for("session") == "dev"
+    assert provider.name_for("suites.test_quota") == "cp-dev-quota"
+
+
+def test_config_merge_keeps_user_settings():
+    base = {**BASE, "networking": {"podSubnet": "10.244.0.0/16"}, "kubeadmConfigPatches": ["mine"]}
+    merged = merged_kind_config(base, SimpleNamespace(kind_config_patches=lambda: ["theirs"]))
+    assert merged["networking"] == {"podSubnet": "10.244.0.0/16", "disableDefaultCNI": True}
+    assert merged["kubeadmConfigPatches"] == ["mine", "theirs"]
+    assert base["kubeadmConfigPatches"] == ["mine"]

@@ -1,0 +1,171 @@
+"""The plugin end to end in pytester (in-process pytest runs on generated test files).
+No cluster: these tests use no `cluster` fixture, or fail before one would be made."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+CLAIMS_MD = """\
+## SVC
+| ID | claim | observable |
+|---|---|---|
+| SVC-01 | first | a |
+| SVC-02 | second | b |
+| SVC-03 | third | c |
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest('pytest_plugins = ["clusterproof.plugin"]')
+    pytester.makefile(".md", CLAIMS=CLAIMS_MD)
+    pytester.makeini("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
+    return pytester
+
+
+def claims_args(pytester: pytest.Pytester, *extra: str) -> list[str]:
+    return ["--claims-file", str(pytester.path / "CLAIMS.md"), "--artifacts-dir", str(pytester.path / "art"), *extra]
+
+
+def test_unknown_claim_id_is_a_usage_error_naming_test_and_id(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.claim("SVC-99")
+        def test_nope():
+            pass
+        """
+    )
+    result = project.runpytest(*claims_args(project))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: test_unknown_claim_id_is_a_usage_error_naming_test_and_id.py::test_nope: unknown claim id 'SVC-99'*"]
+    )
+
+
+def test_claim_table_is_printed_and_claims_json_written(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.claim("SVC-01")
+        def test_holds():
+            pass
+
+        @pytest.mark.claim("SVC-02")
+        def test_fails():
+            assert 1 == 2, "backend missing"
+
+        @pytest.mark.claim("SVC-02", "SVC-01")
+        def test_skips():
+            pytest.skip("no CoreDNS on the offline cluster")
+
+        def test_untagged():
+            pass
+        """
+    )
+    result = project.runpytest(*claims_args(project))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*= claims =*",
+            "claim*verdict*test(s)*reason*",
+            "SVC-01*partial*test_holds, test_skips*no CoreDNS on the offline cluster*",
+            "SVC-02*failed*test_fails, test_skips*backend missing*",
+            "SVC-03*no test*",
+            "*claims.json: *",
+        ]
+    )
+    data = json.loads((project.path / "art" / "claims.json").read_text())
+    assert {c["id"]: c["verdict"] for c in data["claims"]} == {
+        "SVC-01": "partial",
+        "SVC-02": "failed",
+        "SVC-03": "no test",
+    }
+
+
+def test_no_claim_table_without_tagged_tests(project):
+    project.makepyfile("def test_plain():\n    pass\n")
+    result = project.runpytest(*claims_args(project))
+    assert result.ret == 0
+    assert "claims" not in result.stdout.str().split("passed")[-1]
+    assert not (project.path / "art").exists()
+
+
+def test_markers_are_registered_for_strict_markers(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.needs_node_exec
+        @pytest.mark.disruptive
+        def test_marked():
+            pass
+        """
+    )
+    assert project.runpytest(*claims_args(project)).ret == 0
+
+
+def test_cluster_access_is_checked_once_before_any_test(project):
+    project.makepyfile("def test_needs(cluster):\n    pass\n")
+    result = project.runpytest(*claims_args(project), "--kubeconfig", str(project.path / "missing.yaml"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: kubeconfig {project.path / 'missing.yaml'}: no such file"])
+
+
+def test_collect_only_needs_no_cluster(project):
+    project.makepyfile("def test_needs(cluster):\n    pass\n")
+    result = project.runpytest(*claims_args(project), "--kubeconfig", "missing.yaml", "--collect-only")
+    assert result.ret == 0
+
+
+def test_claims_reach_the_xdist_controller(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.claim("SVC-01")
+        def test_a():
+            pass
+
+        @pytest.mark.claim("SVC-02")
+        def test_b():
+            pass
+        """
+    )
+    result = project.runpytest_subprocess(*claims_args(project), "-n", "2")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["SVC-01*held*test_a*", "SVC-02*held*test_b*"])
+
+
+def test_bad_option_values_fail_with_one_line(project):
+    project.makepyfile("def test_x():\n    pass\n")
+    result = project.runpytest("--image-map", "nope.map")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --image-map nope.map: no such file"])
+    assert len([line for line in result.stderr.lines if line.strip()]) == 1
+
+
+def test_packaged_claims_file_is_the_default_without_shared(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.claim("WRK-06")
+        def test_runtime():
+            pass
+        """
+    )
+    result = project.runpytest("--artifacts-dir", str(Path(project.path) / "art"))
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["WRK-06*held*test_runtime*"])
+
+
+def test_usage_errors_under_xdist_become_one_collection_error(project):
+    project.makepyfile("import pytest\n\n@pytest.mark.claim('SVC-99')\ndef test_a():\n    pass\n")
+    result = project.runpytest_subprocess(*claims_args(project), "-n", "2")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*ERROR collecting test session*", "*test_a: unknown claim id 'SVC-99'*"])
+    assert "INTERNALERROR" not in result.stdout.str()

@@ -1,0 +1,129 @@
+"""Probing: raw HTTP parsing, backend sampling (with a fake fetch), and http_get against a
+throwaway HTTP server on 127.0.0.1 (no cluster)."""
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import cycle
+
+import pytest
+
+from clusterproof.errors import ProbeError
+from clusterproof.probe import HttpAnswer, http_get, parse_raw_responses, sample, sample_backends
+
+URL = "http://10.96.0.10:80/hostname"
+
+
+def test_parse_curl_and_nc_output_with_errors():
+    output = (
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nweb-1\n"
+        "@@clusterproof-end 0\n"
+        "curl: (7) Failed to connect to 10.96.0.10 port 80: Connection refused\n\n"
+        "@@clusterproof-end 7\n"
+        "HTTP/1.0 503 Service Unavailable\r\n\r\n\n"
+        "@@clusterproof-end 0\n"
+        "\n@@clusterproof-end 1\n"
+    )
+    ok, refused, unavailable, nothing = parse_raw_responses(output, URL)
+    assert ok == HttpAnswer(URL, 200, "web-1", {"Content-Type": "text/plain", "Connection": "close"})
+    assert isinstance(refused, ProbeError) and "Connection refused" in str(refused)
+    assert isinstance(unavailable, HttpAnswer) and unavailable.status == 503
+    assert isinstance(nothing, ProbeError) and "exit code 1" in str(nothing)
+
+
+def test_parse_keeps_the_last_response_after_100_continue():
+    output = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\nbody\n@@clusterproof-end 0\n"
+    (answer,) = parse_raw_responses(output, URL)
+    assert (answer.status, answer.body) == (200, "body")
+
+
+def fake_fetch(answers: Iterator):
+    """Fake fetch: hands out scripted answers instead of sending requests."""
+    calls = []
+
+    def fetch(n):
+        calls.append(n)
+        return [next(answers) for _ in range(n)]
+
+    fetch.calls = calls
+    return fetch
+
+
+def test_sample_stops_once_every_backend_answered():
+    fetch = fake_fetch(cycle([HttpAnswer(URL, 200, "a"), HttpAnswer(URL, 200, "b")]))
+    result = sample(fetch, URL, {"a", "b"}, batch=2)
+    assert result.complete and result.exact
+    assert result.requests == 2 and fetch.calls == [2]
+
+
+def test_sample_reports_missing_unexpected_and_errors_within_budget():
+    answers = cycle(
+        [
+            HttpAnswer(URL, 200, "a\n"),
+            HttpAnswer(URL, 200, "old-pod"),
+            ProbeError(f"GET {URL}: timed out"),
+            HttpAnswer(URL, 502, ""),
+        ]
+    )
+    result = sample(fake_fetch(answers), URL, {"a", "b"}, max_requests=8)
+    assert not result.complete
+    assert result.requests == 8
+    assert result.missing == {"b"} and result.unexpected == {"old-pod"}
+    assert str(result) == (
+        f"{URL}: 8 requests, answered by {{a: 2, old-pod: 2}}, missing ['b'], "
+        "unexpected ['old-pod'], errors: 2x timed out; 2x HTTP 502"
+    )
+
+
+class _Hostnames(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive offered: the client must still close
+
+    def do_GET(self):
+        server = self.server
+        server.peers.add(self.client_address)
+        server.connection_headers.append(self.headers.get("Connection"))
+        body = next(server.names).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hostname_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostnames)
+    server.names = cycle(["pod-a", "pod-b", "pod-c"])
+    server.peers = set()
+    server.connection_headers = []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_get_uses_a_new_connection_per_request(hostname_server):
+    url = f"http://127.0.0.1:{hostname_server.server_port}/hostname"
+    answers = [http_get(url) for _ in range(3)]
+    assert [a.body for a in answers] == ["pod-a", "pod-b", "pod-c"]
+    assert len(hostname_server.peers) == 3  # three client ports: three connections
+    assert hostname_server.connection_headers == ["close"] * 3
+
+
+def test_sample_backends_from_the_host(hostname_server):
+    url = f"http://127.0.0.1:{hostname_server.server_port}/hostname"
+    result = sample_backends(url, {"pod-a", "pod-b", "pod-c"})
+    assert result.exact, str(result)
+
+
+def test_http_get_connection_refused_is_a_probe_error():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ProbeError, match=rf"GET http://127.0.0.1:{port}/: ConnectionError"):
+        http_get(f"http://127.0.0.1:{port}/", timeout=1)

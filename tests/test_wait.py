@@ -1,0 +1,196 @@
+"""Waits and their timeout messages. Uses a FAKE watch (scripted events, no API server) and a
+FAKE clock that advances per event, so deadlines pass without sleeping."""
+
+import pytest
+from kubernetes import client
+
+from clusterproof import wait
+from clusterproof.errors import WaitTimeout
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeWatch:
+    """Fake kubernetes.watch.Watch: each stream() replays the next scripted list of events,
+    advancing the fake clock by `step` seconds per event."""
+
+    def __init__(self, streams, clock: FakeClock, step: float = 1.0) -> None:
+        self.streams = list(streams)
+        self.clock = clock
+        self.step = step
+        self.calls = []
+
+    def __call__(self):
+        return self
+
+    def stream(self, fn, **kwargs):
+        self.calls.append(kwargs)
+        events = self.streams.pop(0) if self.streams else []
+        for event in events:
+            self.clock.now += self.step
+            yield event
+        self.clock.now += self.step
+
+    def stop(self) -> None:
+        pass
+
+
+def pod(name, ready=False, phase="Running", waiting=None):
+    statuses = None
+    if waiting:
+        statuses = [
+            client.V1ContainerStatus(
+                name="c",
+                image="i",
+                image_id="",
+                ready=False,
+                restart_count=0,
+                state=client.V1ContainerState(waiting=client.V1ContainerStateWaiting(reason=waiting)),
+            )
+        ]
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name),
+        status=client.V1PodStatus(
+            phase=phase,
+            conditions=[client.V1PodCondition(type="Ready", status="True" if ready else "False")],
+            container_statuses=statuses,
+        ),
+    )
+
+
+def seams(streams, clock, step=1.0):
+    return {"clock": clock, "sleep": clock.sleep, "watcher": FakeWatch(streams, clock, step)}
+
+
+def test_pods_ready_returns_when_enough_pods_are_ready():
+    clock = FakeClock()
+    events = [
+        {"type": "ADDED", "object": pod("web-1")},
+        {"type": "ADDED", "object": pod("web-2", ready=True)},
+        {"type": "MODIFIED", "object": pod("web-1", ready=True)},
+    ]
+    ready = wait.pods_ready(None_core(), "ns", "app=web", 2, 30, **seams([events], clock))
+    assert sorted(p.metadata.name for p in ready) == ["web-1", "web-2"]
+
+
+def test_pods_ready_timeout_message_says_expected_and_last_seen():
+    clock = FakeClock()
+    events = [
+        {"type": "ADDED", "object": pod("web-1", phase="Pending", waiting="ContainerCreating")},
+        {"type": "ADDED", "object": pod("web-2", ready=True)},
+    ] + [{"type": "MODIFIED", "object": pod("web-2", ready=True)}] * 10
+    with pytest.raises(WaitTimeout) as info:
+        wait.pods_ready(None_core(), "ns-1", "app=web", 2, 5, **seams([events], clock))
+    assert str(info.value) == (
+        "timed out after 5s waiting for 2 ready pod(s) matching app=web in ns-1; "
+        "last seen: web-1: Pending (ContainerCreating), web-2: Ready"
+    )
+
+
+def test_deleted_pods_are_forgotten_and_reconnects_start_fresh():
+    clock = FakeClock()
+    first = [{"type": "ADDED", "object": pod("a")}, {"type": "DELETED", "object": pod("a")}]
+    second = [{"type": "ADDED", "object": pod("b", ready=True)}]
+    fake = seams([first, second], clock)
+    ready = wait.pods_ready(None_core(), "ns", "x=y", 1, 60, **fake)
+    assert [p.metadata.name for p in ready] == ["b"]
+    assert len(fake["watcher"].calls) == 2
+    assert fake["watcher"].calls[0]["timeout_seconds"] == 60
+
+
+def test_transient_api_errors_reopen_the_watch():
+    clock = FakeClock()
+
+    class Flaky(FakeWatch):
+        def stream(self, fn, **kwargs):
+            if not self.calls:
+                self.calls.append(kwargs)
+                raise client.ApiException(status=503, reason="Service Unavailable")
+            yield from super().stream(fn, **kwargs)
+
+    watcher = Flaky([[{"type": "ADDED", "object": pod("a", ready=True)}]], clock)
+    ready = wait.pods_ready(None_core(), "ns", "x=y", 1, 60, clock=clock, sleep=clock.sleep, watcher=watcher)
+    assert [p.metadata.name for p in ready] == ["a"]
+
+
+def test_permanent_api_errors_are_raised_at_once():
+    clock = FakeClock()
+
+    class Forbidden(FakeWatch):
+        def stream(self, fn, **kwargs):
+            raise client.ApiException(status=403, reason="Forbidden")
+            yield
+
+    with pytest.raises(client.ApiException):
+        wait.pods_ready(None_core(), "ns", "x=y", 1, 60, clock=clock, sleep=clock.sleep, watcher=Forbidden([], clock))
+
+
+def test_pvc_phase_timeout_message():
+    clock = FakeClock()
+    pvc = client.V1PersistentVolumeClaim(
+        metadata=client.V1ObjectMeta(name="data"), status=client.V1PersistentVolumeClaimStatus(phase="Pending")
+    )
+    with pytest.raises(
+        WaitTimeout, match=r"^timed out after 3s waiting for PVC ns/data Bound; last seen: phase Pending$"
+    ):
+        wait.pvc_phase(None_core(), "ns", "data", "Bound", 3, **seams([[{"type": "ADDED", "object": pvc}] * 5], clock))
+
+
+def test_until_returns_the_first_truthy_value():
+    clock = FakeClock()
+    values = iter([None, 0, "ok"])
+    assert wait.until(lambda: next(values), "a value", 10, clock=clock, sleep=clock.sleep) == "ok"
+
+
+def test_until_timeout_reports_the_last_exception():
+    clock = FakeClock()
+
+    def failing():
+        raise ConnectionError("refused")
+
+    with pytest.raises(WaitTimeout) as info:
+        wait.until(failing, "the service to answer", 3, clock=clock, sleep=clock.sleep)
+    assert str(info.value) == (
+        "timed out after 3s waiting for the service to answer; last seen: ConnectionError: refused"
+    )
+
+
+def test_gone_waits_for_404():
+    clock = FakeClock()
+    answers = iter([client.V1Namespace(metadata=client.V1ObjectMeta(name="n")), None])
+
+    def read():
+        obj = next(answers)
+        if obj is None:
+            raise client.ApiException(status=404)
+        return obj
+
+    wait.gone(read, "namespace n", 10, clock=clock, sleep=clock.sleep)
+
+
+def test_gone_timeout_message():
+    clock = FakeClock()
+    terminating = client.V1Namespace(metadata=client.V1ObjectMeta(name="n", deletion_timestamp="2026-11-22T16:30:00Z"))
+    with pytest.raises(
+        WaitTimeout, match=r"waiting for namespace n to be gone; last seen: .*still there \(terminating\)"
+    ):
+        wait.gone(lambda: terminating, "namespace n", 2, clock=clock, sleep=clock.sleep)
+
+
+def None_core():
+    """A stand-in CoreV1Api: the fake watch never calls the list function it is given."""
+
+    class Core:
+        def __getattr__(self, name):
+            return lambda *a, **k: pytest.fail(f"unexpected API call {name}")
+
+    return Core()
