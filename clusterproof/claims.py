@@ -20,6 +20,8 @@ from clusterproof.errors import ClaimsError
 CLAIM_PROPERTY = "claim"
 _ROW = re.compile(r"^\|\s*([A-Z]+-\d+)\s*\|(.*)\|(.*)\|\s*$")
 _SECTION = re.compile(r"^##\s+(.*)$")
+_ERR_SECTION = re.compile(r"^ERR\b")
+_BULLET = re.compile(r"^-\s+(.*)$")
 
 HELD, PARTIAL, FAILED, ERROR, SKIPPED, NO_TEST = (
     "held",
@@ -40,13 +42,21 @@ class Claim:
 
 
 def parse_claims(text: str) -> dict[str, Claim]:
-    """`| SVC-01 | claim | observable |` rows, in file order."""
+    """`| SVC-01 | claim | observable |` rows, in file order. The ERR section lists the notes'
+    broken examples as bullets without ids: they are numbered ERR-01, ERR-02, ... in order."""
     claims: dict[str, Claim] = {}
     section = ""
+    err_count = 0
     for line in text.splitlines():
         heading = _SECTION.match(line)
         if heading:
             section = heading.group(1).strip()
+            continue
+        bullet = _BULLET.match(line.strip())
+        if bullet and _ERR_SECTION.match(section):
+            err_count += 1
+            claim_id = f"ERR-{err_count:02d}"
+            claims[claim_id] = Claim(claim_id, bullet.group(1).strip(), "what a real API server does with it", section)
             continue
         row = _ROW.match(line.strip())
         if row:

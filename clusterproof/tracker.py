@@ -162,6 +162,11 @@ def _namespace_deleter(cluster: Cluster, name: str) -> Callable[[], None]:
 
 
 def _delete_namespace(cluster: Cluster, name: str) -> None:
+    # Test servers run as PID 1 and ignore SIGTERM: without this every namespace would
+    # wait out the 30 s grace period, holding node ports and cluster-wide names meanwhile.
+    cluster.core.delete_collection_namespaced_pod(
+        name, grace_period_seconds=0, propagation_policy="Background", _request_timeout=REQUEST_TIMEOUT
+    )
     cluster.core.delete_namespace(
         name, body=V1DeleteOptions(propagation_policy="Background"), _request_timeout=REQUEST_TIMEOUT
     )

@@ -21,7 +21,7 @@ CLAIMS_MD = """\
 | NS-02 | Services quota | API error |
 | NS-03 | RC quota | API error |
 ## ERR: as written
-- [001] a bullet, not a claim row
+- [001] a broken example, numbered ERR-01
 """
 
 
@@ -43,7 +43,8 @@ def passed(nodeid, claims):
 
 def test_parse_claims_reads_rows_in_order_with_sections():
     claims = parse_claims(CLAIMS_MD)
-    assert list(claims) == ["SVC-01", "SVC-02", "NS-01", "NS-02", "NS-03"]
+    assert list(claims) == ["SVC-01", "SVC-02", "NS-01", "NS-02", "NS-03", "ERR-01"]
+    assert claims["ERR-01"].text == "[001] a broken example, numbered ERR-01"
     assert claims["SVC-01"].text == "A Service without `type` is ClusterIP [002]"
     assert claims["SVC-01"].observable == "spec.type == ClusterIP"
     assert claims["NS-01"].section == "NS: Namespaces"
@@ -78,6 +79,7 @@ def test_verdicts_held_failed_error_skipped_partial_and_no_test():
         "NS-01": "skipped",
         "NS-02": "partial",
         "NS-03": "error",
+        "ERR-01": "no test",
     }
     assert verdicts["SVC-02"].reason == "E  assert 1 == 2"
     assert verdicts["NS-01"].reason == "no CoreDNS"
@@ -88,7 +90,7 @@ def test_claim_without_any_test_is_listed_as_no_test():
     ledger = ClaimLedger(parse_claims(CLAIMS_MD))
     for r in passed("t.py::test_a", ("SVC-01",)):
         ledger.record(r)
-    assert ledger.counts() == {"held": 1, "no test": 4}
+    assert ledger.counts() == {"held": 1, "no test": 5}
 
 
 def test_one_test_may_carry_several_claims():
@@ -104,7 +106,7 @@ def test_table_has_one_row_per_claim_and_json_has_the_tests():
     ledger.record(report("t.py::test_b", "call", "failed", ("SVC-02",), longrepr="E  boom"))
     lines = ledger.table(width=100).splitlines()
     assert lines[0].split() == ["claim", "verdict", "test(s)", "reason"]
-    assert len(lines) == 6
+    assert len(lines) == 7
     row = next(line for line in lines if line.startswith("SVC-02"))
     assert "failed" in row and "test_b" in row and "E boom" in row
     data = ledger.to_json()

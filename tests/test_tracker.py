@@ -23,6 +23,11 @@ class FakeCluster:
         labels = self.node_labels
 
         class Core:
+            def delete_collection_namespaced_pod(self, namespace, **kwargs):
+                calls.append(("delete pods", namespace))
+                if namespace in missing:
+                    raise ApiException(status=404)
+
             def delete_namespace(self, name, body=None, _request_timeout=None):
                 calls.append(("delete namespace", name))
                 if name in missing:
@@ -78,7 +83,9 @@ def test_cleanup_deletes_cluster_scoped_objects_and_namespaces_including_labelle
         ("delete PersistentVolume", "pv-gone"),
         ("delete PersistentVolume", "pv-1"),
         ("delete ConfigMap", "elsewhere"),
+        ("delete pods", "cp-ns-1"),
         ("delete namespace", "cp-ns-1"),
+        ("delete pods", "cp-left-over"),
         ("delete namespace", "cp-left-over"),
     ]
 
