@@ -21,9 +21,16 @@ def create_namespace(
 ) -> str:
     body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=dict(labels)))
     cluster.core.create_namespace(body)
+    # Before 1.24 admission also wants the account's token Secret, made a moment later.
+    needs_token = cluster.server_version < (1, 24)
+
+    def account_ready() -> bool:
+        account = cluster.core.read_namespaced_service_account("default", name)
+        return bool(account.secrets) or not needs_token
+
     wait.until(
-        lambda: cluster.core.read_namespaced_service_account("default", name),
-        f"the default ServiceAccount in namespace {name}",
+        account_ready,
+        f"the default ServiceAccount{' and its token' if needs_token else ''} in namespace {name}",
         timeout,
         interval=0.2,
     )

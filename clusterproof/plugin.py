@@ -33,6 +33,7 @@ from clusterproof.probe import ClientPod
 from clusterproof.providers import Provider, make_provider
 from clusterproof.run import TEST_LABEL as TEST_LABEL_KEY
 from clusterproof.run import RunContext, namespace_name, test_label
+from clusterproof.timings import Stopwatch, TimingReporter
 from clusterproof.tracker import ResourceTracker, install_signal_cleanup
 
 log = logging.getLogger("clusterproof")
@@ -51,6 +52,7 @@ CLAIMS = pytest.StashKey[dict[str, Claim]]()
 ACCESS_CHECKED = pytest.StashKey[bool]()
 ITEM_CLUSTER = pytest.StashKey[Cluster]()
 ITEM_NAMESPACES = pytest.StashKey[list[str]]()
+STOPWATCH = pytest.StashKey[Stopwatch]()
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -75,7 +77,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN] = run
     config.stash[CATALOGUE] = catalogue
     config.stash[CLAIMS] = claims
-    config.pluginmanager.register(ClaimsReporter(ClaimLedger(claims), run), "clusterproof-claims")
+    config.stash[STOPWATCH] = Stopwatch()
+    timing = TimingReporter(config.stash[STOPWATCH])
+    config.pluginmanager.register(ClaimsReporter(ClaimLedger(claims), run, timing), "clusterproof-claims")
+    config.pluginmanager.register(timing, "clusterproof-timings")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -131,9 +136,10 @@ def pytest_runtest_makereport(
 class ClaimsReporter:
     """Collects claim outcomes from reports (on the xdist controller too) and prints the table."""
 
-    def __init__(self, ledger: ClaimLedger, run: RunContext) -> None:
+    def __init__(self, ledger: ClaimLedger, run: RunContext, timing: TimingReporter) -> None:
         self.ledger = ledger
         self.run = run
+        self.timing = timing
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.ledger.record(report)
@@ -152,6 +158,7 @@ class ClaimsReporter:
         data = {"run_id": self.run.run_id, **self.ledger.to_json()}
         path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         tr.write_line(f"claims.json: {path}")
+        self.timing.write(self.run.artifacts_root() / "timings.json")
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -196,7 +203,9 @@ def tracker(run: RunContext) -> Iterator[ResourceTracker]:
 @pytest.fixture(scope="session")
 def cluster_provider(pytestconfig: pytest.Config, run: RunContext, tracker: ResourceTracker) -> Iterator[Provider]:
     _check_cluster_access_once(pytestconfig)  # no-op unless `cluster` was reached dynamically
-    provider = make_provider(pytestconfig.stash[SETTINGS], run, tracker, _note(pytestconfig))
+    provider = make_provider(
+        pytestconfig.stash[SETTINGS], run, tracker, _note(pytestconfig), pytestconfig.stash[STOPWATCH]
+    )
     try:
         yield provider
     finally:

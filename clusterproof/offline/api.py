@@ -6,8 +6,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from clusterproof.offline import capabilities, hygiene, podnetwork
 from clusterproof.offline.build import Builder
@@ -78,7 +79,7 @@ def kind_config_patches() -> list[str]:
     return kind_config_overrides()["kubeadmConfigPatches"]
 
 
-def configure_cluster(cluster: "Cluster") -> None:
+def configure_cluster(cluster: Cluster) -> None:
     """Pod networking on every node, once the controller-manager has given each a podCIDR."""
     from clusterproof.wait import until
 
@@ -95,7 +96,7 @@ def configure_cluster(cluster: "Cluster") -> None:
         ]
         return found if found and len(found) == len(nodes) else None
 
-    nodes = until(routes, f"every node to have a spec.podCIDR", timeout=POD_CIDR_TIMEOUT)
+    nodes = until(routes, "every node to have a spec.podCIDR", timeout=POD_CIDR_TIMEOUT)
     for node in nodes:
         script = podnetwork.node_script(node, [o for o in nodes if o.name != node.name])
         cluster.node_exec(node.name, "sh", "-c", script, input=podnetwork.conflist(node.pod_cidr))

@@ -16,9 +16,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from clusterproof.errors import ClusterproofError
 
@@ -56,7 +56,7 @@ class Step:
     name: str
     script: str
     recipe: tuple[Path, ...]
-    after: tuple["Step", ...] = ()
+    after: tuple[Step, ...] = ()
     image: str | None = None  # docker image repository; tag = hash
     marker: str | None = None  # cache-relative file that proves the output exists
     env: dict[str, str] = field(default_factory=dict)
@@ -99,7 +99,9 @@ def steps() -> dict[str, Step]:
     node = Step(
         "node",
         "node.sh",
-        _files("node.sh", "files/entrypoint", "files/kubelet.service", "files/10-kubeadm.conf", "files/containerd.toml"),
+        _files(
+            "node.sh", "files/entrypoint", "files/kubelet.service", "files/10-kubeadm.conf", "files/containerd.toml"
+        ),
         after=(images, node_rootfs, binaries),
         image="clusterproof/node",
     )
@@ -206,8 +208,9 @@ class Builder:
         return node.tag
 
     def report(self) -> str:
-        lines = [f"  {name:<16} {'cached' if cached else 'built':<7} {secs:7.1f}s" for name, secs, cached in self.timings]
-        return "\n".join(lines)
+        return "\n".join(
+            f"  {name:<16} {'cached' if cached else 'built':<7} {secs:7.1f}s" for name, secs, cached in self.timings
+        )
 
 
 def main(argv: list[str]) -> int:

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
     from clusterproof.options import Settings
     from clusterproof.run import RunContext
+    from clusterproof.timings import Stopwatch
     from clusterproof.tracker import ResourceTracker
 
 Note = Callable[[str], None]
@@ -25,11 +26,13 @@ class Provider(Protocol):
         """End of session."""
 
 
-def make_provider(settings: Settings, run: RunContext, tracker: ResourceTracker, note: Note) -> Provider:
+def make_provider(
+    settings: Settings, run: RunContext, tracker: ResourceTracker, note: Note, stopwatch: Stopwatch | None = None
+) -> Provider:
     if settings.provider == "kind":
         from clusterproof.providers.kind import KindProvider
 
-        return KindProvider(settings, run, tracker, note)
+        return KindProvider(settings, run, tracker, note, stopwatch=stopwatch)
     from clusterproof.providers.existing import ExistingProvider
 
     return ExistingProvider(settings, tracker, note)

@@ -24,6 +24,7 @@ from pytest_kind import KindCluster
 from clusterproof import wait
 from clusterproof.cluster import Cluster, DockerNodeExec
 from clusterproof.run import cluster_name
+from clusterproof.timings import Stopwatch
 
 if TYPE_CHECKING:
     from clusterproof.options import Settings
@@ -83,7 +84,9 @@ class KindProvider:
         *,
         offline_api: ModuleType | None | bool = True,
         kind_cluster: type[KindCluster] = KindCluster,
+        stopwatch: Stopwatch | None = None,
     ) -> None:
+        self.stopwatch = stopwatch or Stopwatch()
         self.settings = settings
         self.run = run
         self.tracker = tracker
@@ -118,7 +121,8 @@ class KindProvider:
             raise pytest.UsageError(f"--offline yes needs {OFFLINE_API}, which is not installed")
         if self._offline and api is not None:
             self.note("offline: building or finding the node image (slow only the first time)")
-            self._node_image = self.settings.kind_image or api.ensure_images(self.note)
+            with self.stopwatch.measure("offline node image (build or cache check)"):
+                self._node_image = self.settings.kind_image or api.ensure_images(self.note)
         else:
             self._node_image = self.settings.kind_image
         self._kind_path = self._kind_binary()
@@ -164,7 +168,8 @@ class KindProvider:
                 self.note(f"reusing kind cluster {name}")
             else:
                 self.note(f"creating kind cluster {name} (about a minute)")
-            kind.create(config_file=config_path)
+            with self.stopwatch.measure(f"cluster {name}: kind create"):
+                kind.create(config_file=config_path)
             kubeconfig.chmod(0o600)
             cluster = Cluster.from_kubeconfig(
                 kubeconfig,
@@ -176,8 +181,10 @@ class KindProvider:
                 kubectl_bin=self.settings.kubectl_bin,
             )
             if self._active_api is not None:
-                self._active_api.configure_cluster(cluster)
-            wait.nodes_ready(cluster.core, NODES_READY_TIMEOUT, count=len(config.get("nodes") or [1]))
+                with self.stopwatch.measure(f"cluster {name}: pod network (offline)"):
+                    self._active_api.configure_cluster(cluster)
+            with self.stopwatch.measure(f"cluster {name}: nodes ready"):
+                wait.nodes_ready(cluster.core, NODES_READY_TIMEOUT, count=len(config.get("nodes") or [1]))
         except BaseException:
             self._delete(name)
             raise
@@ -216,7 +223,8 @@ class KindProvider:
         if kind is None or self.settings.keep_clusters:
             return
         try:
-            kind.delete()
+            with self.stopwatch.measure(f"cluster {name}: kind delete"):
+                kind.delete()
         except Exception as e:
             self.note(f"could not delete kind cluster {name}: {e}")
         _remove_empty_scratch_dir(name)

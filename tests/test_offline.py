@@ -1,0 +1,141 @@
+"""The offline tooling's pure parts: capability arithmetic, the kind/docker shim, the pod
+network plan, sysctl restore and recipe hashing. Nothing here runs docker or kind; the shim
+is exercised against a fake `docker` that only echoes its arguments (declared below)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from clusterproof.offline import build, capabilities, hygiene, podnetwork
+
+FULL_41 = (1 << 41) - 1
+
+
+def status(bounding: int) -> str:
+    return f"Name:\tpython\nCapBnd:\t{bounding:016x}\n"
+
+
+def test_no_missing_capabilities_on_a_full_bounding_set():
+    assert capabilities.missing_capabilities(status(FULL_41), last_cap=40) == []
+
+
+def test_sys_resource_missing_is_named_as_docker_names_it():
+    assert capabilities.missing_capabilities(status(0x000001FFFEFFFFFF), last_cap=40) == ["SYS_RESOURCE"]
+
+
+def test_kind_is_used_unchanged_on_a_normal_host(tmp_path):
+    assert capabilities.kind_command(Path("/usr/bin/kind"), tmp_path, missing=[]) == Path("/usr/bin/kind")
+    assert not (tmp_path / "docker-shim").exists()
+
+
+@pytest.fixture
+def fake_docker(tmp_path, monkeypatch):
+    """A fake docker binary that prints each argument on its own line (no daemon involved)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    return docker
+
+
+def shim_args(tmp_path: Path, *argv: str) -> list[str]:
+    capabilities.kind_command(Path("/usr/bin/kind"), tmp_path / "run", missing=["SYS_RESOURCE"])
+    out = subprocess.run([str(tmp_path / "run" / "docker-shim" / "docker"), *argv], capture_output=True, text=True)
+    return out.stdout.splitlines()
+
+
+def test_shim_swaps_privileged_for_capabilities_minus_the_missing_ones(tmp_path, fake_docker):
+    args = shim_args(tmp_path, "run", "--name", "n1", "--privileged", "--tmpfs", "/tmp", "image")
+    assert "--privileged" not in args
+    assert args[:3] == ["run", "--name", "n1"]
+    assert {"--cap-add=ALL", "--cap-drop=SYS_RESOURCE", "--device=/dev/kmsg", "--device-cgroup-rule=a *:* rwm"} <= set(
+        args
+    )
+    assert args[-3:] == ["--tmpfs", "/tmp", "image"]
+
+
+def test_shim_drops_privileged_from_exec_and_passes_other_commands_through(tmp_path, fake_docker):
+    assert shim_args(tmp_path, "exec", "--privileged", "-i", "node", "true") == ["exec", "-i", "node", "true"]
+    assert shim_args(tmp_path, "ps", "-a") == ["ps", "-a"]
+
+
+def test_kind_launcher_puts_the_shim_first_in_path(tmp_path, fake_docker):
+    launcher = capabilities.kind_command(Path("/usr/bin/kind"), tmp_path, missing=["SYS_RESOURCE"])
+    text = launcher.read_text()
+    assert f"PATH={tmp_path / 'docker-shim'}:$PATH exec /usr/bin/kind" in text
+
+
+NODES = [
+    podnetwork.NodeRoute("cp", "172.18.0.3", "10.244.0.0/24"),
+    podnetwork.NodeRoute("w1", "172.18.0.2", "10.244.1.0/24"),
+    podnetwork.NodeRoute("w2", "172.18.0.4", "10.244.2.0/24"),
+]
+
+
+def test_every_node_routes_to_every_other_nodes_pod_cidr_and_not_its_own():
+    scripts = podnetwork.plan(NODES)
+    assert "ip route replace 10.244.1.0/24 via 172.18.0.2" in scripts["cp"]
+    assert "ip route replace 10.244.2.0/24 via 172.18.0.4" in scripts["cp"]
+    assert "10.244.0.0/24 via" not in scripts["cp"]
+
+
+def test_only_traffic_leaving_the_pod_network_is_masqueraded():
+    script = podnetwork.plan(NODES)["w1"]
+    assert "-s 10.244.1.0/24 ! -d 10.244.0.0/16 -j MASQUERADE" in script
+    assert "iptables -t nat -C POSTROUTING" in script  # idempotent: check before append
+
+
+def test_cni_config_uses_the_nodes_pod_cidr_without_ptp_masquerade():
+    conf = json.loads(podnetwork.conflist("10.244.2.0/24"))
+    ptp, portmap = conf["plugins"]
+    assert ptp["type"] == "ptp" and ptp["ipMasq"] is False
+    assert ptp["ipam"]["ranges"] == [[{"subnet": "10.244.2.0/24"}]]
+    assert portmap["type"] == "portmap"
+
+
+def test_sysctls_changed_during_the_run_are_written_back(tmp_path):
+    (tmp_path / "kernel").mkdir()
+    panic = tmp_path / "kernel" / "panic"
+    panic.write_text("0\n")
+    saved = hygiene.read_sysctls(("kernel/panic", "kernel/absent"), root=tmp_path)
+    assert saved == {"kernel/panic": "0"}
+    panic.write_text("10\n")
+    assert hygiene.restore_sysctls(saved, root=tmp_path) == ["kernel.panic: 10 -> 0"]
+    assert panic.read_text() == "0"
+    assert hygiene.restore_sysctls(saved, root=tmp_path) == []
+
+
+def test_a_recipe_change_changes_the_hash_of_that_step_and_of_every_step_after_it(tmp_path, monkeypatch):
+    before = {name: step.hash for name, step in build.steps().items()}
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    for f in build.RECIPES.rglob("*"):
+        if f.is_file():
+            (recipes / f.relative_to(build.RECIPES)).parent.mkdir(parents=True, exist_ok=True)
+            (recipes / f.relative_to(build.RECIPES)).write_bytes(f.read_bytes())
+    (recipes / "images.sh").write_text((recipes / "images.sh").read_text() + "\n# changed\n")
+    monkeypatch.setattr(build, "RECIPES", recipes)
+    after = {name: step.hash for name, step in build.steps().items()}
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {"images", "node"}
+
+
+def test_node_image_tag_names_the_kubernetes_version_and_the_recipe_hash():
+    tag = build.node_image_tag()
+    assert tag.startswith(f"clusterproof/node:{build.KUBE_VERSION}-")
+    assert len(tag.rsplit("-", 1)[1]) == 12
+
+
+def test_a_cached_build_runs_no_step(tmp_path, monkeypatch):
+    """Every step's output "exists" (fake existence check): build() only looks."""
+    builder = build.Builder(cache=tmp_path, log=lambda m: None)
+    monkeypatch.setattr(builder, "done", lambda step: True)
+    monkeypatch.setattr(builder, "run_step", lambda step: pytest.fail(f"{step.name} rebuilt"))
+    assert builder.build() == build.node_image_tag()
+    assert [cached for _, _, cached in builder.timings] == [True]
