@@ -21,7 +21,7 @@ from clusterproof.offline.build import Builder
 
 
 def _option_is(argv: list[str], option: str, value: str) -> bool:
-    return f"{option}={value}" in argv or any(a == option and b == value for a, b in zip(argv, argv[1:]))
+    return f"{option}={value}" in argv or any(a == option and b == value for a, b in zip(argv, argv[1:], strict=False))
 
 
 def main(argv: list[str]) -> int:
