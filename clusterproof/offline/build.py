@@ -187,9 +187,25 @@ class Builder:
         if step.marker and not step.marker.endswith(".tar"):
             (out / step.marker).parent.mkdir(parents=True, exist_ok=True)
             (out / step.marker).touch()
+        self.prune_stale(step)
         elapsed = time.monotonic() - started
         self.timings.append((step.name, elapsed, False))
         self.log(f"[{step.name}] done in {elapsed:.0f}s")
+
+    def prune_stale(self, step: Step) -> None:
+        """Outputs of this step's older recipes: unused now, they only fill the disk. An image
+        still used by a container (a kept cluster) stays: docker refuses, harmlessly."""
+        if step.image:
+            listed = subprocess.run(
+                ["docker", "images", step.image, "--format", "{{.Repository}}:{{.Tag}}"],
+                capture_output=True, text=True,
+            ).stdout.split()
+            stale = [ref for ref in listed if ref != step.tag]
+            if stale:
+                subprocess.run(["docker", "rmi", *stale], capture_output=True)
+        for old in step.output_dir(self.cache).parent.glob("*"):
+            if old.is_dir() and old.name != step.hash:
+                shutil.rmtree(old, ignore_errors=True)
 
     def ensure(self, step: Step) -> None:
         if any(name == step.name for name, _, _ in self.timings):

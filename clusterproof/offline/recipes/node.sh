@@ -34,7 +34,7 @@ RUN set -e; chmod 0755 /usr/local/bin/entrypoint /usr/bin/kubeadm /usr/bin/kubel
     rm -f /etc/machine-id /var/lib/dbus/machine-id; touch /etc/machine-id
 DOCKERFILE
 log "assembling the node filesystem"
-docker build -q -t "$TAG-stage" "$ctx" >/dev/null || die "docker build of the node stage failed"
+docker build -q -t "$TAG-stage" "$ctx" >"$ctx/build.log" 2>&1 || { cat "$ctx/build.log" >&2; die "docker build of the node stage failed"; }
 
 log "preloading $(wc -c <"$IMAGES_TAR" | numfmt --to=iec) of images into containerd (k8s.io)"
 # --init: containerd must be reaped when stopped, or it stays a zombie under sleep
@@ -59,6 +59,6 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
 CMD []
 LABEL org.clusterproof.recipe="$RECIPE_HASH"
 DOCKERFILE
-docker build -q -t "$TAG" - <"$ctx/Dockerfile" >/dev/null || die "docker build of the final node image failed"
+docker build -q -t "$TAG" - <"$ctx/Dockerfile" >"$ctx/build.log" 2>&1 || { cat "$ctx/build.log" >&2; die "docker build of the final node image failed"; }
 docker rmi "$TAG-stage" "$TAG-preloaded" >/dev/null 2>&1 || true
 log "node image $TAG ($(docker image inspect -f '{{.Size}}' "$TAG" | numfmt --to=iec))"

@@ -1,0 +1,186 @@
+"""Cluster DNS verbs: does cluster DNS answer at all, and lookups from inside a client pod.
+
+Lookups use `dig` in the client pod against the nameserver of the pod's /etc/resolv.conf (the
+address the kubelet gives every pod, normally the kube-dns Service), so they see what a workload
+sees. Nothing here resolves names from the test host.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import pytest
+
+from clusterproof import wait
+from clusterproof.cluster import Cluster
+from clusterproof.errors import WaitTimeout
+from clusterproof.probe import ClientPod
+
+DNS_SERVICE_LABEL = "k8s-app=kube-dns"  # CoreDNS keeps the kube-dns Service name and label
+DNS_NAMESPACE = "kube-system"
+LOOKUP_TIMEOUT = 30.0  # records follow Service/Endpoints changes within CoreDNS's cache TTL (5 s)
+
+
+@dataclass(frozen=True)
+class Resolver:
+    """What the pod's /etc/resolv.conf says."""
+
+    nameserver: str
+    domain: str  # the cluster domain, e.g. cluster.local (from the search list "<ns>.svc.<domain>")
+
+    def service_name(self, service: str, namespace: str) -> str:
+        return f"{service}.{namespace}.svc.{self.domain}"
+
+    def srv_name(self, port_name: str, protocol: str, service: str, namespace: str) -> str:
+        return f"_{port_name}._{protocol.lower()}.{self.service_name(service, namespace)}"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """One `dig +short` answer: the records, or what went wrong."""
+
+    name: str
+    rtype: str
+    records: tuple[str, ...]
+    error: str
+
+    def __str__(self) -> str:
+        if self.records:
+            return f"{self.rtype} {self.name} -> {', '.join(self.records)}"
+        return f"{self.rtype} {self.name}: no answer ({self.error or 'empty'})"
+
+
+@dataclass(frozen=True)
+class SrvRecord:
+    priority: int
+    weight: int
+    port: int
+    target: str
+
+    @classmethod
+    def parse(cls, text: str) -> SrvRecord:
+        priority, weight, port, target = text.split()
+        return cls(int(priority), int(weight), int(port), target)
+
+
+def resolver_of(pod: ClientPod) -> Resolver:
+    result = pod.exec(["cat", "/etc/resolv.conf"])
+    nameservers: list[str] = []
+    search: list[str] = []
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "nameserver":
+            nameservers += fields[1:2]
+        elif fields and fields[0] == "search":
+            search = fields[1:]
+    domain = next((s.split(".svc.", 1)[1] for s in search if ".svc." in s), "cluster.local")
+    if not nameservers:
+        raise AssertionError(f"pod {pod.name} has no nameserver in /etc/resolv.conf: {result.stdout!r}")
+    return Resolver(nameservers[0], domain)
+
+
+def lookup(pod: ClientPod, name: str, rtype: str = "A", *, search: bool = False) -> Lookup:
+    """`dig +short` from the pod; records in answer order (a CNAME chain comes first)."""
+    flags = "+search" if search else "+nosearch"
+    argv = ["dig", "+short", "+time=2", "+tries=2", flags, name, rtype]
+    result = pod.sh(" ".join(shlex.quote(a) for a in argv) + " 2>&1")
+    lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+    records = tuple(line for line in lines if not line.startswith(";"))
+    problems = [line.lstrip("; ") for line in lines if line.startswith(";")]
+    error = "; ".join(problems) or (f"dig exit code {result.rc}" if result.rc else "")
+    return Lookup(name, rtype, records, error)
+
+
+def wait_lookup(
+    pod: ClientPod,
+    name: str,
+    rtype: str,
+    matches: Callable[[Lookup], bool],
+    expected: str,
+    *,
+    search: bool = False,
+    timeout: float = LOOKUP_TIMEOUT,
+) -> Lookup:
+    """Repeat a lookup until `matches` holds; on timeout fail saying what the last answer was."""
+    last: list[Lookup] = []
+
+    def attempt() -> Lookup | None:
+        answer = lookup(pod, name, rtype, search=search)
+        last[:] = [answer]
+        return answer if matches(answer) else None
+
+    try:
+        return wait.until(attempt, expected, timeout, interval=1)
+    except WaitTimeout:
+        seen = str(last[0]) if last else "no lookup finished"
+        raise AssertionError(f"{expected}: not within {timeout:g}s; last answer from pod {pod.name}: {seen}") from None
+
+
+def addresses(answer: Lookup) -> set[str]:
+    """The A records of an answer (CNAME targets dropped)."""
+    return {r for r in answer.records if not r.endswith(".")}
+
+
+# --- is there cluster DNS? -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DnsStatus:
+    resolver: Resolver
+    probe: Lookup
+    endpoints: tuple[str, ...]  # ready addresses behind the kube-dns Service(s)
+    pods: str  # state of the DNS pods, for the reason
+
+    @property
+    def answers(self) -> bool:
+        return bool(addresses(self.probe))
+
+    def describe(self) -> str:
+        where = f"{DNS_NAMESPACE} Services {DNS_SERVICE_LABEL}"
+        backing = f"ready endpoints {', '.join(self.endpoints)}" if self.endpoints else "no ready endpoints"
+        return (
+            f"{where}: {backing} (pods: {self.pods}); {self.probe} "
+            f"via nameserver {self.resolver.nameserver} from the pod's resolv.conf"
+        )
+
+
+def probe_cluster_dns(cluster: Cluster, pod: ClientPod) -> DnsStatus:
+    resolver = resolver_of(pod)
+    probe = lookup(pod, f"kubernetes.default.svc.{resolver.domain}", "A")
+    return DnsStatus(resolver, probe, tuple(_dns_endpoints(cluster)), _dns_pods(cluster))
+
+
+def require_cluster_dns(cluster: Cluster, pod: ClientPod) -> Resolver:
+    """Skip when cluster DNS is simply not there (no answer and nothing behind kube-dns); fail
+    when DNS has ready endpoints yet does not answer: that is a broken cluster, not a missing part."""
+    status = probe_cluster_dns(cluster, pod)
+    if status.answers:
+        return status.resolver
+    if not status.endpoints:
+        pytest.skip(f"cluster DNS does not answer: no CoreDNS/kube-dns endpoints; {status.describe()}")
+    raise AssertionError(f"cluster DNS has ready endpoints but does not answer: {status.describe()}")
+
+
+def _dns_endpoints(cluster: Cluster) -> list[str]:
+    services = cluster.core.list_namespaced_service(DNS_NAMESPACE, label_selector=DNS_SERVICE_LABEL).items
+    ready: list[str] = []
+    for service in services:
+        try:
+            endpoints = cluster.core.read_namespaced_endpoints(service.metadata.name, DNS_NAMESPACE)
+        except Exception:  # no Endpoints object yet: nothing ready
+            continue
+        for subset in endpoints.subsets or []:
+            ready += [a.ip for a in subset.addresses or []]
+    return sorted(set(ready))
+
+
+def _dns_pods(cluster: Cluster) -> str:
+    pods = cluster.core.list_namespaced_pod(DNS_NAMESPACE, label_selector=DNS_SERVICE_LABEL).items
+    return wait.describe_pods(pods) if pods else "none"
+
+
+def same_set(expected: Iterable[str]) -> Callable[[Lookup], bool]:
+    wanted = set(expected)
+    return lambda answer: addresses(answer) == wanted
