@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pytest
+from kubernetes import client
 
 from clusterproof import wait
 from clusterproof.cluster import Cluster
@@ -184,3 +185,26 @@ def _dns_pods(cluster: Cluster) -> str:
 def same_set(expected: Iterable[str]) -> Callable[[Lookup], bool]:
     wanted = set(expected)
     return lambda answer: addresses(answer) == wanted
+
+
+# --- what DNS serves for a Service: its endpoints ------------------------------------------------
+
+
+def endpoint_ips(endpoints: client.V1Endpoints | None) -> set[str]:
+    """Ready addresses of an Endpoints object (not-ready ones are not served by DNS either)."""
+    if endpoints is None:
+        return set()
+    return {a.ip for s in endpoints.subsets or [] for a in s.addresses or []}
+
+
+def wait_endpoint_ips(cluster: Cluster, namespace: str, service: str, expected: set[str], timeout: float = 60) -> None:
+    """Until the Service's Endpoints list exactly `expected` as ready addresses."""
+    wait.watch_until(
+        cluster.core.list_namespaced_endpoints,
+        lambda objs: endpoint_ips(objs.get(service)) == expected,
+        f"Endpoints {namespace}/{service} == {sorted(expected)}",
+        lambda objs: f"ready addresses {sorted(endpoint_ips(objs.get(service)))}",
+        timeout,
+        namespace=namespace,
+        field_selector=f"metadata.name={service}",
+    )
