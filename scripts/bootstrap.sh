@@ -57,6 +57,10 @@ for tool in debootstrap rsync; do have "$tool" || apt_install "$tool"; done
 # --- tox ---
 if ! have tox; then
   say "installing tox $TOX_VERSION (pip)"
-  python3 -m pip install -q "tox==$TOX_VERSION" || die "pip could not install tox"
+  log=$(mktemp)
+  python3 -m pip install -q --disable-pip-version-check "tox==$TOX_VERSION" >"$log" 2>&1 \
+    || { cat "$log" >&2; die "pip could not install tox"; }
+  rm -f "$log"
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash
 fi
 say "tox $(tox --version | awk '{print $1}') ready"

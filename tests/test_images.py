@@ -11,7 +11,6 @@ def test_packaged_catalogue_has_the_agreed_refs():
     assert cat.ref("agnhost") == "registry.k8s.io/e2e-test-images/agnhost:2.21"
     assert cat.ref("busybox") == "docker.io/library/busybox:1.29"
     assert cat.ref("pause") == "registry.k8s.io/pause:3.2"
-    assert cat.ref("git-server") == "clusterproof.local/git-server:1"
     assert cat.ref("fluentd-elasticsearch") == "quay.io/fluentd_elasticsearch/fluentd:v2.5.2"
     assert cat.ref("fluentd-elasticsearch", offline=True) == cat.ref("agnhost")
     assert cat.ref("busybox", offline=True) == cat.ref("busybox")
@@ -33,10 +32,10 @@ def test_image_map_lines_override_and_add(tmp_path):
 
 def test_image_map_yaml_override_replaces_offline_alternative(tmp_path):
     path = tmp_path / "map.yaml"
-    path.write_text("fluentd-elasticsearch: mirror.local/fluentd:v2.5.2\ngit-server:\n  ref: mirror.local/git:1\n")
+    path.write_text("fluentd-elasticsearch: mirror.local/fluentd:v2.5.2\nmirror-only:\n  ref: mirror.local/extra:1\n")
     cat = ImageCatalogue.load(image_map=path)
     assert cat.ref("fluentd-elasticsearch", offline=True) == "mirror.local/fluentd:v2.5.2"
-    assert cat.ref("git-server") == "mirror.local/git:1"
+    assert cat.ref("mirror-only") == "mirror.local/extra:1"
 
 
 def test_image_map_bad_line_names_file_and_line(tmp_path):

@@ -89,7 +89,7 @@ def lookup(pod: ClientPod, name: str, rtype: str = "A", *, search: bool = False)
     result = pod.sh(" ".join(shlex.quote(a) for a in argv) + " 2>&1")
     lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
     records = tuple(line for line in lines if not line.startswith(";"))
-    problems = [line.lstrip("; ") for line in lines if line.startswith(";")]
+    problems = list(dict.fromkeys(line.lstrip("; ") for line in lines if line.startswith(";")))
     error = "; ".join(problems) or (f"dig exit code {result.rc}" if result.rc else "")
     return Lookup(name, rtype, records, error)
 
@@ -170,8 +170,10 @@ def _dns_endpoints(cluster: Cluster) -> list[str]:
     for service in services:
         try:
             endpoints = cluster.core.read_namespaced_endpoints(service.metadata.name, DNS_NAMESPACE)
-        except Exception:  # no Endpoints object yet: nothing ready
-            continue
+        except client.ApiException as e:
+            if e.status == 404:  # no Endpoints object yet: nothing ready
+                continue
+            raise
         for subset in endpoints.subsets or []:
             ready += [a.ip for a in subset.addresses or []]
     return sorted(set(ready))

@@ -1,0 +1,237 @@
+"""Verbs for the workload claims: where a DaemonSet's pods land (and where its tolerations say
+they may), StatefulSet pods and their claims, and the container runtime seen from a node."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+
+from clusterproof import wait
+from clusterproof.cluster import Cluster, Node
+
+BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
+# Added by the DaemonSet controller to every daemon pod (1.20: pkg/controller/daemon/util).
+DAEMONSET_TOLERATIONS: tuple[Mapping[str, str], ...] = (
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"},
+)
+MASTER_TAINT = "node-role.kubernetes.io/master"
+CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
+
+
+# --- tolerations and placement --------------------------------------------------------------
+
+
+def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
+    """The API's rule (k8s.io/api/core/v1 Toleration.ToleratesTaint)."""
+    effect = toleration.get("effect") or ""
+    if effect and effect != taint["effect"]:
+        return False
+    key = toleration.get("key") or ""
+    if key and key != taint["key"]:
+        return False
+    operator = toleration.get("operator") or "Equal"
+    if operator == "Exists":
+        return True
+    return (toleration.get("value") or "") == (taint.get("value") or "")
+
+
+def blocking_taints(node: Node, tolerations: Sequence[Mapping[str, Any]]) -> list[Mapping[str, str]]:
+    """Taints of `node` that keep a pod with `tolerations` (plus the DaemonSet's own) off it."""
+    allowed = [*tolerations, *DAEMONSET_TOLERATIONS]
+    return [
+        t for t in node.taints if t["effect"] in BLOCKING_EFFECTS and not any(tolerates(tol, t) for tol in allowed)
+    ]
+
+
+def taint_text(taints: Iterable[Mapping[str, str]]) -> str:
+    return ", ".join(f"{t['key']}{'=' + t['value'] if t.get('value') else ''}:{t['effect']}" for t in taints) or "none"
+
+
+def template_tolerations(daemonset: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return daemonset["spec"]["template"]["spec"].get("tolerations") or []
+
+
+def tolerated_nodes(nodes: Sequence[Node], tolerations: Sequence[Mapping[str, Any]]) -> set[str]:
+    return {n.name for n in nodes if not blocking_taints(n, tolerations)}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A DaemonSet the controller has caught up with: its pods by node, all Ready."""
+
+    pods: tuple[client.V1Pod, ...]
+    desired: int
+
+    @property
+    def per_node(self) -> Counter[str]:
+        return Counter(p.spec.node_name for p in self.pods)
+
+    @property
+    def nodes(self) -> set[str]:
+        return set(self.per_node)
+
+    def pod_on(self, node: str) -> client.V1Pod:
+        return next(p for p in self.pods if p.spec.node_name == node)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{n}: {c} pod(s)" for n, c in sorted(self.per_node.items())) or "no pods"
+
+
+def daemonset_settled(
+    cluster: Cluster, namespace: str, name: str, selector: str, timeout: float = 120
+) -> Placement:
+    """Until the DaemonSet controller has seen the current spec and every pod it wants is Ready
+    (status and pods agree). A missing controller shows up as a status never observed."""
+
+    def look() -> tuple[client.V1DaemonSet, list[client.V1Pod]]:
+        ds = cluster.apps.read_namespaced_daemon_set(name, namespace)
+        pods = cluster.core.list_namespaced_pod(namespace, label_selector=selector).items
+        return ds, [p for p in pods if p.metadata.deletion_timestamp is None]
+
+    def settled() -> Placement | None:
+        ds, pods = look()
+        s = ds.status
+        observed = (s.observed_generation or 0) >= (ds.metadata.generation or 1)
+        ready = [p for p in pods if wait.pod_is_ready(p)]
+        desired = s.desired_number_scheduled or 0
+        if observed and desired > 0 and len(pods) == desired == len(ready) == (s.number_ready or 0):
+            return Placement(tuple(pods), desired)
+        return None
+
+    def describe(_: object) -> str:
+        ds, pods = look()
+        s = ds.status
+        if not s.observed_generation:
+            return "the DaemonSet controller has not processed it (no status.observedGeneration): no pods"
+        placed = ", ".join(f"{p.metadata.name} on {p.spec.node_name}" for p in pods) or "no pods"
+        return (
+            f"desired {s.desired_number_scheduled}, scheduled {s.current_number_scheduled}, ready {s.number_ready}; "
+            f"pods: {placed} ({wait.describe_pods(pods)})"
+        )
+
+    return wait.until(
+        settled, f"DaemonSet {namespace}/{name} to run its pods, all Ready", timeout, interval=1, describe=describe
+    )
+
+
+def replacement_on(
+    cluster: Cluster, namespace: str, selector: str, node: str, old_uid: str, timeout: float = 90
+) -> client.V1Pod:
+    """A Ready pod of the selector on `node` that is not the deleted one."""
+
+    def found() -> client.V1Pod | None:
+        pods = cluster.core.list_namespaced_pod(namespace, label_selector=selector).items
+        fresh = [p for p in pods if p.spec.node_name == node and p.metadata.uid != old_uid and wait.pod_is_ready(p)]
+        return fresh[0] if fresh else None
+
+    def describe(_: object) -> str:
+        pods = cluster.core.list_namespaced_pod(namespace, label_selector=selector).items
+        on_node = [p for p in pods if p.spec.node_name == node]
+        return wait.describe_pods(on_node) if on_node else f"no pod on {node}"
+
+    return wait.until(found, f"a new Ready pod of {selector} on node {node}", timeout, describe=describe)
+
+
+# --- StatefulSet -----------------------------------------------------------------------------
+
+
+def statefulset_pods_ready(
+    cluster: Cluster, namespace: str, names: Sequence[str], *, not_uids: Iterable[str] = (), timeout: float = 180
+) -> dict[str, client.V1Pod]:
+    """Pods with exactly these names, Ready, none of them one of `not_uids`."""
+    old = set(not_uids)
+
+    def ready() -> dict[str, client.V1Pod] | None:
+        pods = {p.metadata.name: p for p in cluster.core.list_namespaced_pod(namespace).items}
+        wanted = {n: pods.get(n) for n in names}
+        if all(p is not None and p.metadata.uid not in old and wait.pod_is_ready(p) for p in wanted.values()):
+            return wanted  # type: ignore[return-value]
+        return None
+
+    def describe(_: object) -> str:
+        pods = cluster.core.list_namespaced_pod(namespace).items
+        parts = [
+            f"{p.metadata.name} ({'old' if p.metadata.uid in old else 'new'}, {wait.describe_pods([p]).split(': ')[1]})"
+            for p in pods
+        ]
+        return ", ".join(parts) or "no pods"
+
+    what = ", ".join(names)
+    return wait.until(ready, f"pods {what} Ready" + (" (new ones)" if old else ""), timeout, describe=describe)
+
+
+def claim_of(pod: client.V1Pod, volume: str) -> str | None:
+    for v in pod.spec.volumes or []:
+        if v.name == volume and v.persistent_volume_claim is not None:
+            return v.persistent_volume_claim.claim_name
+    return None
+
+
+# --- container runtime on a node -------------------------------------------------------------
+
+SHIM = "containerd-shim-runc-v2"
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    ppid: int
+    args: str
+
+    def flag(self, name: str) -> str | None:
+        found = re.search(rf"(?:^|\s){re.escape(name)}\s+(\S+)", self.args)
+        return found.group(1) if found else None
+
+
+def processes(cluster: Cluster, node: str) -> list[Process]:
+    out = cluster.node_exec(node, "ps", "-eo", "pid=,ppid=,args=").stdout
+    found = []
+    for line in out.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) >= 2 and parts[0].isdigit():
+            found.append(Process(int(parts[0]), int(parts[1]), parts[2] if len(parts) > 2 else ""))
+    return found
+
+
+def shims(cluster: Cluster, node: str) -> dict[str, Process]:
+    """The node's runc v2 shims by their -id (the sandbox they were started for)."""
+    found = {}
+    for p in processes(cluster, node):
+        if SHIM in p.args.split(" ", 1)[0]:
+            sandbox = p.flag("-id")
+            if sandbox:
+                found[sandbox] = p
+    return found
+
+
+def sandbox_ids(cluster: Cluster, node: str, pod_uid: str) -> list[str]:
+    """containerd's sandbox containers for the pod (CRI labels on the k8s.io namespace)."""
+    selector = f'labels."io.cri-containerd.kind"==sandbox,labels."io.kubernetes.pod.uid"=={pod_uid}'
+    out = cluster.node_exec(node, "ctr", "-n", "k8s.io", "containers", "ls", "-q", selector).stdout
+    return out.split()
+
+
+def task_pids(cluster: Cluster, node: str) -> dict[str, int]:
+    """Running containerd tasks on the node: container id -> pid."""
+    out = cluster.node_exec(node, "ctr", "-n", "k8s.io", "tasks", "ls").stdout
+    pids = {}
+    for line in out.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 3 and parts[1].isdigit() and parts[2] == "RUNNING":
+            pids[parts[0]] = int(parts[1])
+    return pids
+
+
+def container_ids(pod: client.V1Pod) -> dict[str, str]:
+    """Container name -> runtime id, from `containerd://<id>`."""
+    return {s.name: (s.container_id or "").split("://", 1)[-1] for s in pod.status.container_statuses or []}

@@ -1,0 +1,64 @@
+"""The pod network [001, 004]: one network namespace per pod, and pod-to-pod traffic without NAT."""
+
+from __future__ import annotations
+
+import pytest
+
+from clusterproof import wait
+from clusterproof.cluster import Cluster
+from clusterproof.jigs.pod_network import Container, peer_ip_seen_by_server
+from clusterproof.manifests import Manifests
+
+TWO_CONTAINERS = "claims/services/two-container-pod.yaml"
+NO_NAT_SERVER = "claims/services/no-nat-server.yaml"
+NO_NAT_CLIENT = "claims/services/no-nat-client.yaml"
+
+
+@pytest.mark.claim("SVC-19")
+def test_containers_of_one_pod_share_localhost_and_one_pod_ip(
+    cluster: Cluster, namespace: str, manifests: Manifests, client_pod
+) -> None:
+    manifests.apply(TWO_CONTAINERS)
+    pod = wait.pod_ready(cluster.core, namespace, "two-containers")
+    web = Container(cluster, namespace, "two-containers", "web")
+    sidecar = Container(cluster, namespace, "two-containers", "sidecar")
+
+    reply = sidecar.get("http://localhost:8080/hostname")
+    assert reply.rc == 0 and reply.stdout.strip() == "two-containers", (
+        f"localhost:8080 from container sidecar should reach container web's netexec; "
+        f"got exit {reply.rc}: {(reply.stdout or reply.stderr).strip()!r}"
+    )
+
+    pod_ip = pod.status.pod_ip
+    seen = {str(c): c.global_ipv4() for c in (web, sidecar)}
+    assert all(ips == {pod_ip} for ips in seen.values()), f"pod IP {pod_ip}; addresses seen per container: {seen}"
+    namespaces = {str(c): c.network_namespace() for c in (web, sidecar)}
+    assert len(set(namespaces.values())) == 1, f"containers are in different network namespaces: {namespaces}"
+
+    # localhost is the pod's own: another pod's localhost:8080 has nothing listening
+    other = client_pod("other")
+    elsewhere = other.sh("curl -sS --max-time 3 http://localhost:8080/hostname")
+    assert elsewhere.rc != 0, f"localhost:8080 in another pod answered {elsewhere.stdout.strip()!r}"
+
+
+@pytest.mark.claim("SVC-20")
+def test_pod_to_pod_traffic_across_nodes_keeps_the_client_pod_ip(
+    cluster: Cluster, namespace: str, manifests: Manifests
+) -> None:
+    server_node, client_node = cluster.require_workers(2)[:2]
+    values = {"SERVER_NODE": server_node.name, "CLIENT_NODE": client_node.name}
+    manifests.apply(NO_NAT_SERVER, values=values)
+    manifests.apply(NO_NAT_CLIENT, values=values)
+    server = wait.pod_ready(cluster.core, namespace, "no-nat-server")
+    client = wait.pod_ready(cluster.core, namespace, "no-nat-client")
+    assert server.spec.node_name != client.spec.node_name, "server and client pods landed on one node"
+    node_ips = {n.internal_ip: n.name for n in cluster.nodes}
+    for pod in (server, client):
+        assert pod.status.pod_ip not in node_ips, f"pod {pod.metadata.name} uses its node's IP (host network?)"
+
+    peer = peer_ip_seen_by_server(Container(cluster, namespace, "no-nat-client"), server.status.pod_ip, 8080)
+    where = f"node {node_ips[peer]}'s IP" if peer in node_ips else "not the client pod"
+    assert peer == client.status.pod_ip, (
+        f"no-nat-server on {server_node.name} saw the connection from no-nat-client (pod IP "
+        f"{client.status.pod_ip}, on {client_node.name}) coming from {peer} ({where}): traffic was NATed"
+    )

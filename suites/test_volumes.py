@@ -1,0 +1,357 @@
+"""Pod volumes as the notes describe them: emptyDir, gitRepo, initContainer, hostPath ([000], [003]),
+and what the API makes of [003]'s manifests printed without indentation (ERR-07)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import pytest
+import yaml
+from kubernetes import client
+
+from clusterproof import wait
+from clusterproof.cluster import Cluster
+from clusterproof.jigs import volume
+from clusterproof.jigs.volume import NodeFiles, PodFiles
+from clusterproof.jigs.workload import tolerated_nodes
+from clusterproof.manifests import Manifests
+from clusterproof.run import RunContext
+from clusterproof.tracker import ResourceTracker
+
+POD_VOLUME_1 = "notes/volumes/pod-volume-1.yaml"
+POD_VOLUME_2 = "notes/volumes/pod-volume-2.yaml"
+
+
+@pytest.fixture
+def pod_files(cluster: Cluster, namespace: str) -> PodFiles:
+    return PodFiles(cluster, namespace)
+
+
+@pytest.fixture
+def node_files(cluster: Cluster, tracker: ResourceTracker, run: RunContext) -> Iterator[NodeFiles]:
+    files = NodeFiles(cluster, tracker, run.run_id)
+    yield files
+    files.cleanup()
+
+
+def worker_nodes(cluster: Cluster, count: int) -> list[str]:
+    """`count` workers to pin pods to (nodeName), untainted ones first."""
+    workers = sorted(cluster.require_workers(count), key=lambda n: (bool(n.taints), n.name))
+    return [n.name for n in workers[:count]]
+
+
+# --- emptyDir --------------------------------------------------------------------------------
+
+
+@pytest.mark.claim("VOL-01")
+def test_emptydir_starts_empty_and_is_shared_by_containers_at_different_paths(
+    cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles
+) -> None:
+    volume.start_pod(manifests, POD_VOLUME_1)
+    volume.started(cluster, namespace, "pod-volume-1")
+
+    assert pod_files.listing("pod-volume-1", "/mount1", "container1") == [], "the emptyDir is not empty at start"
+    pod_files.write("pod-volume-1", "/mount1/from-container1", f"written in {namespace}", "container1")
+    seen = pod_files.read("pod-volume-1", "/mount2/from-container1", "container2")
+    assert seen == f"written in {namespace}", (
+        f"container2 read {seen!r} at /mount2/from-container1; container1 wrote it at /mount1 of the same emptyDir"
+    )
+
+
+@pytest.mark.claim("VOL-02")
+def test_emptydir_is_deleted_with_the_pod_and_the_next_pod_starts_empty(
+    cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles
+) -> None:
+    first = volume.start_pod(manifests, POD_VOLUME_1)
+    volume.started(cluster, namespace, "pod-volume-1")
+    pod_files.write("pod-volume-1", "/mount1/left-behind", "from the first pod", "container1")
+    assert pod_files.read("pod-volume-1", "/mount2/left-behind", "container2") == "from the first pod"
+
+    volume.delete_pod(cluster, namespace, "pod-volume-1")
+    second = volume.start_pod(manifests, POD_VOLUME_1)
+    volume.started(cluster, namespace, "pod-volume-1")
+
+    assert second["metadata"]["uid"] != first["metadata"]["uid"]
+    for container, path in (("container1", "/mount1"), ("container2", "/mount2")):
+        left = pod_files.listing("pod-volume-1", path, container)
+        assert left == [], f"the re-created pod-volume-1 found {left} in its new emptyDir at {path} ({container})"
+
+
+@pytest.mark.claim("VOL-03")
+def test_emptydir_survives_a_container_restart_in_the_same_pod(
+    cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles
+) -> None:
+    # the container records each start in the emptyDir and exits 1 after its first start
+    created = volume.start_pod(manifests, "claims/volumes/emptydir-restart.yaml")
+    pod = volume.wait_restarted(cluster, namespace, "emptydir-restart", "writer", more_than=0)
+
+    status = volume.container_status(pod, "writer")
+    last = status.last_state.terminated if status.last_state else None
+    assert last is not None and last.exit_code == 1, f"the previous writer container did not end: {status.last_state}"
+    assert pod.metadata.uid == created["metadata"]["uid"], "the pod itself was replaced, not restarted in place"
+    first = pod_files.read("emptydir-restart", "/cache/first-start", "writer")
+    starts = (pod_files.read("emptydir-restart", "/cache/starts", "writer") or "").splitlines()
+    assert first == "first\n", f"/cache/first-start, written before the restart, reads {first!r} after it"
+    assert len(starts) == status.restart_count + 1, (
+        f"/cache/starts has {len(starts)} line(s) {starts} after {status.restart_count} restart(s): "
+        "the emptyDir did not keep what the earlier container instances wrote"
+    )
+
+
+# --- gitRepo ---------------------------------------------------------------------------------
+
+
+@pytest.mark.claim("VOL-04")
+def test_gitrepo_clones_the_repository_into_the_volume_when_the_pod_starts(
+    cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles
+) -> None:
+    (node,) = worker_nodes(cluster, 1)
+    server = volume.start_git_server(manifests)
+    volume.start_pod(manifests, "claims/volumes/gitrepo-pod.yaml", values={"GIT_REPO_URL": server.url}, node=node)
+
+    def outcome() -> str | None:
+        pod = volume.read_pod(cluster, namespace, "gitrepo-pod")
+        if wait.pod_is_ready(pod):
+            return "ready"
+        failures = volume.failed_mounts(cluster, namespace, "gitrepo-pod")
+        return "no git" if any(volume.git_missing(m) for m in failures.messages) else None
+
+    try:
+        result = wait.until(outcome, f"gitrepo-pod on {node} Running (or the kubelet saying it has no git)", 120)
+    except wait.WaitTimeout as e:
+        failures = volume.failed_mounts(cluster, namespace, "gitrepo-pod")
+        pytest.fail(f"gitrepo-pod on {node} did not start: {failures.last} ({e})")
+    if result == "no git":
+        message = volume.failed_mounts(cluster, namespace, "gitrepo-pod").last
+        cluster.require(False, f"node {node} cannot clone a gitRepo volume (no git binary): FailedMount: {message}")
+
+    head = pod_files.read("gitrepo-pod", "/repo/repo/.git/HEAD")
+    config = pod_files.read("gitrepo-pod", "/repo/repo/.git/config") or ""
+    assert head and head.startswith("ref: refs/heads/"), f"/repo/repo/.git/HEAD is {head!r}: no clone in the volume"
+    assert f"url = {server.url}" in config, (
+        f"/repo/repo/.git/config does not name the repository {server.url} as origin: {config!r}"
+    )
+
+
+# --- initContainer ---------------------------------------------------------------------------
+
+
+def timestamp(value: datetime | None, what: str) -> datetime:
+    assert value is not None, f"no {what}"
+    return value
+
+
+@pytest.mark.claim("VOL-05")
+def test_init_container_runs_once_to_completion_before_the_app_and_fills_its_volume(
+    cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles
+) -> None:
+    volume.start_pod(manifests, "claims/volumes/init-container-pod.yaml")
+    pod = volume.started(cluster, namespace, "init-container-pod")
+
+    init = volume.container_status(pod, "init").state.terminated
+    app = volume.container_status(pod, "app").state.running
+    assert init is not None and init.exit_code == 0, f"init container did not complete: {init}"
+    finished = timestamp(init.finished_at, "init finishedAt")
+    app_started = timestamp(app.started_at if app else None, "app startedAt")
+    assert finished <= app_started, f"app started at {app_started}, before the init container finished at {finished}"
+    page = pod_files.read("init-container-pod", "/work/index.html", "app")
+    assert page == "filled by the init container\n", f"app sees /work/index.html = {page!r}"
+    order = [line.split()[0] for line in (pod_files.read("init-container-pod", "/work/order", "app") or "").split("\n")]
+    assert order[:2] == ["init", "app"], f"/work/order shows the start order {order}"
+
+    # a restart of the app container does not run the init container again
+    assert pod_files.exec("init-container-pod", ["kill", "1"], "app").rc == 0
+    volume.wait_restarted(cluster, namespace, "init-container-pod", "app", more_than=0)
+    order = [w.split()[0] for w in (pod_files.read("init-container-pod", "/work/order", "app") or "").split("\n") if w]
+    assert order == ["init", "app", "app"], f"after an app restart /work/order shows the starts {order}"
+
+
+# --- hostPath --------------------------------------------------------------------------------
+
+
+@pytest.mark.claim("VOL-06")
+def test_hostpath_data_outlives_the_pod_and_a_later_pod_on_the_same_node_reads_it(
+    cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles
+) -> None:
+    (node,) = worker_nodes(cluster, 1)
+    text = write_through_hostpath(cluster, namespace, manifests, pod_files, node_files, node)
+
+    volume.start_pod(manifests, "claims/volumes/hostpath-reader.yaml", values={"READER_NODE_NAME": node})
+    volume.started(cluster, namespace, "hostpath-reader")
+    seen = pod_files.read("hostpath-reader", f"/host/{namespace}")
+    assert seen == text, f"hostpath-reader on {node} (the writer's node) read {seen!r} after the writer pod was deleted"
+
+
+@pytest.mark.claim("VOL-07")
+def test_hostpath_data_stays_on_its_node_and_a_pod_on_another_node_does_not_see_it(
+    cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles
+) -> None:
+    writer_node, other = worker_nodes(cluster, 2)
+    write_through_hostpath(cluster, namespace, manifests, pod_files, node_files, writer_node)
+
+    volume.start_pod(manifests, "claims/volumes/hostpath-reader.yaml", values={"READER_NODE_NAME": other})
+    volume.started(cluster, namespace, "hostpath-reader")
+    pod_files.listing("hostpath-reader", "/host")  # the directory is there and readable
+    seen = pod_files.read("hostpath-reader", f"/host/{namespace}")
+    assert seen is None, f"hostpath-reader on {other} read {seen!r}, written through hostPath on {writer_node}"
+
+
+def write_through_hostpath(
+    cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles, node: str
+) -> str:
+    """hostpath-writer on `node` writes /host/<namespace> (one file per test), then is deleted."""
+    node_files.keep_clean([n.name for n in cluster.nodes], f"{node_files.run_dir}/hostpath/{namespace}")
+    node_files.keep_clean([n.name for n in cluster.nodes], f"{node_files.run_dir}/hostpath", rmdir_only=True)
+    volume.start_pod(manifests, "claims/volumes/hostpath-writer.yaml", values={"NODE_NAME": node})
+    volume.started(cluster, namespace, "hostpath-writer")
+    text = f"written on {node} by hostpath-writer in {namespace}"
+    pod_files.write("hostpath-writer", f"/host/{namespace}", text)
+    volume.delete_pod(cluster, namespace, "hostpath-writer")
+    return text
+
+
+@pytest.mark.claim("VOL-08")
+@pytest.mark.needs_node_exec
+def test_hostpath_types_create_what_is_missing_or_require_the_right_kind_of_file(
+    cluster: Cluster, namespace: str, manifests: Manifests, node_files: NodeFiles
+) -> None:
+    (node,) = worker_nodes(cluster, 1)
+    base = f"{node_files.run_dir}/types-{namespace}"
+    paths = volume.prepare_node_paths(node_files, node, base)
+    cases = volume.hostpath_cases(paths, base)
+    for case in cases:
+        values = {"HOSTPATH_TYPE": case.type, "HOSTPATH_PATH": case.path}
+        volume.start_pod(manifests, "notes/volumes/hostpath-template.yaml", values=values, name=case.pod_name, node=node)
+
+    outcomes = volume.hostpath_outcomes(cluster, namespace, cases)
+    wrong = [o for o in outcomes if not o.settled or (o.case.starts and o.failed_mount)]
+    report = "; ".join(f"{o.case} -> {o.describe()}" for o in wrong)
+    assert not wrong, f"on node {node}, hostPath types did not behave as the notes say: {report}"
+    for o in outcomes:
+        if not o.case.starts:
+            assert not o.running and volume.HOSTPATH_TYPE_FAILURE in (o.failed_mount or ""), (
+                f"{o.case}: expected the kubelet's type check to refuse it, got {o.describe()}"
+            )
+    for case in cases:
+        if case.creates:
+            assert node_files.test(node, case.creates, case.path), (
+                f"{case}: the pod runs but {node} has {node_files.kind_of(node, case.path)!r} at {case.path}"
+            )
+    assert "socket" in paths, f"no UNIX socket on {node} to mount (no perl to make one, no containerd socket)"
+
+
+@pytest.mark.claim("VOL-09", "VOL-06")
+@pytest.mark.needs_node_exec
+def test_notes_pod_volume_2_runs_once_node_v_exists_and_its_files_land_on_the_node(
+    cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles
+) -> None:
+    # the notes' pod has no nodeSelector: /node-v must exist wherever it may land
+    template = manifests.render(POD_VOLUME_2)[0]
+    nodes = sorted(tolerated_nodes(cluster.nodes, template["spec"].get("tolerations") or []))
+    node_files.keep_clean(nodes, f"/node-v/{namespace}")
+    made = node_files.make_dir(nodes, "/node-v")
+    # another test may use /node-v too: remove it only if this test made it and it is empty
+    node_files.keep_clean([n for n, created in made.items() if created], "/node-v", rmdir_only=True)
+
+    volume.start_pod(manifests, POD_VOLUME_2)
+    pod = volume.started(cluster, namespace, "pod-volume-2")
+    text = f"written in pod-volume-2 of {namespace}"
+    pod_files.write("pod-volume-2", f"/mount1/{namespace}", text)
+    on_node = node_files.read(pod.spec.node_name, f"/node-v/{namespace}")
+    assert on_node == text, f"node {pod.spec.node_name} has {on_node!r} at /node-v/{namespace}, written in the pod"
+
+
+# --- [003] manifests as printed (no indentation) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class YamlRefusal:
+    """PyYAML cannot parse it: the line and problem it reports."""
+
+    line: int
+    problem: str
+
+
+@dataclass(frozen=True)
+class Flattened:
+    """It parses, but every key lands at the top level: metadata and spec are empty, the name and
+    the spec's fields are top-level keys; the API server refuses it with these field errors."""
+
+    kind: str
+    top_level: tuple[str, ...]
+    refused_fields: frozenset[str]
+
+
+@dataclass(frozen=True)
+class NotAnObject:
+    """A field list, not a manifest: a flat mapping of empty values without apiVersion/kind."""
+
+    keys: tuple[str, ...]
+
+
+AS_WRITTEN = {
+    "003-pod-volume-1.yaml": YamlRefusal(13, "expected <block end>, but found '-'"),
+    "003-pod-volume-2.yaml": Flattened(
+        "Pod", ("name", "containers", "image", "volumeMounts", "hostPath", "path"), frozenset(
+            {"metadata.name", "spec.containers"})
+    ),
+    "003-pod-volume-3.yaml": Flattened(
+        "Pod", ("name", "containers", "image", "persistentVolumeClaim", "claimName"), frozenset(
+            {"metadata.name", "spec.containers"})
+    ),
+    "003-pvc-01.yaml": Flattened(
+        "PersistentVolumeClaim",
+        ("name", "accessModes", "resources", "storage", "storageClassName"),
+        frozenset({"metadata.name", "spec.accessModes", "spec.resources[storage]"}),
+    ),
+    "003-pv-01.yaml": Flattened(
+        "PersistentVolume",
+        ("name", "capacity", "accessModes", "local", "nodeAffinity", "storageClassName"),
+        frozenset({"metadata.name", "spec.accessModes", "spec.capacity"}),
+    ),
+    "003-remote-volume-fields.yaml": NotAnObject(("nfs", "iscsi", "gitRepo", "repository", "revision", "directory")),
+}
+
+
+@pytest.mark.claim("ERR-07")
+@pytest.mark.parametrize("filename", sorted(AS_WRITTEN))
+def test_notes_003_manifests_without_indentation_are_not_the_intended_objects(
+    cluster: Cluster, namespace: str, manifests: Manifests, tracker: ResourceTracker, filename: str
+) -> None:
+    expected = AS_WRITTEN[filename]
+    raw = manifests.load_raw(f"notes-as-written/{filename}")
+    if isinstance(expected, YamlRefusal):
+        with pytest.raises(yaml.YAMLError) as refused:
+            raw.documents()
+        mark = refused.value.problem_mark
+        assert (mark.line + 1, refused.value.problem) == (expected.line, expected.problem), str(refused.value)
+        return
+
+    (doc,) = raw.documents()
+    if isinstance(expected, NotAnObject):
+        assert "apiVersion" not in doc and "kind" not in doc, f"{filename} parsed to {doc}"
+        assert set(expected.keys) <= set(doc) and all(v is None for v in doc.values()), f"{filename} parsed to {doc}"
+        return
+
+    assert doc["kind"] == expected.kind and doc["metadata"] is None and doc["spec"] is None, (
+        f"{filename}: expected kind {expected.kind} with empty metadata and spec, parsed {doc}"
+    )
+    missing = [k for k in expected.top_level if k not in doc]
+    assert not missing, f"{filename}: expected {missing} at the top level, parsed {doc}"
+
+    resource = cluster.dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+    try:
+        created = resource.create(body=doc, namespace=namespace if resource.namespaced else None)
+    except client.ApiException as e:
+        refusal = yaml.safe_load(e.body) if e.body else {}
+        causes = (refusal.get("details") or {}).get("causes") or []
+        fields = {c.get("field") for c in causes}
+        assert (e.status, refusal.get("reason")) == (422, "Invalid"), f"{filename}: HTTP {e.status} {e.body}"
+        assert expected.refused_fields <= fields, (
+            f"{filename}: refused without naming {sorted(expected.refused_fields - fields)}: {refusal.get('message')}"
+        )
+        return
+    tracker.register(cluster, created.to_dict(), namespaced=resource.namespaced)
+    pytest.fail(f"{filename}: the API server accepted the unindented manifest as {created.metadata.name!r}")
