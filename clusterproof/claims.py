@@ -103,8 +103,8 @@ def check_claim_markers(items: Iterable[pytest.Item], claims: dict[str, Claim], 
 class RecordedTest:
     nodeid: str
     claims: tuple[str, ...]
-    outcome: str = "passed"  # passed | failed | error | skipped
-    reason: str = ""
+    outcome: str = "unfinished"  # unfinished | passed | failed | error | skipped
+    reason: str = "did not finish (interrupted)"
 
 
 def report_reason(report: pytest.TestReport) -> str:
@@ -130,9 +130,9 @@ class ClaimVerdict:
 
     @property
     def reason(self) -> str:
-        wanted = {FAILED: "failed", ERROR: "error", SKIPPED: "skipped", PARTIAL: "skipped"}
-        outcome = wanted.get(self.verdict)
-        reasons = [t.reason for t in self.tests if t.outcome == outcome and t.reason]
+        wanted = {FAILED: ("failed",), ERROR: ("error", "unfinished"), SKIPPED: ("skipped",), PARTIAL: ("skipped",)}
+        outcomes = wanted.get(self.verdict, ())
+        reasons = [t.reason for t in self.tests if t.outcome in outcomes and t.reason]
         return "; ".join(dict.fromkeys(reasons))
 
 
@@ -201,8 +201,9 @@ class ClaimLedger:
         }
 
 
-# a later phase may only make a test's outcome worse (teardown error after a pass, ...)
-_RANK = {"passed": 0, "skipped": 1, "error": 2, "failed": 3}
+# a later phase may only make a test's outcome worse (teardown error after a pass, ...);
+# a test whose call never reported (Ctrl-C) stays unfinished, which counts as an error
+_RANK = {"unfinished": -1, "passed": 0, "skipped": 1, "error": 2, "failed": 3}
 
 
 def _phase_outcome(report: pytest.TestReport) -> str | None:
@@ -212,7 +213,7 @@ def _phase_outcome(report: pytest.TestReport) -> str | None:
         return "error"
     if report.skipped:  # skipped in setup (skip marks, pytest.skip in a fixture)
         return "skipped"
-    return "passed" if report.when == "setup" else None
+    return None
 
 
 def verdict_of(tests: list[RecordedTest]) -> str:
@@ -221,7 +222,7 @@ def verdict_of(tests: list[RecordedTest]) -> str:
         return NO_TEST
     if "failed" in outcomes:
         return FAILED
-    if "error" in outcomes:
+    if "error" in outcomes or "unfinished" in outcomes:
         return ERROR
     if outcomes == {"skipped"}:
         return SKIPPED

@@ -223,11 +223,14 @@ class Cluster:
             pytest.skip("kubectl not found on PATH (or --kind-kubectl-bin)")
         return self.kubectl_bin
 
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """kubectl against this cluster (its kubeconfig and context, never the user's current)."""
+    def kubectl(
+        self, *args: str, check: bool = True, timeout: float = 60, kubeconfig: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """kubectl against this cluster (its kubeconfig and context, never the user's current).
+        `kubeconfig`: a private copy of this cluster's kubeconfig to use instead (same context)."""
         kubectl = self.require_kubectl()
         return subprocess.run(
-            [str(kubectl), f"--kubeconfig={self.kubeconfig}", f"--context={self.context}", *args],
+            [str(kubectl), f"--kubeconfig={kubeconfig or self.kubeconfig}", f"--context={self.context}", *args],
             capture_output=True,
             text=True,
             check=check,

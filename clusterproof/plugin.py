@@ -158,6 +158,7 @@ class ClaimsReporter:
         data = {"run_id": self.run.run_id, **self.ledger.to_json()}
         path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         tr.write_line(f"claims.json: {path}")
+        self.timing.summary(tr)
         self.timing.write(self.run.artifacts_root() / "timings.json")
 
 

@@ -52,9 +52,8 @@ class TimingReporter:
         rows.append(("whole run", time.monotonic() - self.started))
         return rows
 
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-        if hasattr(config, "workerinput") or not self.modules:
-            return
+    def summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """Printed after the claims table (so only by runs of claim-marked tests)."""
         rows = self.rows()
         terminalreporter.write_sep("=", "where the time went")
         width = max(len(what) for what, _ in rows)

@@ -67,9 +67,7 @@ def test_external_name_service_resolves_as_a_cname_to_its_external_name(
     target = service["spec"]["externalName"].rstrip(".") + "."
     name = resolver.service_name("svc-externalname", namespace)
 
-    answer = dns.wait_lookup(
-        client, name, "CNAME", lambda a: a.records == (target,), f"CNAME {name} -> {target}"
-    )
+    answer = dns.wait_lookup(client, name, "CNAME", lambda a: a.records == (target,), f"CNAME {name} -> {target}")
     assert answer.records == (target,)
 
     # an A query follows the CNAME: the chain starts with the external name, then its address

@@ -3,6 +3,7 @@ and what the API makes of [003]'s manifests printed without indentation (ERR-07)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,13 +16,13 @@ from clusterproof import wait
 from clusterproof.cluster import Cluster
 from clusterproof.jigs import volume
 from clusterproof.jigs.volume import NodeFiles, PodFiles
-from clusterproof.jigs.workload import tolerated_nodes
 from clusterproof.manifests import Manifests
 from clusterproof.run import RunContext
 from clusterproof.tracker import ResourceTracker
 
 POD_VOLUME_1 = "notes/volumes/pod-volume-1.yaml"
 POD_VOLUME_2 = "notes/volumes/pod-volume-2.yaml"
+HOSTPATH_TEMPLATE = "notes/volumes/hostpath-template.yaml"
 
 
 @pytest.fixture
@@ -32,6 +33,8 @@ def pod_files(cluster: Cluster, namespace: str) -> PodFiles:
 @pytest.fixture
 def node_files(cluster: Cluster, tracker: ResourceTracker, run: RunContext) -> Iterator[NodeFiles]:
     files = NodeFiles(cluster, tracker, run.run_id)
+    # removed last (cleanup runs latest first), and only if no other test still has files there
+    files.keep_clean([n.name for n in cluster.nodes], files.run_dir, rmdir_only=True)
     yield files
     files.cleanup()
 
@@ -202,8 +205,9 @@ def write_through_hostpath(
     cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles, node: str
 ) -> str:
     """hostpath-writer on `node` writes /host/<namespace> (one file per test), then is deleted."""
-    node_files.keep_clean([n.name for n in cluster.nodes], f"{node_files.run_dir}/hostpath/{namespace}")
-    node_files.keep_clean([n.name for n in cluster.nodes], f"{node_files.run_dir}/hostpath", rmdir_only=True)
+    nodes = [n.name for n in cluster.nodes]
+    node_files.keep_clean(nodes, f"{node_files.run_dir}/hostpath", rmdir_only=True)
+    node_files.keep_clean(nodes, f"{node_files.run_dir}/hostpath/{namespace}")
     volume.start_pod(manifests, "claims/volumes/hostpath-writer.yaml", values={"NODE_NAME": node})
     volume.started(cluster, namespace, "hostpath-writer")
     text = f"written on {node} by hostpath-writer in {namespace}"
@@ -223,7 +227,7 @@ def test_hostpath_types_create_what_is_missing_or_require_the_right_kind_of_file
     cases = volume.hostpath_cases(paths, base)
     for case in cases:
         values = {"HOSTPATH_TYPE": case.type, "HOSTPATH_PATH": case.path}
-        volume.start_pod(manifests, "notes/volumes/hostpath-template.yaml", values=values, name=case.pod_name, node=node)
+        volume.start_pod(manifests, HOSTPATH_TEMPLATE, values=values, name=case.pod_name, node=node)
 
     outcomes = volume.hostpath_outcomes(cluster, namespace, cases)
     wrong = [o for o in outcomes if not o.settled or (o.case.starts and o.failed_mount)]
@@ -248,12 +252,10 @@ def test_notes_pod_volume_2_runs_once_node_v_exists_and_its_files_land_on_the_no
     cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles
 ) -> None:
     # the notes' pod has no nodeSelector: /node-v must exist wherever it may land
-    template = manifests.render(POD_VOLUME_2)[0]
-    nodes = sorted(tolerated_nodes(cluster.nodes, template["spec"].get("tolerations") or []))
-    node_files.keep_clean(nodes, f"/node-v/{namespace}")
-    made = node_files.make_dir(nodes, "/node-v")
+    made = node_files.make_dir([n.name for n in cluster.nodes], "/node-v")
     # another test may use /node-v too: remove it only if this test made it and it is empty
     node_files.keep_clean([n for n, created in made.items() if created], "/node-v", rmdir_only=True)
+    node_files.keep_clean(list(made), f"/node-v/{namespace}")
 
     volume.start_pod(manifests, POD_VOLUME_2)
     pod = volume.started(cluster, namespace, "pod-volume-2")
@@ -291,15 +293,14 @@ class NotAnObject:
     keys: tuple[str, ...]
 
 
+POD_REFUSED = frozenset({"metadata.name", "spec.containers"})
 AS_WRITTEN = {
     "003-pod-volume-1.yaml": YamlRefusal(13, "expected <block end>, but found '-'"),
     "003-pod-volume-2.yaml": Flattened(
-        "Pod", ("name", "containers", "image", "volumeMounts", "hostPath", "path"), frozenset(
-            {"metadata.name", "spec.containers"})
+        "Pod", ("name", "containers", "image", "volumeMounts", "hostPath", "path"), POD_REFUSED
     ),
     "003-pod-volume-3.yaml": Flattened(
-        "Pod", ("name", "containers", "image", "persistentVolumeClaim", "claimName"), frozenset(
-            {"metadata.name", "spec.containers"})
+        "Pod", ("name", "containers", "image", "persistentVolumeClaim", "claimName"), POD_REFUSED
     ),
     "003-pvc-01.yaml": Flattened(
         "PersistentVolumeClaim",
@@ -345,7 +346,7 @@ def test_notes_003_manifests_without_indentation_are_not_the_intended_objects(
     try:
         created = resource.create(body=doc, namespace=namespace if resource.namespaced else None)
     except client.ApiException as e:
-        refusal = yaml.safe_load(e.body) if e.body else {}
+        refusal = json.loads(e.body) if e.body else {}
         causes = (refusal.get("details") or {}).get("causes") or []
         fields = {c.get("field") for c in causes}
         assert (e.status, refusal.get("reason")) == (422, "Invalid"), f"{filename}: HTTP {e.status} {e.body}"

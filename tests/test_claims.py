@@ -118,3 +118,12 @@ def test_reports_without_claims_are_ignored():
     ledger = ClaimLedger(parse_claims(CLAIMS_MD))
     ledger.record(report("t.py::test_x", "call", "failed", ()))
     assert not ledger.has_tests
+
+
+def test_a_test_interrupted_after_setup_is_an_error_not_held():
+    ledger = ClaimLedger(parse_claims(CLAIMS_MD))
+    ledger.record(report("t.py::test_slow", "setup", "passed", ("SVC-01",)))
+    ledger.record(report("t.py::test_slow", "teardown", "passed", ("SVC-01",)))
+    verdict = {v.claim.id: v for v in ledger.verdicts()}["SVC-01"]
+    assert verdict.verdict == "error"
+    assert verdict.reason == "did not finish (interrupted)"

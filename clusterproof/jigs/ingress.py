@@ -14,7 +14,7 @@ import socket
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client
@@ -33,6 +33,8 @@ CONTROLLER_POD_SELECTOR = "app.kubernetes.io/component=controller"
 ADMISSION_JOBS = ("ingress-nginx-admission-create", "ingress-nginx-admission-patch")
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 ROUTE_TIMEOUT = 90.0  # the controller syncs a new Ingress into nginx.conf within seconds; reloads can lag
+
+A = TypeVar("A")  # HttpAnswer or TlsAnswer: both have .status and .body
 
 
 # --- is there a controller? ------------------------------------------------------------------
@@ -119,9 +121,7 @@ def require_ingress_nginx(cluster: Cluster, *, serving: bool = True) -> NginxIns
     if serving and (install.service is None or not install.ready_pods):
         pods = wait.describe_pods(install.pods)
         service = "present" if install.service else "missing"
-        pytest.skip(
-            f"ingress-nginx is not serving: controller pods {pods}; Service {CONTROLLER_SERVICE} {service}"
-        )
+        pytest.skip(f"ingress-nginx is not serving: controller pods {pods}; Service {CONTROLLER_SERVICE} {service}")
     return install
 
 
@@ -196,15 +196,16 @@ def get(ip: str, port: int, path: str, host: str, *, timeout: float = 3) -> Http
 
 
 def wait_answer(
-    fetch: Callable[[], HttpAnswer],
-    matches: Callable[[HttpAnswer], bool],
+    fetch: Callable[[], A],
+    matches: Callable[[A], bool],
     expected: str,
     timeout: float = ROUTE_TIMEOUT,
-) -> HttpAnswer:
-    """Repeat `fetch` until its answer matches; on timeout fail with the last answer seen."""
+) -> A:
+    """Repeat `fetch` (an HttpAnswer or TlsAnswer) until its answer matches; on timeout fail with
+    the last answer seen."""
     last: list[str] = ["nothing yet"]
 
-    def attempt() -> HttpAnswer | None:
+    def attempt() -> A | None:
         try:
             answer = fetch()
         except ProbeError as e:
@@ -251,6 +252,9 @@ def self_signed_certificate(host: str) -> tuple[bytes, bytes]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        # the certificate is its own trust anchor: strict verifiers want the key identifiers
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(
@@ -289,6 +293,21 @@ def https_get_sni(ip: str, port: int, host: str, path: str, trusted_pem: bytes, 
     status_line = head.split("\r\n", 1)[0].split()
     status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
     return TlsAnswer(der, status, _dechunk(head, body))
+
+
+def presented_certificate(ip: str, port: int, sni: str, *, timeout: float = 5) -> bytes:
+    """DER of the certificate the server presents for SNI `sni` (not verified: just looked at)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((ip, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=sni) as tls,
+        ):
+            return tls.getpeercert(binary_form=True) or b""
+    except (OSError, ssl.SSLError) as e:
+        raise ProbeError(f"TLS to {ip}:{port} (SNI {sni}): {type(e).__name__}: {e}") from None
 
 
 def _read_all(sock: ssl.SSLSocket) -> bytes:

@@ -333,8 +333,10 @@ class ServiceJig:
         return self.core.read_namespaced_service(name, self.namespace)
 
     def delete_service(self, name: str) -> None:
+        services = self.cluster.dynamic.resources.get(api_version="v1", kind="Service")
         try:
-            self.core.delete_namespaced_service(name, self.namespace)
+            # dynamic: a 1.20 server answers a Service delete with a Status the typed client cannot read
+            services.delete(name=name, namespace=self.namespace)
         except client.ApiException as e:
             if e.status != 404:
                 raise
@@ -424,9 +426,7 @@ class ServiceJig:
 
     # --- reachability ------------------------------------------------------------------------
 
-    def await_answer_inside(
-        self, pod: ClientPod, url: str, what: str, timeout: float = ANSWER_TIMEOUT
-    ) -> HttpAnswer:
+    def await_answer_inside(self, pod: ClientPod, url: str, what: str, timeout: float = ANSWER_TIMEOUT) -> HttpAnswer:
         return wait.until(
             lambda: _ok(pod.http(url)),
             f"an HTTP answer from {what} ({url}) inside pod {pod.name}",
@@ -435,7 +435,9 @@ class ServiceJig:
         )
 
     def await_answer_from_host(self, url: str, what: str, timeout: float = ANSWER_TIMEOUT) -> HttpAnswer:
-        return wait.until(lambda: _ok(probe.http_get(url)), f"an HTTP answer from {what} ({url})", timeout, describe=str)
+        return wait.until(
+            lambda: _ok(probe.http_get(url)), f"an HTTP answer from {what} ({url})", timeout, describe=str
+        )
 
     def sample_inside(
         self,
@@ -501,9 +503,7 @@ def endpoint_ips(ep: client.V1Endpoints) -> tuple[set[str], set[str]]:
 
 
 def endpoint_target_uids(ep: client.V1Endpoints) -> set[str]:
-    return {
-        a.target_ref.uid for subset in ep.subsets or [] for a in subset.addresses or [] if a.target_ref is not None
-    }
+    return {a.target_ref.uid for subset in ep.subsets or [] for a in subset.addresses or [] if a.target_ref is not None}
 
 
 def cluster_ip_url(service: client.V1Service, port: int | None = None, path: str = "/") -> str:

@@ -3,7 +3,7 @@ their containers and on the nodes, restart a container, and sort hostPath pods b
 
 from __future__ import annotations
 
-import shlex
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,8 +72,10 @@ def container_status(pod: client.V1Pod, container: str) -> client.V1ContainerSta
 
 
 def delete_pod(cluster: Cluster, namespace: str, name: str, timeout: float = 60) -> None:
-    """Delete at once (grace 0) and wait until the API no longer has it."""
-    cluster.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+    """Delete gracefully and wait until the API no longer has it. Not grace 0: that removes the
+    object before the kubelet has stopped the pod, and an exec into a new pod of the same name
+    can then still reach the old one's containers (the kubelet finds pods by name)."""
+    cluster.core.delete_namespaced_pod(name, namespace)
     wait.gone(lambda: cluster.core.read_namespaced_pod(name, namespace), f"pod {namespace}/{name}", timeout)
 
 
@@ -186,10 +188,8 @@ class NodeFiles:
     def cleanup(self) -> None:
         while self._undo:
             _, undo = self._undo.pop()
-            try:
+            with contextlib.suppress(Exception):  # the tracker tries again at the end of the session
                 undo()
-            except Exception:  # the tracker tries again at the end of the session
-                pass
 
 
 # --- hostPath types --------------------------------------------------------------------------
@@ -385,7 +385,3 @@ def failed_mounts(cluster: Cluster, namespace: str, pod: str) -> MountFailures:
 def git_missing(message: str) -> bool:
     """The kubelet's error when the node has no git binary."""
     return "executable file not found" in message and "git" in message
-
-
-def quoted(argv: Iterable[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)

@@ -1,0 +1,162 @@
+"""Verbs for the namespace and ResourceQuota claims: put the notes' quota into a namespace,
+create objects one by one and keep the API's answer to each, read used vs hard, and run
+kubectl with a private kubeconfig whose context has a default namespace."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from clusterproof import wait
+from clusterproof.cluster import Cluster
+from clusterproof.errors import WaitTimeout
+from clusterproof.manifests import Doc, Manifests
+from clusterproof.manifests import apply as apply_docs
+from clusterproof.run import RunContext
+from clusterproof.tracker import ResourceTracker
+
+TEST_QUOTAS = "notes/quota/test-quotas.yaml"
+QUOTA_TIMEOUT = 60.0
+ADMISSION_HINT = (
+    "the API server did not enforce the ResourceQuota: is the ResourceQuota admission plugin enabled "
+    "(kube-apiserver --enable-admission-plugins / --disable-admission-plugins)?"
+)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The API server's answer to one create: admitted, or refused with status and message."""
+
+    kind: str
+    name: str
+    status: int  # 201 when admitted
+    reason: str = ""
+    message: str = ""
+
+    @property
+    def admitted(self) -> bool:
+        return 200 <= self.status < 300
+
+    def __str__(self) -> str:
+        if self.admitted:
+            return f"{self.kind} {self.name}: admitted"
+        return f"{self.kind} {self.name}: HTTP {self.status} {self.reason}: {self.message}"
+
+
+def quantity(value: str | int | None) -> int:
+    """Object-count quota values are plain integers ("3"); "1k"-style counts do not occur here."""
+    return int(str(value or "0"))
+
+
+@dataclass
+class QuotaJig:
+    cluster: Cluster
+    manifests: Manifests
+    tracker: ResourceTracker
+
+    def apply_quota(self, namespace: str, source: str = TEST_QUOTAS) -> client.V1ResourceQuota:
+        """Create the quota and wait until the quota controller has counted the namespace:
+        until then admission refuses every counted create with 'status unknown for quota'."""
+        (quota,) = self.manifests.apply(source, namespace)
+        return self.wait_counted(namespace, quota["metadata"]["name"])
+
+    def wait_counted(self, namespace: str, name: str, timeout: float = QUOTA_TIMEOUT) -> client.V1ResourceQuota:
+        def counted() -> client.V1ResourceQuota | None:
+            quota = self.read(namespace, name)
+            status = quota.status
+            ready = status is not None and status.hard == quota.spec.hard and status.used is not None
+            return quota if ready else None
+
+        try:
+            return wait.until(counted, f"ResourceQuota {namespace}/{name} counted (status.hard and status.used set)",
+                              timeout, describe=lambda _: self.describe(namespace, name))
+        except WaitTimeout as e:
+            raise AssertionError(f"{e}: is kube-controller-manager's resourcequota controller running?") from None
+
+    def read(self, namespace: str, name: str) -> client.V1ResourceQuota:
+        return self.cluster.core.read_namespaced_resource_quota(name, namespace)
+
+    def used(self, namespace: str, name: str) -> dict[str, int]:
+        status = self.read(namespace, name).status
+        return {k: quantity(v) for k, v in ((status.used if status else None) or {}).items()}
+
+    def hard(self, namespace: str, name: str) -> dict[str, int]:
+        status = self.read(namespace, name).status
+        return {k: quantity(v) for k, v in ((status.hard if status else None) or {}).items()}
+
+    def describe(self, namespace: str, name: str) -> str:
+        try:
+            quota = self.read(namespace, name)
+        except client.ApiException as e:
+            return f"HTTP {e.status}"
+        status = quota.status
+        return f"hard {status.hard if status else None}, used {status.used if status else None}"
+
+    def wait_used(
+        self, namespace: str, name: str, expected: dict[str, int], timeout: float = QUOTA_TIMEOUT
+    ) -> dict[str, int]:
+        return wait.until(
+            lambda: (used := self.used(namespace, name)) == expected and used,
+            f"ResourceQuota {namespace}/{name} status.used == {expected}",
+            timeout,
+            describe=lambda _: self.describe(namespace, name),
+        )
+
+    def create_each(self, source: str | list[Doc], namespace: str) -> list[Admission]:
+        """Create the documents one by one, in order; a refusal does not stop the next ones."""
+        docs = self.manifests.load(source, namespace) if isinstance(source, str) else source
+        return [self.create(doc) for doc in docs]
+
+    def create(self, doc: Doc) -> Admission:
+        kind, name = doc["kind"], doc["metadata"]["name"]
+        try:
+            apply_docs(self.cluster, [doc], tracker=self.tracker)
+        except client.ApiException as e:
+            body = _status_body(e)
+            return Admission(kind, name, e.status, body.get("reason", ""), body.get("message", str(e.reason)))
+        return Admission(kind, name, 201)
+
+
+def _status_body(e: client.ApiException) -> dict[str, Any]:
+    try:
+        return json.loads(e.body) if e.body else {}
+    except ValueError:
+        return {"message": e.body}
+
+
+# --- kubectl with a context whose namespace is set ---------------------------------------------
+
+
+class PrivateKubeconfig:
+    """A 0600 copy of the cluster's kubeconfig (this context only, credentials inlined) in the
+    run dir, for `kubectl config set-context` without touching the original. Never printed."""
+
+    def __init__(self, cluster: Cluster, run: RunContext, name: str) -> None:
+        self.cluster = cluster
+        self.path = run.private_file(run.private_dir("kubeconfigs") / f"{name}.yaml")
+        flat = cluster.kubectl("config", "view", "--raw", "--minify", "--flatten")
+        self.path.write_text(flat.stdout, encoding="utf-8")
+
+    def kubectl(self, *args: str, check: bool = True) -> str:
+        done = self.cluster.kubectl(*args, check=False, kubeconfig=self.path)
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+        return done.stdout
+
+    def set_namespace(self, namespace: str) -> None:
+        """The notes' `kubectl config set-context <current context> --namespace=test`."""
+        self.kubectl("config", "set-context", "--current", f"--namespace={namespace}")
+
+    def context_namespace(self) -> str:
+        return self.kubectl("config", "view", "--minify", "-o", "jsonpath={.contexts[0].context.namespace}")
+
+    def pod_names(self, *flags: str) -> set[str]:
+        out = self.kubectl("get", "pods", "-o", "name", *flags)
+        return {line.removeprefix("pod/") for line in out.split()}
+
+    def remove(self) -> None:
+        Path(self.path).unlink(missing_ok=True)

@@ -1,0 +1,321 @@
+"""Ingress and the bare-metal ingress-nginx install [000, 002], and the notes' broken Ingress examples.
+
+ING-01..05 need ingress-nginx (detected, never assumed); they skip saying what is missing. ING-06 and
+the ERR checks need no controller. HTTP(S) from the test host goes to node InternalIPs only.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import ssl
+
+import pytest
+from kubernetes.client import ApiException
+
+from clusterproof import wait
+from clusterproof.cluster import Cluster
+from clusterproof.errors import ProbeError
+from clusterproof.jigs import ingress
+from clusterproof.manifests import Manifests
+from clusterproof.run import RunContext
+from clusterproof.tracker import ResourceTracker
+
+MINIMAL = "notes/ingress/minimal-ingress.yaml"
+BACKENDS = "claims/ingress/ingress-backends.yaml"
+REWRITE = "claims/ingress/rewrite-ingress.yaml"
+TLS = "claims/ingress/tls-ingress.yaml"
+EXTERNAL_IPS_PATCH = "notes/ingress/ingress-nginx-controller-externalips.patch.yaml"
+AS_WRITTEN = "notes-as-written/002-minimal-ingress-rootSvc.yaml"
+V047_RECORD = "notes-as-written/000-ingress-nginx-controller-v0.47.0.yaml"
+NO_CONTROLLER_WINDOW = 15.0  # ingress-nginx writes an address into status within seconds of syncing
+
+
+def start_backends(cluster: Cluster, namespace: str, manifests: Manifests) -> dict[str, str]:
+    """Services root-svc and test with one ready pod each; returns {"root": pod, "test": pod}."""
+    manifests.apply(BACKENDS)
+    names = {}
+    for key, app in (("root", "root-backend"), ("test", "test-backend")):
+        wait.deployment_available(cluster.apps, namespace, app)
+        names[key] = wait.pods_ready(cluster.core, namespace, f"app={app}", 1)[0].metadata.name
+    return names
+
+
+def host_for(namespace: str, prefix: str = "") -> str:
+    return f"{prefix}{namespace}.clusterproof.test"
+
+
+def cluster_ip(cluster: Cluster, namespace: str, service: str) -> str:
+    return cluster.core.read_namespaced_service(service, namespace).spec.cluster_ip
+
+
+# --- ING-01 / ING-02: the install --------------------------------------------------------------
+
+
+@pytest.mark.claim("ING-01")
+def test_bare_metal_ingress_nginx_runs_a_controller_behind_a_node_port_service(cluster: Cluster) -> None:
+    install = ingress.require_ingress_nginx(cluster, serving=False)
+    ns = install.namespace
+    running = [p.metadata.name for p in install.ready_pods if p.status.phase == "Running"]
+    assert running, f"no Running, Ready controller pod in {ns}: {wait.describe_pods(install.pods)}"
+
+    for job_name in ingress.ADMISSION_JOBS:
+        job = cluster.batch.read_namespaced_job(job_name, ns)
+        pods = cluster.core.list_namespaced_pod(ns, label_selector=f"job-name={job_name}").items
+        phases = {p.metadata.name: p.status.phase for p in pods}
+        assert (job.status.succeeded or 0) >= 1 and all(v == "Succeeded" for v in phases.values()), (
+            f"admission Job {ns}/{job_name} should have Completed: succeeded={job.status.succeeded}, pods {phases}"
+        )
+
+    service = install.service
+    assert service is not None, f"no Service {ns}/{ingress.CONTROLLER_SERVICE}"
+    ports = {p.port: p.node_port for p in service.spec.ports or []}
+    assert service.spec.type == "NodePort" and {80, 443} <= set(ports) and all(ports[p] for p in (80, 443)), (
+        f"{ingress.CONTROLLER_SERVICE} should be a NodePort Service with 80 and 443: type {service.spec.type}, "
+        f"ports {ports}"
+    )
+    admission = cluster.core.read_namespaced_service(ingress.ADMISSION_SERVICE, ns)
+    admission_ports = [p.port for p in admission.spec.ports or []]
+    assert admission.spec.type == "ClusterIP" and admission_ports == [443], (
+        f"{ingress.ADMISSION_SERVICE} should be ClusterIP on 443: type {admission.spec.type}, ports {admission_ports}"
+    )
+
+    # the node port is served by nginx on every node (an unknown host gets nginx's 404)
+    for node, ip in install.node_ips():
+        try:
+            answer = ingress.get(ip, ports[80], "/", "no-such-host.clusterproof.test")
+        except ProbeError as e:
+            raise AssertionError(f"controller node port {ports[80]} on {node} ({ip}): {e}") from None
+        assert answer.status == 404, f"{node} {ip}:{ports[80]} answered HTTP {answer.status}, expected nginx's 404"
+
+
+@pytest.mark.claim("ING-02")
+def test_controller_service_lists_external_ips_only_once_they_are_set_to_node_ips(
+    cluster: Cluster, manifests: Manifests, tracker: ResourceTracker
+) -> None:
+    install = ingress.require_ingress_nginx(cluster)
+    ns, name = install.namespace, ingress.CONTROLLER_SERVICE
+    spec = install.service.spec
+    saved = {"externalIPs": spec.external_i_ps, "externalTrafficPolicy": spec.external_traffic_policy}
+
+    def restore() -> None:
+        ingress.patch_service_spec(cluster, ns, name, saved)
+
+    tracker.on_cleanup(cluster, f"restore externalIPs of Service {ns}/{name}", restore)
+    try:
+        ingress.patch_service_spec(cluster, ns, name, {"externalIPs": None})
+        before = ingress.external_ip_column(cluster, ns, name)
+        assert before == "<none>", f"{name} without externalIPs shows EXTERNAL-IP {before!r}, expected <none>"
+
+        node_ips = [n.internal_ip for n in cluster.nodes if n.internal_ip]
+        values = {f"NODE_IP_{i + 1}": node_ips[i % len(node_ips)] for i in range(3)}
+        patch = manifests.render(EXTERNAL_IPS_PATCH, values)[0]["spec"]
+        patch["externalIPs"] = list(dict.fromkeys(patch["externalIPs"]))
+        ingress.patch_service_spec(cluster, ns, name, patch)
+        after = ingress.external_ip_column(cluster, ns, name)
+        assert set(after.split(",")) == set(patch["externalIPs"]), (
+            f"after setting externalIPs {patch['externalIPs']}, {name} shows EXTERNAL-IP {after!r}"
+        )
+
+        # port 80 of each external IP now leads to the controller (nginx's 404 for an unknown host)
+        for ip in patch["externalIPs"]:
+            ingress.wait_answer(
+                lambda ip=ip: ingress.get(ip, 80, "/", "no-such-host.clusterproof.test"),
+                lambda a: a.status == 404,
+                f"nginx's 404 from external IP {ip}:80",
+                timeout=30,
+            )
+    finally:
+        restore()
+
+
+# --- ING-03..05: routing through the controller --------------------------------------------------
+
+
+@pytest.mark.claim("ING-03")
+def test_one_ingress_routes_each_path_prefix_to_its_own_service(
+    cluster: Cluster, namespace: str, manifests: Manifests
+) -> None:
+    install = ingress.require_ingress_nginx(cluster)
+    pods = start_backends(cluster, namespace, manifests)
+    host = host_for(namespace)
+    manifests.apply(ingress.set_host(manifests.load(MINIMAL), host))
+    port = install.node_port(80)
+    nodes = install.node_ips()
+
+    expected = {"/": pods["root"], "/other/page": pods["root"], "/testpath": pods["test"], "/testpath/x": pods["test"]}
+    first_node, first_ip = nodes[0]
+    ingress.wait_answer(
+        lambda: ingress.get(first_ip, port, "/testpath", host),
+        ingress.answers_with(pods["test"]),
+        f"/testpath routed to Service test ({pods['test']}) via {first_node} {first_ip}:{port}",
+    )
+    for node, ip in nodes:
+        for path, pod in expected.items():
+            answer = ingress.get(ip, port, path, host)
+            assert answer.ok and answer.body.strip() == pod, (
+                f"{path} (Host {host}) via {node} {ip}:{port} should reach {pod}; "
+                f"got HTTP {answer.status} {answer.body.strip()[:80]!r}"
+            )
+
+
+@pytest.mark.claim("ING-04")
+def test_rewrite_target_changes_the_path_the_backend_sees(
+    cluster: Cluster, namespace: str, manifests: Manifests, client_pod
+) -> None:
+    install = ingress.require_ingress_nginx(cluster)
+    pods = start_backends(cluster, namespace, manifests)
+    minimal_host, rewrite_host = host_for(namespace), host_for(namespace, "rewrite.")
+    manifests.apply(ingress.set_host(manifests.load(MINIMAL), minimal_host))
+    manifests.apply(ingress.set_host(manifests.load(REWRITE), rewrite_host))
+    rewrite_pod = wait.pod_ready(cluster.core, namespace, "rewrite-backend").metadata.name
+    port = install.node_port(80)
+    node, ip = install.node_ips()[0]
+
+    # asked directly, the backends do not know these paths: only a rewritten request can succeed
+    client = client_pod()
+    for service, path in (("test", "/testpath/deeper/page"), ("rewrite-backend", "/rewrite/podinfo/name")):
+        direct = client.http(f"http://{cluster_ip(cluster, namespace, service)}{path}")
+        assert direct.status == 404, f"Service {service} asked for {path} directly: HTTP {direct.status}"
+
+    cases = (
+        (minimal_host, "/testpath/deeper/page", pods["test"], "rewrite-target / (the notes' form)"),
+        (rewrite_host, "/rewrite/podinfo/name", rewrite_pod, "rewrite-target /$2 (capture group)"),
+    )
+    for host, path, pod, form in cases:
+        ingress.wait_answer(
+            lambda host=host, path=path: ingress.get(ip, port, path, host),
+            ingress.answers_with(pod),
+            f"{form}: {path} (Host {host}) via {node} {ip}:{port} answered by {pod}, the backend seeing "
+            f"the rewritten path",
+        )
+
+
+@pytest.mark.claim("ING-05")
+def test_ingress_terminates_https_with_the_tls_secret_for_its_host(
+    cluster: Cluster, namespace: str, manifests: Manifests
+) -> None:
+    install = ingress.require_ingress_nginx(cluster)
+    ingress.require_cryptography()
+    pods = start_backends(cluster, namespace, manifests)
+    host = host_for(namespace, "tls.")
+    cert_pem, key_pem = ingress.self_signed_certificate(host)
+    values = {"TLS_CRT_B64": ingress.b64(cert_pem), "TLS_KEY_B64": ingress.b64(key_pem)}
+    manifests.apply(ingress.set_host(manifests.load(TLS, values=values), host))
+    port = install.node_port(443)
+    ours = ssl.PEM_cert_to_DER_cert(cert_pem.decode("ascii"))
+
+    for node, ip in install.node_ips():
+        answer = ingress.wait_answer(
+            lambda ip=ip: ingress.https_get_sni(ip, port, host, "/", cert_pem),
+            lambda a: a.certificate == ours and a.status == 200 and a.body.strip() == pods["root"],
+            f"HTTPS with SNI {host} via {node} {ip}:{port}: our certificate, answered by {pods['root']}",
+        )
+        assert answer.certificate == ours
+
+    # the certificate is chosen by SNI: another name gets the controller's default one, not ours
+    other = ingress.presented_certificate(install.node_ips()[0][1], port, host_for(namespace, "other."))
+    assert other != ours, "the controller presented the Secret's certificate for a host the Ingress does not name"
+
+
+# --- ING-06: a declaration only -----------------------------------------------------------------
+
+
+@pytest.mark.claim("ING-06")
+def test_ingress_without_a_controller_gets_no_address_and_nothing_serves_it(
+    cluster: Cluster, namespace: str, manifests: Manifests, client_pod, run: RunContext
+) -> None:
+    # the notes' class when no controller implements it; on a cluster with ingress-nginx, a class nobody implements
+    class_name = "nginx" if not ingress.controller_claims(cluster, "nginx") else f"unclaimed-{run.run_id}"
+    pods = start_backends(cluster, namespace, manifests)
+    manifests.apply(ingress.set_class(manifests.load(MINIMAL), class_name))
+    host = host_for(namespace)
+    backend_names = set(pods.values())
+
+    # the backends themselves work: what is missing is only something serving the Ingress
+    client = client_pod()
+    direct = client.http(f"http://{cluster_ip(cluster, namespace, 'root-svc')}/")
+    assert direct.body.strip() == pods["root"], f"Service root-svc does not answer directly: {direct.body!r}"
+
+    for node in cluster.nodes:
+        for path in ("/", "/testpath"):
+            try:
+                answer = ingress.get(node.internal_ip, 80, path, host)
+            except ProbeError:
+                continue  # nothing listens: what the notes say
+            assert answer.body.strip() not in backend_names, (
+                f"{node.name} {node.internal_ip}:80{path} (Host {host}) answered from backend "
+                f"{answer.body.strip()!r}: something serves Ingress minimal-ingress (class {class_name})"
+            )
+
+    addresses = ingress.address_within(cluster, namespace, "minimal-ingress", NO_CONTROLLER_WINDOW)
+    assert addresses == [], (
+        f"Ingress minimal-ingress (class {class_name}) got address {addresses}: some controller claimed it"
+    )
+
+
+# --- ERR-05 / ERR-06: the notes as written ------------------------------------------------------
+
+
+@pytest.mark.claim("ERR-05")
+def test_notes_ingress_with_backend_rootSvc_is_refused_naming_the_service_name_field(
+    cluster: Cluster, namespace: str, manifests: Manifests
+) -> None:
+    cluster.require(
+        ingress.serves_resource(cluster, "networking.k8s.io/v1", "ingresses"),
+        "the server does not serve networking.k8s.io/v1 Ingress (before 1.19): the notes' manifest cannot apply",
+    )
+    doc = manifests.prepare(manifests.load_raw(AS_WRITTEN).documents())[0]
+    resource = cluster.dynamic.resources.get(api_version=doc["apiVersion"], kind="Ingress")
+    field = "spec.rules[0].http.paths[0].backend.service.name"
+
+    try:
+        resource.create(body=doc, namespace=namespace, dry_run="All")
+    except ApiException as refused:
+        error = refused
+    else:
+        raise AssertionError("the API server accepted the notes' Ingress with backend Service name 'rootSvc'")
+    causes = (json.loads(error.body).get("details") or {}).get("causes") or []
+    named = [c for c in causes if c.get("field") == field]
+    assert error.status == 422 and named and "rootSvc" in named[0]["message"], (
+        f"expected 422 Invalid naming {field} ('rootSvc'); got HTTP {error.status}, causes {causes}"
+    )
+    assert "DNS-1035" in named[0]["message"], f"the refusal should cite the DNS-1035 rule: {named[0]['message']!r}"
+
+    # the other flaw: with the name fixed it is accepted, but carries no ingressClassName
+    fixed = copy.deepcopy(doc)
+    fixed["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] = "root-svc"
+    accepted = resource.create(body=fixed, namespace=namespace, dry_run="All")
+    class_name = accepted.spec.get("ingressClassName")
+    defaults = ingress.default_classes(ingress.ingress_classes(cluster))
+    if defaults:
+        assert class_name in defaults, f"default IngressClass {defaults} should be filled in; got {class_name!r}"
+    else:
+        assert class_name is None, f"no default IngressClass, yet the Ingress got class {class_name!r}"
+
+
+@pytest.mark.claim("ERR-06")
+def test_ingress_nginx_v0_47_needs_v1beta1_ingress_which_kubernetes_1_22_removed(
+    cluster: Cluster, namespace: str, manifests: Manifests
+) -> None:
+    version = manifests.load_raw(V047_RECORD).documents()[0]["version"]
+    served = ingress.served_versions(cluster, "networking.k8s.io")
+    v1beta1 = "v1beta1" in served and ingress.serves_resource(cluster, "networking.k8s.io/v1beta1", "ingresses")
+    # what the controller does first: list Ingresses through networking.k8s.io/v1beta1
+    listing = cluster.kubectl("get", "ingresses.v1beta1.networking.k8s.io", "-n", namespace, check=False)
+    server = cluster.git_version
+
+    if cluster.server_version < (1, 22):
+        assert v1beta1 and listing.returncode == 0, (
+            f"Kubernetes {server} should still serve networking.k8s.io/v1beta1 Ingress ({version} needs it): "
+            f"served versions {served}, kubectl: {listing.stderr.strip()!r}"
+        )
+        if cluster.server_version >= (1, 19):
+            assert "unavailable in v1.22+" in listing.stderr, (
+                f"Kubernetes {server} should warn that v1beta1 Ingress goes away in 1.22: {listing.stderr.strip()!r}"
+            )
+    else:
+        assert not v1beta1 and listing.returncode != 0, (
+            f"Kubernetes {server} should no longer serve networking.k8s.io/v1beta1 Ingress, so {version} "
+            f"cannot work; served versions {served}, kubectl exit {listing.returncode}"
+        )
