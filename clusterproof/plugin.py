@@ -34,7 +34,7 @@ from clusterproof.providers import Provider, make_provider
 from clusterproof.run import TEST_LABEL as TEST_LABEL_KEY
 from clusterproof.run import RunContext, namespace_name, test_label
 from clusterproof.timings import Stopwatch, TimingReporter
-from clusterproof.tracker import ResourceTracker, install_signal_cleanup
+from clusterproof.tracker import OWNER_LABEL, ResourceTracker, install_signal_cleanup
 
 log = logging.getLogger("clusterproof")
 
@@ -249,7 +249,7 @@ def make_namespace(
     """Factory of fresh namespaces for this test (for claims that need several)."""
     item = request.node
     made = item.stash.setdefault(ITEM_NAMESPACES, [])
-    labels = {**run.labels, TEST_LABEL_KEY: test_label(item.nodeid)}
+    labels = {**run.labels, TEST_LABEL_KEY: test_label(item.nodeid), OWNER_LABEL: tracker.owner}
 
     def make() -> str:
         name = namespace_name(run.run_id, item.name, item.nodeid, len(made) + 1)

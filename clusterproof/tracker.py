@@ -4,6 +4,7 @@ end of the session, and on SIGINT/SIGTERM. Every step is idempotent (404 is succ
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -45,9 +46,14 @@ class _ClusterRecord:
     node_labels_saved: set[tuple[str, str]] = field(default_factory=set)
 
 
+OWNER_LABEL = "clusterproof.io/owner"
+
+
 class ResourceTracker:
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, owner: str | None = None) -> None:
         self.run_id = run_id
+        # xdist workers share the run id (and maybe the cluster): each sweeps only its own
+        self.owner = owner or os.environ.get("PYTEST_XDIST_WORKER", "main")
         self._records: dict[str, _ClusterRecord] = {}
         self._lock = threading.RLock()
 
@@ -125,7 +131,7 @@ class ResourceTracker:
         for obj in reversed(record.objects):
             if obj.namespace is None or obj.namespace not in namespaces:
                 steps.append((f"delete {obj}", _deleter(cluster, obj)))
-        labelled = _run_namespaces(cluster, self.run_id)
+        labelled = _run_namespaces(cluster, f"{RUN_LABEL}={self.run_id},{OWNER_LABEL}={self.owner}")
         for name in dict.fromkeys([*record.namespaces, *labelled]):
             steps.append((f"delete namespace {name}", _namespace_deleter(cluster, name)))
         return steps
@@ -172,9 +178,9 @@ def _delete_namespace(cluster: Cluster, name: str) -> None:
     )
 
 
-def _run_namespaces(cluster: Cluster, run_id: str) -> list[str]:
+def _run_namespaces(cluster: Cluster, selector: str) -> list[str]:
     try:
-        found = cluster.core.list_namespace(label_selector=f"{RUN_LABEL}={run_id}", _request_timeout=REQUEST_TIMEOUT)
+        found = cluster.core.list_namespace(label_selector=selector, _request_timeout=REQUEST_TIMEOUT)
     except Exception as e:
         log.warning("cleanup: cannot list this run's namespaces: %s", type(e).__name__)
         return []

@@ -60,10 +60,12 @@ def test_bare_metal_ingress_nginx_runs_a_controller_behind_a_node_port_service(c
     assert running, f"no Running, Ready controller pod in {ns}: {wait.describe_pods(install.pods)}"
 
     for job_name in ingress.ADMISSION_JOBS:
-        job = cluster.batch.read_namespaced_job(job_name, ns)
+        job = ingress.read_job(cluster, ns, job_name)
+        assert job is not None, f"no admission Job {ns}/{job_name} (a Helm install deletes its hook Jobs)"
         pods = cluster.core.list_namespaced_pod(ns, label_selector=f"job-name={job_name}").items
         phases = {p.metadata.name: p.status.phase for p in pods}
-        assert (job.status.succeeded or 0) >= 1 and all(v == "Succeeded" for v in phases.values()), (
+        completed = (job.status.succeeded or 0) >= 1 and "Succeeded" in phases.values()
+        assert completed, (
             f"admission Job {ns}/{job_name} should have Completed: succeeded={job.status.succeeded}, pods {phases}"
         )
 

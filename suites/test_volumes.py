@@ -16,8 +16,9 @@ from clusterproof import wait
 from clusterproof.cluster import Cluster
 from clusterproof.jigs import volume
 from clusterproof.jigs.volume import NodeFiles, PodFiles
+from clusterproof.jigs.workload import pick_workers
 from clusterproof.manifests import Manifests
-from clusterproof.run import RunContext
+from clusterproof.run import RunContext, hash_of
 from clusterproof.tracker import ResourceTracker
 
 POD_VOLUME_1 = "notes/volumes/pod-volume-1.yaml"
@@ -37,12 +38,6 @@ def node_files(cluster: Cluster, tracker: ResourceTracker, run: RunContext) -> I
     files.keep_clean([n.name for n in cluster.nodes], files.run_dir, rmdir_only=True)
     yield files
     files.cleanup()
-
-
-def worker_nodes(cluster: Cluster, count: int) -> list[str]:
-    """`count` workers to pin pods to (nodeName), untainted ones first."""
-    workers = sorted(cluster.require_workers(count), key=lambda n: (bool(n.taints), n.name))
-    return [n.name for n in workers[:count]]
 
 
 # --- emptyDir --------------------------------------------------------------------------------
@@ -110,7 +105,7 @@ def test_emptydir_survives_a_container_restart_in_the_same_pod(
 def test_gitrepo_clones_the_repository_into_the_volume_when_the_pod_starts(
     cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles
 ) -> None:
-    (node,) = worker_nodes(cluster, 1)
+    (node,) = pick_workers(cluster, 1)
     server = volume.start_git_server(manifests)
     volume.start_pod(manifests, "claims/volumes/gitrepo-pod.yaml", values={"GIT_REPO_URL": server.url}, node=node)
 
@@ -141,6 +136,11 @@ def test_gitrepo_clones_the_repository_into_the_volume_when_the_pod_starts(
 # --- initContainer ---------------------------------------------------------------------------
 
 
+def start_order(text: str | None) -> list[str]:
+    """`init <t>` / `app <t>` lines -> ["init", "app", ...]"""
+    return [line.split()[0] for line in (text or "").splitlines() if line.strip()]
+
+
 def timestamp(value: datetime | None, what: str) -> datetime:
     assert value is not None, f"no {what}"
     return value
@@ -161,13 +161,13 @@ def test_init_container_runs_once_to_completion_before_the_app_and_fills_its_vol
     assert finished <= app_started, f"app started at {app_started}, before the init container finished at {finished}"
     page = pod_files.read("init-container-pod", "/work/index.html", "app")
     assert page == "filled by the init container\n", f"app sees /work/index.html = {page!r}"
-    order = [line.split()[0] for line in (pod_files.read("init-container-pod", "/work/order", "app") or "").split("\n")]
-    assert order[:2] == ["init", "app"], f"/work/order shows the start order {order}"
+    order = start_order(pod_files.read("init-container-pod", "/work/order", "app"))
+    assert order == ["init", "app"], f"/work/order shows the start order {order}"
 
     # a restart of the app container does not run the init container again
     assert pod_files.exec("init-container-pod", ["kill", "1"], "app").rc == 0
     volume.wait_restarted(cluster, namespace, "init-container-pod", "app", more_than=0)
-    order = [w.split()[0] for w in (pod_files.read("init-container-pod", "/work/order", "app") or "").split("\n") if w]
+    order = start_order(pod_files.read("init-container-pod", "/work/order", "app"))
     assert order == ["init", "app", "app"], f"after an app restart /work/order shows the starts {order}"
 
 
@@ -178,7 +178,7 @@ def test_init_container_runs_once_to_completion_before_the_app_and_fills_its_vol
 def test_hostpath_data_outlives_the_pod_and_a_later_pod_on_the_same_node_reads_it(
     cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles
 ) -> None:
-    (node,) = worker_nodes(cluster, 1)
+    (node,) = pick_workers(cluster, 1)
     text = write_through_hostpath(cluster, namespace, manifests, pod_files, node_files, node)
 
     volume.start_pod(manifests, "claims/volumes/hostpath-reader.yaml", values={"READER_NODE_NAME": node})
@@ -191,7 +191,7 @@ def test_hostpath_data_outlives_the_pod_and_a_later_pod_on_the_same_node_reads_i
 def test_hostpath_data_stays_on_its_node_and_a_pod_on_another_node_does_not_see_it(
     cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles
 ) -> None:
-    writer_node, other = worker_nodes(cluster, 2)
+    writer_node, other = pick_workers(cluster, 2)
     write_through_hostpath(cluster, namespace, manifests, pod_files, node_files, writer_node)
 
     volume.start_pod(manifests, "claims/volumes/hostpath-reader.yaml", values={"READER_NODE_NAME": other})
@@ -221,8 +221,8 @@ def write_through_hostpath(
 def test_hostpath_types_create_what_is_missing_or_require_the_right_kind_of_file(
     cluster: Cluster, namespace: str, manifests: Manifests, node_files: NodeFiles
 ) -> None:
-    (node,) = worker_nodes(cluster, 1)
-    base = f"{node_files.run_dir}/types-{namespace}"
+    (node,) = pick_workers(cluster, 1)
+    base = f"{node_files.run_dir}/types-{hash_of(namespace, 6)}"  # short: a socket path has <= 107 bytes
     paths = volume.prepare_node_paths(node_files, node, base)
     cases = volume.hostpath_cases(paths, base)
     for case in cases:

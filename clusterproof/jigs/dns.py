@@ -21,7 +21,7 @@ from clusterproof.probe import ClientPod
 
 DNS_SERVICE_LABEL = "k8s-app=kube-dns"  # CoreDNS keeps the kube-dns Service name and label
 DNS_NAMESPACE = "kube-system"
-LOOKUP_TIMEOUT = 30.0  # records follow Service/Endpoints changes within CoreDNS's cache TTL (5 s)
+LOOKUP_TIMEOUT = 60.0  # answers follow Service/Endpoints changes after CoreDNS's cache (kubeadm: `cache 30`)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import json
 import socket
 import ssl
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
@@ -28,7 +28,6 @@ from clusterproof.probe import HttpAnswer, http_get
 NGINX_NAMESPACE = "ingress-nginx"
 CONTROLLER_SERVICE = "ingress-nginx-controller"
 ADMISSION_SERVICE = "ingress-nginx-controller-admission"
-NGINX_CONTROLLER = "k8s.io/ingress-nginx"  # spec.controller of ingress-nginx's IngressClass
 CONTROLLER_POD_SELECTOR = "app.kubernetes.io/component=controller"
 ADMISSION_JOBS = ("ingress-nginx-admission-create", "ingress-nginx-admission-patch")
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
@@ -67,7 +66,6 @@ class NginxInstall:
     namespace: str
     service: client.V1Service | None
     pods: list[client.V1Pod]
-    classes: list[str] = field(default_factory=list)
 
     @property
     def ready_pods(self) -> list[client.V1Pod]:
@@ -91,13 +89,12 @@ class NginxInstall:
 
 def find_ingress_nginx(cluster: Cluster) -> tuple[NginxInstall | None, str]:
     """The install, or None and what is missing (in words for a skip reason)."""
-    classes = ingress_classes(cluster)
-    nginx_classes = [c.metadata.name for c in classes if c.spec.controller == NGINX_CONTROLLER]
     try:
         cluster.core.read_namespace(NGINX_NAMESPACE)
     except ApiException as e:
         if e.status != 404:
             raise
+        classes = ingress_classes(cluster)
         return None, (
             f"no ingress controller installed: no namespace {NGINX_NAMESPACE} "
             f"(IngressClasses: {describe_classes(classes)}); ING-01..05 need the bare-metal ingress-nginx install"
@@ -109,7 +106,7 @@ def find_ingress_nginx(cluster: Cluster) -> tuple[NginxInstall | None, str]:
         if e.status != 404:
             raise
         service = None
-    return NginxInstall(cluster, NGINX_NAMESPACE, service, pods, nginx_classes), ""
+    return NginxInstall(cluster, NGINX_NAMESPACE, service, pods), ""
 
 
 def require_ingress_nginx(cluster: Cluster, *, serving: bool = True) -> NginxInstall:
@@ -123,6 +120,15 @@ def require_ingress_nginx(cluster: Cluster, *, serving: bool = True) -> NginxIns
         service = "present" if install.service else "missing"
         pytest.skip(f"ingress-nginx is not serving: controller pods {pods}; Service {CONTROLLER_SERVICE} {service}")
     return install
+
+
+def read_job(cluster: Cluster, namespace: str, name: str) -> client.V1Job | None:
+    try:
+        return cluster.batch.read_namespaced_job(name, namespace)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
 
 
 def controller_claims(cluster: Cluster, class_name: str) -> bool:

@@ -120,9 +120,7 @@ def api_refusal(e: client.ApiException) -> ApiAnswer:
 def default_storage_class(cluster: Cluster) -> client.V1StorageClass | None:
     classes = cluster.storage.list_storage_class().items
     defaults = [
-        c
-        for c in classes
-        if any((c.metadata.annotations or {}).get(a) == "true" for a in DEFAULT_CLASS_ANNOTATIONS)
+        c for c in classes if any((c.metadata.annotations or {}).get(a) == "true" for a in DEFAULT_CLASS_ANNOTATIONS)
     ]
     return sorted(defaults, key=lambda c: c.metadata.name)[0] if defaults else None
 
@@ -214,6 +212,10 @@ class PVJig:
             if plugin in spec:
                 path = f"/tmp/clusterproof-{self.run_id}/{pv_name}"
                 spec[plugin]["path"] = path
+                if not self.host_paths:  # again at the end of the run, should close() not run
+                    self.tracker.on_cleanup(
+                        self.cluster, f"remove host paths of PV set {self.suffix}", self._remove_paths
+                    )
                 self.host_paths.append(path)
 
     def create(self, docs: list[Doc]) -> list[Doc]:
@@ -326,8 +328,14 @@ class PVJig:
 
     # --- pods ----------------------------------------------------------------------------
 
-    def start_pod(self, source: str, *, name: str | None = None, values: dict[str, str] | None = None,
-                  affinity: dict[str, Any] | None = None) -> str:
+    def start_pod(
+        self,
+        source: str,
+        *,
+        name: str | None = None,
+        values: dict[str, str] | None = None,
+        affinity: dict[str, Any] | None = None,
+    ) -> str:
         (doc,) = self.manifests.load(source, values=values)
         if name:
             doc["metadata"]["name"] = name
@@ -349,10 +357,15 @@ class PVJig:
                     self.core.delete_namespaced_pod(f"recycler-for-{name}", "default", grace_period_seconds=0)
                 else:
                     self.cluster.storage.delete_storage_class(name)
-        if self.cluster.can_node_exec:
+        self._remove_paths()
+
+    def _remove_paths(self) -> None:
+        if self.cluster.can_node_exec and self.host_paths:
+            run_dir = f"/tmp/clusterproof-{self.run_id}"
+            # the run dir goes only when empty: other tests of the run may still have files there
+            script = 'rm -rf -- "$@"; rmdir "$0" 2>/dev/null || true'
             for node in (n.name for n in self.cluster.nodes):
-                for path in self.host_paths:
-                    self.cluster.node_exec(node, "rm", "-rf", "--", path, check=False, timeout=30)
+                self.cluster.node_exec(node, "sh", "-c", script, run_dir, *self.host_paths, check=False, timeout=30)
 
 
 # --- watching a PV's phases ------------------------------------------------------------------

@@ -72,8 +72,12 @@ class QuotaJig:
             return quota if ready else None
 
         try:
-            return wait.until(counted, f"ResourceQuota {namespace}/{name} counted (status.hard and status.used set)",
-                              timeout, describe=lambda _: self.describe(namespace, name))
+            return wait.until(
+                counted,
+                f"ResourceQuota {namespace}/{name} counted (status.hard and status.used set)",
+                timeout,
+                describe=lambda _: self.describe(namespace, name),
+            )
         except WaitTimeout as e:
             raise AssertionError(f"{e}: is kube-controller-manager's resourcequota controller running?") from None
 
@@ -105,6 +109,10 @@ class QuotaJig:
             timeout,
             describe=lambda _: self.describe(namespace, name),
         )
+
+    def pods(self, namespace: str, selector: str) -> list[str]:
+        found = self.cluster.core.list_namespaced_pod(namespace, label_selector=selector).items
+        return sorted(p.metadata.name for p in found)
 
     def create_each(self, source: str | list[Doc], namespace: str) -> list[Admission]:
         """Create the documents one by one, in order; a refusal does not stop the next ones."""

@@ -297,9 +297,16 @@ class ServiceJig:
 
     # --- Services --------------------------------------------------------------------------
 
-    def create_service(self, path: str | list[Doc], *, values: Mapping[str, str] | None = None) -> client.V1Service:
-        """Apply a fixture holding one Service (and maybe its Endpoints); returns the stored Service.
-        A fixed nodePort is first waited free cluster-wide (another test may still release it)."""
+    def create_service(
+        self,
+        path: str | list[Doc],
+        *,
+        values: Mapping[str, str] | None = None,
+        backends: Backends | None = None,
+    ) -> client.V1Service:
+        """Apply a fixture holding one Service (and maybe its Endpoints); returns the stored Service,
+        after its Endpoints list `backends` when given. A fixed nodePort is first waited free
+        cluster-wide (another test may still be releasing it)."""
         docs = self.manifests.load(path, values=values) if isinstance(path, str) else self.manifests.prepare(path)
         for doc in docs:
             if doc["kind"] == "Service":
@@ -310,6 +317,8 @@ class ServiceJig:
         service = self.read(name)
         if service.spec.type in NODE_PORT_TYPES:
             self._holding_node_ports.append(name)
+        if backends is not None:
+            self.wait_endpoints(name, backends.ips)
         return service
 
     def try_create_service(self, docs: list[Doc]) -> ApiAnswer:

@@ -71,12 +71,48 @@ def container_status(pod: client.V1Pod, container: str) -> client.V1ContainerSta
     return found
 
 
-def delete_pod(cluster: Cluster, namespace: str, name: str, timeout: float = 60) -> None:
-    """Delete gracefully and wait until the API no longer has it. Not grace 0: that removes the
-    object before the kubelet has stopped the pod, and an exec into a new pod of the same name
-    can then still reach the old one's containers (the kubelet finds pods by name)."""
-    cluster.core.delete_namespaced_pod(name, namespace)
-    wait.gone(lambda: cluster.core.read_namespaced_pod(name, namespace), f"pod {namespace}/{name}", timeout)
+def delete_pod(
+    cluster: Cluster, namespace: str, name: str, timeout: float = 60, *, grace_seconds: int | None = None
+) -> None:
+    """Delete gracefully and wait until the API no longer has this pod (a controller may already
+    have made a new one of the same name). Not grace 0 at once: that removes the object while the
+    kubelet still runs the containers, and an exec into a new pod of the same name can reach the
+    old one's (the kubelet finds pods for exec by name). A 1.20 kubelet sometimes leaves a stopped
+    pod terminating for minutes: once none of its containers runs, it is force-deleted."""
+    uid = read_pod(cluster, namespace, name).metadata.uid
+    what = f"pod {namespace}/{name} (uid {uid})"
+
+    def old_pod() -> client.V1Pod | None:
+        try:
+            pod = read_pod(cluster, namespace, name)
+        except client.ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return pod if pod.metadata.uid == uid else None
+
+    def gone(seconds: float) -> None:
+        wait.until(lambda: old_pod() is None, f"{what} to be gone", seconds, describe=lambda _: "still there")
+
+    cluster.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds)
+    try:
+        gone(timeout / 2)
+        return
+    except wait.WaitTimeout:
+        pass
+
+    def stopped() -> bool:
+        pod = old_pod()
+        return pod is None or not any(s.state and s.state.running for s in pod.status.container_statuses or [])
+
+    wait.until(stopped, f"{what}: no container running", timeout)
+    force = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid))
+    try:
+        cluster.core.delete_namespaced_pod(name, namespace, body=force)
+    except client.ApiException as e:
+        if e.status not in (404, 409):  # 409: the name now belongs to a new pod
+            raise
+    gone(timeout / 2)
 
 
 def wait_restarted(
@@ -124,7 +160,12 @@ def start_pod(
 
 
 def started(cluster: Cluster, namespace: str, name: str, timeout: float = START_TIMEOUT) -> client.V1Pod:
-    return wait.pod_ready(cluster.core, namespace, name, timeout)
+    """The pod Ready; if it never gets there, the failure names its last FailedMount event."""
+    try:
+        return wait.pod_ready(cluster.core, namespace, name, timeout)
+    except wait.WaitTimeout as e:
+        mounts = failed_mounts(cluster, namespace, name)
+        raise AssertionError(f"pod {name} did not start: {e}; last FailedMount: {mounts.last}") from None
 
 
 # --- nodes -----------------------------------------------------------------------------------

@@ -61,6 +61,12 @@ def template_tolerations(daemonset: Mapping[str, Any]) -> list[Mapping[str, Any]
     return daemonset["spec"]["template"]["spec"].get("tolerations") or []
 
 
+def pick_workers(cluster: Cluster, count: int) -> list[str]:
+    """`count` worker names to pin pods to, untainted ones first (skips when there are fewer)."""
+    workers = sorted(cluster.require_workers(count), key=lambda n: (bool(n.taints), n.name))
+    return [n.name for n in workers[:count]]
+
+
 def tolerated_nodes(nodes: Sequence[Node], tolerations: Sequence[Mapping[str, Any]]) -> set[str]:
     return {n.name for n in nodes if not blocking_taints(n, tolerations)}
 
@@ -160,11 +166,7 @@ def statefulset_pods_ready(
 
     def describe(_: object) -> str:
         pods = cluster.core.list_namespaced_pod(namespace).items
-        parts = [
-            f"{p.metadata.name} ({'old' if p.metadata.uid in old else 'new'}, {wait.describe_pods([p]).split(': ')[1]})"
-            for p in pods
-        ]
-        return ", ".join(parts) or "no pods"
+        return ", ".join(("old " if p.metadata.uid in old else "") + wait.describe_pods([p]) for p in pods) or "no pods"
 
     what = ", ".join(names)
     return wait.until(ready, f"pods {what} Ready" + (" (new ones)" if old else ""), timeout, describe=describe)
