@@ -17,6 +17,7 @@ from kubernetes import client
 
 from clusterproof import wait
 from clusterproof.cluster import Cluster
+from clusterproof.errors import WaitTimeout
 from clusterproof.jigs import pv as pvjig
 from clusterproof.jigs.pv import PhaseLog, PVJig
 from clusterproof.jigs.volume import PodFiles
@@ -245,8 +246,8 @@ def provision(cluster: Cluster, namespace: str, pv: PVJig, storage_class: client
     if storage_class.volume_binding_mode == "WaitForFirstConsumer":
         pv.start_pod(PVC_POD, values={"CLAIM_NAME": "dynamic-pvc"})
     try:
-        claim = wait.pvc_phase(cluster.core, namespace, "dynamic-pvc", "Bound", 90)
-    except wait.WaitTimeout as e:
+        claim = wait.pvc_phase(cluster.core, namespace, "dynamic-pvc", "Bound", 60)
+    except WaitTimeout as e:
         hint = (
             "; kubernetes.io/host-path provisions only when kube-controller-manager runs with "
             "--enable-hostpath-provisioner"
@@ -300,8 +301,8 @@ def test_deleting_the_claim_deletes_its_dynamically_provisioned_pv(cluster: Clus
         return f"phase {left.status.phase} ({left.status.message or ''}); events: {events}"
 
     try:
-        wait.gone(lambda: cluster.core.read_persistent_volume(name), f"PV {name}", 90)
-    except wait.WaitTimeout as e:
+        wait.gone(lambda: cluster.core.read_persistent_volume(name), f"PV {name}", 60)
+    except WaitTimeout as e:
         raise AssertionError(
             f"claim dynamic-pvc deleted, its PV {name} (reclaim Delete, provisioner {storage_class.provisioner}) "
             f"is still there: {describe(None)} ({e})"

@@ -84,9 +84,15 @@ def test_replication_controller_of_four_gets_three_pods_under_the_quota(
     (rc,) = quota.create_each(BUSYBOX_NS_RC, namespace)
     assert rc.admitted, str(rc)
 
-    event = wait.event_seen(cluster.core, namespace, "busybox-ns", "FailedCreate", 60)
-    assert f"exceeded quota: {QUOTA}" in event.message and "pods=1" in event.message, (
-        f"busybox-ns FailedCreate event says: {event.message}"
+    def refused_or_all_four() -> tuple[str | None, list[str]] | None:
+        refusals = quota.event_messages(namespace, "busybox-ns", "FailedCreate")
+        pods = quota.pods(namespace, "name=busybox-ns")
+        return (refusals[0] if refusals else None, pods) if refusals or len(pods) >= 4 else None
+
+    refusal, pods = wait.until(refused_or_all_four, "a FailedCreate event of RC busybox-ns, or its 4 pods", 60)
+    assert refusal is not None, f"RC busybox-ns (replicas 4) got pods {pods} under pods: 3: {ADMISSION_HINT}"
+    assert f"exceeded quota: {QUOTA}" in refusal and "requested: pods=1" in refusal, (
+        f"RC busybox-ns's FailedCreate event says: {refusal}"
     )
     pods = wait.until(
         lambda: len(found := quota.pods(namespace, "name=busybox-ns")) == 3 and found,

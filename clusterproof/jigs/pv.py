@@ -37,8 +37,10 @@ PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 NODE1_LABEL = ("node", "node1")  # [003] pv-01's nodeAffinity
 # the PV controller's answers when it finds no PV for a claim (and cannot provision one)
 NO_MATCH_REASONS = frozenset({"FailedBinding", "ProvisioningFailed"})
-BIND_TIMEOUT = 60.0
-DECISION_TIMEOUT = 60.0
+# the PV controller acts on every change at once (and resyncs every 15 s)
+BIND_TIMEOUT = 30.0
+DECISION_TIMEOUT = 45.0
+PV_CONTROLLER_HINT = "is kube-controller-manager's persistentvolume-binder controller running?"
 
 
 @dataclass(frozen=True)
@@ -263,13 +265,20 @@ class PVJig:
         return self.core.read_namespaced_persistent_volume_claim(name, self.namespace)
 
     def pv_phase(self, notes_name: str, phase: str, timeout: float = BIND_TIMEOUT) -> client.V1PersistentVolume:
-        return wait.pv_phase(self.core, self.name(notes_name), phase, timeout)
+        try:
+            return wait.pv_phase(self.core, self.name(notes_name), phase, timeout)
+        except WaitTimeout as e:
+            # a new PV is Pending until the PV controller has seen it
+            hint = f": {PV_CONTROLLER_HINT}" if e.last_seen == "phase Pending" else ""
+            raise AssertionError(f"{e}{hint}") from None
 
     def pvc_bound(self, name: str, timeout: float = BIND_TIMEOUT) -> client.V1PersistentVolumeClaim:
         try:
             return wait.pvc_phase(self.core, self.namespace, name, "Bound", timeout)
         except WaitTimeout as e:
-            raise AssertionError(f"{e}; claim events: {self.claim_events(name)}") from None
+            events = self.claim_events(name)
+            hint = f"; {PV_CONTROLLER_HINT}" if events == "none" else ""
+            raise AssertionError(f"{e}; claim events: {events}{hint}") from None
 
     def claims_bound(self, names: Iterable[str], timeout: float = BIND_TIMEOUT) -> dict[str, str | None]:
         """Wait until every claim is Bound (or the deadline); returns claim -> this test's
@@ -306,8 +315,7 @@ class PVJig:
             )
         except WaitTimeout as e:
             raise AssertionError(
-                f"the PV controller never decided about claim {self.namespace}/{name} ({e}): is kube-controller-"
-                "manager's persistentvolume-binder controller running?"
+                f"the PV controller never decided about claim {self.namespace}/{name} ({e}): {PV_CONTROLLER_HINT}"
             ) from None
 
     def claim_events(self, name: str) -> str:

@@ -114,6 +114,12 @@ class QuotaJig:
         found = self.cluster.core.list_namespaced_pod(namespace, label_selector=selector).items
         return sorted(p.metadata.name for p in found)
 
+    def event_messages(self, namespace: str, involved: str, reason: str) -> list[str]:
+        events = self.cluster.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={involved}"
+        ).items
+        return [e.message for e in events if e.reason == reason]
+
     def create_each(self, source: str | list[Doc], namespace: str) -> list[Admission]:
         """Create the documents one by one, in order; a refusal does not stop the next ones."""
         docs = self.manifests.load(source, namespace) if isinstance(source, str) else source

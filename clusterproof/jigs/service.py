@@ -223,6 +223,8 @@ def spread_problem(via: str, result: SampleResult, ready: Iterable[str]) -> str 
     ready_set, seen = set(ready), set(result.seen)
     if seen == ready_set:
         return None
+    if not seen:
+        return f"{via} did not answer; ready pods {_fmt(ready_set)} ({result})"
     text = f"{via} answered from {_fmt(seen)}; ready pods {_fmt(ready_set)}"
     if ready_set - seen:
         text += f"; never answered: {_fmt(ready_set - seen)}"
