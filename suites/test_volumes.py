@@ -24,6 +24,7 @@ from clusterproof.tracker import ResourceTracker
 POD_VOLUME_1 = "notes/volumes/pod-volume-1.yaml"
 POD_VOLUME_2 = "notes/volumes/pod-volume-2.yaml"
 HOSTPATH_TEMPLATE = "notes/volumes/hostpath-template.yaml"
+KUBELET_PODS = "/var/lib/kubelet/pods"
 
 
 @pytest.fixture
@@ -39,6 +40,11 @@ def node_files(cluster: Cluster, tracker: ResourceTracker, run: RunContext) -> I
     yield files
     files.cleanup()
 
+
+
+def observed(request: pytest.FixtureRequest, text: str) -> None:
+    """What the cluster did, kept with the test's report (JUnit property "observed")."""
+    request.node.user_properties.append(("observed", text))
 
 # --- emptyDir --------------------------------------------------------------------------------
 
@@ -67,7 +73,10 @@ def test_emptydir_is_deleted_with_the_pod_and_the_next_pod_starts_empty(
     pod_files.write("pod-volume-1", "/mount1/left-behind", "from the first pod", "container1")
     assert pod_files.read("pod-volume-1", "/mount2/left-behind", "container2") == "from the first pod"
 
+    old = volume.read_pod(cluster, namespace, "pod-volume-1")
     volume.delete_pod(cluster, namespace, "pod-volume-1")
+    if cluster.can_node_exec:
+        wait_emptydir_removed_from_node(cluster, old, "empty-dir")
     second = volume.start_pod(manifests, POD_VOLUME_1)
     volume.started(cluster, namespace, "pod-volume-1")
 
@@ -75,6 +84,17 @@ def test_emptydir_is_deleted_with_the_pod_and_the_next_pod_starts_empty(
     for container, path in (("container1", "/mount1"), ("container2", "/mount2")):
         left = pod_files.listing("pod-volume-1", path, container)
         assert left == [], f"the re-created pod-volume-1 found {left} in its new emptyDir at {path} ({container})"
+
+
+def wait_emptydir_removed_from_node(cluster: Cluster, pod: client.V1Pod, volume_name: str) -> None:
+    """The kubelet keeps an emptyDir under its pods directory; it goes with the pod."""
+    node = pod.spec.node_name
+    where = f"{KUBELET_PODS}/{pod.metadata.uid}/volumes/kubernetes.io~empty-dir/{volume_name}"
+
+    def removed() -> bool:
+        return cluster.node_exec(node, "test", "-e", where, check=False).returncode != 0
+
+    wait.until(removed, f"{where} removed from node {node} after the pod's deletion", 60, describe=lambda _: "present")
 
 
 @pytest.mark.claim("VOL-03")
@@ -122,7 +142,8 @@ def test_gitrepo_clones_the_repository_into_the_volume_when_the_pod_starts(
         failures = volume.failed_mounts(cluster, namespace, "gitrepo-pod")
         pytest.fail(f"gitrepo-pod on {node} did not start: {failures.last} ({e})")
     if result == "no git":
-        message = volume.failed_mounts(cluster, namespace, "gitrepo-pod").last
+        failures = volume.failed_mounts(cluster, namespace, "gitrepo-pod")
+        message = next(m for m in failures.messages if volume.git_missing(m))
         cluster.require(False, f"node {node} cannot clone a gitRepo volume (no git binary): FailedMount: {message}")
 
     head = pod_files.read("gitrepo-pod", "/repo/repo/.git/HEAD")
@@ -319,7 +340,12 @@ AS_WRITTEN = {
 @pytest.mark.claim("ERR-07")
 @pytest.mark.parametrize("filename", sorted(AS_WRITTEN))
 def test_notes_003_manifests_without_indentation_are_not_the_intended_objects(
-    cluster: Cluster, namespace: str, manifests: Manifests, tracker: ResourceTracker, filename: str
+    cluster: Cluster,
+    namespace: str,
+    manifests: Manifests,
+    tracker: ResourceTracker,
+    request: pytest.FixtureRequest,
+    filename: str,
 ) -> None:
     expected = AS_WRITTEN[filename]
     raw = manifests.load_raw(f"notes-as-written/{filename}")
@@ -327,6 +353,7 @@ def test_notes_003_manifests_without_indentation_are_not_the_intended_objects(
         with pytest.raises(yaml.YAMLError) as refused:
             raw.documents()
         mark = refused.value.problem_mark
+        observed(request, f"PyYAML: {refused.value.problem} (line {mark.line + 1})")
         assert (mark.line + 1, refused.value.problem) == (expected.line, expected.problem), str(refused.value)
         return
 
@@ -334,6 +361,7 @@ def test_notes_003_manifests_without_indentation_are_not_the_intended_objects(
     if isinstance(expected, NotAnObject):
         assert "apiVersion" not in doc and "kind" not in doc, f"{filename} parsed to {doc}"
         assert set(expected.keys) <= set(doc) and all(v is None for v in doc.values()), f"{filename} parsed to {doc}"
+        observed(request, f"parses to a flat mapping of {len(doc)} empty fields, no apiVersion/kind: nothing to send")
         return
 
     assert doc["kind"] == expected.kind and doc["metadata"] is None and doc["spec"] is None, (
@@ -349,6 +377,8 @@ def test_notes_003_manifests_without_indentation_are_not_the_intended_objects(
         refusal = json.loads(e.body) if e.body else {}
         causes = (refusal.get("details") or {}).get("causes") or []
         fields = {c.get("field") for c in causes}
+        answer = f"HTTP {e.status} {refusal.get('reason')}: {refusal.get('message')}"
+        observed(request, f"parses with empty metadata/spec, keys at top level; API server: {answer}")
         assert (e.status, refusal.get("reason")) == (422, "Invalid"), f"{filename}: HTTP {e.status} {e.body}"
         assert expected.refused_fields <= fields, (
             f"{filename}: refused without naming {sorted(expected.refused_fields - fields)}: {refusal.get('message')}"

@@ -43,6 +43,11 @@ def selector_of(ds: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in ds["spec"]["selector"]["matchLabels"].items())
 
 
+
+def observed(request: pytest.FixtureRequest, text: str) -> None:
+    """What the cluster did, kept with the test's report (JUnit property "observed")."""
+    request.node.user_properties.append(("observed", text))
+
 # --- DaemonSet -------------------------------------------------------------------------------
 
 
@@ -74,7 +79,7 @@ def test_daemonset_runs_one_pod_on_every_node_it_tolerates_and_replaces_a_delete
 
 @pytest.mark.claim("WRK-02")
 def test_notes_master_toleration_reaches_control_plane_nodes_only_where_the_master_taint_is_used(
-    cluster: Cluster, namespace: str, manifests: Manifests
+    cluster: Cluster, namespace: str, manifests: Manifests, request: pytest.FixtureRequest
 ) -> None:
     control_planes = [n for n in cluster.nodes if n.is_control_plane]
     cluster.require(control_planes, "no control-plane node is registered as a Node (managed control plane)")
@@ -101,6 +106,8 @@ def test_notes_master_toleration_reaches_control_plane_nodes_only_where_the_mast
                 f"{story}; DaemonSet {ds['metadata']['name']} (tolerations {tolerations}) {verb} {keys}, "
                 f"yet it {'has' if landed else 'has no'} pod there ({placement})"
             )
+        reach = "reaches" if node.name in notes.nodes else "does not reach"
+        observed(request, f"{story}: the notes' toleration {workload.MASTER_TAINT} {reach} it")
 
 
 @pytest.mark.claim("WRK-03")
@@ -159,7 +166,6 @@ def test_statefulset_pods_keep_their_names_and_their_own_claims_across_deletion(
     manifests: Manifests,
     pod_files: PodFiles,
     node_files: NodeFiles,
-    run: RunContext,
 ) -> None:
     (node,) = workload.pick_workers(cluster, 1)
     storage_class = f"web-data-{namespace}"  # a class of its own: no other run's PV can bind

@@ -35,6 +35,8 @@ DEFAULT_CLASS_ANNOTATIONS = (
 )
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 NODE1_LABEL = ("node", "node1")  # [003] pv-01's nodeAffinity
+NODE1_ANNOTATION = "clusterproof.io/node1-run"
+_NODE1_RESTORES: set[tuple[str, str]] = set()  # (cluster, node) whose label this process restores
 # the PV controller's answers when it finds no PV for a claim (and cannot provision one)
 NO_MATCH_REASONS = frozenset({"FailedBinding", "ProvisioningFailed"})
 # the PV controller acts on every change at once (and resyncs every 15 s)
@@ -162,6 +164,7 @@ class PVJig:
     cluster_objects: list[tuple[str, str]] = field(default_factory=list)  # (kind, name) to delete
     host_paths: list[str] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)  # notes' name -> this test's name
+    recycled: list[str] = field(default_factory=list)  # PVs with reclaim policy Recycle
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -223,9 +226,22 @@ class PVJig:
     def create(self, docs: list[Doc]) -> list[Doc]:
         created = apply_docs(self.cluster, docs, tracker=self.tracker)
         for obj in created:
-            if obj["kind"] in ("PersistentVolume", "StorageClass"):
-                self.cluster_objects.append((obj["kind"], obj["metadata"]["name"]))
+            self._track(obj)
         return created
+
+    def _track(self, obj: Doc) -> None:
+        if obj["kind"] in ("PersistentVolume", "StorageClass"):
+            self.cluster_objects.append((obj["kind"], obj["metadata"]["name"]))
+        if obj["kind"] == "PersistentVolume" and obj["spec"].get("persistentVolumeReclaimPolicy") == "Recycle":
+            self.recycled.append(obj["metadata"]["name"])
+
+    def create_raw(self, doc: Doc) -> ApiAnswer:
+        """Create a PV through a raw POST, to see the API's warnings too."""
+        answer = raw_request(self.cluster, "POST", "/api/v1/persistentvolumes", doc)
+        if answer.status == 201:
+            self.tracker.register(self.cluster, answer.body, namespaced=False)
+            self._track(answer.body)
+        return answer
 
     def apply(self, path: str, *, values: dict[str, str] | None = None, dynamic: bool = False) -> list[Doc]:
         return self.create(self.load(path, values=values, dynamic=dynamic))
@@ -240,11 +256,29 @@ class PVJig:
     # --- nodes ---------------------------------------------------------------------------
 
     def play_node1(self) -> str:
-        """Label a node node=node1 (restored by the tracker) and return its name."""
+        """Label a node node=node1 and return its name; the label's value from before this
+        run comes back when the tracker cleans up. An annotation marks the label as this run's,
+        so that xdist workers (one tracker each) all restore the value from before the run,
+        not the one another worker set."""
         node = pick_node1(self.cluster)
         key, value = NODE1_LABEL
-        self.tracker.label_node(self.cluster, node.name, key, value)
+        meta = self.core.read_node(node.name).metadata
+        ours = (meta.annotations or {}).get(NODE1_ANNOTATION) == self.run_id
+        original = None if ours else (meta.labels or {}).get(key)
+        if (self.cluster.name, node.name) not in _NODE1_RESTORES:
+            _NODE1_RESTORES.add((self.cluster.name, node.name))
+            self.tracker.on_cleanup(
+                self.cluster,
+                f"restore label {key} on node {node.name}",
+                lambda: self._label(node.name, original, None),
+            )
+        self._label(node.name, value, self.run_id)
         return node.name
+
+    def _label(self, node: str, value: str | None, run_id: str | None) -> None:
+        key, _ = NODE1_LABEL
+        body = {"metadata": {"labels": {key: value}, "annotations": {NODE1_ANNOTATION: run_id}}}
+        self.core.patch_node(node, body, _request_timeout=15)
 
     def make_local_path(self, node: str, pv_name: str) -> str:
         """A local PV needs its path to exist on the node."""
@@ -271,6 +305,17 @@ class PVJig:
             # a new PV is Pending until the PV controller has seen it
             hint = f": {PV_CONTROLLER_HINT}" if e.last_seen == "phase Pending" else ""
             raise AssertionError(f"{e}{hint}") from None
+
+    def phase_in(self, notes_name: str, phases: tuple[str, ...], timeout: float) -> client.V1PersistentVolume:
+        name = self.name(notes_name)
+        return wait.watch_until(
+            self.core.list_persistent_volume,
+            lambda objs: (v := objs.get(name)) is not None and v.status.phase in phases and v,
+            f"PV {name} {' or '.join(phases)}",
+            lambda objs: f"phase {objs[name].status.phase}" if name in objs else "not found",
+            timeout,
+            field_selector=f"metadata.name={name}",
+        )
 
     def pvc_bound(self, name: str, timeout: float = BIND_TIMEOUT) -> client.V1PersistentVolumeClaim:
         try:
@@ -362,10 +407,18 @@ class PVJig:
             with contextlib.suppress(client.ApiException):
                 if kind == "PersistentVolume":
                     self.core.delete_persistent_volume(name)
-                    self.core.delete_namespaced_pod(f"recycler-for-{name}", "default", grace_period_seconds=0)
                 else:
                     self.cluster.storage.delete_storage_class(name)
+        self._remove_recycler_pods()
         self._remove_paths()
+
+    def _remove_recycler_pods(self) -> None:
+        """The PV controller retries a failed recycle (a new recycler pod) until the PV is gone."""
+        for name in self.recycled:
+            with contextlib.suppress(WaitTimeout):
+                wait.gone(lambda n=name: self.core.read_persistent_volume(n), f"PV {name}", 30)
+            with contextlib.suppress(client.ApiException):
+                self.core.delete_namespaced_pod(f"recycler-for-{name}", "default", grace_period_seconds=0)
 
     def _remove_paths(self) -> None:
         if self.cluster.can_node_exec and self.host_paths:
