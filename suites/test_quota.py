@@ -94,13 +94,12 @@ def test_replication_controller_of_four_gets_three_pods_under_the_quota(
     assert f"exceeded quota: {QUOTA}" in refusal and "requested: pods=1" in refusal, (
         f"RC busybox-ns's FailedCreate event says: {refusal}"
     )
-    pods = wait.until(
-        lambda: len(found := quota.pods(namespace, "name=busybox-ns")) == 3 and found,
-        "3 pods of RC busybox-ns",
+    wait.until(
+        lambda: len(quota.pods(namespace, "name=busybox-ns")) == 3,
+        "3 pods of RC busybox-ns (replicas 4, quota pods: 3)",
         30,
-        describe=lambda _: f"{quota.pods(namespace, 'name=busybox-ns')}",
+        describe=lambda _: f"pods {quota.pods(namespace, 'name=busybox-ns')}",
     )
-    assert len(quota.pods(namespace, "name=busybox-ns")) == 3, f"RC busybox-ns has pods {pods} and more"
 
 
 @pytest.mark.claim("NS-02")

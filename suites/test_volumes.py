@@ -4,7 +4,6 @@ and what the API makes of [003]'s manifests printed without indentation (ERR-07)
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +17,7 @@ from clusterproof.jigs import volume
 from clusterproof.jigs.volume import NodeFiles, PodFiles
 from clusterproof.jigs.workload import pick_workers
 from clusterproof.manifests import Manifests
-from clusterproof.run import RunContext, hash_of
+from clusterproof.run import hash_of
 from clusterproof.tracker import ResourceTracker
 
 POD_VOLUME_1 = "notes/volumes/pod-volume-1.yaml"
@@ -27,24 +26,11 @@ HOSTPATH_TEMPLATE = "notes/volumes/hostpath-template.yaml"
 KUBELET_PODS = "/var/lib/kubelet/pods"
 
 
-@pytest.fixture
-def pod_files(cluster: Cluster, namespace: str) -> PodFiles:
-    return PodFiles(cluster, namespace)
-
-
-@pytest.fixture
-def node_files(cluster: Cluster, tracker: ResourceTracker, run: RunContext) -> Iterator[NodeFiles]:
-    files = NodeFiles(cluster, tracker, run.run_id)
-    # removed last (cleanup runs latest first), and only if no other test still has files there
-    files.keep_clean([n.name for n in cluster.nodes], files.run_dir, rmdir_only=True)
-    yield files
-    files.cleanup()
 
 
 
-def observed(request: pytest.FixtureRequest, text: str) -> None:
-    """What the cluster did, kept with the test's report (JUnit property "observed")."""
-    request.node.user_properties.append(("observed", text))
+
+
 
 # --- emptyDir --------------------------------------------------------------------------------
 
@@ -344,7 +330,7 @@ def test_notes_003_manifests_without_indentation_are_not_the_intended_objects(
     namespace: str,
     manifests: Manifests,
     tracker: ResourceTracker,
-    request: pytest.FixtureRequest,
+    record_property,
     filename: str,
 ) -> None:
     expected = AS_WRITTEN[filename]
@@ -353,7 +339,7 @@ def test_notes_003_manifests_without_indentation_are_not_the_intended_objects(
         with pytest.raises(yaml.YAMLError) as refused:
             raw.documents()
         mark = refused.value.problem_mark
-        observed(request, f"PyYAML: {refused.value.problem} (line {mark.line + 1})")
+        record_property("observed", f"PyYAML: {refused.value.problem} (line {mark.line + 1})")
         assert (mark.line + 1, refused.value.problem) == (expected.line, expected.problem), str(refused.value)
         return
 
@@ -361,7 +347,9 @@ def test_notes_003_manifests_without_indentation_are_not_the_intended_objects(
     if isinstance(expected, NotAnObject):
         assert "apiVersion" not in doc and "kind" not in doc, f"{filename} parsed to {doc}"
         assert set(expected.keys) <= set(doc) and all(v is None for v in doc.values()), f"{filename} parsed to {doc}"
-        observed(request, f"parses to a flat mapping of {len(doc)} empty fields, no apiVersion/kind: nothing to send")
+        record_property(
+            "observed", f"parses to a flat mapping of {len(doc)} empty fields, no apiVersion/kind: nothing to send"
+        )
         return
 
     assert doc["kind"] == expected.kind and doc["metadata"] is None and doc["spec"] is None, (
@@ -378,7 +366,7 @@ def test_notes_003_manifests_without_indentation_are_not_the_intended_objects(
         causes = (refusal.get("details") or {}).get("causes") or []
         fields = {c.get("field") for c in causes}
         answer = f"HTTP {e.status} {refusal.get('reason')}: {refusal.get('message')}"
-        observed(request, f"parses with empty metadata/spec, keys at top level; API server: {answer}")
+        record_property("observed", f"parses with empty metadata/spec, keys at top level; API server: {answer}")
         assert (e.status, refusal.get("reason")) == (422, "Invalid"), f"{filename}: HTTP {e.status} {e.body}"
         assert expected.refused_fields <= fields, (
             f"{filename}: refused without naming {sorted(expected.refused_fields - fields)}: {refusal.get('message')}"

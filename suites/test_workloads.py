@@ -3,7 +3,6 @@ node files, ConfigMap as env and files, StatefulSet identity and claims, the CRI
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,24 +11,13 @@ from clusterproof.cluster import Cluster
 from clusterproof.jigs import volume, workload
 from clusterproof.jigs.volume import NodeFiles, PodFiles
 from clusterproof.manifests import Manifests
-from clusterproof.run import RunContext
-from clusterproof.tracker import ResourceTracker
 
 FLUENTD = "notes/workloads/fluentd-elasticsearch.yaml"
 FLUENTD_CP = "claims/workloads/fluentd-control-plane-toleration.yaml"
 
 
-@pytest.fixture
-def pod_files(cluster: Cluster, namespace: str) -> PodFiles:
-    return PodFiles(cluster, namespace)
 
 
-@pytest.fixture
-def node_files(cluster: Cluster, tracker: ResourceTracker, run: RunContext) -> Iterator[NodeFiles]:
-    files = NodeFiles(cluster, tracker, run.run_id)
-    files.keep_clean([n.name for n in cluster.nodes], files.run_dir, rmdir_only=True)
-    yield files
-    files.cleanup()
 
 
 def run_daemonset(
@@ -44,9 +32,6 @@ def selector_of(ds: dict[str, Any]) -> str:
 
 
 
-def observed(request: pytest.FixtureRequest, text: str) -> None:
-    """What the cluster did, kept with the test's report (JUnit property "observed")."""
-    request.node.user_properties.append(("observed", text))
 
 # --- DaemonSet -------------------------------------------------------------------------------
 
@@ -79,7 +64,7 @@ def test_daemonset_runs_one_pod_on_every_node_it_tolerates_and_replaces_a_delete
 
 @pytest.mark.claim("WRK-02")
 def test_notes_master_toleration_reaches_control_plane_nodes_only_where_the_master_taint_is_used(
-    cluster: Cluster, namespace: str, manifests: Manifests, request: pytest.FixtureRequest
+    cluster: Cluster, namespace: str, manifests: Manifests, record_property
 ) -> None:
     control_planes = [n for n in cluster.nodes if n.is_control_plane]
     cluster.require(control_planes, "no control-plane node is registered as a Node (managed control plane)")
@@ -107,7 +92,7 @@ def test_notes_master_toleration_reaches_control_plane_nodes_only_where_the_mast
                 f"yet it {'has' if landed else 'has no'} pod there ({placement})"
             )
         reach = "reaches" if node.name in notes.nodes else "does not reach"
-        observed(request, f"{story}: the notes' toleration {workload.MASTER_TAINT} {reach} it")
+        record_property("observed", f"{story}: the notes' toleration {workload.MASTER_TAINT} {reach} it")
 
 
 @pytest.mark.claim("WRK-03")

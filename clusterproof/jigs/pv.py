@@ -15,7 +15,7 @@ import contextlib
 import copy
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,8 +35,9 @@ DEFAULT_CLASS_ANNOTATIONS = (
 )
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 NODE1_LABEL = ("node", "node1")  # [003] pv-01's nodeAffinity
-NODE1_ANNOTATION = "clusterproof.io/node1-run"
-_NODE1_RESTORES: set[tuple[str, str]] = set()  # (cluster, node) whose label this process restores
+NODE1_USERS = "clusterproof.io/node1-users"  # annotation: who needs node=node1 now
+NODE1_BEFORE = "clusterproof.io/node1-before"  # annotation: the label's value before them (JSON)
+_NODE1_USERS: set[tuple[str, str]] = set()  # (cluster, node) this process uses node=node1 on
 # the PV controller's answers when it finds no PV for a claim (and cannot provision one)
 NO_MATCH_REASONS = frozenset({"FailedBinding", "ProvisioningFailed"})
 # the PV controller acts on every change at once (and resyncs every 15 s)
@@ -150,6 +151,23 @@ def pick_node1(cluster: Cluster) -> Node:
     return workers[0]
 
 
+def _node1_taken(labels: dict, annotations: dict, me: str) -> tuple[dict, dict]:
+    key, value = NODE1_LABEL
+    users = set(annotations.get(NODE1_USERS, "").split())
+    notes = {} if users else {NODE1_BEFORE: json.dumps(labels.get(key))}
+    notes[NODE1_USERS] = " ".join(sorted(users | {me}))
+    return {key: value}, notes
+
+
+def _node1_released(annotations: dict, me: str) -> tuple[dict, dict]:
+    key, _ = NODE1_LABEL
+    users = set(annotations.get(NODE1_USERS, "").split()) - {me}
+    if users:
+        return {}, {NODE1_USERS: " ".join(sorted(users))}
+    before = json.loads(annotations.get(NODE1_BEFORE, "null"))
+    return {key: before}, {NODE1_USERS: None, NODE1_BEFORE: None}
+
+
 # --- the jig ---------------------------------------------------------------------------------
 
 
@@ -256,29 +274,39 @@ class PVJig:
     # --- nodes ---------------------------------------------------------------------------
 
     def play_node1(self) -> str:
-        """Label a node node=node1 and return its name; the label's value from before this
-        run comes back when the tracker cleans up. An annotation marks the label as this run's,
-        so that xdist workers (one tracker each) all restore the value from before the run,
-        not the one another worker set."""
-        node = pick_node1(self.cluster)
-        key, value = NODE1_LABEL
-        meta = self.core.read_node(node.name).metadata
-        ours = (meta.annotations or {}).get(NODE1_ANNOTATION) == self.run_id
-        original = None if ours else (meta.labels or {}).get(key)
-        if (self.cluster.name, node.name) not in _NODE1_RESTORES:
-            _NODE1_RESTORES.add((self.cluster.name, node.name))
+        """Label a node node=node1 and return its name. The label is shared by every process
+        of every run that needs it (xdist workers have one tracker each): the node's annotations
+        list who uses it and keep the value from before the first; the last user to clean up
+        (the tracker, at the end of its session) restores that value."""
+        node = pick_node1(self.cluster).name
+        me = f"{self.run_id}/{getattr(self.tracker, 'owner', 'main')}"
+        if (self.cluster.name, node) not in _NODE1_USERS:
+            _NODE1_USERS.add((self.cluster.name, node))
             self.tracker.on_cleanup(
-                self.cluster,
-                f"restore label {key} on node {node.name}",
-                lambda: self._label(node.name, original, None),
+                self.cluster, f"release label node=node1 on node {node}", lambda: self._release_node1(node, me)
             )
-        self._label(node.name, value, self.run_id)
-        return node.name
+        self._update_node(node, lambda labels, notes: _node1_taken(labels, notes, me))
+        return node
 
-    def _label(self, node: str, value: str | None, run_id: str | None) -> None:
-        key, _ = NODE1_LABEL
-        body = {"metadata": {"labels": {key: value}, "annotations": {NODE1_ANNOTATION: run_id}}}
-        self.core.patch_node(node, body, _request_timeout=15)
+    def _release_node1(self, node: str, me: str) -> None:
+        self._update_node(node, lambda labels, notes: _node1_released(notes, me))
+
+    def _update_node(self, node: str, change: Callable[[dict, dict], tuple[dict, dict]]) -> None:
+        """Patch labels and annotations computed from the node's current ones, retried on
+        conflict (the patch carries the resourceVersion it was computed from)."""
+        for _ in range(10):
+            meta = self.core.read_node(node, _request_timeout=15).metadata
+            labels, annotations = change(meta.labels or {}, meta.annotations or {})
+            body = {
+                "metadata": {"resourceVersion": meta.resource_version, "labels": labels, "annotations": annotations}
+            }
+            try:
+                self.core.patch_node(node, body, _request_timeout=15)
+                return
+            except client.ApiException as e:
+                if e.status != 409:
+                    raise
+        raise AssertionError(f"node {node}: labels kept changing under us (10 conflicts)")
 
     def make_local_path(self, node: str, pv_name: str) -> str:
         """A local PV needs its path to exist on the node."""
