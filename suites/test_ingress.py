@@ -7,13 +7,13 @@ the ERR checks need no controller. HTTP(S) from the test host goes to node Inter
 from __future__ import annotations
 
 import copy
-import json
 import ssl
 
 import pytest
 from kubernetes.client import ApiException
 
 from clusterproof import wait
+from clusterproof.api_answers import ApiAnswer
 from clusterproof.cluster import Cluster
 from clusterproof.errors import ProbeError
 from clusterproof.jigs import ingress
@@ -274,15 +274,14 @@ def test_notes_ingress_with_backend_rootSvc_is_refused_naming_the_service_name_f
     try:
         resource.create(body=doc, namespace=namespace, dry_run="All")
     except ApiException as refused:
-        error = refused
+        answer = ApiAnswer.from_exception(refused)
     else:
         raise AssertionError("the API server accepted the notes' Ingress with backend Service name 'rootSvc'")
-    causes = (json.loads(error.body).get("details") or {}).get("causes") or []
-    named = [c for c in causes if c.get("field") == field]
-    assert error.status == 422 and named and "rootSvc" in named[0]["message"], (
-        f"expected 422 Invalid naming {field} ('rootSvc'); got HTTP {error.status}, causes {causes}"
+    named = answer.cause_for(field)
+    assert answer.status == 422 and named and "rootSvc" in named.message, (
+        f"expected 422 Invalid naming {field} ('rootSvc'); got {answer}, causes {answer.causes}"
     )
-    assert "DNS-1035" in named[0]["message"], f"the refusal should cite the DNS-1035 rule: {named[0]['message']!r}"
+    assert "DNS-1035" in named.message, f"the refusal should cite the DNS-1035 rule: {named.message!r}"
 
     # the other flaw: with the name fixed it is accepted, but carries no ingressClassName
     fixed = copy.deepcopy(doc)

@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client
 
 from clusterproof import wait
+from clusterproof.api_answers import ApiAnswer, raw_request
 from clusterproof.cluster import Cluster
 from clusterproof.errors import WaitTimeout
 from clusterproof.jigs import pv as pvjig
@@ -61,11 +62,6 @@ def pv(
     jig = PVJig(cluster, manifests, tracker, run.run_id, f"{run.short_id}-{hash_of(request.node.nodeid, 4)}", namespace)
     yield jig
     jig.close()
-
-
-def record(request: pytest.FixtureRequest, name: str, value: str) -> None:
-    """A fact about the cluster, kept in the test report's properties (and the JUnit XML)."""
-    request.node.user_properties.append((name, value))
 
 
 def start_and_wait(
@@ -312,7 +308,7 @@ def test_deleting_the_claim_deletes_its_dynamically_provisioned_pv(cluster: Clus
 
 
 @pytest.mark.claim("PV-07")
-def test_recycle_reclaim_policy_outcome_is_recorded(pv: PVJig, request: pytest.FixtureRequest) -> None:
+def test_recycle_reclaim_policy_outcome_is_recorded(pv: PVJig, record_property) -> None:
     """Recycle is deprecated [001]. What this cluster does with it is recorded (in the test's
     properties): the API accepts it (with or without a warning); after the claim goes, the
     controller runs a recycler pod (1.20: image busybox:1.27) and the PV is Available again,
@@ -321,7 +317,7 @@ def test_recycle_reclaim_policy_outcome_is_recorded(pv: PVJig, request: pytest.F
     answer = pv.create_raw(pv_doc)
     assert answer.status == 201, f"the API refused PV pv-recycle (Recycle): {answer}"
     assert answer.body["spec"]["persistentVolumeReclaimPolicy"] == "Recycle", answer.body["spec"]
-    record(request, "PV-07 create", f"accepted, warnings: {list(answer.warnings) or 'none'}")
+    record_property("PV-07 create", f"accepted, warnings: {list(answer.warnings) or 'none'}")
     pv.create([pvc_doc])
     pv.pvc_bound("pvc-recycle")
 
@@ -329,8 +325,8 @@ def test_recycle_reclaim_policy_outcome_is_recorded(pv: PVJig, request: pytest.F
     outcome = pv.phase_in("pv-recycle", ("Available", "Failed"), RECYCLE_TIMEOUT)
     name = outcome.metadata.name
     recycler = [e.message for e in pv.pv_events(name) if e.reason == "RecyclerPod"]
-    record(request, "PV-07 outcome", f"{outcome.status.phase}: {outcome.status.message or ''}")
-    record(request, "PV-07 recycler pod", " | ".join(dict.fromkeys(recycler)) or "no RecyclerPod events")
+    record_property("PV-07 outcome", f"{outcome.status.phase}: {outcome.status.message or ''}")
+    record_property("PV-07 recycler pod", " | ".join(dict.fromkeys(recycler)) or "no RecyclerPod events")
 
     if outcome.status.phase == "Available":
         assert outcome.spec.claim_ref is None, f"recycled PV {name} still names claim {outcome.spec.claim_ref}"
@@ -368,7 +364,7 @@ def test_growing_a_claim_is_refused_without_allow_volume_expansion_and_accepted_
     try:
         cluster.core.patch_namespaced_persistent_volume_claim("resize-refused", namespace, grow)
     except client.ApiException as e:
-        answer = pvjig.api_refusal(e)
+        answer = ApiAnswer.from_exception(e)
     else:
         raise AssertionError(
             f"growing resize-refused to 2Gi (class {no_expansion}, no allowVolumeExpansion) was accepted: "
@@ -383,7 +379,7 @@ def test_growing_a_claim_is_refused_without_allow_volume_expansion_and_accepted_
     except client.ApiException as e:
         raise AssertionError(
             f"growing resize-allowed (class {pv.name('sample-storageclass')}, allowVolumeExpansion: true) was "
-            f"refused: {pvjig.api_refusal(e)}"
+            f"refused: {ApiAnswer.from_exception(e)}"
         ) from None
     assert grown.spec.resources.requests["storage"] == "2Gi"
     assert pv.pvc("resize-refused").spec.resources.requests["storage"] == "1Gi"
@@ -415,19 +411,19 @@ def test_notes_pv_with_spec_under_metadata_is_refused_for_lack_of_a_spec(
 ) -> None:
     (doc,) = manifests.load_raw(PV_AS_WRITTEN).documents()
     doc["metadata"]["name"] = f"sample-{pv.suffix}"
-    answer = pvjig.raw_request(cluster, "POST", "/api/v1/persistentvolumes", doc, query=[("dryRun", "All")])
+    answer = raw_request(cluster, "POST", "/api/v1/persistentvolumes", doc, query=[("dryRun", "All")])
 
     assert answer.status == 422 and answer.reason == "Invalid", f"the notes' PV answered {answer}"
-    causes = {(f, r) for f, r, _ in answer.causes}
+    causes = {(c.field, c.reason) for c in answer.causes}
     # metadata.spec is an unknown field: dropped, so the PV arrives without any spec
     assert causes == {
         ("spec.accessModes", "FieldValueRequired"),
         ("spec.capacity", "FieldValueRequired"),
         ("spec.capacity", "FieldValueNotSupported"),
         ("spec", "FieldValueRequired"),
-    }, f"the notes' PV was refused for {sorted(answer.causes)}"
-    assert any("must specify a volume type" in m for _, _, m in answer.causes), answer.causes
-    assert not any("metadata" in f for f, _, _ in answer.causes), f"a cause names metadata: {answer.causes}"
+    }, f"the notes' PV was refused for {answer.causes}"
+    assert any("must specify a volume type" in c.message for c in answer.causes), answer.causes
+    assert not any("metadata" in c.field for c in answer.causes), f"a cause names metadata: {answer.causes}"
 
 
 @pytest.mark.claim("ERR-03")
@@ -442,7 +438,7 @@ def test_kubectl_refuses_the_notes_pv_for_the_unknown_field_metadata_spec(
 
 @pytest.mark.claim("ERR-04")
 def test_notes_storageclass_without_apiversion_is_taken_from_the_url_by_the_api_server(
-    cluster: Cluster, manifests: Manifests, pv: PVJig, request: pytest.FixtureRequest
+    cluster: Cluster, manifests: Manifests, pv: PVJig, record_property
 ) -> None:
     """`apiversion` (lower case) is not apiVersion: the object names no API version. The API
     server takes group and version from the URL it was sent to and drops the unknown field
@@ -450,10 +446,10 @@ def test_notes_storageclass_without_apiversion_is_taken_from_the_url_by_the_api_
     (doc,) = manifests.load_raw(STORAGECLASS_AS_WRITTEN).documents()
     assert "apiVersion" not in doc and doc["apiversion"] == "storage.k8s.io/v1"
     doc["metadata"]["name"] = f"sample-storageclass-{pv.suffix}"
-    answer = pvjig.raw_request(
+    answer = raw_request(
         cluster, "POST", "/apis/storage.k8s.io/v1/storageclasses", doc, query=[("dryRun", "All")]
     )
-    record(request, "ERR-04 server", f"{answer}, apiVersion {answer.body.get('apiVersion')}")
+    record_property("ERR-04 server", f"{answer}, apiVersion {answer.body.get('apiVersion')}")
 
     assert answer.status == 201, f"POST of the notes' StorageClass to /apis/storage.k8s.io/v1 answered {answer}"
     made = answer.body

@@ -15,10 +15,10 @@ import yaml
 from kubernetes.client import V1Service
 
 from clusterproof import wait
+from clusterproof.api_answers import ApiAnswer, post_yaml_as_written
 from clusterproof.cluster import Cluster
 from clusterproof.jigs.service import (
     NOTES_NODE_PORT_RANGE,
-    ApiAnswer,
     Backends,
     ServiceJig,
     cluster_ip_url,
@@ -29,7 +29,6 @@ from clusterproof.jigs.service import (
     nat_rules,
     node_port_range_setting,
     node_url,
-    post_yaml_as_written,
     service_rules,
     spread_problem,
 )
@@ -384,25 +383,20 @@ def test_kube_proxy_writes_the_clusterip_into_every_nodes_nat_rules_and_removes_
 # --- the notes' Service manifests as written -------------------------------------------------
 
 
-def record(request: pytest.FixtureRequest, name: str, value: object) -> None:
-    """Keep what the API server did in the report (JUnit properties)."""
-    request.node.user_properties.append((name, str(value)))
-
-
 @pytest.mark.claim("ERR-01")
 def test_notes_multiport_service_as_written_loses_protocal_and_defaults_to_tcp(
-    cluster: Cluster, manifests: Manifests, namespace: str, request: pytest.FixtureRequest
+    cluster: Cluster, manifests: Manifests, namespace: str, record_property
 ) -> None:
     text = manifests.load_raw("notes-as-written/001-sample-multiport-protocal.yaml").text
-    answer = post_yaml_as_written(cluster, namespace, "services", text)
-    record(request, "api_server_answer", answer)
+    answer = post_yaml_as_written(cluster, f"/api/v1/namespaces/{namespace}/services", text)
+    record_property("api_server_answer", answer)
 
     assert answer.accepted, f"the notes' multi-port Service as written: {answer}"
     sent = [dict(p) for p in yaml.safe_load(text)["spec"]["ports"]]
     stored_service = cluster.core.read_namespaced_service("sample", namespace)
     stored = cluster.api.sanitize_for_serialization(stored_service)["spec"]["ports"]
-    record(request, "sent_ports", sent)
-    record(request, "stored_ports", stored)
+    record_property("sent_ports", sent)
+    record_property("stored_ports", stored)
     assert all("protocal" in p for p in sent)
     assert not any("protocal" in p for p in stored), f"stored ports kept the typo: {stored}"
     assert [p.get("protocol") for p in stored] == ["TCP", "TCP"], f"sent {sent}, stored {stored}"
@@ -421,11 +415,11 @@ def assert_refused_as_bad_yaml(answer: ApiAnswer, what: str) -> None:
 
 @pytest.mark.claim("ERR-02")
 def test_notes_nodeport_service_as_written_is_refused_and_each_mistake_matters(
-    cluster: Cluster, manifests: Manifests, namespace: str, request: pytest.FixtureRequest
+    cluster: Cluster, manifests: Manifests, namespace: str, record_property
 ) -> None:
     text = manifests.load_raw("notes-as-written/001-sample-nodeport-ports-targetport-selector.yaml").text
-    answer = post_yaml_as_written(cluster, namespace, "services", text)
-    record(request, "api_server_answer", answer)
+    answer = post_yaml_as_written(cluster, f"/api/v1/namespaces/{namespace}/services", text)
+    record_property("api_server_answer", answer)
 
     assert_refused_as_bad_yaml(answer, "the notes' NodePort Service as written")
     assert not cluster.core.list_namespaced_service(namespace).items, "a Service was created from it"
@@ -434,8 +428,9 @@ def test_notes_nodeport_service_as_written_is_refused_and_each_mistake_matters(
     # dropped as unknown fields: the port is missing
     nested_selector = "    selector:\n      app: sample-app\n"
     assert nested_selector in text
-    parsed = post_yaml_as_written(cluster, namespace, "services", text.replace(nested_selector, ""))
-    record(request, "api_server_answer_selector_removed", parsed)
+    services = f"/api/v1/namespaces/{namespace}/services"
+    parsed = post_yaml_as_written(cluster, services, text.replace(nested_selector, ""))
+    record_property("api_server_answer_selector_removed", parsed)
     missing = [f for f in ("spec.ports[0].port", "spec.ports[0].targetPort") if parsed.cause_for(f) is None]
     assert parsed.status == 422 and not missing, (
         f"the notes' NodePort Service without its nested selector: {parsed}; "

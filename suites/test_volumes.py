@@ -3,7 +3,6 @@ and what the API makes of [003]'s manifests printed without indentation (ERR-07)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +11,7 @@ import yaml
 from kubernetes import client
 
 from clusterproof import wait
+from clusterproof.api_answers import ApiAnswer
 from clusterproof.cluster import Cluster
 from clusterproof.jigs import volume
 from clusterproof.jigs.volume import NodeFiles, PodFiles
@@ -362,14 +362,12 @@ def test_notes_003_manifests_without_indentation_are_not_the_intended_objects(
     try:
         created = resource.create(body=doc, namespace=namespace if resource.namespaced else None)
     except client.ApiException as e:
-        refusal = json.loads(e.body) if e.body else {}
-        causes = (refusal.get("details") or {}).get("causes") or []
-        fields = {c.get("field") for c in causes}
-        answer = f"HTTP {e.status} {refusal.get('reason')}: {refusal.get('message')}"
+        answer = ApiAnswer.from_exception(e)
+        fields = {c.field for c in answer.causes}
         record_property("observed", f"parses with empty metadata/spec, keys at top level; API server: {answer}")
-        assert (e.status, refusal.get("reason")) == (422, "Invalid"), f"{filename}: HTTP {e.status} {e.body}"
+        assert (answer.status, answer.reason) == (422, "Invalid"), f"{filename}: {answer}"
         assert expected.refused_fields <= fields, (
-            f"{filename}: refused without naming {sorted(expected.refused_fields - fields)}: {refusal.get('message')}"
+            f"{filename}: refused without naming {sorted(expected.refused_fields - fields)}: {answer.message}"
         )
         return
     tracker.register(cluster, created.to_dict(), namespaced=resource.namespaced)

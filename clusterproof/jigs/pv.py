@@ -22,6 +22,7 @@ from typing import Any
 from kubernetes import client
 
 from clusterproof import wait
+from clusterproof.api_answers import ApiAnswer, raw_request
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import WaitTimeout
 from clusterproof.manifests import Doc, Manifests
@@ -44,79 +45,6 @@ NO_MATCH_REASONS = frozenset({"FailedBinding", "ProvisioningFailed"})
 BIND_TIMEOUT = 30.0
 DECISION_TIMEOUT = 45.0
 PV_CONTROLLER_HINT = "is kube-controller-manager's persistentvolume-binder controller running?"
-
-
-@dataclass(frozen=True)
-class ApiAnswer:
-    """What the API server answered to a raw request."""
-
-    status: int
-    body: dict[str, Any]
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def message(self) -> str:
-        return str(self.body.get("message", ""))
-
-    @property
-    def reason(self) -> str:
-        return str(self.body.get("reason", ""))
-
-    @property
-    def causes(self) -> set[tuple[str, str, str]]:
-        """(field, reason, message) of each cause in a Status answer."""
-        details = self.body.get("details") or {}
-        return {(c.get("field", ""), c.get("reason", ""), c.get("message", "")) for c in details.get("causes") or []}
-
-    def __str__(self) -> str:
-        text = f"HTTP {self.status}"
-        if self.body.get("kind") == "Status":
-            text += f" {self.reason}: {self.message}"
-        if self.warnings:
-            text += f" (warnings: {'; '.join(self.warnings)})"
-        return text
-
-
-def raw_request(
-    cluster: Cluster, method: str, path: str, body: Any = None, *, query: Iterable[tuple[str, str]] = ()
-) -> ApiAnswer:
-    """One request through the cluster's ApiClient, body sent as JSON exactly as given (no
-    typed model, no apiVersion/kind routing), for the notes' broken manifests."""
-    api = cluster.api
-    method, url, headers, data, _ = api.param_serialize(
-        method,
-        path,
-        query_params=list(query),
-        header_params={"Content-Type": "application/json", "Accept": "application/json"},
-        body=body,
-        auth_settings=["BearerToken"],
-    )
-    try:
-        response = api.call_api(method, url, header_params=headers, body=data, _request_timeout=30)
-        response.read()
-        status, text, raw_headers = response.status, response.data.decode(), response.getheaders()
-    except client.ApiException as e:
-        status, text, raw_headers = e.status, e.body or "", e.headers or {}
-    try:
-        parsed = json.loads(text) if text else {}
-    except ValueError:
-        parsed = {"message": text}
-    return ApiAnswer(status, parsed, _warnings(raw_headers))
-
-
-def _warnings(headers: Any) -> tuple[str, ...]:
-    getall = getattr(headers, "getlist", None) or getattr(headers, "get_all", None)
-    values = getall("Warning") if getall else [headers.get("Warning")] if headers.get("Warning") else []
-    # RFC 7234 warning: `299 - "text"`
-    return tuple(v.split(" ", 2)[-1].strip('"') for v in values if v)
-
-
-def api_refusal(e: client.ApiException) -> ApiAnswer:
-    try:
-        body = json.loads(e.body) if e.body else {}
-    except ValueError:
-        body = {"message": e.body}
-    return ApiAnswer(e.status, body)
 
 
 # --- StorageClasses and nodes ----------------------------------------------------------------

@@ -9,15 +9,14 @@ Node-side checks read kube-proxy's NAT rules; API checks read refusals as the se
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from kubernetes import client
 
 from clusterproof import probe, wait
+from clusterproof.api_answers import ApiAnswer
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import ProbeError, WaitTimeout
 from clusterproof.manifests import Doc, Manifests
@@ -59,87 +58,6 @@ class Backends:
 
 def _pod_name(pod: client.V1Pod) -> str:
     return pod.metadata.name
-
-
-# --- API answers ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cause:
-    field: str
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class ApiAnswer:
-    """What the API server answered to a write: status code, the Status or object, warnings."""
-
-    status: int
-    body: Any
-    warnings: tuple[str, ...] = ()
-
-    @classmethod
-    def from_exception(cls, e: client.ApiException) -> ApiAnswer:
-        return cls(e.status, _json_or_text(e.body), _warnings(e.headers))
-
-    @property
-    def accepted(self) -> bool:
-        return 200 <= self.status < 300
-
-    @property
-    def reason(self) -> str:
-        return self.body.get("reason", "") if isinstance(self.body, dict) else ""
-
-    @property
-    def message(self) -> str:
-        return self.body.get("message", "") if isinstance(self.body, dict) else str(self.body)
-
-    @property
-    def causes(self) -> list[Cause]:
-        details = self.body.get("details") or {} if isinstance(self.body, dict) else {}
-        return [Cause(c.get("field", ""), c.get("reason", ""), c.get("message", "")) for c in details.get("causes", [])]
-
-    def cause_for(self, field_path: str) -> Cause | None:
-        return next((c for c in self.causes if c.field == field_path), None)
-
-    def __str__(self) -> str:
-        if self.accepted:
-            return f"HTTP {self.status} accepted" + (f", warnings {list(self.warnings)}" if self.warnings else "")
-        return f"HTTP {self.status} {self.reason}: {self.message}"
-
-
-def _json_or_text(body: Any) -> Any:
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    try:
-        return json.loads(body) if body else {}
-    except (TypeError, ValueError):
-        return body
-
-
-def _warnings(headers: Any) -> tuple[str, ...]:
-    if not headers:
-        return ()
-    values = headers.getlist("Warning") if hasattr(headers, "getlist") else [headers.get("Warning")]
-    return tuple(v for v in values if v)
-
-
-def post_yaml_as_written(cluster: Cluster, namespace: str, plural: str, text: str) -> ApiAnswer:
-    """POST `text` untouched (Content-Type application/yaml) to core/v1 `plural` in `namespace`:
-    the API server itself parses it, so even a manifest that is not valid YAML gets its answer."""
-    api = cluster.api
-    request = api.param_serialize(
-        "POST",
-        "/api/v1/namespaces/{namespace}/" + plural,
-        path_params={"namespace": namespace},
-        header_params={"Content-Type": "application/yaml", "Accept": "application/json"},
-        body=text,
-        auth_settings=["BearerToken"],
-    )
-    response = api.call_api(*request, _request_timeout=30)
-    response.read()
-    return ApiAnswer(response.status, _json_or_text(response.data), _warnings(response.getheaders()))
 
 
 def node_port_range_setting(cluster: Cluster) -> str:

@@ -1,0 +1,114 @@
+"""What the API server answered: status, Status reason/message/causes, warnings.
+
+Claims about refusals ("the 4th pod is refused with 403", "nodePort 29999 is invalid") and
+the notes' broken manifests need the server's own words, so requests can also be sent raw:
+a body exactly as given (JSON, or YAML text the server parses itself), no typed model and no
+apiVersion/kind routing in between.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kubernetes import client
+
+if TYPE_CHECKING:
+    from clusterproof.cluster import Cluster
+
+
+@dataclass(frozen=True)
+class Cause:
+    field: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    status: int
+    body: Any
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def from_exception(cls, e: client.ApiException) -> ApiAnswer:
+        return cls(e.status, _json_or_text(e.body), _warnings(e.headers))
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def reason(self) -> str:
+        return str(self.body.get("reason", "")) if isinstance(self.body, dict) else ""
+
+    @property
+    def message(self) -> str:
+        return str(self.body.get("message", "")) if isinstance(self.body, dict) else str(self.body)
+
+    @property
+    def causes(self) -> list[Cause]:
+        details = (self.body.get("details") or {}) if isinstance(self.body, dict) else {}
+        causes = details.get("causes") or []
+        return [Cause(c.get("field", ""), c.get("reason", ""), c.get("message", "")) for c in causes]
+
+    def cause_for(self, field_path: str) -> Cause | None:
+        return next((c for c in self.causes if c.field == field_path), None)
+
+    def __str__(self) -> str:
+        text = f"HTTP {self.status} accepted" if self.accepted else f"HTTP {self.status} {self.reason}: {self.message}"
+        return text + (f" (warnings: {'; '.join(self.warnings)})" if self.warnings else "")
+
+
+def raw_request(
+    cluster: Cluster,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    content_type: str = "application/json",
+    query: Iterable[tuple[str, str]] = (),
+) -> ApiAnswer:
+    """One request through the cluster's ApiClient (its credentials), answered, never raised."""
+    api = cluster.api
+    request = api.param_serialize(
+        method,
+        path,
+        query_params=list(query),
+        header_params={"Content-Type": content_type, "Accept": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    try:
+        response = api.call_api(*request, _request_timeout=30)
+        response.read()
+    except client.ApiException as e:
+        return ApiAnswer.from_exception(e)
+    return ApiAnswer(response.status, _json_or_text(response.data), _warnings(response.getheaders()))
+
+
+def post_yaml_as_written(cluster: Cluster, path: str, text: str, *, dry_run: bool = False) -> ApiAnswer:
+    """POST manifest text untouched (application/yaml): the API server parses it itself, so even
+    text that is not valid YAML gets the server's own answer."""
+    query = [("dryRun", "All")] if dry_run else []
+    return raw_request(cluster, "POST", path, text, content_type="application/yaml", query=query)
+
+
+def _json_or_text(body: Any) -> Any:
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    try:
+        return json.loads(body) if body else {}
+    except (TypeError, ValueError):
+        return body
+
+
+def _warnings(headers: Any) -> tuple[str, ...]:
+    """Warning headers (RFC 7234 `299 - "text"`), as their text."""
+    if not headers:
+        return ()
+    getall = getattr(headers, "getlist", None) or getattr(headers, "get_all", None)
+    values = getall("Warning") if getall else [headers.get("Warning")]
+    return tuple(v.split(" ", 2)[-1].strip('"') for v in values if v)
