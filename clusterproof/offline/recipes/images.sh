@@ -103,4 +103,6 @@ mkdir -p "$OUT"
 docker save -o "$OUT/images.tar.tmp" $refs
 mv "$OUT/images.tar.tmp" "$OUT/images.tar"
 echo $refs >"$OUT/refs"
+# the images this recipe replaced under the same names are dangling now
+docker image prune -f --filter "label=org.clusterproof.recipe" >/dev/null
 log "saved $(echo $refs | wc -w) images to $OUT/images.tar ($(du -sh "$OUT/images.tar" | cut -f1))"
