@@ -22,15 +22,22 @@ apt_install() {
 
 # --- docker engine ---
 if ! have dockerd; then apt_install docker.io; fi
-if ! docker info >/dev/null 2>&1; then
+docker_up() { docker info >/dev/null 2>&1; }
+wait_for() { for _ in $(seq 60); do "$@" && return 0; sleep 0.5; done; return 1; }
+if ! docker_up && pgrep -x dockerd >/dev/null; then
+  say "dockerd is running but not answering: waiting for it to come up or go away"
+  wait_for sh -c 'docker info >/dev/null 2>&1 || ! pgrep -x dockerd >/dev/null' || true
+fi
+if ! docker_up; then
+  # a daemon killed without its shutdown (end of a session) leaves its pid file behind
+  pgrep -x dockerd >/dev/null || $SUDO rm -f /var/run/docker.pid
   say "starting dockerd (log: /var/log/clusterproof-dockerd.log)"
   if have systemctl && systemctl is-system-running >/dev/null 2>&1; then
     $SUDO systemctl start docker
   else
     $SUDO sh -c 'nohup setsid dockerd >/var/log/clusterproof-dockerd.log 2>&1 &'
   fi
-  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-  docker info >/dev/null 2>&1 || die "dockerd did not come up: see /var/log/clusterproof-dockerd.log"
+  wait_for docker_up || die "dockerd did not come up: see /var/log/clusterproof-dockerd.log"
 fi
 say "docker $(docker version -f '{{.Server.Version}}' 2>/dev/null) is running"
 
