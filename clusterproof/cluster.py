@@ -201,6 +201,15 @@ class Cluster:
         """Run argv on a node (kind: `docker exec`). Raises NodeExecUnavailable elsewhere."""
         return self._node_exec(node, argv, input=input, check=check, timeout=timeout)
 
+    def delete_pod_now(self, namespace: str, name: str, *, wait_gone: bool = True, timeout: float = 60) -> None:
+        """Delete with grace 0 (test servers ignore SIGTERM) and, unless told not to, wait until
+        the API no longer has it."""
+        self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+        if wait_gone:
+            from clusterproof import wait
+
+            wait.gone(lambda: self.core.read_namespaced_pod(name, namespace), f"pod {namespace}/{name}", timeout)
+
     def require(self, condition: object, reason: str) -> None:
         """Skip the test, saying what the cluster lacks, unless `condition` holds."""
         if not condition:

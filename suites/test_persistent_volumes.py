@@ -71,11 +71,6 @@ def start_and_wait(
     return wait.pod_ready(cluster.core, namespace, name, 120)
 
 
-def delete_pod(cluster: Cluster, namespace: str, name: str) -> None:
-    cluster.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
-    wait.gone(lambda: cluster.core.read_namespaced_pod(name, namespace), f"pod {namespace}/{name}", 60)
-
-
 def bind_pv_01(pv: PVJig, node1: str) -> client.V1PersistentVolume:
     """[003]: pv-01 (local, nodeAffinity node=node1, its path made on node1) Available, then
     pvc-01 binds it."""
@@ -139,7 +134,7 @@ def test_pod_mounts_the_claim_by_name_and_its_data_outlives_the_pod(
 
     start_and_wait(cluster, namespace, pv, POD_VOLUME_3)
     pod_files.write("pod-volume-3", "/volume/kept.txt", f"written in {namespace}")
-    delete_pod(cluster, namespace, "pod-volume-3")
+    cluster.delete_pod_now(namespace, "pod-volume-3")
 
     # another name: the kubelet may still be tearing down the old pod-volume-3 on the same node
     start_and_wait(cluster, namespace, pv, POD_VOLUME_3, name="pod-volume-3-next")
@@ -192,7 +187,7 @@ def use_sample_pv(cluster: Cluster, namespace: str, pv: PVJig, pod_files: PodFil
     pv.pvc_bound("sample-pvc")
     pod = start_and_wait(cluster, namespace, pv, PVC_POD, values={"CLAIM_NAME": "sample-pvc"})
     pod_files.write("pvc-pod", "/data/kept.txt", f"written in {namespace}")
-    delete_pod(cluster, namespace, "pvc-pod")
+    cluster.delete_pod_now(namespace, "pvc-pod")
     return pod.spec.node_name
 
 

@@ -50,10 +50,6 @@ def env_of(pod: ClientPod) -> dict[str, str]:
     return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
 
 
-def delete_pod(cluster: Cluster, namespace: str, name: str) -> None:
-    cluster.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
-
-
 # --- SVC-12 ExternalName ---------------------------------------------------------------------
 
 
@@ -100,7 +96,7 @@ def test_headless_service_has_no_virtual_ip_and_its_endpoints_are_the_ready_pods
         assert answer.body.strip() == pod, f"endpoint {ip} should be pod {pod}; answered {answer.body.strip()!r}"
 
     ip_1 = next(ip for ip, name in pods.items() if name == "pod-1")
-    delete_pod(cluster, namespace, "pod-2")
+    cluster.delete_pod_now(namespace, "pod-2", wait_gone=False)
     dns.wait_endpoint_ips(cluster, namespace, "svc-headless", {ip_1})
 
 
@@ -117,7 +113,7 @@ def test_headless_service_name_resolves_to_the_ready_pod_ips(
     dns.wait_lookup(client, name, "A", dns.same_set(pods), f"A {name} == ready pod IPs {sorted(pods)}")
 
     ip_1 = next(ip for ip, pod in pods.items() if pod == "pod-1")
-    delete_pod(cluster, namespace, "pod-2")
+    cluster.delete_pod_now(namespace, "pod-2", wait_gone=False)
     dns.wait_lookup(client, name, "A", dns.same_set({ip_1}), f"A {name} == {ip_1} only, after pod-2 was deleted")
 
 

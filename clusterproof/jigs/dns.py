@@ -17,6 +17,7 @@ from kubernetes import client
 from clusterproof import wait
 from clusterproof.cluster import Cluster
 from clusterproof.errors import WaitTimeout
+from clusterproof.jigs.service import endpoint_ips as ready_and_not_ready
 from clusterproof.probe import ClientPod
 
 DNS_SERVICE_LABEL = "k8s-app=kube-dns"  # CoreDNS keeps the kube-dns Service name and label
@@ -194,9 +195,7 @@ def same_set(expected: Iterable[str]) -> Callable[[Lookup], bool]:
 
 def endpoint_ips(endpoints: client.V1Endpoints | None) -> set[str]:
     """Ready addresses of an Endpoints object (not-ready ones are not served by DNS either)."""
-    if endpoints is None:
-        return set()
-    return {a.ip for s in endpoints.subsets or [] for a in s.addresses or []}
+    return set() if endpoints is None else ready_and_not_ready(endpoints)[0]
 
 
 def wait_endpoint_ips(cluster: Cluster, namespace: str, service: str, expected: set[str], timeout: float = 60) -> None:

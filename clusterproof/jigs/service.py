@@ -211,7 +211,7 @@ class ServiceJig:
 
     def delete_pods(self, backends: Backends) -> None:
         for name in backends.names:
-            self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
+            self.cluster.delete_pod_now(self.namespace, name, wait_gone=False)
         for name in backends.names:
             wait.gone(lambda n=name: self.core.read_namespaced_pod(n, self.namespace), f"pod {self.namespace}/{name}")
 
