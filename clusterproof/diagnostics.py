@@ -1,4 +1,5 @@
-"""What a failing test's namespaces looked like: events, pods, container logs, node conditions.
+"""What a failing test's namespaces looked like: events, pods, container logs, node conditions,
+and the cluster's own components in kube-system (pods not ready, recent error lines).
 
 Collected before the namespace is deleted, attached to the test report and written to
 <artifacts>/<test id slug>/diagnostics.txt. Secrets and kubeconfigs are never read; all
@@ -7,6 +8,7 @@ text goes through redact().
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,13 +22,22 @@ if TYPE_CHECKING:
 
 LOG_TAIL_LINES = 50
 REQUEST_TIMEOUT = 10
+SYSTEM_NAMESPACE = "kube-system"
+SYSTEM_LOG_TAIL_LINES = 300
+SYSTEM_ERRORS_PER_CONTAINER = 5
+KLOG_ERROR = re.compile(r"^[EF]\d{4} ")  # klog: E1122 19:15:41.731324 ...
+# what deleting a test's namespace makes the controllers log: not a fault
+TEARDOWN_NOISE = "because it is being terminated"
+SYSTEM_ERROR_WIDTH = 300  # some components dump whole objects into one line
 
 
-def collect(cluster: Cluster, namespaces: Iterable[str]) -> str:
+def collect(cluster: Cluster, namespaces: Iterable[str], since_seconds: int | None = None) -> str:
+    """Everything below, redacted; kube-system errors from the last `since_seconds` only."""
     sections = [f"cluster {cluster.name} ({cluster.provider}, offline={cluster.offline})"]
     for namespace in namespaces:
         sections.append(_guarded(f"namespace {namespace}", lambda ns=namespace: _namespace(cluster, ns)))
     sections.append(_guarded("nodes", lambda: _nodes(cluster.core)))
+    sections.append(_guarded(SYSTEM_NAMESPACE, lambda: _system(cluster.core, since_seconds)))
     return redact("\n\n".join(sections)) + "\n"
 
 
@@ -136,3 +147,39 @@ def _nodes(core: client.CoreV1Api) -> str:
         for t in node.spec.taints or []:
             lines.append(f"  taint {t.key}={t.value or ''}:{t.effect}")
     return "\n".join(lines)
+
+
+def _system(core: client.CoreV1Api, since_seconds: int | None) -> str:
+    """kube-system pods that are not ready, and the last error lines each component logged
+    (a kube-proxy that fails to sync explains a Service that misroutes)."""
+    window = f"the last {since_seconds}s" if since_seconds else f"the last {SYSTEM_LOG_TAIL_LINES} log lines"
+    lines = [f"== {SYSTEM_NAMESPACE}: pods not ready; klog errors in {window}"]
+    since = {"since_seconds": since_seconds} if since_seconds else {}
+    for pod in core.list_namespaced_pod(SYSTEM_NAMESPACE, _request_timeout=REQUEST_TIMEOUT).items:
+        statuses = (pod.status.container_statuses if pod.status else None) or []
+        if not statuses or not all(s.ready for s in statuses):
+            lines += describe_pod(pod)
+        for container in (pod.spec.containers if pod.spec else None) or []:
+            try:
+                text = core.read_namespaced_pod_log(
+                    pod.metadata.name,
+                    SYSTEM_NAMESPACE,
+                    container=container.name,
+                    previous=False,
+                    tail_lines=SYSTEM_LOG_TAIL_LINES,
+                    _request_timeout=REQUEST_TIMEOUT,
+                    **since,
+                )
+            except client.ApiException:
+                continue
+            errors = [line for line in text.splitlines() if KLOG_ERROR.match(line) and TEARDOWN_NOISE not in line]
+            if errors:
+                lines.append(f"-- errors {pod.metadata.name}/{container.name} (last {SYSTEM_ERRORS_PER_CONTAINER})")
+                lines += [_clip(line) for line in errors[-SYSTEM_ERRORS_PER_CONTAINER:]]
+    if len(lines) == 1:
+        lines.append("(all pods ready, no errors logged)")
+    return "\n".join(lines)
+
+
+def _clip(line: str) -> str:
+    return line if len(line) <= SYSTEM_ERROR_WIDTH else line[: SYSTEM_ERROR_WIDTH - 1] + "…"

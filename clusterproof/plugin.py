@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
@@ -52,6 +53,7 @@ CLAIMS = pytest.StashKey[dict[str, Claim]]()
 ACCESS_CHECKED = pytest.StashKey[bool]()
 ITEM_CLUSTER = pytest.StashKey[Cluster]()
 ITEM_NAMESPACES = pytest.StashKey[list[str]]()
+ITEM_STARTED = pytest.StashKey[float]()
 STOPWATCH = pytest.StashKey[Stopwatch]()
 
 
@@ -117,6 +119,10 @@ def _check_cluster_access_once(config: pytest.Config) -> None:
 # --- reports -----------------------------------------------------------------------------------
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[ITEM_STARTED] = time.time()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -125,7 +131,9 @@ def pytest_runtest_makereport(
     if report.failed and report.when in ("setup", "call"):
         cluster = item.stash.get(ITEM_CLUSTER, None)
         if cluster is not None:
-            text = diagnostics.collect(cluster, item.stash.get(ITEM_NAMESPACES, []))
+            # the cluster's components' errors from this test's time only (plus clock slack)
+            since = int(time.time() - item.stash.get(ITEM_STARTED, time.time())) + 5
+            text = diagnostics.collect(cluster, item.stash.get(ITEM_NAMESPACES, []), since_seconds=since)
             path = diagnostics.write(text, item.config.stash[RUN].artifacts_for(item.nodeid))
             # a "Captured stderr" section is what junit_logging puts into the JUnit XML
             report.sections.append(("Captured stderr clusterproof diagnostics", text))

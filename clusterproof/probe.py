@@ -77,6 +77,7 @@ class SampleResult:
     seen: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     requests: int = 0
+    seconds: float = 0.0
 
     @property
     def complete(self) -> bool:
@@ -98,7 +99,7 @@ class SampleResult:
 
     def __str__(self) -> str:
         seen = ", ".join(f"{k}: {v}" for k, v in sorted(self.seen.items())) or "none"
-        text = f"{self.url}: {self.requests} requests, answered by {{{seen}}}"
+        text = f"{self.url}: {self.requests} requests in {self.seconds:.0f}s, answered by {{{seen}}}"
         if self.missing:
             text += f", missing {sorted(self.missing)}"
         if self.unexpected:
@@ -114,6 +115,11 @@ def default_budget(expected: Iterable[str]) -> int:
     return max(30, 20 * len(set(expected)))
 
 
+# kube-proxy rewrites its rules on its own loop after Endpoints/EndpointSlices change, so a
+# backend the API already lists may be missing from a node's rules for a few seconds
+SETTLE_SECONDS = 30.0
+
+
 def hostname_of(answer: HttpAnswer) -> str:
     """agnhost serve-hostname / netexec /hostname answer with the pod's hostname."""
     return answer.body.strip()
@@ -124,16 +130,30 @@ def sample(
     url: str,
     expected: Iterable[str],
     *,
+    never: Iterable[str] = (),
     max_requests: int | None = None,
+    settle: float = 0.0,
     batch: int = 10,
     backend_of: Callable[[HttpAnswer], str] = hostname_of,
+    clock: Callable[[], float] = time.monotonic,
 ) -> SampleResult:
-    """Drive `fetch(n)` (n fresh requests) until all expected backends answered or the budget
-    is spent. Non-2xx answers and connection failures are recorded as errors."""
+    """Drive `fetch(n)` (n fresh requests) until every expected backend answered. Gives up once
+    the request budget is spent and `settle` seconds have passed. With `never` (backends that
+    must not answer) the whole budget is spent, so their absence means something.
+    Non-2xx answers and connection failures are recorded as errors."""
+    never = frozenset(never)
     result = SampleResult(url, frozenset(expected))
-    budget = max_requests or default_budget(expected)
-    while result.requests < budget and not result.complete:
-        for answer in fetch(min(batch, budget - result.requests)):
+    budget = max_requests or default_budget(result.expected | never)
+    started = clock()
+
+    def finished() -> bool:
+        if result.complete and (not never or result.requests >= budget):
+            return True
+        return result.requests >= budget and clock() - started >= settle
+
+    while not finished():
+        left = budget - result.requests
+        for answer in fetch(min(batch, left) if left > 0 else batch):
             result.requests += 1
             if isinstance(answer, ProbeError):
                 result.errors.append(_strip_url(str(answer), url))
@@ -141,6 +161,7 @@ def sample(
                 result.errors.append(f"HTTP {answer.status}")
             else:
                 result.seen[backend_of(answer)] += 1
+        result.seconds = clock() - started
     return result
 
 
@@ -148,12 +169,15 @@ def sample_backends(
     url: str,
     expected: Iterable[str],
     *,
+    never: Iterable[str] = (),
     max_requests: int | None = None,
+    settle: float = SETTLE_SECONDS,
     timeout: float = READ_TIMEOUT,
     headers: Mapping[str, str] | None = None,
     backend_of: Callable[[HttpAnswer], str] = hostname_of,
 ) -> SampleResult:
-    """From the test host: GET url on new connections until every expected hostname answered."""
+    """From the test host: GET url on new connections until every expected hostname answered
+    (see `sample` for `never` and `settle`)."""
 
     def fetch(n: int) -> list[HttpAnswer | ProbeError]:
         answers: list[HttpAnswer | ProbeError] = []
@@ -164,7 +188,7 @@ def sample_backends(
                 answers.append(e)
         return answers
 
-    return sample(fetch, url, expected, max_requests=max_requests, backend_of=backend_of)
+    return sample(fetch, url, expected, never=never, max_requests=max_requests, settle=settle, backend_of=backend_of)
 
 
 # --- inside the cluster ----------------------------------------------------------------------
@@ -306,15 +330,20 @@ class ClientPod:
         url: str,
         expected: Iterable[str],
         *,
+        never: Iterable[str] = (),
         max_requests: int | None = None,
+        settle: float = SETTLE_SECONDS,
         timeout: float = READ_TIMEOUT,
         backend_of: Callable[[HttpAnswer], str] = hostname_of,
     ) -> SampleResult:
+        """Fresh connections from this pod until every expected backend answered (see `sample`)."""
         return sample(
             lambda n: self.http_many(url, n, timeout=timeout),
             url,
             expected,
+            never=never,
             max_requests=max_requests,
+            settle=settle,
             backend_of=backend_of,
         )
 

@@ -26,12 +26,6 @@ HOSTPATH_TEMPLATE = "notes/volumes/hostpath-template.yaml"
 KUBELET_PODS = "/var/lib/kubelet/pods"
 
 
-
-
-
-
-
-
 # --- emptyDir --------------------------------------------------------------------------------
 
 

@@ -104,3 +104,37 @@ def test_collect_survives_api_errors():
     text = diagnostics.collect(cluster, ["ns-1"])
     assert "== namespace ns-1: could not collect (ApiException" in text
     assert "node kind-worker" in text
+    assert "== kube-system: could not collect (ApiException" in text
+
+
+def test_collect_shows_the_last_klog_errors_of_kube_system_components():
+    class WithKubeProxy(FakeCore):
+        def list_namespaced_pod(self, namespace, _request_timeout=None):
+            if namespace != "kube-system":
+                return SimpleNamespace(items=[])
+            proxy = client.V1Pod(
+                metadata=client.V1ObjectMeta(name="kube-proxy-abc", namespace=namespace),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="kube-proxy")], node_name="kind-worker"),
+                status=client.V1PodStatus(
+                    phase="Running", container_statuses=[container_status("kube-proxy", True, 0)]
+                ),
+            )
+            return SimpleNamespace(items=[proxy])
+
+        def read_namespaced_pod_log(self, name, namespace, container, previous, tail_lines, _request_timeout, **kw):
+            self.log_requests.append((name, container, previous, kw.get("since_seconds")))
+            errors = [f"E1122 19:15:{n:02d}.000000       1 proxier.go:882] sync {n} failed" for n in range(8)]
+            return "\n".join(
+                ["I1122 19:13:06.000000       1 server.go:1] started", *errors, "/usr/sbin/ip6tables: oops"]
+            )
+
+    core = WithKubeProxy()
+    text = diagnostics.collect(
+        SimpleNamespace(name="cp-x", provider="kind", offline=True, core=core), [], since_seconds=42
+    )
+    assert core.log_requests == [("kube-proxy-abc", "kube-proxy", False, 42)]
+    assert "klog errors in the last 42s" in text
+    assert "-- errors kube-proxy-abc/kube-proxy (last 5)" in text
+    assert "sync 7 failed" in text and "sync 3 failed" in text and "sync 2 failed" not in text
+    assert "started" not in text and "oops" not in text
+    assert "pod kube-proxy-abc" not in text  # ready pods are not listed

@@ -139,3 +139,41 @@ def test_a_cached_build_runs_no_step(tmp_path, monkeypatch):
     monkeypatch.setattr(builder, "run_step", lambda step: pytest.fail(f"{step.name} rebuilt"))
     assert builder.build() == build.node_image_tag()
     assert [cached for _, _, cached in builder.timings] == [True]
+
+
+WRAPPER = Path(build.__file__).parent / "recipes" / "files" / "iptables-wrapper"
+
+
+@pytest.fixture
+def fake_xtables(tmp_path):
+    """Fake iptables backends (shell scripts): nft holds 3 rules, legacy none; each logs its argv."""
+    sbin = tmp_path / "sbin"
+    sbin.mkdir()
+    for mode, rules in (("nft", "-A A\\n-A B\\n-A C\\n"), ("legacy", "")):
+        script = sbin / f"xtables-{mode}-multi"
+        script.write_text(f'#!/bin/sh\necho "{mode} $*" >>"{tmp_path}/calls"\nprintf "*filter\\n{rules}COMMIT\\n"\n')
+        script.chmod(0o755)
+    for name in ("iptables", "ip6tables"):
+        (sbin / name).symlink_to(WRAPPER)
+    return sbin
+
+
+def run_wrapper(sbin: Path, name: str, *args: str) -> subprocess.Popen:
+    env = {"PATH": "/usr/bin:/bin", "IPTABLES_WRAPPER_SBIN": str(sbin), "IPTABLES_WRAPPER_CHOICE": str(sbin / "mode")}
+    return subprocess.Popen([str(sbin / name), *args], env=env, stdout=subprocess.DEVNULL)
+
+
+def test_iptables_wrapper_picks_the_busier_backend_once_even_under_concurrent_calls(fake_xtables):
+    # kube-proxy's goroutines call iptables and ip6tables at the same time; the old wrapper shared
+    # a scratch file between calls and now and then picked the empty legacy backend
+    calls = [run_wrapper(fake_xtables, name, "-S") for name in ("iptables", "ip6tables") * 10]
+    assert [p.wait() for p in calls] == [0] * 20
+    assert (fake_xtables / "mode").read_text() == "nft\n"
+    invoked = (fake_xtables.parent / "calls").read_text().splitlines()
+    assert sorted(line for line in invoked if not line.endswith("iptables-save")) == sorted(
+        ["nft iptables -S"] * 10 + ["nft ip6tables -S"] * 10
+    )
+    # once chosen, a call goes straight to the backend
+    (fake_xtables.parent / "calls").write_text("")
+    assert run_wrapper(fake_xtables, "ip6tables", "-L").wait() == 0
+    assert (fake_xtables.parent / "calls").read_text() == "nft ip6tables -L\n"

@@ -70,9 +70,51 @@ def test_sample_reports_missing_unexpected_and_errors_within_budget():
     assert result.requests == 8
     assert result.missing == {"b"} and result.unexpected == {"old-pod"}
     assert str(result) == (
-        f"{URL}: 8 requests, answered by {{a: 2, old-pod: 2}}, missing ['b'], "
+        f"{URL}: 8 requests in 0s, answered by {{a: 2, old-pod: 2}}, missing ['b'], "
         "unexpected ['old-pod'], errors: 2x timed out; 2x HTTP 502"
     )
+
+
+class FakeClock:
+    """Fake time for `sample`: the test's fetch moves it on."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_sample_keeps_going_within_the_settle_window_for_a_late_backend():
+    # kube-proxy lagging behind Endpoints: "b" shows up only after 12 s of answers from "a"
+    clock = FakeClock()
+
+    def fetch(n):
+        clock.now += 1.0
+        return [HttpAnswer(URL, 200, "b" if clock.now > 12 else "a") for _ in range(n)]
+
+    result = sample(fetch, URL, {"a", "b"}, max_requests=10, settle=30, batch=10, clock=clock)
+    assert result.complete and result.seconds == 13
+    assert result.requests == 130
+
+
+def test_sample_gives_up_after_budget_and_settle_window():
+    clock = FakeClock()
+
+    def fetch(n):
+        clock.now += 1.0
+        return [HttpAnswer(URL, 200, "a")] * n
+
+    result = sample(fetch, URL, {"a", "b"}, max_requests=10, settle=5, batch=10, clock=clock)
+    assert result.missing == {"b"} and result.seconds == 5
+    assert "requests in 5s" in str(result)
+
+
+def test_sample_with_never_spends_the_whole_budget_and_reports_who_answered():
+    fetch = fake_fetch(cycle([HttpAnswer(URL, 200, "a"), HttpAnswer(URL, 200, "b")]))
+    result = sample(fetch, URL, {"a", "b"}, never={"not-ready"}, batch=10)
+    assert result.complete and result.requests == 60  # default budget for three backends
+    assert result.expected == {"a", "b"} and not result.unexpected
 
 
 class _Hostnames(BaseHTTPRequestHandler):

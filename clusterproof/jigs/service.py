@@ -384,8 +384,7 @@ class ServiceJig:
             self.await_answer_inside(pod, url, what)
         except WaitTimeout as e:
             return SampleResult(url, frozenset(ready), errors=[str(e)])
-        expected = set(ready) | set(never)
-        return pod.sample_backends(url, expected, backend_of=backend_of)
+        return pod.sample_backends(url, ready, never=never, backend_of=backend_of)
 
     def sample_from_host(
         self, url: str, what: str, ready: Iterable[str], *, backend_of: Callable[[HttpAnswer], str] = hostname_of
