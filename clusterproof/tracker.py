@@ -43,7 +43,7 @@ class _ClusterRecord:
     namespaces: list[str] = field(default_factory=list)
     # LIFO undo steps (node labels restored, ...): (description, fn)
     undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
-    node_labels_saved: set[tuple[str, str]] = field(default_factory=set)
+    undo_keys: set[str] = field(default_factory=set)  # `once` keys of the steps above
 
 
 OWNER_LABEL = "clusterproof.io/owner"
@@ -79,22 +79,32 @@ class ResourceTracker:
         with self._lock:
             self._record(cluster).namespaces.append(name)
 
-    def on_cleanup(self, cluster: Cluster, description: str, undo: Callable[[], None]) -> None:
-        """Run `undo` at cleanup (latest first); it must tolerate having nothing to undo."""
+    def on_cleanup(
+        self, cluster: Cluster, description: str, undo: Callable[[], None], *, once: str | None = None
+    ) -> bool:
+        """Run `undo` at cleanup (latest first); it must tolerate having nothing to undo. With
+        `once`, a step under the same key is recorded only the first time (until cleanup); returns
+        whether this one was recorded."""
         with self._lock:
-            self._record(cluster).undo.append((description, undo))
+            record = self._record(cluster)
+            if once is not None:
+                if once in record.undo_keys:
+                    return False
+                record.undo_keys.add(once)
+            record.undo.append((description, undo))
+            return True
 
     def label_node(self, cluster: Cluster, node: str, key: str, value: str | None) -> None:
         """Set (or remove, value=None) a node label; the original value comes back at cleanup."""
-        record = self._record(cluster)
-        if (node, key) not in record.node_labels_saved:
-            original = (cluster.core.read_node(node).metadata.labels or {}).get(key)
-            record.node_labels_saved.add((node, key))
-            self.on_cleanup(
-                cluster,
-                f"restore label {key} on node {node}",
-                lambda: _patch_node_label(cluster, node, key, original),
-            )
+        with self._lock:
+            if f"label {node} {key}" not in self._record(cluster).undo_keys:
+                original = (cluster.core.read_node(node).metadata.labels or {}).get(key)
+                self.on_cleanup(
+                    cluster,
+                    f"restore label {key} on node {node}",
+                    lambda: _patch_node_label(cluster, node, key, original),
+                    once=f"label {node} {key}",
+                )
         _patch_node_label(cluster, node, key, value)
 
     # --- cleaning -------------------------------------------------------------------------

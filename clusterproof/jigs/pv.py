@@ -38,7 +38,6 @@ PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 NODE1_LABEL = ("node", "node1")  # [003] pv-01's nodeAffinity
 NODE1_USERS = "clusterproof.io/node1-users"  # annotation: who needs node=node1 now
 NODE1_BEFORE = "clusterproof.io/node1-before"  # annotation: the label's value before them (JSON)
-_NODE1_USERS: set[tuple[str, str]] = set()  # (cluster, node) this process uses node=node1 on
 # the PV controller's answers when it finds no PV for a claim (and cannot provision one)
 NO_MATCH_REASONS = frozenset({"FailedBinding", "ProvisioningFailed"})
 # the PV controller acts on every change at once (and resyncs every 15 s)
@@ -208,11 +207,12 @@ class PVJig:
         (the tracker, at the end of its session) restores that value."""
         node = pick_node1(self.cluster).name
         me = f"{self.run_id}/{getattr(self.tracker, 'owner', 'main')}"
-        if (self.cluster.name, node) not in _NODE1_USERS:
-            _NODE1_USERS.add((self.cluster.name, node))
-            self.tracker.on_cleanup(
-                self.cluster, f"release label node=node1 on node {node}", lambda: self._release_node1(node, me)
-            )
+        self.tracker.on_cleanup(
+            self.cluster,
+            f"release label node=node1 on node {node}",
+            lambda: self._release_node1(node, me),
+            once=f"node1 {node}",
+        )
         self._update_node(node, lambda labels, notes: _node1_taken(labels, notes, me))
         return node
 
