@@ -166,7 +166,7 @@ def test_init_container_runs_once_to_completion_before_the_app_and_fills_its_vol
     assert order == ["init", "app"], f"/work/order shows the start order {order}"
 
     # a restart of the app container does not run the init container again
-    assert pod_files.exec("init-container-pod", ["kill", "1"], "app").rc == 0
+    pod_files.kill_main_process("init-container-pod", "app")
     volume.wait_restarted(cluster, namespace, "init-container-pod", "app", more_than=0)
     order = start_order(pod_files.read("init-container-pod", "/work/order", "app"))
     assert order == ["init", "app", "app"], f"after an app restart /work/order shows the starts {order}"

@@ -34,6 +34,13 @@ class PodFiles:
     def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
         return exec_in_pod(self.cluster.core, self.namespace, pod, argv, container=container)
 
+    def kill_main_process(self, pod: str, container: str) -> None:
+        """Signal the container's PID 1 so that it exits (and the kubelet restarts it). The exec
+        itself may die with the container before it reports: SIGKILL's 137 counts as sent."""
+        result = self.exec(pod, ["kill", "1"], container)
+        if result.rc not in (0, 128 + 9):
+            raise AssertionError(f"kill 1 in {pod}/{container} failed (exit {result.rc}): {result.stderr.strip()}")
+
     def write(self, pod: str, path: str, text: str, container: str | None = None) -> None:
         result = self.exec(pod, ["sh", "-c", 'printf %s "$1" > "$2"', "sh", text, path], container)
         if result.rc != 0:
