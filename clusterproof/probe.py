@@ -118,6 +118,8 @@ def default_budget(expected: Iterable[str]) -> int:
 # kube-proxy rewrites its rules on its own loop after Endpoints/EndpointSlices change, so a
 # backend the API already lists may be missing from a node's rules for a few seconds
 SETTLE_SECONDS = 30.0
+# the first answer through a Service, a node port or a new route (same reason)
+ANSWER_TIMEOUT = 60.0
 
 
 def hostname_of(answer: HttpAnswer) -> str:
@@ -312,6 +314,17 @@ class ClientPod:
             raise answer
         return answer
 
+    def await_answer(self, url: str, what: str, timeout: float = ANSWER_TIMEOUT) -> HttpAnswer:
+        """GET until a 2xx answer comes: a Service's rules or a route may lag behind the API."""
+
+        def answered() -> HttpAnswer:
+            answer = self.http(url)
+            if not answer.ok:
+                raise ProbeError(f"HTTP {answer.status}")
+            return answer
+
+        return wait.until(answered, f"an HTTP answer from {what} ({url}) inside pod {self.name}", timeout, describe=str)
+
     def http_many(self, url: str, count: int, *, timeout: float = READ_TIMEOUT) -> list[HttpAnswer | ProbeError]:
         """`count` GETs, each a new process and connection, in one exec (exec is the slow part)."""
         one = self._request_command(url, timeout)
@@ -337,8 +350,15 @@ class ClientPod:
         backend_of: Callable[[HttpAnswer], str] = hostname_of,
     ) -> SampleResult:
         """Fresh connections from this pod until every expected backend answered (see `sample`)."""
+
+        def fetch(n: int) -> list[HttpAnswer | ProbeError]:
+            try:
+                return self.http_many(url, n, timeout=timeout)
+            except Exception as e:  # one failed exec (API hiccup on a loaded node) is n errors, not the end
+                return [ProbeError(f"exec in pod {self.name}: {type(e).__name__}: {_first_line(str(e))}")] * n
+
         return sample(
-            lambda n: self.http_many(url, n, timeout=timeout),
+            fetch,
             url,
             expected,
             never=never,

@@ -364,6 +364,37 @@ def nodes_ready(
     return watch_until(core.list_node, done, "all nodes Ready", describe, timeout, **seams)
 
 
+def daemonsets_ready(
+    apps: client.AppsV1Api, namespace: str, timeout: float = DEFAULT_TIMEOUT, **seams: Any
+) -> None:
+    """Every DaemonSet in `namespace` seen by its controller and Ready on every node it wants:
+    in kube-system, kube-proxy (and kindnet on kind's own images): Services and the pod network
+    work only from then on. Listed, not watched: a watch's first ADDED is not yet all of them."""
+
+    def settled(ds: client.V1DaemonSet) -> bool:
+        s = ds.status
+        observed = s is not None and (s.observed_generation or 0) >= (ds.metadata.generation or 1)
+        return observed and (s.number_ready or 0) == (s.desired_number_scheduled or 0)
+
+    last: list[client.V1DaemonSet] = []
+
+    def all_settled() -> bool:
+        last[:] = apps.list_namespaced_daemon_set(namespace, _request_timeout=15).items
+        return all(settled(d) for d in last)
+
+    def describe(_: object) -> str:
+        return (
+            ", ".join(
+                f"{d.metadata.name}: {(d.status.number_ready or 0) if d.status else 0}/"
+                f"{(d.status.desired_number_scheduled or 0) if d.status else 0} ready"
+                for d in last
+            )
+            or "no DaemonSets"
+        )
+
+    until(all_settled, f"every DaemonSet in {namespace} Ready on its nodes", timeout, describe=describe, **seams)
+
+
 def gone(
     read_fn: Callable[[], Any],
     description: str,

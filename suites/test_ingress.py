@@ -236,7 +236,7 @@ def test_ingress_without_a_controller_gets_no_address_and_nothing_serves_it(
 
     # the backends themselves work: what is missing is only something serving the Ingress
     client = client_pod()
-    direct = client.http(f"http://{cluster_ip(cluster, namespace, 'root-svc')}/")
+    direct = client.await_answer(f"http://{cluster_ip(cluster, namespace, 'root-svc')}/", "Service root-svc")
     assert direct.body.strip() == pods["root"], f"Service root-svc does not answer directly: {direct.body!r}"
 
     for node in cluster.nodes:

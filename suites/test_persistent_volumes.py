@@ -47,7 +47,7 @@ RESIZE_REFUSED = (
 )
 HOSTPATH_PROVISIONER = "kubernetes.io/host-path"
 RECYCLE_TIMEOUT = 180.0  # the 1.20 recycler pod's deadline for hostPath is 60 s (+ scheduling, pulls)
-PHASE_TIMEOUT = 120.0
+PHASE_TIMEOUT = 300.0  # the whole life cycle: Available, Bound, a pod, deletions, Released
 
 
 @pytest.fixture

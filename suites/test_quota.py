@@ -85,11 +85,19 @@ def test_replication_controller_of_four_gets_three_pods_under_the_quota(
     assert rc.admitted, str(rc)
 
     def refused_or_all_four() -> tuple[str | None, list[str]] | None:
-        refusals = quota.event_messages(namespace, "busybox-ns", "FailedCreate")
+        # other FailedCreate events (a transient API error) may come first: wait for the quota's
+        refusal = next(
+            (m for m in quota.event_messages(namespace, "busybox-ns", "FailedCreate") if "exceeded quota" in m), None
+        )
         pods = quota.pods(namespace, "name=busybox-ns")
-        return (refusals[0] if refusals else None, pods) if refusals or len(pods) >= 4 else None
+        return (refusal, pods) if refusal or len(pods) >= 4 else None
 
-    refusal, pods = wait.until(refused_or_all_four, "a FailedCreate event of RC busybox-ns, or its 4 pods", 60)
+    refusal, pods = wait.until(
+        refused_or_all_four,
+        "a FailedCreate event of RC busybox-ns saying 'exceeded quota', or its 4 pods",
+        60,
+        describe=lambda _: f"FailedCreate events {quota.event_messages(namespace, 'busybox-ns', 'FailedCreate')}",
+    )
     assert refusal is not None, f"RC busybox-ns (replicas 4) got pods {pods} under pods: 3: {ADMISSION_HINT}"
     assert f"exceeded quota: {QUOTA}" in refusal and "requested: pods=1" in refusal, (
         f"RC busybox-ns's FailedCreate event says: {refusal}"

@@ -92,7 +92,7 @@ def test_headless_service_has_no_virtual_ip_and_its_endpoints_are_the_ready_pods
     # no virtual IP in between: a client talks to each listed pod address directly
     client = client_pod()
     for ip, pod in pods.items():
-        answer = client.http(f"http://{ip}:8080/")
+        answer = client.await_answer(f"http://{ip}:8080/", f"endpoint {ip} of svc-headless")
         assert answer.body.strip() == pod, f"endpoint {ip} should be pod {pod}; answered {answer.body.strip()!r}"
 
     ip_1 = next(ip for ip, name in pods.items() if name == "pod-1")
@@ -184,9 +184,19 @@ def test_pods_started_after_a_service_get_its_env_vars_and_earlier_pods_do_not(
     assert got == expected, f"pod `late`, started after Service sample ({cluster_ip}), has env {got}"
 
     # the variables are usable as they are: the pod's own shell expands them
-    reply = late.sh('curl -sS --max-time 3 "http://$SAMPLE_SERVICE_HOST:$SAMPLE_SERVICE_PORT/"')
-    assert reply.stdout.startswith("port-80 sample-app-"), (
-        f"$SAMPLE_SERVICE_HOST:$SAMPLE_SERVICE_PORT from pod late: {reply.stdout or reply.stderr!r}"
+    # (kube-proxy may still be writing the Service's rules: retried for a while)
+    replies: list[str] = []
+
+    def answered_through_env() -> bool:
+        reply = late.sh('curl -sS --max-time 3 "http://$SAMPLE_SERVICE_HOST:$SAMPLE_SERVICE_PORT/"')
+        replies.append((reply.stdout or reply.stderr).strip())
+        return replies[-1].startswith("port-80 sample-app-")
+
+    wait.until(
+        answered_through_env,
+        "an answer of a sample-app pod's port 80 at $SAMPLE_SERVICE_HOST:$SAMPLE_SERVICE_PORT from pod late",
+        60,
+        describe=lambda _: repr(replies[-1] if replies else None),
     )
 
     early_sample = sorted(k for k in env_of(early) if k.startswith("SAMPLE_"))

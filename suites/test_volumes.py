@@ -90,7 +90,7 @@ def test_emptydir_survives_a_container_restart_in_the_same_pod(
     assert last is not None and last.exit_code == 1, f"the previous writer container did not end: {status.last_state}"
     assert pod.metadata.uid == created["metadata"]["uid"], "the pod itself was replaced, not restarted in place"
     first = pod_files.read("emptydir-restart", "/cache/first-start", "writer")
-    starts = (pod_files.read("emptydir-restart", "/cache/starts", "writer") or "").splitlines()
+    starts = pod_files.lines_when("emptydir-restart", "/cache/starts", "writer", status.restart_count + 1)
     assert first == "first\n", f"/cache/first-start, written before the restart, reads {first!r} after it"
     assert len(starts) == status.restart_count + 1, (
         f"/cache/starts has {len(starts)} line(s) {starts} after {status.restart_count} restart(s): "
@@ -137,9 +137,9 @@ def test_gitrepo_clones_the_repository_into_the_volume_when_the_pod_starts(
 # --- initContainer ---------------------------------------------------------------------------
 
 
-def start_order(text: str | None) -> list[str]:
+def start_order(lines: list[str]) -> list[str]:
     """`init <t>` / `app <t>` lines -> ["init", "app", ...]"""
-    return [line.split()[0] for line in (text or "").splitlines() if line.strip()]
+    return [line.split()[0] for line in lines if line.strip()]
 
 
 def timestamp(value: datetime | None, what: str) -> datetime:
@@ -162,13 +162,13 @@ def test_init_container_runs_once_to_completion_before_the_app_and_fills_its_vol
     assert finished <= app_started, f"app started at {app_started}, before the init container finished at {finished}"
     page = pod_files.read("init-container-pod", "/work/index.html", "app")
     assert page == "filled by the init container\n", f"app sees /work/index.html = {page!r}"
-    order = start_order(pod_files.read("init-container-pod", "/work/order", "app"))
+    order = start_order(pod_files.lines_when("init-container-pod", "/work/order", "app", 2))
     assert order == ["init", "app"], f"/work/order shows the start order {order}"
 
     # a restart of the app container does not run the init container again
     pod_files.kill_main_process("init-container-pod", "app")
     volume.wait_restarted(cluster, namespace, "init-container-pod", "app", more_than=0)
-    order = start_order(pod_files.read("init-container-pod", "/work/order", "app"))
+    order = start_order(pod_files.lines_when("init-container-pod", "/work/order", "app", 3))
     assert order == ["init", "app", "app"], f"after an app restart /work/order shows the starts {order}"
 
 

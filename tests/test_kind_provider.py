@@ -89,11 +89,12 @@ def provider_for(tmp_path, monkeypatch):
         "from_kubeconfig",
         classmethod(
             lambda cls, kubeconfig, context, **kw: SimpleNamespace(
-                context=context, kubeconfig=kubeconfig, core=None, close=lambda: None, **kw
+                context=context, kubeconfig=kubeconfig, core=None, apps=None, close=lambda: None, **kw
             )
         ),
     )
     monkeypatch.setattr(kind_provider.wait, "nodes_ready", lambda core, timeout, count: waited.append(count))
+    monkeypatch.setattr(kind_provider.wait, "daemonsets_ready", lambda apps, ns, timeout: waited.append(ns))
     monkeypatch.setattr(KindProvider, "_export_kubeconfig_if_exists", lambda self, name, kc: False)
 
     def make(api, **options):
@@ -135,7 +136,7 @@ def test_offline_cluster_goes_through_every_hook_in_order(provider_for):
         "kind_command",
         "configure cp-163000ab12-services",
     ]
-    assert provider.waited == [3]
+    assert provider.waited == [3, "kube-system"]
     config = yaml.safe_load(Path(kind.config_file).read_text())
     assert config["networking"] == {"disableDefaultCNI": True}
     assert config["kubeadmConfigPatches"] == ["kind: ClusterConfiguration\n"]

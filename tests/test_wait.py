@@ -1,6 +1,8 @@
 """Waits and their timeout messages. Uses a FAKE watch (scripted events, no API server) and a
 FAKE clock that advances per event, so deadlines pass without sleeping."""
 
+from types import SimpleNamespace
+
 import pytest
 from kubernetes import client
 
@@ -194,3 +196,42 @@ def None_core():
             return lambda *a, **k: pytest.fail(f"unexpected API call {name}")
 
     return Core()
+
+
+class FakeApps:
+    """Fake AppsV1Api: each list_namespaced_daemon_set() returns the next scripted list."""
+
+    def __init__(self, *listings):
+        self.listings = list(listings)
+
+    def list_namespaced_daemon_set(self, namespace, _request_timeout=None):
+        items = self.listings.pop(0) if len(self.listings) > 1 else self.listings[0]
+        return SimpleNamespace(items=items)
+
+
+def daemonset(name, ready, desired, observed=True):
+    """A FAKE DaemonSet: only the fields daemonsets_ready reads."""
+    status = SimpleNamespace(
+        desired_number_scheduled=desired, number_ready=ready, observed_generation=1 if observed else None
+    )
+    return SimpleNamespace(metadata=SimpleNamespace(name=name, generation=1), status=status)
+
+
+def test_daemonsets_ready_waits_for_every_daemonset_on_every_node():
+    clock = FakeClock()
+    apps = FakeApps(
+        [daemonset("kube-proxy", 1, 3)],
+        [daemonset("kube-proxy", 3, 3), daemonset("kindnet", 0, 0, observed=False)],
+        [daemonset("kube-proxy", 3, 3), daemonset("kindnet", 3, 3)],
+    )
+    wait.daemonsets_ready(apps, "kube-system", 30, clock=clock, sleep=clock.sleep)
+    assert apps.listings == [[daemonset("kube-proxy", 3, 3), daemonset("kindnet", 3, 3)]]
+
+
+def test_daemonsets_ready_timeout_names_each_daemonset():
+    clock = FakeClock()
+    apps = FakeApps([daemonset("kube-proxy", 2, 3)])
+    with pytest.raises(WaitTimeout) as info:
+        wait.daemonsets_ready(apps, "kube-system", 5, clock=clock, sleep=clock.sleep)
+    assert "every DaemonSet in kube-system Ready on its nodes" in str(info.value)
+    assert "last seen: kube-proxy: 2/3 ready" in str(info.value)

@@ -8,8 +8,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from clusterproof import wait
 from clusterproof.cluster import Cluster
-from clusterproof.probe import ExecResult, exec_in_pod
+from clusterproof.errors import ProbeError
+from clusterproof.probe import ANSWER_TIMEOUT, ExecResult, exec_in_pod
 
 _INET = re.compile(r"\binet (\d+\.\d+\.\d+\.\d+)/\d+")
 
@@ -45,11 +47,15 @@ class Container:
         return self.sh(f"curl -sS --max-time {timeout:g} '{url}'", timeout=timeout + 30)
 
 
-def peer_ip_seen_by_server(client: Container, server_ip: str, port: int) -> str:
-    """agnhost netexec /clientip answers with the remote address of the connection, "ip:port"."""
-    result = client.get(f"http://{server_ip}:{port}/clientip")
-    if result.rc != 0:
-        raise AssertionError(
-            f"{client} got no answer from netexec at {server_ip}:{port}/clientip: {(result.stderr or result.stdout)!r}"
-        )
-    return result.stdout.strip().rsplit(":", 1)[0]
+def peer_ip_seen_by_server(client: Container, server_ip: str, port: int, timeout: float = ANSWER_TIMEOUT) -> str:
+    """agnhost netexec /clientip answers with the remote address of the connection, "ip:port".
+    Retried until the first answer: a new pod's route may lag behind its Ready condition."""
+    url = f"http://{server_ip}:{port}/clientip"
+
+    def answer() -> str:
+        result = client.get(url)
+        if result.rc != 0:
+            raise ProbeError(f"no answer: {(result.stderr or result.stdout).strip()!r}")
+        return result.stdout.strip()
+
+    return wait.until(answer, f"an answer from netexec at {url} in {client}", timeout).rsplit(":", 1)[0]

@@ -41,7 +41,7 @@ NODE1_BEFORE = "clusterproof.io/node1-before"  # annotation: the label's value b
 # the PV controller's answers when it finds no PV for a claim (and cannot provision one)
 NO_MATCH_REASONS = frozenset({"FailedBinding", "ProvisioningFailed"})
 # the PV controller acts on every change at once (and resyncs every 15 s)
-BIND_TIMEOUT = 30.0
+BIND_TIMEOUT = 90.0  # a claim made before its PV is seen waits for the binder's 15 s resync
 DECISION_TIMEOUT = 45.0
 PV_CONTROLLER_HINT = "is kube-controller-manager's persistentvolume-binder controller running?"
 

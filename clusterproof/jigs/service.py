@@ -21,11 +21,10 @@ from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import ProbeError, WaitTimeout
 from clusterproof.manifests import Doc, Manifests
 from clusterproof.manifests import apply as apply_docs
-from clusterproof.probe import ClientPod, HttpAnswer, SampleResult, hostname_of
+from clusterproof.probe import ANSWER_TIMEOUT, ClientPod, HttpAnswer, SampleResult, hostname_of
 
 NOTES_NODE_PORT_RANGE = (30000, 32767)  # [002] "30000-32767 범위"
 ENDPOINTS_TIMEOUT = 90.0
-ANSWER_TIMEOUT = 60.0  # kube-proxy programs rules asynchronously after the endpoints change
 RULES_TIMEOUT = 60.0
 PORT_RELEASE_TIMEOUT = 60.0
 NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
@@ -356,12 +355,7 @@ class ServiceJig:
     # --- reachability ------------------------------------------------------------------------
 
     def await_answer_inside(self, pod: ClientPod, url: str, what: str, timeout: float = ANSWER_TIMEOUT) -> HttpAnswer:
-        return wait.until(
-            lambda: _ok(pod.http(url)),
-            f"an HTTP answer from {what} ({url}) inside pod {pod.name}",
-            timeout,
-            describe=str,
-        )
+        return pod.await_answer(url, what, timeout)
 
     def await_answer_from_host(self, url: str, what: str, timeout: float = ANSWER_TIMEOUT) -> HttpAnswer:
         return wait.until(

@@ -94,7 +94,7 @@ class Placement:
 
 
 def daemonset_settled(
-    cluster: Cluster, namespace: str, name: str, selector: str, timeout: float = 120
+    cluster: Cluster, namespace: str, name: str, selector: str, timeout: float = 240
 ) -> Placement:
     """Until the DaemonSet controller has seen the current spec and every pod it wants is Ready
     (status and pods agree). A missing controller shows up as a status never observed."""

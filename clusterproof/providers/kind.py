@@ -185,6 +185,8 @@ class KindProvider:
                     self._active_api.configure_cluster(cluster)
             with self.stopwatch.measure(f"cluster {name}: nodes ready"):
                 wait.nodes_ready(cluster.core, NODES_READY_TIMEOUT, count=len(config.get("nodes") or [1]))
+            with self.stopwatch.measure(f"cluster {name}: kube-system DaemonSets ready"):
+                wait.daemonsets_ready(cluster.apps, "kube-system", NODES_READY_TIMEOUT)
         except BaseException:
             self._delete(name)
             raise
