@@ -119,19 +119,33 @@ def _logs(core: client.CoreV1Api, pod: client.V1Pod) -> list[str]:
         for previous in wanted:
             label = "previous" if previous else "current"
             try:
-                text = core.read_namespaced_pod_log(
-                    pod.metadata.name,
-                    pod.metadata.namespace,
-                    container=s.name,
-                    previous=previous,
-                    tail_lines=LOG_TAIL_LINES,
-                    _request_timeout=REQUEST_TIMEOUT,
-                )
+                text = _read_log(core, pod, s.name, previous=previous, tail_lines=LOG_TAIL_LINES)
             except client.ApiException as e:
                 text = f"(no log: HTTP {e.status} {e.reason})"
             lines.append(f"-- log {pod.metadata.name}/{s.name} ({label}, last {LOG_TAIL_LINES} lines)")
             lines.append(text.rstrip() or "(empty)")
     return lines
+
+
+def _read_log(
+    core: client.CoreV1Api,
+    pod: client.V1Pod,
+    container: str,
+    *,
+    tail_lines: int,
+    previous: bool = False,
+    since_seconds: int | None = None,
+) -> str:
+    since = {"since_seconds": since_seconds} if since_seconds else {}
+    return core.read_namespaced_pod_log(
+        pod.metadata.name,
+        pod.metadata.namespace,
+        container=container,
+        previous=previous,
+        tail_lines=tail_lines,
+        _request_timeout=REQUEST_TIMEOUT,
+        **since,
+    )
 
 
 def _nodes(core: client.CoreV1Api) -> str:
@@ -154,21 +168,15 @@ def _system(core: client.CoreV1Api, since_seconds: int | None) -> str:
     (a kube-proxy that fails to sync explains a Service that misroutes)."""
     window = f"the last {since_seconds}s" if since_seconds else f"the last {SYSTEM_LOG_TAIL_LINES} log lines"
     lines = [f"== {SYSTEM_NAMESPACE}: pods not ready; klog errors in {window}"]
-    since = {"since_seconds": since_seconds} if since_seconds else {}
+
     for pod in core.list_namespaced_pod(SYSTEM_NAMESPACE, _request_timeout=REQUEST_TIMEOUT).items:
         statuses = (pod.status.container_statuses if pod.status else None) or []
         if not statuses or not all(s.ready for s in statuses):
             lines += describe_pod(pod)
         for container in (pod.spec.containers if pod.spec else None) or []:
             try:
-                text = core.read_namespaced_pod_log(
-                    pod.metadata.name,
-                    SYSTEM_NAMESPACE,
-                    container=container.name,
-                    previous=False,
-                    tail_lines=SYSTEM_LOG_TAIL_LINES,
-                    _request_timeout=REQUEST_TIMEOUT,
-                    **since,
+                text = _read_log(
+                    core, pod, container.name, tail_lines=SYSTEM_LOG_TAIL_LINES, since_seconds=since_seconds
                 )
             except client.ApiException:
                 continue

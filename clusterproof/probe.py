@@ -110,6 +110,13 @@ class SampleResult:
         return text
 
 
+def require_ok(answer: HttpAnswer) -> HttpAnswer:
+    """The answer, if 2xx; else ProbeError (a wait retries it)."""
+    if not answer.ok:
+        raise ProbeError(f"HTTP {answer.status}")
+    return answer
+
+
 def default_budget(expected: Iterable[str]) -> int:
     # a backend missed by chance after 20 tries per backend: n * (1 - 1/n)^(20n) < 1e-8 for n <= 10
     return max(30, 20 * len(set(expected)))
@@ -317,13 +324,12 @@ class ClientPod:
     def await_answer(self, url: str, what: str, timeout: float = ANSWER_TIMEOUT) -> HttpAnswer:
         """GET until a 2xx answer comes: a Service's rules or a route may lag behind the API."""
 
-        def answered() -> HttpAnswer:
-            answer = self.http(url)
-            if not answer.ok:
-                raise ProbeError(f"HTTP {answer.status}")
-            return answer
-
-        return wait.until(answered, f"an HTTP answer from {what} ({url}) inside pod {self.name}", timeout, describe=str)
+        return wait.until(
+            lambda: require_ok(self.http(url)),
+            f"an HTTP answer from {what} ({url}) inside pod {self.name}",
+            timeout,
+            describe=str,
+        )
 
     def http_many(self, url: str, count: int, *, timeout: float = READ_TIMEOUT) -> list[HttpAnswer | ProbeError]:
         """`count` GETs, each a new process and connection, in one exec (exec is the slow part)."""

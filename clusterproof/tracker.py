@@ -96,14 +96,15 @@ class ResourceTracker:
 
     def label_node(self, cluster: Cluster, node: str, key: str, value: str | None) -> None:
         """Set (or remove, value=None) a node label; the original value comes back at cleanup."""
+        once = f"label {node} {key}"
         with self._lock:
-            if f"label {node} {key}" not in self._record(cluster).undo_keys:
+            if once not in self._record(cluster).undo_keys:  # the value from before the first change
                 original = (cluster.core.read_node(node).metadata.labels or {}).get(key)
                 self.on_cleanup(
                     cluster,
                     f"restore label {key} on node {node}",
                     lambda: _patch_node_label(cluster, node, key, original),
-                    once=f"label {node} {key}",
+                    once=once,
                 )
         _patch_node_label(cluster, node, key, value)
 

@@ -17,6 +17,7 @@ from kubernetes import client, watch
 from clusterproof.errors import WaitTimeout
 
 T = TypeVar("T")
+S = TypeVar("S")
 Clock = Callable[[], float]
 Watcher = Callable[[], watch.Watch]
 
@@ -62,6 +63,41 @@ def until(
         return retrying(attempt)
     except tenacity.RetryError:
         raise WaitTimeout(description, last[0], timeout) from None
+
+
+def until_seen(
+    read: Callable[[], S],
+    done: Callable[[S], T | None],
+    description: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    describe: Callable[[S], str],
+    interval: float = 1.0,
+    **seams: Any,
+) -> T:
+    """until() for a condition on state read once per attempt: `done(state)` decides, and a
+    timeout describes the last state read (without reading it again)."""
+    last: list[S] = []
+
+    def attempt() -> T | None:
+        last[:] = [read()]
+        return done(last[0])
+
+    return until(
+        attempt,
+        description,
+        timeout,
+        interval=interval,
+        describe=lambda _: describe(last[0]) if last else "nothing read yet",
+        **seams,
+    )
+
+
+def daemonset_rolled_out(ds: Any) -> bool:
+    """The DaemonSet controller has seen the current spec and every pod it wants is Ready."""
+    s = ds.status
+    observed = s is not None and (s.observed_generation or 0) >= (ds.metadata.generation or 1)
+    return observed and (s.number_ready or 0) == (s.desired_number_scheduled or 0)
 
 
 def watch_until(
@@ -364,35 +400,29 @@ def nodes_ready(
     return watch_until(core.list_node, done, "all nodes Ready", describe, timeout, **seams)
 
 
-def daemonsets_ready(
-    apps: client.AppsV1Api, namespace: str, timeout: float = DEFAULT_TIMEOUT, **seams: Any
-) -> None:
-    """Every DaemonSet in `namespace` seen by its controller and Ready on every node it wants:
-    in kube-system, kube-proxy (and kindnet on kind's own images): Services and the pod network
-    work only from then on. Listed, not watched: a watch's first ADDED is not yet all of them."""
+def daemonsets_ready(apps: client.AppsV1Api, namespace: str, timeout: float = DEFAULT_TIMEOUT, **seams: Any) -> None:
+    """Every DaemonSet in `namespace` rolled out: in kube-system, kube-proxy (and kindnet on
+    kind's own images): Services and the pod network work only from then on. Listed, not
+    watched: a watch's first ADDED is not yet all of them."""
 
-    def settled(ds: client.V1DaemonSet) -> bool:
-        s = ds.status
-        observed = s is not None and (s.observed_generation or 0) >= (ds.metadata.generation or 1)
-        return observed and (s.number_ready or 0) == (s.desired_number_scheduled or 0)
-
-    last: list[client.V1DaemonSet] = []
-
-    def all_settled() -> bool:
-        last[:] = apps.list_namespaced_daemon_set(namespace, _request_timeout=15).items
-        return all(settled(d) for d in last)
-
-    def describe(_: object) -> str:
+    def describe(sets: list[Any]) -> str:
         return (
             ", ".join(
                 f"{d.metadata.name}: {(d.status.number_ready or 0) if d.status else 0}/"
                 f"{(d.status.desired_number_scheduled or 0) if d.status else 0} ready"
-                for d in last
+                for d in sets
             )
             or "no DaemonSets"
         )
 
-    until(all_settled, f"every DaemonSet in {namespace} Ready on its nodes", timeout, describe=describe, **seams)
+    until_seen(
+        lambda: apps.list_namespaced_daemon_set(namespace, _request_timeout=15).items,
+        lambda sets: all(daemonset_rolled_out(d) for d in sets),
+        f"every DaemonSet in {namespace} Ready on its nodes",
+        timeout,
+        describe=describe,
+        **seams,
+    )
 
 
 def gone(

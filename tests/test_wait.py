@@ -235,3 +235,21 @@ def test_daemonsets_ready_timeout_names_each_daemonset():
         wait.daemonsets_ready(apps, "kube-system", 5, clock=clock, sleep=clock.sleep)
     assert "every DaemonSet in kube-system Ready on its nodes" in str(info.value)
     assert "last seen: kube-proxy: 2/3 ready" in str(info.value)
+
+
+def test_until_seen_reads_once_per_attempt_and_describes_the_last_state():
+    clock = FakeClock()
+    reads = iter(range(100))
+    with pytest.raises(WaitTimeout) as info:
+        wait.until_seen(
+            lambda: next(reads),
+            lambda n: None,
+            "n to be done",
+            3,
+            describe=lambda n: f"n={n}",
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    # attempts at t=0,1,2,3: four reads, and the message names the fourth without a fifth read
+    assert next(reads) == 4
+    assert str(info.value).endswith("last seen: n=3")

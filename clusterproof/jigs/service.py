@@ -18,7 +18,7 @@ from kubernetes import client
 from clusterproof import probe, wait
 from clusterproof.api_answers import ApiAnswer
 from clusterproof.cluster import Cluster, Node
-from clusterproof.errors import ProbeError, WaitTimeout
+from clusterproof.errors import WaitTimeout
 from clusterproof.manifests import Doc, Manifests
 from clusterproof.manifests import apply as apply_docs
 from clusterproof.probe import ANSWER_TIMEOUT, ClientPod, HttpAnswer, SampleResult, hostname_of
@@ -354,12 +354,9 @@ class ServiceJig:
 
     # --- reachability ------------------------------------------------------------------------
 
-    def await_answer_inside(self, pod: ClientPod, url: str, what: str, timeout: float = ANSWER_TIMEOUT) -> HttpAnswer:
-        return pod.await_answer(url, what, timeout)
-
     def await_answer_from_host(self, url: str, what: str, timeout: float = ANSWER_TIMEOUT) -> HttpAnswer:
         return wait.until(
-            lambda: _ok(probe.http_get(url)), f"an HTTP answer from {what} ({url})", timeout, describe=str
+            lambda: probe.require_ok(probe.http_get(url)), f"an HTTP answer from {what} ({url})", timeout, describe=str
         )
 
     def sample_inside(
@@ -375,7 +372,7 @@ class ServiceJig:
         """Fresh connections from the client pod until every ready backend answered; with `never`
         (backends that must not answer) the whole budget is spent, so their absence means something."""
         try:
-            self.await_answer_inside(pod, url, what)
+            pod.await_answer(url, what)
         except WaitTimeout as e:
             return SampleResult(url, frozenset(ready), errors=[str(e)])
         return pod.sample_backends(url, ready, never=never, backend_of=backend_of)
@@ -403,12 +400,6 @@ class ServiceJig:
             if problem:
                 problems.append(problem)
         return problems
-
-
-def _ok(answer: HttpAnswer) -> HttpAnswer | None:
-    if not answer.ok:
-        raise ProbeError(f"HTTP {answer.status}")
-    return answer
 
 
 def _fixed_node_ports(service: Doc) -> list[int]:

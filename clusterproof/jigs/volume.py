@@ -143,18 +143,17 @@ def wait_restarted(
 ) -> client.V1Pod:
     """Until `container` has restarted more than `more_than` times and is running and ready again."""
 
-    def restarted() -> client.V1Pod | None:
-        current = read_pod(cluster, namespace, pod)
+    def restarted(current: client.V1Pod) -> client.V1Pod | None:
         status = container_status(current, container)
         running = status.state is not None and status.state.running is not None
         return current if status.restart_count > more_than and running and status.ready else None
 
-    def describe(_: object) -> str:
-        current = read_pod(cluster, namespace, pod)
+    def describe(current: client.V1Pod) -> str:
         status = container_status(current, container)
         return f"restartCount {status.restart_count}, state {status.state.to_dict() if status.state else None}"
 
-    return wait.until(
+    return wait.until_seen(
+        lambda: read_pod(cluster, namespace, pod),
         restarted,
         f"container {container} of pod {namespace}/{pod} restarted (restartCount > {more_than}) and ready",
         timeout,

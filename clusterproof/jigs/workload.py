@@ -104,18 +104,16 @@ def daemonset_settled(
         pods = cluster.core.list_namespaced_pod(namespace, label_selector=selector).items
         return ds, [p for p in pods if p.metadata.deletion_timestamp is None]
 
-    def settled() -> Placement | None:
-        ds, pods = look()
-        s = ds.status
-        observed = (s.observed_generation or 0) >= (ds.metadata.generation or 1)
+    def settled(seen: tuple[client.V1DaemonSet, list[client.V1Pod]]) -> Placement | None:
+        ds, pods = seen
+        desired = ds.status.desired_number_scheduled or 0
         ready = [p for p in pods if wait.pod_is_ready(p)]
-        desired = s.desired_number_scheduled or 0
-        if observed and desired > 0 and len(pods) == desired == len(ready) == (s.number_ready or 0):
+        if wait.daemonset_rolled_out(ds) and desired > 0 and len(pods) == desired == len(ready):
             return Placement(tuple(pods), desired)
         return None
 
-    def describe(_: object) -> str:
-        ds, pods = look()
+    def describe(seen: tuple[client.V1DaemonSet, list[client.V1Pod]]) -> str:
+        ds, pods = seen
         s = ds.status
         if not s.observed_generation:
             return "the DaemonSet controller has not processed it (no status.observedGeneration): no pods"
@@ -125,8 +123,8 @@ def daemonset_settled(
             f"pods: {placed} ({wait.describe_pods(pods)})"
         )
 
-    return wait.until(
-        settled, f"DaemonSet {namespace}/{name} to run its pods, all Ready", timeout, interval=1, describe=describe
+    return wait.until_seen(
+        look, settled, f"DaemonSet {namespace}/{name} to run its pods, all Ready", timeout, describe=describe
     )
 
 
@@ -135,17 +133,17 @@ def replacement_on(
 ) -> client.V1Pod:
     """A Ready pod of the selector on `node` that is not the deleted one."""
 
-    def found() -> client.V1Pod | None:
+    def on_node() -> list[client.V1Pod]:
         pods = cluster.core.list_namespaced_pod(namespace, label_selector=selector).items
-        fresh = [p for p in pods if p.spec.node_name == node and p.metadata.uid != old_uid and wait.pod_is_ready(p)]
-        return fresh[0] if fresh else None
+        return [p for p in pods if p.spec.node_name == node]
 
-    def describe(_: object) -> str:
-        pods = cluster.core.list_namespaced_pod(namespace, label_selector=selector).items
-        on_node = [p for p in pods if p.spec.node_name == node]
-        return wait.describe_pods(on_node) if on_node else f"no pod on {node}"
+    def found(pods: list[client.V1Pod]) -> client.V1Pod | None:
+        return next((p for p in pods if p.metadata.uid != old_uid and wait.pod_is_ready(p)), None)
 
-    return wait.until(found, f"a new Ready pod of {selector} on node {node}", timeout, describe=describe)
+    def describe(pods: list[client.V1Pod]) -> str:
+        return wait.describe_pods(pods) if pods else f"no pod on {node}"
+
+    return wait.until_seen(on_node, found, f"a new Ready pod of {selector} on node {node}", timeout, describe=describe)
 
 
 # --- StatefulSet -----------------------------------------------------------------------------
@@ -157,19 +155,24 @@ def statefulset_pods_ready(
     """Pods with exactly these names, Ready, none of them one of `not_uids`."""
     old = set(not_uids)
 
-    def ready() -> dict[str, client.V1Pod] | None:
-        pods = {p.metadata.name: p for p in cluster.core.list_namespaced_pod(namespace).items}
-        wanted = {n: pods.get(n) for n in names}
+    def ready(pods: list[client.V1Pod]) -> dict[str, client.V1Pod] | None:
+        by_name = {p.metadata.name: p for p in pods}
+        wanted = {n: by_name.get(n) for n in names}
         if all(p is not None and p.metadata.uid not in old and wait.pod_is_ready(p) for p in wanted.values()):
             return wanted  # type: ignore[return-value]
         return None
 
-    def describe(_: object) -> str:
-        pods = cluster.core.list_namespaced_pod(namespace).items
+    def describe(pods: list[client.V1Pod]) -> str:
         return ", ".join(("old " if p.metadata.uid in old else "") + wait.describe_pods([p]) for p in pods) or "no pods"
 
     what = ", ".join(names)
-    return wait.until(ready, f"pods {what} Ready" + (" (new ones)" if old else ""), timeout, describe=describe)
+    return wait.until_seen(
+        lambda: cluster.core.list_namespaced_pod(namespace).items,
+        ready,
+        f"pods {what} Ready" + (" (new ones)" if old else ""),
+        timeout,
+        describe=describe,
+    )
 
 
 def claim_of(pod: client.V1Pod, volume: str) -> str | None:
