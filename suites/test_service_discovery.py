@@ -185,18 +185,12 @@ def test_pods_started_after_a_service_get_its_env_vars_and_earlier_pods_do_not(
 
     # the variables are usable as they are: the pod's own shell expands them
     # (kube-proxy may still be writing the Service's rules: retried for a while)
-    replies: list[str] = []
-
-    def answered_through_env() -> bool:
-        reply = late.sh('curl -sS --max-time 3 "http://$SAMPLE_SERVICE_HOST:$SAMPLE_SERVICE_PORT/"')
-        replies.append((reply.stdout or reply.stderr).strip())
-        return replies[-1].startswith("port-80 sample-app-")
-
-    wait.until(
-        answered_through_env,
+    wait.until_seen(
+        lambda: late.sh('curl -sS --max-time 3 "http://$SAMPLE_SERVICE_HOST:$SAMPLE_SERVICE_PORT/"'),
+        lambda reply: reply.stdout.startswith("port-80 sample-app-"),
         "an answer of a sample-app pod's port 80 at $SAMPLE_SERVICE_HOST:$SAMPLE_SERVICE_PORT from pod late",
         60,
-        describe=lambda _: repr(replies[-1] if replies else None),
+        describe=lambda reply: f"curl exit {reply.rc}: {(reply.stdout or reply.stderr).strip()!r}",
     )
 
     early_sample = sorted(k for k in env_of(early) if k.startswith("SAMPLE_"))
