@@ -140,8 +140,10 @@ def apply(
     docs: list[Doc],
     *,
     tracker: ResourceTracker | None = None,
+    dry_run: bool = False,
 ) -> list[Doc]:
-    """Create each document (server side, in order); returns the created objects as dicts."""
+    """Create each document (server side, in order); returns the created objects as dicts.
+    dry_run: the API server admits or refuses each one but stores nothing."""
     created = []
     for doc in docs:
         resource = cluster.dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
@@ -149,8 +151,8 @@ def apply(
         if resource.namespaced and not namespace:
             name = doc.get("metadata", {}).get("name", "?")
             raise ManifestError(f"{doc['kind']}/{name} is namespaced but has no namespace")
-        obj = resource.create(body=doc, namespace=namespace).to_dict()
-        if tracker is not None:
+        obj = resource.create(body=doc, namespace=namespace, dry_run="All" if dry_run else None).to_dict()
+        if tracker is not None and not dry_run:
             tracker.register(cluster, obj, namespaced=resource.namespaced)
         created.append(obj)
     return created

@@ -215,3 +215,40 @@ def test_render_fills_placeholders_in_a_patch(tmp_path):
     assert manifests.render("p.patch.yaml", {"NODE_IP_1": "172.18.0.2"}, fixtures_dir=tmp_path) == [
         {"spec": {"externalIPs": ["172.18.0.2"]}}
     ]
+
+
+class _FakeResource:
+    """Stands in for the dynamic client's resource (no cluster): records each create's arguments."""
+
+    namespaced = True
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def create(self, body, namespace, dry_run):
+        self.calls.append({"name": body["metadata"]["name"], "namespace": namespace, "dry_run": dry_run})
+        return type("Created", (), {"to_dict": lambda _self: body})()
+
+
+class _FakeTracker:
+    def __init__(self) -> None:
+        self.registered: list[str] = []
+
+    def register(self, cluster, obj, namespaced):
+        self.registered.append(obj["metadata"]["name"])
+
+
+def _fake_cluster(resource: _FakeResource):
+    resources = type("Resources", (), {"get": lambda _self, api_version, kind: resource})()
+    return type("Cluster", (), {"dynamic": type("Dynamic", (), {"resources": resources})()})()
+
+
+@pytest.mark.parametrize(("dry_run", "query", "tracked"), [(False, None, ["probe"]), (True, "All", [])])
+def test_apply_dry_run_asks_the_api_server_to_store_nothing_and_tracks_nothing(dry_run, query, tracked):
+    resource, tracker = _FakeResource(), _FakeTracker()
+    doc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "probe", "namespace": "ns"}}
+
+    manifests.apply(_fake_cluster(resource), [doc], tracker=tracker, dry_run=dry_run)
+
+    assert resource.calls == [{"name": "probe", "namespace": "ns", "dry_run": query}]
+    assert tracker.registered == tracked

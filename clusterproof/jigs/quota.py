@@ -20,7 +20,10 @@ from clusterproof.run import RunContext
 from clusterproof.tracker import ResourceTracker
 
 TEST_QUOTAS = "notes/quota/test-quotas.yaml"
+ADMISSION_PROBE = "claims/quota/admission-probe.yaml"
 QUOTA_TIMEOUT = 60.0
+# admission catches up within its live-lookup cache TTL (30 s) unless the API server is broken
+ADMISSION_TIMEOUT = 40.0
 ADMISSION_HINT = (
     "the API server did not enforce the ResourceQuota: is the ResourceQuota admission plugin enabled "
     "(kube-apiserver --enable-admission-plugins / --disable-admission-plugins)?"
@@ -59,10 +62,38 @@ class QuotaJig:
     tracker: ResourceTracker
 
     def apply_quota(self, namespace: str, source: str = TEST_QUOTAS) -> client.V1ResourceQuota:
-        """Create the quota and wait until the quota controller has counted the namespace:
-        until then admission refuses every counted create with 'status unknown for quota'."""
+        """Create the quota, wait until the quota controller has counted the namespace, then
+        until the API server's admission has seen it counted (see wait_admission_current)."""
         (quota,) = self.manifests.apply(source, namespace)
-        return self.wait_counted(namespace, quota["metadata"]["name"])
+        counted = self.wait_counted(namespace, quota["metadata"]["name"])
+        self.wait_admission_current(namespace)
+        return counted
+
+    def wait_admission_current(self, namespace: str, timeout: float = ADMISSION_TIMEOUT) -> None:
+        """Quota admission reads quotas from the API server's informer (or, while that holds none
+        for the namespace, from a list it keeps for 30 s), which may trail the read that saw a
+        quota counted: a quota whose status.hard admission has not seen limits nothing, and an
+        object over it is admitted. A probe quota (persistentvolumeclaims: 0) made after the ones
+        under test is counted; once it refuses a dry-run claim, admission's view has passed both
+        (the informer sees changes in resourceVersion order)."""
+        probe_quota, probe_claim = self.manifests.load(ADMISSION_PROBE, namespace)
+        name = probe_quota["metadata"]["name"]
+        apply_docs(self.cluster, [probe_quota], tracker=self.tracker)
+        self.wait_counted(namespace, name, timeout)
+        try:
+            wait.until_seen(
+                lambda: self.create(probe_claim, dry_run=True),
+                lambda answer: f"exceeded quota: {name}" in answer.message and answer,
+                f"a dry-run PersistentVolumeClaim refused by ResourceQuota {namespace}/{name} "
+                "(persistentvolumeclaims: 0)",
+                timeout,
+                describe=str,
+                interval=0.2,
+            )
+        except WaitTimeout as e:
+            raise AssertionError(f"{e}: {ADMISSION_HINT}") from None
+        finally:
+            self.cluster.core.delete_namespaced_resource_quota(name, namespace)
 
     def wait_counted(self, namespace: str, name: str, timeout: float = QUOTA_TIMEOUT) -> client.V1ResourceQuota:
         def counted() -> client.V1ResourceQuota | None:
@@ -77,6 +108,7 @@ class QuotaJig:
                 f"ResourceQuota {namespace}/{name} counted (status.hard and status.used set)",
                 timeout,
                 describe=lambda _: self.describe(namespace, name),
+                interval=0.25,
             )
         except WaitTimeout as e:
             raise AssertionError(f"{e}: is kube-controller-manager's resourcequota controller running?") from None
@@ -125,10 +157,10 @@ class QuotaJig:
         docs = self.manifests.load(source, namespace) if isinstance(source, str) else source
         return [self.create(doc) for doc in docs]
 
-    def create(self, doc: Doc) -> Admission:
+    def create(self, doc: Doc, *, dry_run: bool = False) -> Admission:
         kind, name = doc["kind"], doc["metadata"]["name"]
         try:
-            apply_docs(self.cluster, [doc], tracker=self.tracker)
+            apply_docs(self.cluster, [doc], tracker=self.tracker, dry_run=dry_run)
         except client.ApiException as e:
             body = _status_body(e)
             return Admission(kind, name, e.status, body.get("reason", ""), body.get("message", str(e.reason)))
