@@ -8,13 +8,15 @@ answering backends is complete, within a request budget.
 
 from __future__ import annotations
 
+import queue
 import re
 import shlex
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
 
 CONNECT_TIMEOUT = 2.0
+EXEC_HANDSHAKE_TIMEOUT = 30.0
 READ_TIMEOUT = 3.0
 
 
@@ -222,17 +225,20 @@ def exec_in_pod(
 ) -> ExecResult:
     """Run argv in a container (no tty, no stdin); returns rc, stdout, stderr."""
     extra = {"container": container} if container else {}
-    ws = stream(
-        core.connect_get_namespaced_pod_exec,
-        pod,
-        namespace,
-        command=argv,
-        stdin=False,
-        stdout=True,
-        stderr=True,
-        tty=False,
-        _preload_content=False,
-        **extra,
+    ws = _open_exec_stream(
+        lambda: stream(
+            core.connect_get_namespaced_pod_exec,
+            pod,
+            namespace,
+            command=argv,
+            stdin=False,
+            stdout=True,
+            stderr=True,
+            tty=False,
+            _preload_content=False,
+            **extra,
+        ),
+        f"exec in {namespace}/{pod} {argv[:3]}",
     )
     deadline = time.monotonic() + timeout
     out: list[str] = []
@@ -251,6 +257,28 @@ def exec_in_pod(
     finally:
         ws.close()
     return ExecResult(rc if rc is not None else -1, "".join(out), "".join(err))
+
+
+def _open_exec_stream(open_stream: Callable[[], Any], what: str) -> Any:
+    """kubernetes' stream() opens its websocket with no timeout (nor a way to pass one): a
+    handshake the API server never answers would hang the run. Open it on a daemon thread and
+    give up after EXEC_HANDSHAKE_TIMEOUT; a late stream is dropped with the thread."""
+    opened: queue.Queue[Any] = queue.Queue(maxsize=1)
+
+    def run() -> None:
+        try:
+            opened.put(open_stream())
+        except BaseException as e:  # handed to the caller's thread
+            opened.put(e)
+
+    threading.Thread(target=run, name="exec-handshake", daemon=True).start()
+    try:
+        result = opened.get(timeout=EXEC_HANDSHAKE_TIMEOUT)
+    except queue.Empty:
+        raise ProbeError(f"{what}: no websocket handshake within {EXEC_HANDSHAKE_TIMEOUT:g}s") from None
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 _END = "@@clusterproof-end"

@@ -169,3 +169,37 @@ def test_http_get_connection_refused_is_a_probe_error():
         port = s.getsockname()[1]
     with pytest.raises(ProbeError, match=rf"GET http://127.0.0.1:{port}/: ConnectionError"):
         http_get(f"http://127.0.0.1:{port}/", timeout=1)
+
+
+def test_exec_whose_websocket_handshake_never_comes_back_is_a_probe_error(monkeypatch):
+    """A local TCP server that accepts and never answers stands in for a stuck API server."""
+    import socket
+    import time
+
+    from kubernetes import client
+
+    from clusterproof import probe
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        configuration = client.Configuration()
+        configuration.host = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        core = client.CoreV1Api(client.ApiClient(configuration))
+        monkeypatch.setattr(probe, "EXEC_HANDSHAKE_TIMEOUT", 0.5)
+        started = time.monotonic()
+
+        with pytest.raises(ProbeError, match=r"no websocket handshake within 0.5s"):
+            probe.exec_in_pod(core, "ns", "pod", ["true"])
+
+    assert time.monotonic() - started < 5
+
+
+def test_exec_stream_opener_hands_back_the_stream_or_the_error_of_its_thread():
+    from clusterproof.probe import _open_exec_stream
+
+    assert _open_exec_stream(lambda: "stream", "exec") == "stream"
+
+    def refused():
+        raise ValueError("HTTP 404: pod not found")
+
+    with pytest.raises(ValueError, match="pod not found"):
+        _open_exec_stream(refused, "exec")
