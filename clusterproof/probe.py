@@ -225,9 +225,12 @@ def exec_in_pod(
 ) -> ExecResult:
     """Run argv in a container (no tty, no stdin); returns rc, stdout, stderr."""
     extra = {"container": container} if container else {}
+    # an API client of its own: stream() swaps the client's call_api for the handshake's
+    # duration, and a handshake given up on (below) would leave a shared client swapped
+    exec_api = client.CoreV1Api(client.ApiClient(core.api_client.configuration))
     ws = _open_exec_stream(
         lambda: stream(
-            core.connect_get_namespaced_pod_exec,
+            exec_api.connect_get_namespaced_pod_exec,
             pod,
             namespace,
             command=argv,
