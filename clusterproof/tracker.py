@@ -81,18 +81,16 @@ class ResourceTracker:
 
     def on_cleanup(
         self, cluster: Cluster, description: str, undo: Callable[[], None], *, once: str | None = None
-    ) -> bool:
+    ) -> None:
         """Run `undo` at cleanup (latest first); it must tolerate having nothing to undo. With
-        `once`, a step under the same key is recorded only the first time (until cleanup); returns
-        whether this one was recorded."""
+        `once`, a step under the same key is recorded only the first time (until cleanup)."""
         with self._lock:
             record = self._record(cluster)
             if once is not None:
                 if once in record.undo_keys:
-                    return False
+                    return
                 record.undo_keys.add(once)
             record.undo.append((description, undo))
-            return True
 
     def label_node(self, cluster: Cluster, node: str, key: str, value: str | None) -> None:
         """Set (or remove, value=None) a node label; the original value comes back at cleanup."""

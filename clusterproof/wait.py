@@ -6,6 +6,7 @@ Every wait raises WaitTimeout("timed out after Ns waiting for <expected>; last s
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -91,6 +92,28 @@ def until_seen(
         describe=lambda _: describe(last[0]) if last else "nothing read yet",
         **seams,
     )
+
+
+def last_seen(
+    read: Callable[[], S],
+    done: Callable[[S], bool],
+    description: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    interval: float = 1.0,
+    **seams: Any,
+) -> S:
+    """Read until `done(state)` or the deadline, and return the last state read either way: for
+    checks that judge what was seen themselves (and name what is missing)."""
+    last: list[S] = []
+
+    def attempt() -> bool | None:
+        last[:] = [read()]
+        return done(last[0]) or None
+
+    with contextlib.suppress(WaitTimeout):
+        until(attempt, description, timeout, interval=interval, **seams)
+    return last[0] if last else read()
 
 
 def daemonset_rolled_out(ds: Any) -> bool:

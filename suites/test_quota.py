@@ -84,19 +84,21 @@ def test_replication_controller_of_four_gets_three_pods_under_the_quota(
     (rc,) = quota.create_each(BUSYBOX_NS_RC, namespace)
     assert rc.admitted, str(rc)
 
-    def refused_or_all_four() -> tuple[str | None, list[str]] | None:
+    def failed_creates_and_pods() -> tuple[list[str], list[str]]:
+        return quota.event_messages(namespace, "busybox-ns", "FailedCreate"), quota.pods(namespace, "name=busybox-ns")
+
+    def refused_or_all_four(seen: tuple[list[str], list[str]]) -> tuple[str | None, list[str]] | None:
+        failed_creates, pods = seen
         # other FailedCreate events (a transient API error) may come first: wait for the quota's
-        refusal = next(
-            (m for m in quota.event_messages(namespace, "busybox-ns", "FailedCreate") if "exceeded quota" in m), None
-        )
-        pods = quota.pods(namespace, "name=busybox-ns")
+        refusal = next((m for m in failed_creates if "exceeded quota" in m), None)
         return (refusal, pods) if refusal or len(pods) >= 4 else None
 
-    refusal, pods = wait.until(
+    refusal, pods = wait.until_seen(
+        failed_creates_and_pods,
         refused_or_all_four,
         "a FailedCreate event of RC busybox-ns saying 'exceeded quota', or its 4 pods",
         60,
-        describe=lambda _: f"FailedCreate events {quota.event_messages(namespace, 'busybox-ns', 'FailedCreate')}",
+        describe=lambda seen: f"FailedCreate events {seen[0]}, pods {seen[1]}",
     )
     assert refusal is not None, f"RC busybox-ns (replicas 4) got pods {pods} under pods: 3: {ADMISSION_HINT}"
     assert f"exceeded quota: {QUOTA}" in refusal and "requested: pods=1" in refusal, (

@@ -253,3 +253,16 @@ def test_until_seen_reads_once_per_attempt_and_describes_the_last_state():
     # attempts at t=0,1,2,3: four reads, and the message names the fourth without a fifth read
     assert next(reads) == 4
     assert str(info.value).endswith("last seen: n=3")
+
+
+@pytest.mark.parametrize(("enough", "expected"), [(2, [0, 1, 2]), (99, [0, 1, 2, 3])])
+def test_last_seen_returns_the_state_that_was_done_or_the_last_one_read_at_the_deadline(enough, expected):
+    clock = FakeClock()
+    reads = iter(range(100))
+
+    def read() -> list[int]:
+        return list(range(next(reads) + 1))
+
+    seen = wait.last_seen(read, lambda lines: len(lines) > enough, "lines", 3, clock=clock, sleep=clock.sleep)
+
+    assert seen == expected

@@ -289,9 +289,7 @@ class PVJig:
         def mapping() -> dict[str, str | None]:
             return {n: self.notes_name(self.pvc(n).spec.volume_name) for n in names}
 
-        with contextlib.suppress(WaitTimeout):
-            wait.until(lambda: all(mapping().values()), f"claims {names} bound", timeout, describe=str)
-        return mapping()
+        return wait.last_seen(mapping, lambda bound: all(bound.values()), f"claims {names} bound", timeout)
 
     def no_match_decision(self, name: str, timeout: float = DECISION_TIMEOUT) -> client.CoreV1Event:
         """The PV controller's decision that no PV fits claim `name` (FailedBinding, or

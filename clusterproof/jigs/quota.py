@@ -74,12 +74,11 @@ class QuotaJig:
         for the namespace, from a list it keeps for 30 s), which may trail the read that saw a
         quota counted: a quota whose status.hard admission has not seen limits nothing, and an
         object over it is admitted. A probe quota (persistentvolumeclaims: 0) made after the ones
-        under test is counted; once it refuses a dry-run claim, admission's view has passed both
-        (the informer sees changes in resourceVersion order)."""
+        under test refuses a dry-run claim once counted and seen: admission's view has then passed
+        both (the informer sees changes in resourceVersion order)."""
         probe_quota, probe_claim = self.manifests.load(ADMISSION_PROBE, namespace)
         name = probe_quota["metadata"]["name"]
         apply_docs(self.cluster, [probe_quota], tracker=self.tracker)
-        self.wait_counted(namespace, name, timeout)
         try:
             wait.until_seen(
                 lambda: self.create(probe_claim, dry_run=True),

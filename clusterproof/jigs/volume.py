@@ -62,15 +62,12 @@ class PodFiles:
     def lines_when(self, pod: str, path: str, container: str, count: int, timeout: float = 30) -> list[str]:
         """The file's lines once it has `count` of them: a container counts as running before
         its first command has written anything. At the deadline, whatever lines it has."""
-        lines: list[str] = []
-
-        def enough() -> bool:
-            lines[:] = (self.read(pod, path, container) or "").splitlines()
-            return len(lines) >= count
-
-        with contextlib.suppress(wait.WaitTimeout):
-            wait.until(enough, f"{count} lines in {path} of {pod}/{container}", timeout)
-        return lines
+        return wait.last_seen(
+            lambda: (self.read(pod, path, container) or "").splitlines(),
+            lambda lines: len(lines) >= count,
+            f"{count} lines in {path} of {pod}/{container}",
+            timeout,
+        )
 
     def listing(self, pod: str, directory: str, container: str | None = None) -> list[str]:
         result = self.exec(pod, ["ls", "-A", directory], container)
@@ -364,16 +361,13 @@ def hostpath_outcomes(
                 outcome.failed_mount = message
         return list(outcomes.values())
 
-    last: list[list[HostPathOutcome]] = [[]]
-
-    def all_settled() -> list[HostPathOutcome] | None:
-        last[0] = observe()
-        return last[0] if all(o.settled for o in last[0]) else None
-
-    try:
-        return wait.until(all_settled, "every hostPath case pod Running or FailedMount", timeout, interval=2)
-    except wait.WaitTimeout:
-        return last[0] or observe()
+    return wait.last_seen(
+        observe,
+        lambda outcomes: all(o.settled for o in outcomes),
+        "every hostPath case pod Running or FailedMount",
+        timeout,
+        interval=2,
+    )
 
 
 # --- gitRepo ---------------------------------------------------------------------------------
