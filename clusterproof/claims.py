@@ -16,8 +16,11 @@ from typing import Any
 import pytest
 
 from clusterproof.errors import ClaimsError
+from clusterproof.redact import redact
 
 CLAIM_PROPERTY = "claim"
+DIAGNOSTICS_PROPERTY = "diagnostics"  # user property: path of the test's diagnostics.txt
+MESSAGE_MAX = 4000  # a failure's full message in claims.json (the reason is its first line)
 _ROW = re.compile(r"^\|\s*([A-Z]+-\d+)\s*\|(.*)\|(.*)\|\s*$")
 _SECTION = re.compile(r"^##\s+(.*)$")
 _ERR_SECTION = re.compile(r"^ERR\b")
@@ -105,6 +108,21 @@ class RecordedTest:
     claims: tuple[str, ...]
     outcome: str = "unfinished"  # unfinished | passed | failed | error | skipped
     reason: str = "did not finish (interrupted)"
+    message: str = ""  # the whole failure message (failed, error)
+    diagnostics: str = ""  # path of diagnostics.txt, when one was written
+    start: float | None = None  # setup's start, seconds since the epoch
+    durations: dict[str, float] = field(default_factory=dict)  # setup / call / teardown, seconds
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"nodeid": self.nodeid, "outcome": self.outcome, "reason": redact(self.reason)}
+        if self.message and self.message != self.reason:
+            data["message"] = redact(self.message)
+        if self.diagnostics:
+            data["diagnostics"] = self.diagnostics
+        if self.start is not None:
+            data["start"] = round(self.start, 3)
+            data.update({phase: round(seconds, 3) for phase, seconds in self.durations.items()})
+        return data
 
 
 def report_reason(report: pytest.TestReport) -> str:
@@ -120,6 +138,13 @@ def report_reason(report: pytest.TestReport) -> str:
         return crash.message.strip().splitlines()[0] if crash.message.strip() else ""
     text = str(report.longrepr or "").strip()
     return text.splitlines()[-1] if text else ""
+
+
+def report_message(report: pytest.TestReport) -> str:
+    """A failure's whole message (a WaitTimeout's last state seen, several lines), capped."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message.strip() if crash is not None else str(report.longrepr or "").strip()
+    return text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 1] + "…"
 
 
 @dataclass
@@ -150,11 +175,18 @@ class ClaimLedger:
         if not ids:
             return
         test = self._tests.setdefault(report.nodeid, RecordedTest(report.nodeid, ids))
+        if report.start:
+            test.start = report.start if test.start is None else min(test.start, report.start)
+            test.durations[report.when] = report.duration
+        for key, value in report.user_properties:
+            if key == DIAGNOSTICS_PROPERTY:
+                test.diagnostics = str(value)
         outcome = _phase_outcome(report)
         if outcome is None or _RANK[outcome] < _RANK[test.outcome]:
             return
         test.outcome = outcome
         test.reason = report_reason(report) if outcome != "passed" else ""
+        test.message = report_message(report) if outcome in ("failed", "error") else ""
 
     def verdicts(self) -> list[ClaimVerdict]:
         by_claim: dict[str, list[RecordedTest]] = {cid: [] for cid in self.claims}
@@ -185,7 +217,13 @@ class ClaimLedger:
         return counts
 
     def to_json(self) -> dict[str, Any]:
+        """Tests carry `start` (seconds since the epoch) and their setup/call/teardown seconds;
+        `started`/`finished`: the first test's start and the last one's end."""
+        starts = [t.start for t in self._tests.values() if t.start is not None]
+        ends = [t.start + sum(t.durations.values()) for t in self._tests.values() if t.start is not None]
+        span = {"started": round(min(starts), 3), "finished": round(max(ends), 3)} if starts else {}
         return {
+            **span,
             "counts": self.counts(),
             "claims": [
                 {
@@ -193,8 +231,8 @@ class ClaimLedger:
                     "section": v.claim.section,
                     "claim": v.claim.text,
                     "verdict": v.verdict,
-                    "reason": v.reason,
-                    "tests": [{"nodeid": t.nodeid, "outcome": t.outcome, "reason": t.reason} for t in v.tests],
+                    "reason": redact(v.reason),
+                    "tests": [t.to_json() for t in v.tests],
                 }
                 for v in self.verdicts()
             ],

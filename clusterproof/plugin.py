@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterproof import diagnostics
+from clusterproof import diagnostics, facts
 from clusterproof.claims import (
     CLAIM_PROPERTY,
     Claim,
@@ -32,6 +32,7 @@ from clusterproof.namespaces import create_namespace
 from clusterproof.options import Settings, add_options, build_settings, check_cluster_access
 from clusterproof.probe import ClientPod
 from clusterproof.providers import Provider, make_provider
+from clusterproof.report import write_run_page
 from clusterproof.run import TEST_LABEL as TEST_LABEL_KEY
 from clusterproof.run import RunContext, namespace_name, test_label
 from clusterproof.timings import Stopwatch, TimingReporter
@@ -168,6 +169,7 @@ class ClaimsReporter:
         tr.write_line(f"claims.json: {path}")
         self.timing.summary(tr)
         self.timing.write(self.run.artifacts_root() / "timings.json")
+        tr.write_line(f"report.html: {write_run_page(self.run.artifacts_root())}")
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -231,6 +233,7 @@ def cluster(request: pytest.FixtureRequest, cluster_provider: Provider) -> Itera
     key = request.module.__name__ if request.scope == "module" else "session"
     cluster = cluster_provider.acquire(key)
     try:
+        facts.record(cluster, request.config.stash[RUN].artifacts_root() / "cluster.json", key)
         yield cluster
     finally:
         cluster_provider.release(cluster)

@@ -1,6 +1,9 @@
 """Where the time went: cluster phases (image build, create, pod network, nodes ready,
 delete), each suite module's wall time and the whole run, printed at the end of every run
-and written to timings.json beside claims.json. `tox -e bench` is a run that keeps them."""
+and written to timings.json beside claims.json. `tox -e bench` is a run that keeps them.
+
+timings.json: `[{"what": str, "seconds": float, "start": float}]`, `start` in seconds since the
+epoch (the report draws its timeline from it; rows of older runs may lack it)."""
 
 from __future__ import annotations
 
@@ -16,17 +19,17 @@ import pytest
 
 @dataclass
 class Stopwatch:
-    """Phases in the order they ended: (what, seconds)."""
+    """Phases in the order they ended: (what, seconds, start in seconds since the epoch)."""
 
-    phases: list[tuple[str, float]] = field(default_factory=list)
+    phases: list[tuple[str, float, float]] = field(default_factory=list)
 
     @contextlib.contextmanager
     def measure(self, what: str) -> Iterator[None]:
-        started = time.monotonic()
+        wall, started = time.time(), time.monotonic()
         try:
             yield
         finally:
-            self.phases.append((what, time.monotonic() - started))
+            self.phases.append((what, time.monotonic() - started, wall))
 
 
 class TimingReporter:
@@ -36,6 +39,7 @@ class TimingReporter:
     def __init__(self, stopwatch: Stopwatch) -> None:
         self.stopwatch = stopwatch
         self.started = time.monotonic()
+        self.started_wall = time.time()
         self.modules: dict[str, list[float]] = {}
 
     def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
@@ -46,19 +50,24 @@ class TimingReporter:
         if location[0] in self.modules:
             self.modules[location[0]][1] = time.monotonic()
 
-    def rows(self) -> list[tuple[str, float]]:
+    def _wall(self, monotonic: float) -> float:
+        return self.started_wall + (monotonic - self.started)
+
+    def rows(self) -> list[tuple[str, float, float]]:
+        """(what, seconds, start in seconds since the epoch)."""
         rows = list(self.stopwatch.phases)
-        rows += [(f"module {module}", end - start) for module, (start, end) in self.modules.items()]
-        rows.append(("whole run", time.monotonic() - self.started))
+        rows += [(f"module {module}", end - start, self._wall(start)) for module, (start, end) in self.modules.items()]
+        rows.append(("whole run", time.monotonic() - self.started, self.started_wall))
         return rows
 
     def summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         """Printed after the claims table (so only by runs of claim-marked tests)."""
         rows = self.rows()
         terminalreporter.write_sep("=", "where the time went")
-        width = max(len(what) for what, _ in rows)
-        for what, seconds in rows:
+        width = max(len(what) for what, _, _ in rows)
+        for what, seconds, _ in rows:
             terminalreporter.write_line(f"{what:<{width}}  {seconds:8.1f}s")
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps([{"what": w, "seconds": round(s, 2)} for w, s in self.rows()], indent=2) + "\n")
+        rows = [{"what": w, "seconds": round(s, 2), "start": round(t, 3)} for w, s, t in self.rows()]
+        path.write_text(json.dumps(rows, indent=2) + "\n")
