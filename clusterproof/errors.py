@@ -34,10 +34,35 @@ class ProbeError(ClusterproofError):
 
 
 class WaitTimeout(ClusterproofError):
-    """A wait reached its deadline; says what was expected and what was last seen."""
+    """A wait ended without what it waited for: its deadline passed. Says what was expected, what
+    was last seen and, when the wait has one, a hint of what to check."""
 
-    def __init__(self, expected: str, last_seen: str, timeout: float) -> None:
+    def __init__(self, expected: str, last_seen: str, timeout: float, *, hint: str | None = None) -> None:
         self.expected = expected
         self.last_seen = last_seen
         self.timeout = timeout
-        super().__init__(f"timed out after {timeout:g}s waiting for {expected}; last seen: {last_seen}")
+        self.hint = hint
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        return f"timed out after {self.timeout:g}s waiting for {self.expected}; last seen: {self.last_seen}" + (
+            f"; hint: {self.hint}" if self.hint else ""
+        )
+
+
+class WaitGaveUp(WaitTimeout):
+    """A wait stopped before its deadline: what it saw is final (a Failed pod, ImagePullBackOff)
+    and waiting longer cannot bring what was expected. A WaitTimeout too, so code that judges a
+    wait that came to nothing judges both alike."""
+
+    def __init__(
+        self, expected: str, final: str, elapsed: float, *, last_seen: str | None = None, hint: str | None = None
+    ) -> None:
+        self.final = final
+        super().__init__(expected, last_seen or final, elapsed, hint=hint)
+
+    def _text(self) -> str:
+        text = f"gave up after {self.timeout:.0f}s waiting for {self.expected}: final state {self.final}"
+        if self.last_seen != self.final:
+            text += f"; last seen: {self.last_seen}"
+        return text + (f"; hint: {self.hint}" if self.hint else "")

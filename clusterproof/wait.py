@@ -1,31 +1,84 @@
-"""Waiting with deadlines: kubernetes watches for object state, tenacity for polling.
+"""Waiting with deadlines: kubernetes watches for object state, polling for everything else.
 
-Every wait raises WaitTimeout("timed out after Ns waiting for <expected>; last seen: <state>").
+A wait ends in one of three ways:
+- what it waits for is there: its value is returned;
+- the deadline passes: WaitTimeout("timed out after Ns waiting for <expected>; last seen: <state>");
+- what it sees is final and can never become what it waits for (a Failed pod, a container in
+  ImagePullBackOff): WaitGaveUp at once ("gave up after Ns waiting for <expected>: <final state>"),
+  a WaitTimeout too. A check says so by raising `Never(state)`; `until_seen` and `watch_until`
+  take a `final(state)` that names such a state (or returns None).
+Every wait takes `hint=`: what to check when it comes to nothing (a string, or a function of the
+last state seen that returns one or None); it ends the message ("; hint: ...").
+
+"Not yet" is only what can still change. A check that raises one of the errors of a cluster still
+settling (`is_not_yet`: a 404 or 5xx from the API, a connection or probe failure, a failed command,
+an AssertionError of the check) is tried again, and that error is the last state seen. Anything
+else (a TypeError, KeyError, AttributeError: a bug in the check; a 403 or 422 from the API: an
+answer that waiting does not change) propagates at once.
+
 `clock` and `watcher` are seams for unit tests (fake clock, fake watch); suites never pass them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+import requests
 import tenacity
 import urllib3
+import websocket
 from kubernetes import client, watch
 
-from clusterproof.errors import WaitTimeout
+from clusterproof.errors import ProbeError, WaitGaveUp, WaitTimeout
 
 T = TypeVar("T")
 S = TypeVar("S")
 Clock = Callable[[], float]
 Watcher = Callable[[], watch.Watch]
+Hint = str | Callable[[str], str | None] | None
 
 DEFAULT_TIMEOUT = 120.0
 # transient trouble on the wire: the watch is simply opened again until the deadline
 _TRANSIENT = (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
 _RETRY_STATUS = {410, 429, 500, 502, 503, 504}
+# API answers that may change by waiting: no answer (0: an exec handshake, a dropped connection),
+# not there yet, conflict, gone (an expired watch), throttled, server trouble
+_NOT_YET_STATUS = {0, 404, 409, 410, 429}
+# what a check may raise while the cluster is still settling
+_NOT_YET_ERRORS = (
+    ProbeError,
+    OSError,  # ConnectionError, TimeoutError, socket errors
+    urllib3.exceptions.HTTPError,
+    requests.RequestException,
+    websocket.WebSocketException,
+    subprocess.SubprocessError,  # a node command that failed or timed out
+    AssertionError,  # a check's own "not as expected (yet)"
+)
+
+
+class Never(Exception):
+    """Raised by a check: what it sees is final and will never become what the wait expects.
+    `state` names it for the message; `last_seen`, when given, describes everything seen."""
+
+    def __init__(self, state: str, last_seen: str | None = None) -> None:
+        super().__init__(state)
+        self.state = state
+        self.last_seen = last_seen
+
+
+def is_not_yet(error: BaseException) -> bool:
+    """Whether a check's error may go away by waiting (see the module docstring)."""
+    if isinstance(error, WaitGaveUp):
+        return False
+    if isinstance(error, WaitTimeout):  # a wait inside the check ran out: the outer one may go on
+        return True
+    if isinstance(error, client.ApiException):
+        return error.status in _NOT_YET_STATUS or (error.status or 0) >= 500
+    return isinstance(error, _NOT_YET_ERRORS)
 
 
 def until(
@@ -35,35 +88,39 @@ def until(
     *,
     interval: float = 1.0,
     describe: Callable[[Any], str] = repr,
+    hint: Hint = None,
     clock: Clock = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Call fn until it returns something truthy (returned) or the deadline passes.
-    Exceptions from fn count as "not yet" and show up as the last state seen."""
-    deadline = clock() + timeout
-    last = ["nothing yet"]
-
-    def attempt() -> T | None:
+    """Call fn until it returns something truthy (returned) or the deadline passes. fn raises
+    `Never(state)` when what it sees is final; a "not yet" error (`is_not_yet`) is retried and
+    shows up as the last state seen; any other error propagates at once."""
+    started = clock()
+    deadline = started + timeout
+    last = "nothing yet"
+    while True:
         try:
             value = fn()
+        except Never as e:
+            seen = e.last_seen or e.state
+            raise WaitGaveUp(
+                description, e.state, clock() - started, last_seen=e.last_seen, hint=hint_text(hint, seen)
+            ) from None
         except Exception as e:
-            last[0] = f"{type(e).__name__}: {e}"
-            return None
-        if not value:
-            last[0] = describe(value)
-        return value
+            if not is_not_yet(e):
+                raise
+            last = f"{type(e).__name__}: {e}"
+        else:
+            if value:
+                return value
+            last = describe(value)
+        if clock() >= deadline:
+            raise WaitTimeout(description, last, timeout, hint=hint_text(hint, last))
+        sleep(interval)
 
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_result(lambda v: not v),
-        stop=lambda state: clock() >= deadline,
-        wait=tenacity.wait_fixed(interval),
-        sleep=sleep,
-        reraise=True,
-    )
-    try:
-        return retrying(attempt)
-    except tenacity.RetryError:
-        raise WaitTimeout(description, last[0], timeout) from None
+
+def hint_text(hint: Hint, last_seen: str) -> str | None:
+    return hint(last_seen) if callable(hint) else hint
 
 
 def until_seen(
@@ -73,16 +130,23 @@ def until_seen(
     timeout: float = DEFAULT_TIMEOUT,
     *,
     describe: Callable[[S], str],
+    final: Callable[[S], str | None] | None = None,
     interval: float = 1.0,
     **seams: Any,
 ) -> T:
-    """until() for a condition on state read once per attempt: `done(state)` decides, and a
-    timeout describes the last state read (without reading it again)."""
+    """until() for a condition on state read once per attempt: `done(state)` decides, `final(state)`
+    names a state that can never become done (the wait gives up at once), and a timeout describes
+    the last state read (without reading it again)."""
     last: list[S] = []
 
     def attempt() -> T | None:
         last[:] = [read()]
-        return done(last[0])
+        result = done(last[0])
+        if not result and final is not None:
+            reason = final(last[0])
+            if reason:
+                raise Never(reason, describe(last[0]))
+        return result
 
     return until(
         attempt,
@@ -130,15 +194,20 @@ def watch_until(
     describe: Callable[[dict[str, Any]], str],
     timeout: float = DEFAULT_TIMEOUT,
     *,
+    final: Callable[[dict[str, Any]], str | None] | None = None,
+    hint: Hint = None,
     clock: Clock = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     watcher: Watcher = watch.Watch,
     **list_kwargs: Any,
 ) -> Any:
     """Watch objects of `list_fn` (filtered by list_kwargs) into a name -> object dict until
-    `done(objects)` returns something truthy, which is returned. A new watch starts with the
-    full current state (synthetic ADDED events), so each reconnect starts from a fresh dict."""
-    deadline = clock() + timeout
+    `done(objects)` returns something truthy, which is returned; `final(objects)` names a state
+    that can never become done (WaitGaveUp at once, once a fresh listing confirms it: the first
+    events of a watch may show only part of the objects). A new watch starts with the full current
+    state (synthetic ADDED events), so each reconnect starts from a fresh dict."""
+    started = clock()
+    deadline = started + timeout
     objects: dict[str, Any] = {}
     last = "nothing seen yet"
 
@@ -168,6 +237,18 @@ def watch_until(
             if result:
                 w.stop()
                 return result
+            if final is not None and final(objects):
+                # confirmed on a full listing: during a watch's first events the view may be partial
+                objects = {_name(o): o for o in list_fn(**list_kwargs, _request_timeout=30).items}
+                result = done(objects)
+                last = describe(objects)
+                if result:
+                    w.stop()
+                    return result
+                reason = final(objects)
+                if reason:
+                    w.stop()
+                    raise WaitGaveUp(expected, reason, clock() - started, last_seen=last, hint=hint_text(hint, last))
             if clock() >= deadline:
                 w.stop()
                 break
@@ -183,10 +264,11 @@ def watch_until(
     try:
         return retrying(one_stream)
     except tenacity.RetryError:
-        raise WaitTimeout(expected, last, timeout) from None
+        raise WaitTimeout(expected, last, timeout, hint=hint_text(hint, last)) from None
     except Exception as e:
         if _transient(e):
-            raise WaitTimeout(expected, f"{last} ({type(e).__name__})", timeout) from None
+            seen = f"{last} ({type(e).__name__})"
+            raise WaitTimeout(expected, seen, timeout, hint=hint_text(hint, seen)) from None
         raise
 
 
@@ -203,10 +285,53 @@ def _name(obj: Any) -> str:
 
 # --- pods ----------------------------------------------------------------------------------
 
+# Container states the kubelet only retries into the same failure: a pod showing one is never Ready
+# (as upstream's pod waits, they end the wait at once).
+FINAL_WAITING_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "ErrImageNeverPull",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+    }
+)
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
 
 def pod_is_ready(pod: client.V1Pod) -> bool:
     conditions = (pod.status.conditions if pod.status else None) or []
     return pod.metadata.deletion_timestamp is None and any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def stuck_container(pod: client.V1Pod) -> str | None:
+    """`container <name> <reason>: <message>` for a container waiting in a final reason, else None."""
+    status = pod.status
+    for s in [
+        *((status.init_container_statuses or []) if status else []),
+        *((status.container_statuses or []) if status else []),
+    ]:
+        waiting = s.state.waiting if s.state else None
+        if waiting is not None and waiting.reason in FINAL_WAITING_REASONS:
+            return f"container {s.name} {waiting.reason}" + (f": {waiting.message}" if waiting.message else "")
+    return None
+
+
+def never_ready(pod: client.V1Pod) -> str | None:
+    """Why the pod can never become Ready, or None while it still may: a container stuck in a
+    final reason, or a terminal phase (only for a pod no controller owns: a controller replaces a
+    failed pod with a new one)."""
+    name = pod.metadata.name
+    stuck = stuck_container(pod)
+    if stuck:
+        return f"pod {name}: {stuck}"
+    phase = pod.status.phase if pod.status else None
+    owned = any(ref.controller for ref in pod.metadata.owner_references or [])
+    if phase in TERMINAL_PHASES and not owned:
+        why = " ".join(x for x in (pod.status.reason, pod.status.message) if x)
+        return f"pod {name}: {phase}" + (f" ({why})" if why else "")
+    return None
 
 
 def describe_pods(pods: Iterable[client.V1Pod]) -> str:
@@ -232,11 +357,16 @@ def pods_ready(
     field_selector: str | None = None,
     **seams: Any,
 ) -> list[client.V1Pod]:
-    """At least `count` Ready pods matching the label selector; returns the ready pods."""
+    """At least `count` Ready pods matching the label selector; returns the ready pods. Gives up
+    at once when pods that can never be Ready (`never_ready`) leave fewer than `count` that may."""
 
     def done(pods: dict[str, client.V1Pod]) -> list[client.V1Pod]:
         ready = [p for p in pods.values() if pod_is_ready(p)]
         return ready if len(ready) >= count else []
+
+    def final(pods: dict[str, client.V1Pod]) -> str | None:
+        hopeless = [reason for p in pods.values() if (reason := never_ready(p))]
+        return "; ".join(hopeless) if hopeless and len(pods) - len(hopeless) < count else None
 
     extra = {"field_selector": field_selector} if field_selector else {}
     what = selector or field_selector or "any"
@@ -246,6 +376,7 @@ def pods_ready(
         f"{count} ready pod(s) matching {what} in {namespace}",
         lambda pods: describe_pods(pods.values()),
         timeout,
+        final=final,
         namespace=namespace,
         label_selector=selector,
         **extra,
@@ -267,12 +398,23 @@ def pod_phase(
     timeout: float = DEFAULT_TIMEOUT,
     **seams: Any,
 ) -> client.V1Pod:
-    """Pod `name` in one of `phases` (e.g. "Succeeded", or ("Succeeded", "Failed"))."""
+    """Pod `name` in one of `phases` (e.g. "Succeeded", or ("Succeeded", "Failed")). Gives up at
+    once on a terminal phase not wanted, or a container stuck in a final reason."""
     wanted = {phases} if isinstance(phases, str) else set(phases)
 
     def done(pods: dict[str, client.V1Pod]) -> client.V1Pod | None:
         pod = pods.get(name)
         return pod if pod is not None and pod.status and pod.status.phase in wanted else None
+
+    def final(pods: dict[str, client.V1Pod]) -> str | None:
+        pod = pods.get(name)
+        if pod is None:
+            return None
+        phase = pod.status.phase if pod.status else None
+        if phase in TERMINAL_PHASES:
+            return f"pod {name}: {phase}"
+        stuck = stuck_container(pod)
+        return f"pod {name}: {stuck}" if stuck else None
 
     return watch_until(
         core.list_namespaced_pod,
@@ -280,6 +422,7 @@ def pod_phase(
         f"pod {namespace}/{name} in phase {'/'.join(sorted(wanted))}",
         lambda pods: describe_pods(pods.values()),
         timeout,
+        final=final,
         namespace=namespace,
         field_selector=f"metadata.name={name}",
         **seams,
@@ -334,68 +477,53 @@ def pvc_phase(
     timeout: float = DEFAULT_TIMEOUT,
     **seams: Any,
 ) -> client.V1PersistentVolumeClaim:
-    return watch_until(
+    """Claim `name` in `phase`; gives up at once when it is Lost (its PV is gone)."""
+    return _phase_wait(
         core.list_namespaced_persistent_volume_claim,
-        lambda objs: _in_phase(objs.get(name), phase),
-        f"PVC {namespace}/{name} {phase}",
-        lambda objs: _phase_of(objs.get(name)),
+        f"PVC {namespace}/{name}",
+        name,
+        (phase,),
         timeout,
         namespace=namespace,
-        field_selector=f"metadata.name={name}",
         **seams,
     )
 
 
 def pv_phase(
-    core: client.CoreV1Api, name: str, phase: str, timeout: float = DEFAULT_TIMEOUT, **seams: Any
+    core: client.CoreV1Api, name: str, phases: str | tuple[str, ...], timeout: float = DEFAULT_TIMEOUT, **seams: Any
 ) -> client.V1PersistentVolume:
+    """PV `name` in `phases` (one, or any of several); gives up at once when it is Failed (a
+    failed reclaim: only an admin brings it back) unless Failed is wanted."""
+    wanted = (phases,) if isinstance(phases, str) else phases
+    return _phase_wait(core.list_persistent_volume, f"PV {name}", name, wanted, timeout, **seams)
+
+
+# phases an object does not leave by itself: PV Failed, claim Lost
+_FINAL_PHASES = frozenset({"Failed", "Lost"})
+
+
+def _phase_wait(
+    list_fn: Callable[..., Any], what: str, name: str, phases: tuple[str, ...], timeout: float, **kwargs: Any
+) -> Any:
+    def phase(objs: dict[str, Any]) -> str | None:
+        obj = objs.get(name)
+        return obj.status.phase if obj is not None and obj.status else None
+
+    def final(objs: dict[str, Any]) -> str | None:
+        if phase(objs) not in _FINAL_PHASES:
+            return None
+        message = objs[name].status.message
+        return f"{what} {phase(objs)}" + (f" ({message})" if message else "")
+
     return watch_until(
-        core.list_persistent_volume,
-        lambda objs: _in_phase(objs.get(name), phase),
-        f"PV {name} {phase}",
-        lambda objs: _phase_of(objs.get(name)),
+        list_fn,
+        lambda objs: objs[name] if phase(objs) in phases else None,
+        f"{what} {' or '.join(phases)}",
+        lambda objs: f"phase {phase(objs)}" if name in objs else "not found",
         timeout,
+        final=final,
         field_selector=f"metadata.name={name}",
-        **seams,
-    )
-
-
-def _in_phase(obj: Any, phase: str) -> Any:
-    return obj if obj is not None and obj.status and obj.status.phase == phase else None
-
-
-def _phase_of(obj: Any) -> str:
-    if obj is None:
-        return "not found"
-    return f"phase {obj.status.phase if obj.status else None}"
-
-
-def event_seen(
-    core: client.CoreV1Api,
-    namespace: str,
-    involved_name: str,
-    reason: str,
-    timeout: float = DEFAULT_TIMEOUT,
-    **seams: Any,
-) -> client.CoreV1Event:
-    """An event with `reason` about the object named `involved_name` (e.g. FailedMount)."""
-
-    def done(events: dict[str, client.CoreV1Event]) -> client.CoreV1Event | None:
-        return next((e for e in events.values() if e.reason == reason), None)
-
-    def describe(events: dict[str, client.CoreV1Event]) -> str:
-        reasons = sorted({e.reason for e in events.values() if e.reason})
-        return f"events {', '.join(reasons)}" if reasons else "no events"
-
-    return watch_until(
-        core.list_namespaced_event,
-        done,
-        f"event {reason} for {namespace}/{involved_name}",
-        describe,
-        timeout,
-        namespace=namespace,
-        field_selector=f"involvedObject.name={involved_name}",
-        **seams,
+        **kwargs,
     )
 
 
@@ -456,20 +584,16 @@ def gone(
 ) -> None:
     """Until read_fn raises 404, e.g. gone(lambda: core.read_namespace(ns), f"namespace {ns}")."""
 
-    def absent() -> bool:
+    def read() -> Any:
         try:
-            obj = read_fn()
+            return read_fn()
         except client.ApiException as e:
             if e.status == 404:
-                return True
+                return None
             raise
-        raise _StillThere(obj)
 
-    until(absent, f"{description} to be gone", timeout, describe=str, **seams)
+    def describe(obj: Any) -> str:
+        deleting = getattr(getattr(obj, "metadata", None), "deletion_timestamp", None)
+        return "still there" + (" (terminating)" if deleting else "")
 
-
-class _StillThere(Exception):
-    def __init__(self, obj: Any) -> None:
-        meta = getattr(obj, "metadata", None)
-        deleting = getattr(meta, "deletion_timestamp", None)
-        super().__init__("still there" + (" (terminating)" if deleting else ""))
+    until_seen(read, lambda obj: obj is None, f"{description} to be gone", timeout, describe=describe, **seams)

@@ -7,7 +7,7 @@ import pytest
 from kubernetes import client
 
 from clusterproof import wait
-from clusterproof.errors import WaitTimeout
+from clusterproof.errors import WaitGaveUp, WaitTimeout
 
 
 class FakeClock:
@@ -188,6 +188,20 @@ def test_gone_timeout_message():
         wait.gone(lambda: terminating, "namespace n", 2, clock=clock, sleep=clock.sleep)
 
 
+class ListingCore:
+    """A FAKE CoreV1Api whose list calls (the confirming listing before a wait gives up) answer
+    `listing`; the fake watch never calls them."""
+
+    def __init__(self, *listing):
+        self.listing = list(listing)
+
+    def list_namespaced_pod(self, **kwargs):
+        return SimpleNamespace(items=self.listing)
+
+    list_persistent_volume = list_namespaced_pod
+    list_namespaced_persistent_volume_claim = list_namespaced_pod
+
+
 def None_core():
     """A stand-in CoreV1Api: the fake watch never calls the list function it is given."""
 
@@ -266,3 +280,214 @@ def test_last_seen_returns_the_state_that_was_done_or_the_last_one_read_at_the_d
     seen = wait.last_seen(read, lambda lines: len(lines) > enough, "lines", 3, clock=clock, sleep=clock.sleep)
 
     assert seen == expected
+
+
+# --- "not yet" and "never" ------------------------------------------------------------------
+
+
+def stuck_pod(name, reason, message="", owned=False):
+    """A FAKE pod whose only container waits with `reason` (e.g. ImagePullBackOff)."""
+    fake = pod(name, phase="Pending", waiting=reason)
+    fake.status.container_statuses[0].state.waiting.message = message or None
+    if owned:
+        fake.metadata.owner_references = [
+            client.V1OwnerReference(api_version="apps/v1", kind="ReplicaSet", name="rs", uid="u", controller=True)
+        ]
+    return fake
+
+
+def test_until_gives_up_at_once_when_the_check_sees_a_final_state():
+    clock = FakeClock()
+    calls = []
+
+    def check():
+        calls.append(clock.now)
+        if len(calls) == 3:
+            raise wait.Never("pod web-1: Failed")
+        return None
+
+    with pytest.raises(WaitGaveUp) as info:
+        wait.until(check, "web-1 Ready", 120, clock=clock, sleep=clock.sleep, hint="is the image right?")
+    assert len(calls) == 3 and clock.now == 1002.0  # two intervals, not the 120 s deadline
+    assert str(info.value) == (
+        "gave up after 2s waiting for web-1 Ready: final state pod web-1: Failed; hint: is the image right?"
+    )
+    assert isinstance(info.value, WaitTimeout)  # code judging "it came to nothing" judges both alike
+
+
+@pytest.mark.parametrize("bug", [TypeError("unsupported operand"), KeyError("spec"), AttributeError("'NoneType'")])
+def test_a_bug_in_the_check_propagates_at_once_instead_of_reading_as_a_timeout(bug):
+    clock = FakeClock()
+
+    def check():
+        raise bug
+
+    with pytest.raises(type(bug)):
+        wait.until(check, "something", 60, clock=clock, sleep=clock.sleep)
+    assert clock.now == 1000.0  # not a single retry
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (client.ApiException(status=404, reason="Not Found"), True),
+        (client.ApiException(status=503, reason="Service Unavailable"), True),
+        (client.ApiException(status=0, reason="Handshake status 500"), True),
+        (ConnectionError("refused"), True),
+        (AssertionError("2 lines, want 3"), True),
+        (client.ApiException(status=403, reason="Forbidden"), False),
+        (client.ApiException(status=422, reason="Unprocessable Entity"), False),
+        (ValueError("too many values to unpack"), False),
+    ],
+)
+def test_only_errors_that_may_go_away_count_as_not_yet(error, retried):
+    assert wait.is_not_yet(error) is retried
+
+
+def test_the_hint_ends_the_timeout_message_and_may_depend_on_the_last_state():
+    clock = FakeClock()
+    with pytest.raises(WaitTimeout) as info:
+        wait.until_seen(
+            lambda: "Pending",
+            lambda phase: phase == "Bound",
+            "claim data Bound",
+            3,
+            describe=lambda phase: f"phase {phase}",
+            hint=lambda last: "is the PV controller running?" if last == "phase Pending" else None,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    assert str(info.value) == (
+        "timed out after 3s waiting for claim data Bound; last seen: phase Pending; hint: is the PV controller running?"
+    )
+
+
+def test_until_seen_gives_up_on_a_final_state_naming_it_and_the_last_state():
+    clock = FakeClock()
+    states = iter(["Pending", "Failed"])
+    with pytest.raises(WaitGaveUp) as info:
+        wait.until_seen(
+            lambda: next(states),
+            lambda phase: phase == "Available",
+            "PV sample Available",
+            90,
+            describe=lambda phase: f"phase {phase}",
+            final=lambda phase: "a failed recycle" if phase == "Failed" else None,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    assert str(info.value) == (
+        "gave up after 1s waiting for PV sample Available: final state a failed recycle; last seen: phase Failed"
+    )
+
+
+def test_pod_wait_stops_at_once_on_image_pull_backoff_with_the_state_in_the_message():
+    """Before: the wait sat out its whole deadline (120 s here). After: it ends on the event that
+    shows the final state (the fake clock moves 1 s per event: 2 s)."""
+    clock = FakeClock()
+    events = [
+        {"type": "ADDED", "object": pod("web-1", phase="Pending", waiting="ContainerCreating")},
+        {"type": "MODIFIED", "object": stuck_pod("web-1", "ImagePullBackOff", 'Back-off pulling image "nope:1"')},
+    ] + [{"type": "MODIFIED", "object": stuck_pod("web-1", "ImagePullBackOff")}] * 200
+    core = ListingCore(stuck_pod("web-1", "ImagePullBackOff", 'Back-off pulling image "nope:1"'))
+    with pytest.raises(WaitGaveUp) as info:
+        wait.pod_ready(core, "ns", "web-1", 120, **seams([events], clock))
+    assert clock.now - 1000.0 == 2.0
+    assert str(info.value) == (
+        "gave up after 2s waiting for 1 ready pod(s) matching metadata.name=web-1 in ns: final state pod web-1: "
+        'container c ImagePullBackOff: Back-off pulling image "nope:1"; last seen: web-1: Pending (ImagePullBackOff)'
+    )
+
+
+@pytest.mark.parametrize("reason", sorted(wait.FINAL_WAITING_REASONS))
+def test_every_final_waiting_reason_ends_a_pod_wait(reason):
+    clock = FakeClock()
+    events = [{"type": "ADDED", "object": stuck_pod("web-1", reason)}]
+    with pytest.raises(WaitGaveUp, match=f"final state pod web-1: container c {reason}"):
+        wait.pod_ready(ListingCore(events[0]["object"]), "ns", "web-1", 60, **seams([events], clock))
+
+
+def test_a_failed_bare_pod_ends_the_wait_but_a_failed_owned_pod_is_waited_past():
+    clock = FakeClock()
+    failed = pod("job-1", phase="Failed")
+    failed.status.reason, failed.status.message = "Evicted", "low on memory"
+    with pytest.raises(WaitGaveUp, match=r"final state pod job-1: Failed \(Evicted low on memory\)"):
+        wait.pod_ready(ListingCore(failed), "ns", "job-1", 60, **seams([[{"type": "ADDED", "object": failed}]], clock))
+
+    # a ReplicaSet replaces its failed pod: the wait goes on and sees the replacement Ready
+    owned_failed = pod("web-a", phase="Failed")
+    owned_failed.metadata.owner_references = stuck_pod("x", "X", owned=True).metadata.owner_references
+    events = [
+        {"type": "ADDED", "object": owned_failed},
+        {"type": "DELETED", "object": owned_failed},
+        {"type": "ADDED", "object": pod("web-b", ready=True)},
+    ]
+    ready = wait.pods_ready(None_core(), "ns", "app=web", 1, 60, **seams([events], FakeClock()))
+    assert [p.metadata.name for p in ready] == ["web-b"]
+
+
+def test_pods_ready_goes_on_while_enough_pods_may_still_become_ready():
+    """The watch's first event shows only the stuck pod; the confirming listing shows the others."""
+    clock = FakeClock()
+    stuck, starting, ready_one = (
+        stuck_pod("web-1", "CrashLoopBackOff", owned=True),
+        pod("web-2", phase="Pending", waiting="ContainerCreating"),
+        pod("web-3", ready=True),
+    )
+    events = [
+        {"type": "ADDED", "object": stuck},
+        {"type": "ADDED", "object": starting},
+        {"type": "ADDED", "object": ready_one},
+        {"type": "MODIFIED", "object": pod("web-2", ready=True)},
+    ]
+    core = ListingCore(stuck, starting, ready_one)
+    ready = wait.pods_ready(core, "ns", "app=web", 2, 60, **seams([events], clock))
+    assert sorted(p.metadata.name for p in ready) == ["web-2", "web-3"]
+
+    # two stuck of three: two ready pods can never be had
+    core = ListingCore(stuck, stuck_pod("web-2", "ImagePullBackOff", owned=True), ready_one)
+    with pytest.raises(WaitGaveUp, match="web-1: container c CrashLoopBackOff; pod web-2: container c Image"):
+        wait.pods_ready(core, "ns", "app=web", 2, 60, **seams([events[:1]], FakeClock()))
+
+
+def test_pod_phase_gives_up_when_the_pod_ended_in_a_phase_not_waited_for():
+    clock = FakeClock()
+    events = [{"type": "ADDED", "object": pod("server", phase="Succeeded")}]
+    with pytest.raises(WaitGaveUp, match="final state pod server: Succeeded"):
+        wait.pod_phase(ListingCore(events[0]["object"]), "ns", "server", "Running", 60, **seams([events], clock))
+
+
+def test_pv_phase_gives_up_on_failed_unless_failed_is_wanted():
+    def pv(phase, message=None):
+        return client.V1PersistentVolume(
+            metadata=client.V1ObjectMeta(name="pv-1"),
+            status=client.V1PersistentVolumeStatus(phase=phase, message=message),
+        )
+
+    events = [
+        {"type": "ADDED", "object": pv("Released")},
+        {"type": "MODIFIED", "object": pv("Failed", "Recycle failed")},
+    ]
+    with pytest.raises(WaitGaveUp, match=r"final state PV pv-1 Failed \(Recycle failed\)"):
+        wait.pv_phase(
+            ListingCore(pv("Failed", "Recycle failed")), "pv-1", "Available", 60, **seams([events], FakeClock())
+        )
+    outcome = wait.pv_phase(None_core(), "pv-1", ("Available", "Failed"), 60, **seams([events], FakeClock()))
+    assert outcome.status.phase == "Failed"
+
+
+def test_watch_timeout_carries_the_hint():
+    clock = FakeClock()
+    pvc = client.V1PersistentVolumeClaim(
+        metadata=client.V1ObjectMeta(name="data"), status=client.V1PersistentVolumeClaimStatus(phase="Pending")
+    )
+    with pytest.raises(WaitTimeout, match=r"last seen: phase Pending; hint: claim events: none$"):
+        wait.pvc_phase(
+            None_core(),
+            "ns",
+            "data",
+            "Bound",
+            3,
+            hint="claim events: none",
+            **seams([[{"type": "ADDED", "object": pvc}] * 5], clock),
+        )
