@@ -240,9 +240,13 @@ def cluster(request: pytest.FixtureRequest, cluster_provider: Provider) -> Itera
 
 
 @pytest.fixture(autouse=True)
-def _clusterproof_test(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> None:
-    """Remember the test's cluster (for diagnostics) and apply the requirement markers."""
+def _clusterproof_test(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Iterator[None]:
+    """Remember the test's cluster (for diagnostics), apply the requirement markers, and hold the
+    test's cleanup scope: what the test registers with the tracker (its namespaces first) is undone
+    when it ends, latest first. Set up before the test's other fixtures (autouse), so the scope
+    closes after their teardown; a failure's diagnostics are taken before (when its report is made)."""
     if "cluster" not in request.fixturenames:
+        yield
         return
     cluster: Cluster = request.getfixturevalue("cluster")
     request.node.stash[ITEM_CLUSTER] = cluster
@@ -251,13 +255,18 @@ def _clusterproof_test(request: pytest.FixtureRequest, pytestconfig: pytest.Conf
     disruptive = request.node.get_closest_marker("disruptive")
     if disruptive and cluster.provider == "existing" and not pytestconfig.stash[SETTINGS].allow_disruptive:
         pytest.skip("disruptive test: not run on an existing cluster without --allow-disruptive")
+    tracker: ResourceTracker = request.getfixturevalue("tracker")
+    with tracker.test_scope(cluster, request.node.nodeid):
+        yield
 
 
 @pytest.fixture
 def make_namespace(
     request: pytest.FixtureRequest, cluster: Cluster, run: RunContext, tracker: ResourceTracker
-) -> Iterator[Callable[[], str]]:
-    """Factory of fresh namespaces for this test (for claims that need several)."""
+) -> Callable[[], str]:
+    """Factory of fresh namespaces for this test (for claims that need several). Each is
+    registered with the tracker before it is made: deleted when the test ends, after everything
+    registered later (what the test made in it or elsewhere)."""
     item = request.node
     made = item.stash.setdefault(ITEM_NAMESPACES, [])
     labels = {**run.labels, TEST_LABEL_KEY: test_label(item.nodeid), OWNER_LABEL: tracker.owner}
@@ -268,9 +277,7 @@ def make_namespace(
         made.append(name)
         return create_namespace(cluster, name, labels)
 
-    yield make
-    for name in made:
-        tracker.release_namespace(cluster, name)
+    return make
 
 
 @pytest.fixture

@@ -1,20 +1,34 @@
-"""What this run created, and putting the cluster back: at the end of a test or module, at the
-end of the session, and on SIGINT/SIGTERM. Every step is idempotent (404 is success)."""
+"""What this run created and changed, and putting the cluster back: the one cleanup mechanism.
+
+Every step that undoes something (delete an object or a namespace, restore a node label, remove
+files on the nodes, free a node port) is registered here where the change is made, and steps run
+latest first (LIFO), as upstream's framework runs its deferred cleanups: a step registered later
+runs earlier. Steps belong to a scope:
+- "test": the test's own (opened by the plugin around each test that uses a cluster), run when
+  the test ends, after its failure diagnostics were taken. The test's namespace is registered
+  first, so it is deleted last, after everything the test made or changed;
+- "cluster": run when the cluster is let go (end of module or session), e.g. node labels shared
+  by the tests of a module.
+Whatever is still registered runs at the end of the session, and on SIGINT/SIGTERM. Every step is
+idempotent (404 is success) and a failing step does not stop the others.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 from kubernetes.client import ApiException, V1DeleteOptions
 
+from clusterproof import node_labels
 from clusterproof.run import RUN_LABEL
 
 if TYPE_CHECKING:
@@ -22,6 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("clusterproof.tracker")
 REQUEST_TIMEOUT = 15  # cleanup also runs from a signal handler: never wait on a hung API for long
+OWNER_LABEL = "clusterproof.io/owner"
+
+Scope = Literal["test", "cluster"]
+Step = tuple[str, Callable[[], None]]  # (description, undo)
 
 
 @dataclass(frozen=True)
@@ -37,16 +55,19 @@ class TrackedObject:
 
 
 @dataclass
+class _Steps:
+    name: str
+    steps: list[Step] = field(default_factory=list)  # in registration order; run reversed
+    once: set[str] = field(default_factory=set)  # `once` keys of the steps above
+
+
+@dataclass
 class _ClusterRecord:
     cluster: Cluster
-    objects: list[TrackedObject] = field(default_factory=list)
-    namespaces: list[str] = field(default_factory=list)
-    # LIFO undo steps (node labels restored, ...): (description, fn)
-    undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
-    undo_keys: set[str] = field(default_factory=set)  # `once` keys of the steps above
-
-
-OWNER_LABEL = "clusterproof.io/owner"
+    # [0]: the cluster's own scope; after it the open test scopes, innermost last
+    scopes: list[_Steps] = field(default_factory=lambda: [_Steps("cluster")])
+    namespaces: set[str] = field(default_factory=set)  # registered, not yet deleted
+    deleted: set[str] = field(default_factory=set)  # namespaces deleted (the final sweep skips them)
 
 
 class ResourceTracker:
@@ -57,73 +78,114 @@ class ResourceTracker:
         self._records: dict[str, _ClusterRecord] = {}
         self._lock = threading.RLock()
 
+    @property
+    def holder(self) -> str:
+        """This process's name in shared leases (node labels): run id and xdist worker."""
+        return f"{self.run_id}/{self.owner}"
+
     def _record(self, cluster: Cluster) -> _ClusterRecord:
         with self._lock:
             return self._records.setdefault(cluster.name, _ClusterRecord(cluster))
 
+    # --- scopes ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def test_scope(self, cluster: Cluster, name: str) -> Iterator[None]:
+        """Steps registered for `cluster` with scope "test" while this is open run when it closes."""
+        with self._lock:
+            record = self._record(cluster)
+            opened = _Steps(name)
+            record.scopes.append(opened)
+        try:
+            yield
+        finally:
+            for error in self._close(cluster, opened):
+                log.warning("cleanup of %s: %s", name, error)
+
+    def _close(self, cluster: Cluster, scope: _Steps) -> list[str]:
+        with self._lock:
+            record = self._records.get(cluster.name)
+            # gone when a signal's cleanup already ran everything
+            if record is None or scope not in record.scopes:
+                return []
+            record.scopes.remove(scope)
+        return _collect_errors(list(reversed(scope.steps)))
+
     # --- recording ------------------------------------------------------------------------
 
+    def on_cleanup(
+        self,
+        cluster: Cluster,
+        description: str,
+        undo: Callable[[], None],
+        *,
+        once: str | None = None,
+        scope: Scope = "test",
+    ) -> None:
+        """Run `undo` at the end of the test (scope "test"; the cluster's scope when no test is
+        open) or when the cluster is let go (scope "cluster"), latest first. It must tolerate
+        having nothing to undo. With `once`, a step under the same key is recorded only the first
+        time (until its scope ends)."""
+        with self._lock:
+            record = self._record(cluster)
+            steps = record.scopes[-1] if scope == "test" else record.scopes[0]
+            if once is not None:
+                if once in steps.once:
+                    return
+                steps.once.add(once)
+            steps.steps.append((description, undo))
+
     def register(self, cluster: Cluster, obj: dict[str, Any], *, namespaced: bool) -> None:
+        """Something created: deleted at the end of the test (objects inside a registered
+        namespace go with the namespace)."""
         meta = obj.get("metadata") or {}
+        if obj["kind"] == "Namespace":
+            self.register_namespace(cluster, meta["name"])
+            return
         tracked = TrackedObject(
             obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace") if namespaced else None
         )
         with self._lock:
-            record = self._record(cluster)
-            if obj["kind"] == "Namespace":
-                record.namespaces.append(meta["name"])
-            else:
-                record.objects.append(tracked)
+            if tracked.namespace in self._record(cluster).namespaces:
+                return
+            self.on_cleanup(cluster, f"delete {tracked}", _deleter(cluster, tracked))
 
     def register_namespace(self, cluster: Cluster, name: str) -> None:
+        """A namespace made for the test: deleted (not waiting) when the test ends, after the
+        steps registered later."""
         with self._lock:
-            self._record(cluster).namespaces.append(name)
-
-    def on_cleanup(
-        self, cluster: Cluster, description: str, undo: Callable[[], None], *, once: str | None = None
-    ) -> None:
-        """Run `undo` at cleanup (latest first); it must tolerate having nothing to undo. With
-        `once`, a step under the same key is recorded only the first time (until cleanup)."""
-        with self._lock:
-            record = self._record(cluster)
-            if once is not None:
-                if once in record.undo_keys:
-                    return
-                record.undo_keys.add(once)
-            record.undo.append((description, undo))
+            self._record(cluster).namespaces.add(name)
+            self.on_cleanup(
+                cluster, f"delete namespace {name}", lambda: self._delete_registered_namespace(cluster, name)
+            )
 
     def label_node(self, cluster: Cluster, node: str, key: str, value: str | None) -> None:
-        """Set (or remove, value=None) a node label; the original value comes back at cleanup."""
-        once = f"label {node} {key}"
-        with self._lock:
-            if once not in self._record(cluster).undo_keys:  # the value from before the first change
-                original = (cluster.core.read_node(node).metadata.labels or {}).get(key)
-                self.on_cleanup(
-                    cluster,
-                    f"restore label {key} on node {node}",
-                    lambda: _patch_node_label(cluster, node, key, original),
-                    once=once,
-                )
-        _patch_node_label(cluster, node, key, value)
+        """Set (or remove, value=None) a node label while this process needs it; other processes
+        may hold the same label at the same value (see clusterproof.node_labels). The value from
+        before the first holder comes back when the last one lets the cluster go."""
+        self.on_cleanup(
+            cluster,
+            f"release label {key} on node {node}",
+            lambda: node_labels.release(cluster.core, node, key, self.holder),
+            once=f"label {node} {key}",
+            scope="cluster",
+        )
+        node_labels.take(cluster.core, node, key, value, self.holder)
 
     # --- cleaning -------------------------------------------------------------------------
 
-    def release_namespace(self, cluster: Cluster, name: str) -> list[str]:
-        """Delete one namespace (not waiting) and forget it and what was recorded inside."""
-        with self._lock:
-            record = self._record(cluster)
-            record.namespaces = [n for n in record.namespaces if n != name]
-            record.objects = [o for o in record.objects if o.namespace != name]
-        return _collect_errors([("delete namespace " + name, lambda: _delete_namespace(cluster, name))])
-
     def cleanup(self, cluster: Cluster | None = None) -> list[str]:
-        """Undo everything recorded (for one cluster, or all); returns the errors, also logged."""
+        """Undo everything recorded (for one cluster, or all): open test scopes first, then the
+        cluster's, each latest first, then this run's namespaces still there. Returns the
+        errors, also logged."""
         with self._lock:
             names = [cluster.name] if cluster is not None else list(self._records)
             records = [self._records.pop(n) for n in names if n in self._records]
         errors: list[str] = []
         for record in records:
-            errors += _collect_errors(self._steps(record))
+            steps = [step for scope in reversed(record.scopes) for step in reversed(scope.steps)]
+            errors += _collect_errors(steps)
+            errors += _collect_errors(self._sweep(record))
         for error in errors:
             log.warning("cleanup: %s", error)
         return errors
@@ -133,17 +195,23 @@ class ResourceTracker:
         with self._lock:
             self._records.pop(cluster.name, None)
 
-    def _steps(self, record: _ClusterRecord) -> list[tuple[str, Callable[[], None]]]:
+    def _delete_registered_namespace(self, cluster: Cluster, name: str) -> None:
+        _delete_namespace(cluster, name)
+        with self._lock:
+            record = self._records.get(cluster.name)
+            if record is not None:
+                record.namespaces.discard(name)
+                record.deleted.add(name)
+
+    def _sweep(self, record: _ClusterRecord) -> list[Step]:
+        """This run's namespaces (of this process) that no step deleted: left by a crash."""
         cluster = record.cluster
-        steps = list(reversed(record.undo))
-        namespaces = set(record.namespaces)
-        for obj in reversed(record.objects):
-            if obj.namespace is None or obj.namespace not in namespaces:
-                steps.append((f"delete {obj}", _deleter(cluster, obj)))
         labelled = _run_namespaces(cluster, f"{RUN_LABEL}={self.run_id},{OWNER_LABEL}={self.owner}")
-        for name in dict.fromkeys([*record.namespaces, *labelled]):
-            steps.append((f"delete namespace {name}", _namespace_deleter(cluster, name)))
-        return steps
+        return [
+            (f"delete namespace {name}", _namespace_deleter(cluster, name))
+            for name in labelled
+            if name not in record.deleted
+        ]
 
 
 def _collect_errors(steps: list[tuple[str, Callable[[], None]]]) -> list[str]:
@@ -194,10 +262,6 @@ def _run_namespaces(cluster: Cluster, selector: str) -> list[str]:
         log.warning("cleanup: cannot list this run's namespaces: %s", type(e).__name__)
         return []
     return [ns.metadata.name for ns in found.items if ns.status.phase != "Terminating"]
-
-
-def _patch_node_label(cluster: Cluster, node: str, key: str, value: str | None) -> None:
-    cluster.core.patch_node(node, {"metadata": {"labels": {key: value}}}, _request_timeout=REQUEST_TIMEOUT)
 
 
 # --- signals -------------------------------------------------------------------------------

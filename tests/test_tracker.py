@@ -8,19 +8,25 @@ from types import SimpleNamespace
 import pytest
 from kubernetes.client import ApiException
 
+from clusterproof import node_labels
+from clusterproof.node_labels import LabelConflict
 from clusterproof.tracker import ResourceTracker, install_signal_cleanup
 
 
 class FakeCluster:
-    """Fake Cluster: core/dynamic record calls; names in `missing` answer 404."""
+    """Fake Cluster: core/dynamic record calls; names in `missing` answer 404. Nodes keep labels,
+    annotations and a resourceVersion that changes with every patch (a patch computed from an
+    older one answers 409, as the API server does)."""
 
     def __init__(self, name="c1", labelled=(), missing=()):
         self.name = name
         self.calls = []
         self.node_labels = {"node-1": {"zone": "a"}}
+        self.node_annotations = {"node-1": {}}
+        self.versions = {"node-1": 1}
         missing = set(missing)
         calls = self.calls
-        labels = self.node_labels
+        labels, annotations, versions = self.node_labels, self.node_annotations, self.versions
 
         class Core:
             def delete_collection_namespaced_pod(self, namespace, **kwargs):
@@ -40,15 +46,26 @@ class FakeCluster:
                 ]
                 return SimpleNamespace(items=items)
 
-            def read_node(self, name):
-                return SimpleNamespace(metadata=SimpleNamespace(labels=dict(labels[name])))
+            def read_node(self, name, _request_timeout=None):
+                meta = SimpleNamespace(
+                    labels=dict(labels[name]), annotations=dict(annotations[name]), resource_version=str(versions[name])
+                )
+                return SimpleNamespace(metadata=meta)
 
             def patch_node(self, name, body, _request_timeout=None):
-                for key, value in body["metadata"]["labels"].items():
-                    if value is None:
-                        labels[name].pop(key, None)
-                    else:
-                        labels[name][key] = value
+                meta = body["metadata"]
+                if meta.get("resourceVersion", str(versions[name])) != str(versions[name]):
+                    raise ApiException(status=409, reason="Conflict")
+                versions[name] += 1
+                for target, changes in (
+                    (labels[name], meta.get("labels", {})),
+                    (annotations[name], meta.get("annotations", {})),
+                ):
+                    for key, value in changes.items():
+                        if value is None:
+                            target.pop(key, None)
+                        else:
+                            target[key] = value
 
         class Resource:
             def __init__(self, kind):
@@ -137,15 +154,75 @@ def test_errors_other_than_404_are_reported_and_cleanup_goes_on():
     assert ("delete namespace", "cp-ns") in cluster.calls
 
 
-def test_release_namespace_forgets_what_was_inside():
+def test_a_test_scope_undoes_what_the_test_registered_latest_first_and_its_namespace_last():
     cluster = FakeCluster()
     tracker = ResourceTracker("r1")
-    tracker.register_namespace(cluster, "cp-ns")
-    tracker.register(cluster, obj("Pod", "p", "cp-ns"), namespaced=True)
-    tracker.release_namespace(cluster, "cp-ns")
+    tracker.on_cleanup(cluster, "module-wide", lambda: cluster.calls.append(("module-wide",)), scope="cluster")
+    with tracker.test_scope(cluster, "test_a"):
+        tracker.register_namespace(cluster, "cp-ns")
+        tracker.register(cluster, obj("Pod", "p", "cp-ns"), namespaced=True)  # goes with its namespace
+        tracker.register(cluster, obj("PersistentVolume", "pv-1"), namespaced=False)
+        tracker.on_cleanup(cluster, "free node port", lambda: cluster.calls.append(("free node port",)))
+        tracker.on_cleanup(cluster, "release label", lambda: cluster.calls.append(("label",)), scope="cluster")
+    assert cluster.calls == [
+        ("free node port",),
+        ("delete PersistentVolume", "pv-1"),
+        ("delete pods", "cp-ns"),
+        ("delete namespace", "cp-ns"),
+    ]
     cluster.calls.clear()
-    tracker.cleanup()
+    tracker.cleanup(cluster)  # the cluster's own steps, latest first; cp-ns is not deleted again
+    assert cluster.calls == [("label",), ("module-wide",)]
+
+
+def test_cleanup_during_an_open_test_scope_runs_it_and_the_scope_then_closes_quietly():
+    cluster = FakeCluster()
+    tracker = ResourceTracker("r1")
+    with tracker.test_scope(cluster, "test_a"):
+        tracker.register_namespace(cluster, "cp-ns")
+        tracker.cleanup()  # SIGINT during the test
+        assert ("delete namespace", "cp-ns") in cluster.calls
+        cluster.calls.clear()
     assert cluster.calls == []
+
+
+def test_a_node_label_held_by_two_processes_comes_back_when_the_last_lets_go():
+    cluster = FakeCluster()
+    first, second = ResourceTracker("r1", owner="gw0"), ResourceTracker("r1", owner="gw1")
+    first.label_node(cluster, "node-1", "node", "node1")
+    second.label_node(cluster, "node-1", "node", "node1")
+    first.label_node(cluster, "node-1", "node", "node1")  # again: one release step only
+    assert cluster.node_labels["node-1"] == {"zone": "a", "node": "node1"}
+
+    first.cleanup()
+    assert cluster.node_labels["node-1"]["node"] == "node1", "gw1 still holds it"
+    second.cleanup()
+    assert cluster.node_labels["node-1"] == {"zone": "a"}
+    assert cluster.node_annotations["node-1"] == {}
+
+
+def test_a_node_label_held_at_another_value_by_someone_else_is_refused():
+    cluster = FakeCluster()
+    ResourceTracker("r1", owner="gw0").label_node(cluster, "node-1", "zone", "b")
+    with pytest.raises(LabelConflict, match=r"label zone is held at 'b' by \['r1/gw0'\]; cannot set it to 'c'"):
+        ResourceTracker("r1", owner="gw1").label_node(cluster, "node-1", "zone", "c")
+
+
+def test_a_lease_change_computed_from_a_stale_node_is_computed_again():
+    cluster = FakeCluster()
+    real_read = cluster.core.read_node
+    reads = []
+
+    def read_then_someone_else_patches(name, _request_timeout=None):
+        node = real_read(name)
+        reads.append(1)
+        if len(reads) == 1:
+            cluster.versions[name] += 1  # another process changed the node meanwhile
+        return node
+
+    cluster.core.read_node = read_then_someone_else_patches
+    node_labels.take(cluster.core, "node-1", "node", "node1", "r1/main")
+    assert len(reads) == 2 and cluster.node_labels["node-1"]["node"] == "node1"
 
 
 def test_sigint_runs_cleanup_then_raises_keyboard_interrupt():
