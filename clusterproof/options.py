@@ -29,7 +29,7 @@ from clusterproof.redact import redact
 PACKAGE_DATA = Path(__file__).parent / "data"
 DEFAULT_KIND_CONFIG = Path("fixtures/kind/three-nodes.yaml")
 PYTEST_KIND_DEFAULT_NAME = "pytest-kind"
-MIN_KIND_VERSION = (0, 27, 0)
+MIN_KIND_VERSION = (0, 33, 0)
 API_PROBE_TIMEOUT = 5.0
 KIND_DOWNLOAD_ENV = "CLUSTERPROOF_KIND_DOWNLOAD"
 
@@ -64,13 +64,20 @@ def add_options(parser: pytest.Parser) -> None:
         "--kind-download",
         action="store_true",
         help=f"let pytest-kind-ng download kind when it is not on PATH (or {KIND_DOWNLOAD_ENV}=1); "
-        "the version is KIND_VERSION, v0.27.0 or newer",
+        "the version is KIND_VERSION, v0.33.0 or newer",
     )
     group.addoption(
         "--offline",
         choices=("auto", "yes", "no"),
         default="auto",
         help="kind: use the images built from Debian packages (auto: when no registry answers)",
+    )
+    group.addoption(
+        "--k8s-version",
+        default=None,
+        metavar="X.Y",
+        help="kind: the Kubernetes release of the clusters (offline: 1.37, 1.36 or the legacy 1.20; "
+        "default 1.37; online: kindest/node of that release)",
     )
     group.addoption("--context", default=None, metavar="NAME", help="kubeconfig context to use")
     group.addoption(
@@ -117,6 +124,7 @@ class Settings:
     kind_bin: Path | None
     kind_download: bool
     kind_image: str | None
+    k8s_version: str | None
     kind_cluster_name: str | None
     kubectl_bin: Path | None
     kubeconfig: Path | None
@@ -181,6 +189,7 @@ def build_settings(
         kind_bin=_path(option("kind_bin")),
         kind_download=bool(option("kind_download") or env.get(KIND_DOWNLOAD_ENV) == "1"),
         kind_image=option("kind_image"),
+        k8s_version=_k8s_version(option("k8s_version")),
         kind_cluster_name=cluster_name,
         kubectl_bin=_path(option("kind_kubectl_bin")),
         kubeconfig=kubeconfig,
@@ -192,6 +201,17 @@ def build_settings(
         claims_file=claims_file or default_claims_file(rootdir),
         allow_disruptive=bool(option("allow_disruptive")),
     )
+
+
+def _k8s_version(value: str | None) -> str | None:
+    if not value:
+        return None
+    from clusterproof.offline.releases import UnknownRelease, release
+
+    try:
+        return release(value).minor
+    except UnknownRelease as e:
+        raise pytest.UsageError(str(e)) from None
 
 
 def default_claims_file(rootdir: Path) -> Path:
@@ -214,6 +234,7 @@ class Probes:
     docker_reachable: Callable[[], bool] = lambda: docker_daemon_reachable()
     api_version: Callable[[Path, str, float], str] = lambda k, c, t: probe_api(k, c, t)
     pytest_kind_version: Callable[[], str] = lambda: _pytest_kind_version()
+    kind_version: Callable[[Path], str] = lambda kind: kind_binary_version(kind)
 
 
 def check_cluster_access(
@@ -246,22 +267,33 @@ def _check_kind(settings: Settings, probes: Probes) -> Settings:
     if settings.kind_bin is not None:
         if not (settings.kind_bin.is_file() and os.access(settings.kind_bin, os.X_OK)):
             raise pytest.UsageError(f"--kind-bin {settings.kind_bin}: not an executable file")
+        _check_kind_version(settings.kind_bin, probes)
         return settings
     found = _which_path(probes.which, "kind")
     if found is not None:
+        _check_kind_version(found, probes)
         return dataclasses.replace(settings, kind_bin=found)
     if not settings.kind_download:
         raise pytest.UsageError(
-            "kind not found on PATH: install kind v0.27.0 or newer (scripts/bootstrap.sh), pass "
+            "kind not found on PATH: install kind v0.33.0 or newer (scripts/bootstrap.sh), pass "
             f"--kind-bin PATH, or allow a download with --kind-download ({KIND_DOWNLOAD_ENV}=1) "
-            "and KIND_VERSION=v0.27.0"
+            "and KIND_VERSION=v0.33.0"
         )
     version = probes.pytest_kind_version()
     if parse_version(version) < MIN_KIND_VERSION:
         raise pytest.UsageError(
-            f"--kind-download would fetch kind {version}: set KIND_VERSION=v0.27.0 or newer (before running pytest)"
+            f"--kind-download would fetch kind {version}: set KIND_VERSION=v0.33.0 or newer (before running pytest)"
         )
     return settings
+
+
+def _check_kind_version(kind: Path, probes: Probes) -> None:
+    version = probes.kind_version(kind)
+    if parse_version(version) < MIN_KIND_VERSION:
+        raise pytest.UsageError(
+            f"kind {version} at {kind} is too old: Kubernetes 1.36+ needs kind v0.33.0 or newer "
+            "(kubeadm config v1beta4): run scripts/bootstrap.sh or pass --kind-bin"
+        )
 
 
 def _check_existing(settings: Settings, probes: Probes, env: Mapping[str, str]) -> Settings:
@@ -372,6 +404,15 @@ def parse_version(version: str) -> tuple[int, ...]:
 def _which_path(which: Callable[[str], str | None], name: str) -> Path | None:
     found = which(name)
     return Path(found) if found else None
+
+
+def kind_binary_version(kind: Path) -> str:
+    """`kind version` prints `kind v0.33.0 go1.26.8 linux/amd64`; "unknown" if it cannot run."""
+    try:
+        out = subprocess.run([str(kind), "version"], capture_output=True, text=True, timeout=10).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out[1] if len(out) > 1 else "unknown"
 
 
 def _pytest_kind_version() -> str:

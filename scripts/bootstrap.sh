@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install and start what clusterproof needs on a Debian machine, saying what it does and
-# skipping what is already there: docker engine (started), kind, tox, and the tools of
-# the offline image build (debootstrap, rsync). Safe to run again.
+# skipping what is already there: docker engine (started), kind (built from its Go module),
+# tox, and the tools of the offline image build (debootstrap, rsync, gcc). Needs Go 1.26+.
+# Safe to run again.
 set -euo pipefail
 say() { printf 'bootstrap: %s\n' "$*"; }
 die() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
 
-KIND_VERSION=0.27.0
+KIND_VERSION=0.33.0
 TOX_VERSION=4.67.15
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -41,25 +42,34 @@ if ! docker_up; then
 fi
 say "docker $(docker version -f '{{.Server.Version}}' 2>/dev/null) is running"
 
-# --- kind (Debian trixie's package: a static binary that installs on bookworm) ---
-if ! have kind || [ "$(kind version 2>/dev/null | awk '{print $2}')" != "v$KIND_VERSION" ]; then
-  if have kind; then say "kind $(kind version | awk '{print $2}') found; installing v$KIND_VERSION beside it is up to you"; else
-    have apt-get || die "kind is missing: install kind v$KIND_VERSION (https://kind.sigs.k8s.io)"
-    tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-    mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
-    echo "deb http://deb.debian.org/debian trixie main" >"$tmp/sources.list"
-    aptx=(-o Dir::Etc::sourcelist="$tmp/sources.list" -o Dir::Etc::sourceparts=/dev/null
-          -o Dir::State::Lists="$tmp/lists" -o Dir::Cache::Archives="$tmp/archives" -o APT::Sandbox::User=root)
-    say "installing kind v$KIND_VERSION from Debian trixie"
-    $SUDO apt-get "${aptx[@]}" update -qq || die "Debian mirror unreachable: cannot fetch kind"
-    (cd "$tmp" && $SUDO apt-get "${aptx[@]}" download -qq "kind=$KIND_VERSION*") || die "could not download kind"
-    $SUDO dpkg -i "$tmp"/kind_*.deb >/dev/null
-  fi
+# --- Go (kind and the offline images are built from Go modules) ---
+GO_MIN=1.26
+have go || die "no Go toolchain on PATH: install Go $GO_MIN or newer (kind and the offline images are built from Go modules)"
+go_version=$(GOTOOLCHAIN=local go env GOVERSION | sed 's/^go//')
+printf '%s\n%s\n' "$GO_MIN" "$go_version" | sort -V -C \
+  || die "Go $go_version is too old: install Go $GO_MIN or newer"
+say "go $go_version"
+
+# --- kind, built from its Go module (v0.33: kubeadm config v1beta4 for Kubernetes 1.36+) ---
+kind_version() { kind version 2>/dev/null | awk '{print $2}'; }
+if [ "$(kind_version)" != "v$KIND_VERSION" ]; then
+  [ -z "$(kind_version)" ] || say "kind $(kind_version) found: installing v$KIND_VERSION in front of it"
+  say "building kind v$KIND_VERSION from the Go module proxy (go install sigs.k8s.io/kind@v$KIND_VERSION)"
+  log=$(mktemp)
+  $SUDO env "PATH=$PATH" GOBIN=/usr/local/bin CGO_ENABLED=0 \
+    go install "sigs.k8s.io/kind@v$KIND_VERSION" >"$log" 2>&1 \
+    || { tail -5 "$log" >&2; die "could not build kind v$KIND_VERSION (is the Go module proxy reachable? GOPROXY=$(go env GOPROXY))"; }
+  rm -f "$log"
+  hash -r
 fi
+[ "$(command -v kind)" = /usr/local/bin/kind ] || [ "$(kind_version)" = "v$KIND_VERSION" ] \
+  || die "another kind comes first on PATH ($(command -v kind), $(kind_version)): put /usr/local/bin first"
 say "$(kind version)"
 
 # --- offline image build tools ---
 for tool in debootstrap rsync; do have "$tool" || apt_install "$tool"; done
+# pause is compiled static from the release's pause.c
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] && have gcc || apt_install gcc libc6-dev
 
 # --- tox ---
 if ! have tox; then

@@ -8,9 +8,9 @@ from clusterproof.images import ImageCatalogue, parse_image_map
 
 def test_packaged_catalogue_has_the_agreed_refs():
     cat = ImageCatalogue.load()
-    assert cat.ref("agnhost") == "registry.k8s.io/e2e-test-images/agnhost:2.21"
+    assert cat.ref("agnhost") == "registry.k8s.io/e2e-test-images/agnhost:2.66.1"
     assert cat.ref("busybox") == "docker.io/library/busybox:1.29"
-    assert cat.ref("pause") == "registry.k8s.io/pause:3.2"
+    assert cat.ref("pause") == "registry.k8s.io/pause:3.10.2"
     assert cat.ref("fluentd-elasticsearch") == "quay.io/fluentd_elasticsearch/fluentd:v2.5.2"
     assert cat.ref("fluentd-elasticsearch", offline=True) == cat.ref("agnhost")
     assert cat.ref("busybox", offline=True) == cat.ref("busybox")

@@ -45,15 +45,18 @@ class FakeOfflineApi:
         self.calls.append(f"resolve {mode}")
         return self.offline
 
-    def ensure_images(self, log):
+    def ensure_images(self, version, log):
         self.calls.append("ensure_images")
-        return "clusterproof/node:v1.20.2-abc"
+        return "clusterproof/node:v1.37.2-abc"
+
+    def stock_image(self, version):
+        return None
 
     def kind_command(self, kind_path, run_dir):
         self.calls.append("kind_command")
         return run_dir / "kind-launcher"
 
-    def kind_config_overrides(self):
+    def kind_config_overrides(self, version):
         return {"networking": {"disableDefaultCNI": True}, "kubeadmConfigPatches": ["kind: ClusterConfiguration\n"]}
 
     def configure_cluster(self, cluster):
@@ -127,7 +130,7 @@ def test_offline_cluster_goes_through_every_hook_in_order(provider_for):
     assert cluster.name == kind.name == "cp-163000ab12-services"
     assert cluster.context == "kind-cp-163000ab12-services"
     assert cluster.offline is True and cluster.provider == "kind"
-    assert kind.image == "clusterproof/node:v1.20.2-abc"
+    assert kind.image == "clusterproof/node:v1.37.2-abc"
     assert kind.kind_path.name == "kind-launcher"
     assert api.calls == [
         "hygiene enter",
@@ -193,7 +196,9 @@ def test_cluster_name_option_names_the_session_cluster(provider_for):
 
 def test_config_merge_keeps_user_settings():
     base = {**BASE, "networking": {"podSubnet": "10.244.0.0/16"}, "kubeadmConfigPatches": ["mine"]}
-    merged = merged_kind_config(base, SimpleNamespace(kind_config_patches=lambda: ["theirs"]))
+    api = SimpleNamespace(kind_config_overrides=lambda v: {"networking": {"disableDefaultCNI": True},
+                                                           "kubeadmConfigPatches": ["theirs"]})
+    merged = merged_kind_config(base, api)
     assert merged["networking"] == {"podSubnet": "10.244.0.0/16", "disableDefaultCNI": True}
     assert merged["kubeadmConfigPatches"] == ["mine", "theirs"]
     assert base["kubeadmConfigPatches"] == ["mine"]

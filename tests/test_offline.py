@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterproof.offline import build, capabilities, hygiene, podnetwork
+from clusterproof.offline import build, capabilities, hygiene, podnetwork, releases
 
 FULL_41 = (1 << 41) - 1
 
@@ -112,7 +112,8 @@ def test_sysctls_changed_during_the_run_are_written_back(tmp_path):
 
 
 def test_a_recipe_change_changes_the_hash_of_that_step_and_of_every_step_after_it(tmp_path, monkeypatch):
-    before = {name: step.hash for name, step in build.steps().items()}
+    release = releases.release("1.37")
+    before = {name: step.hash for name, step in build.steps(release).items()}
     recipes = tmp_path / "recipes"
     recipes.mkdir()
     for f in build.RECIPES.rglob("*"):
@@ -121,15 +122,29 @@ def test_a_recipe_change_changes_the_hash_of_that_step_and_of_every_step_after_i
             (recipes / f.relative_to(build.RECIPES)).write_bytes(f.read_bytes())
     (recipes / "images.sh").write_text((recipes / "images.sh").read_text() + "\n# changed\n")
     monkeypatch.setattr(build, "RECIPES", recipes)
-    after = {name: step.hash for name, step in build.steps().items()}
+    after = {name: step.hash for name, step in build.steps(release).items()}
     changed = {name for name in before if before[name] != after[name]}
-    assert changed == {"images", "node"}
+    assert changed == {"images-1.37", "node-1.37", "node"}
+
+
+def test_releases_share_what_is_not_theirs_and_differ_in_what_is():
+    new, old = build.steps(releases.release("1.37")), build.steps(releases.release("1.36"))
+    shared = {"node-rootfs", "workload-rootfs", "go-agnhost", "go-containerd", "go-local-path-provisioner"}
+    assert {n: new[n].hash for n in shared} == {n: old[n].hash for n in shared}
+    assert new["node"].hash != old["node"].hash
+
+
+def test_the_legacy_release_is_built_from_debian_and_needs_no_go_kubernetes():
+    legacy = build.steps(releases.release("1.20"))
+    assert "debian-kubernetes-1.20" in legacy and not any(n.startswith("go-kubernetes") for n in legacy)
+    assert legacy["node"].env["CONTAINERD_CONFIG"] == "containerd-1.6.toml"
 
 
 def test_node_image_tag_names_the_kubernetes_version_and_the_recipe_hash():
-    tag = build.node_image_tag()
-    assert tag.startswith(f"clusterproof/node:{build.KUBE_VERSION}-")
-    assert len(tag.rsplit("-", 1)[1]) == 12
+    for minor, release in releases.RELEASES.items():
+        tag = build.node_image_tag(release)
+        assert tag.startswith(f"clusterproof/node:{release.kube}-"), minor
+        assert len(tag.rsplit("-", 1)[1]) == 12
 
 
 def test_a_cached_build_runs_no_step(tmp_path, monkeypatch):

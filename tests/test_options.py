@@ -39,6 +39,7 @@ def options(**given):
         "kind_bin": None,
         "kind_download": False,
         "kind_image": None,
+        "k8s_version": None,
         "cluster_name": "pytest-kind",
         "kind_kubectl_bin": None,
         "allow_context": [],
@@ -61,12 +62,14 @@ def fake_probes(
     docker=True,
     api=lambda k, c, t: "v1.20.2",
     kind_version="v0.17.0",
+    kind_binary="v0.33.0",
 ):
     return Probes(
         which=lambda name: f"/usr/bin/{name}" if name in which else None,
         docker_reachable=lambda: docker,
         api_version=api,
         pytest_kind_version=lambda: kind_version,
+        kind_version=lambda kind: kind_binary,
     )
 
 
@@ -176,7 +179,7 @@ def test_docker_daemon_down(kind_root):
 
 def test_no_kind_binary(kind_root):
     msg = usage_error(check_cluster_access, settings(kind_root), fake_probes(which=("docker",)))
-    assert msg.startswith("kind not found on PATH: install kind v0.27.0 or newer")
+    assert msg.startswith("kind not found on PATH: install kind v0.33.0 or newer")
     assert "--kind-bin" in msg and "--kind-download" in msg
 
 
@@ -189,12 +192,12 @@ def test_kind_bin_not_executable(kind_root):
 def test_kind_download_refuses_old_default_version(kind_root):
     s = settings(kind_root, kind_download=True)
     msg = usage_error(check_cluster_access, s, fake_probes(which=("docker",)))
-    assert msg.startswith("--kind-download would fetch kind v0.17.0: set KIND_VERSION=v0.27.0")
+    assert msg.startswith("--kind-download would fetch kind v0.17.0: set KIND_VERSION=v0.33.0")
 
 
 def test_kind_download_with_recent_version_is_accepted(kind_root):
     s = settings(kind_root, kind_download=True)
-    checked = check_cluster_access(s, fake_probes(which=("docker",), kind_version="v0.27.0"))
+    checked = check_cluster_access(s, fake_probes(which=("docker",), kind_version="v0.33.0"))
     assert checked.kind_bin is None and checked.kind_download
 
 
@@ -278,3 +281,21 @@ def test_real_api_probe_gives_up_fast_on_a_closed_port(tmp_path, kubeconfig):
     msg = usage_error(probe_api, kubeconfig, "kind-dev", 5.0)
     assert time.monotonic() - start < 5
     assert msg.startswith(f"Kubernetes API of context 'kind-dev' not reachable within 5s at https://127.0.0.1:{port}")
+
+
+def test_kind_too_old_for_current_kubernetes(kind_root):
+    msg = usage_error(check_cluster_access, settings(kind_root), fake_probes(kind_binary="v0.27.0"))
+    assert msg == (
+        "kind v0.27.0 at /usr/bin/kind is too old: Kubernetes 1.36+ needs kind v0.33.0 or newer "
+        "(kubeadm config v1beta4): run scripts/bootstrap.sh or pass --kind-bin"
+    )
+
+
+@pytest.mark.parametrize("given, minor", [("1.36", "1.36"), ("v1.37.2", "1.37"), ("1.20", "1.20")])
+def test_k8s_version_names_a_release(tmp_path, given, minor):
+    assert settings(tmp_path, k8s_version=given).k8s_version == minor
+
+
+def test_unknown_k8s_version_lists_the_releases(tmp_path):
+    msg = usage_error(settings, tmp_path, k8s_version="1.30")
+    assert msg.startswith("--k8s-version 1.30: the offline build makes 1.37 (v1.37.2), 1.36 (v1.36.3), 1.20 (v1.20.2)")

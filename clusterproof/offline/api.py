@@ -10,14 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clusterproof.offline import capabilities, hygiene, podnetwork
+from clusterproof.offline import capabilities, hygiene, podnetwork, releases
 from clusterproof.offline.build import Builder
 
 if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
 
-# kind 0.27's default node image; present locally means kind can boot without a registry
-STOCK_NODE_IMAGE = "kindest/node:v1.32.2"
+# kind v0.33's default node image; present locally means kind can boot without a registry
+STOCK_NODE_IMAGE = "kindest/node:v1.37.0"
 REGISTRY_HOSTS = ("registry-1.docker.io", "registry.k8s.io")
 POD_CIDR_TIMEOUT = 60
 
@@ -49,34 +49,35 @@ def resolve_offline(mode: str, kind_image: str | None = None) -> bool:
     return not local and not all(_resolves(h) for h in REGISTRY_HOSTS)
 
 
-def ensure_images(log: Callable[[str], None] = print) -> str:
-    """The offline node image tag, built first if the recipe changed (slow only the first time)."""
+def ensure_images(version: str | None = None, log: Callable[[str], None] = print) -> str:
+    """The offline node image tag of a release (`1.37`; None: the default), built first if its
+    recipe changed (slow only the first time)."""
     builder = Builder(log=lambda m: log(f"offline images: {m}"))
-    tag = builder.build()
+    tag = builder.build(releases.release(version))
     log("offline images:\n" + builder.report())
     return tag
+
+
+def stock_image(version: str | None) -> str | None:
+    """Online: kind's published node image of that release (None: kind's default)."""
+    return f"kindest/node:{releases.release(version).kube}" if version else None
 
 
 def kind_command(kind_path: Path, run_dir: Path) -> Path:
     return capabilities.kind_command(kind_path, run_dir)
 
 
-def kind_config_overrides() -> dict:
-    """Merged into the kind cluster config: no kindnet (its image is not to be had), and the
-    host-path provisioner behind kind's fallback `standard` StorageClass."""
-    return {
-        "networking": {"disableDefaultCNI": True},
-        "kubeadmConfigPatches": [
-            "kind: ClusterConfiguration\n"
-            "controllerManager:\n"
-            "  extraArgs:\n"
-            '    enable-hostpath-provisioner: "true"\n'
-        ],
-    }
-
-
-def kind_config_patches() -> list[str]:
-    return kind_config_overrides()["kubeadmConfigPatches"]
+def kind_config_overrides(version: str | None = None) -> dict:
+    """Merged into the kind cluster config of an offline cluster: no kindnet (its module is not
+    served: the pod network is set up by configure_cluster). Go-built releases run the kubelet
+    with the cgroupfs driver their containerd is configured for, and allow cgroup v1 (kubelet
+    1.35+ refuses it by default); kind writes cgroupfs itself below 1.24."""
+    release = releases.release(version)
+    patches = []
+    if release.minor_number >= 24:
+        patches.append("kind: KubeletConfiguration\ncgroupDriver: cgroupfs\n"
+                       + ("failCgroupV1: false\n" if release.minor_number >= 31 else ""))
+    return {"networking": {"disableDefaultCNI": True}, "kubeadmConfigPatches": patches}
 
 
 def configure_cluster(cluster: Cluster) -> None:

@@ -1,16 +1,20 @@
-"""Build the offline node and workload images, each step cached by a hash of its recipe.
+"""Build the offline node images, each step cached by a hash of its recipe.
 
-Steps form a chain; a step's hash covers its own recipe files and the hashes of the steps
-it uses, so a change anywhere rebuilds exactly what depends on it. A step whose output
-exists (docker image tag or cache file) is skipped: a second build takes seconds.
+Steps form a graph; a step's hash covers its own recipe (files, and for Go programs the
+wrapper module's spec) and the hashes of the steps it uses, so a change anywhere rebuilds
+exactly what depends on it. A step whose output exists (docker image tag, or a marker file
+written only after success) is skipped: a second build is a cache check. A failed step
+leaves no marker, so it never poisons the cache.
 
-    python -m clusterproof.offline build     # build what is missing, print a time per step
-    python -m clusterproof.offline tag       # print the node image tag the recipe gives
+    python -m clusterproof.offline build [--k8s-version 1.37] ...  # build what is missing
+    python -m clusterproof.offline tag [--k8s-version 1.37]         # the node image tag
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import inspect
 import os
 import shutil
 import subprocess
@@ -21,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clusterproof.errors import ClusterproofError
+from clusterproof.offline import gomod, programs, releases
+from clusterproof.offline.releases import Release
 
-KUBE_VERSION = "v1.20.2"
 RECIPES = Path(__file__).parent / "recipes"
-MIN_FREE_BYTES = 4 * 1024**3  # rootfs trees, Go build cache and images at once
+MIN_FREE_BYTES = 12 * 1024**3  # Go caches, rootfs trees and the images of one release at once
 Log = Callable[[str], None]
 
 
@@ -39,7 +44,7 @@ def default_cache_dir() -> Path:
 
 
 def recipe_hash(*parts: str | Path) -> str:
-    """Hash of recipe files (by content) and upstream hashes (as strings)."""
+    """Hash of recipe files (by content) and upstream hashes or specs (as strings)."""
     h = hashlib.sha256()
     for part in parts:
         if isinstance(part, Path):
@@ -51,24 +56,35 @@ def recipe_hash(*parts: str | Path) -> str:
     return h.hexdigest()[:12]
 
 
-@dataclass
+# An input of a step: an environment variable naming another step's output.
+# ("TAG",) -> its image tag; ("dir", "bin") -> a directory below its output.
+Input = tuple["Step", str]
+
+GoAction = Callable[["Builder", "Step", Path], dict[str, float]]
+
+
+@dataclass(eq=False)
 class Step:
     name: str
-    script: str
-    recipe: tuple[Path, ...]
+    recipe: tuple[str | Path, ...]
     after: tuple[Step, ...] = ()
-    image: str | None = None  # docker image repository; tag = hash
-    marker: str | None = None  # cache-relative file that proves the output exists
+    script: str | None = None  # bash recipe in recipes/
+    go: GoAction | None = None  # or a Go build, run here
+    image: str | None = None  # docker image repository; tag = [tag_prefix-]hash
+    tag_prefix: str = ""
+    marker: str | None = None  # output-relative file that proves the output exists
+    inputs: dict[str, Input] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
     @property
     def hash(self) -> str:
-        return recipe_hash(*self.recipe, KUBE_VERSION, *(s.hash for s in self.after))
+        return recipe_hash(*self.recipe, *(f"{k}={v}" for k, v in sorted(self.env.items())),
+                           *(s.hash for s in self.after))
 
     @property
     def tag(self) -> str:
         assert self.image, self.name
-        prefix = f"{KUBE_VERSION}-" if self.name == "node" else ""
+        prefix = f"{self.tag_prefix}-" if self.tag_prefix else ""
         return f"{self.image}:{prefix}{self.hash}"
 
     def output_dir(self, cache: Path) -> Path:
@@ -79,37 +95,139 @@ def _files(*names: str) -> tuple[Path, ...]:
     return tuple(RECIPES / n for n in ("lib.sh", *names))
 
 
-def steps() -> dict[str, Step]:
-    builder = Step("builder", "builder-rootfs.sh", _files("builder-rootfs.sh"), image="clusterproof/builder")
-    source = Step("source", "k8s-source.sh", _files("k8s-source.sh"), marker="src/.done")
-    binaries = Step(
-        "binaries", "k8s-binaries.sh", _files("k8s-binaries.sh"), after=(builder, source), marker="bin/.done"
+def _source_of(*objects: object) -> tuple[str, ...]:
+    return tuple(inspect.getsource(o) for o in objects)  # type: ignore[arg-type]
+
+
+# --- Go actions ----------------------------------------------------------------------------------
+
+
+def _go_kubernetes(release: Release, *, with_agnhost: bool, only_agnhost: bool = False) -> GoAction:
+    def action(builder: Builder, step: Step, out: Path) -> dict[str, float]:
+        env = builder.go_env
+        component = f"kubernetes {release.kube}"
+        upstream = gomod.download(env, component, "k8s.io/kubernetes", release.kube, builder.cache / "go" / "work")
+        program = programs.kubernetes(release, (upstream / "go.mod").read_text(), with_agnhost=with_agnhost)
+        if only_agnhost:
+            program = programs.only(program, "k8s.io/kubernetes/test/images/agnhost", f"agnhost {releases.AGNHOST_TAG}")
+        seconds = gomod.build(env, program, out, builder.cache / "go" / "work" / step.name, log=builder.step_log(step))
+        if not only_agnhost:
+            seconds["pause"] = _compile_pause(programs.pause_source(upstream), out / "pause", release)
+        return seconds
+
+    return action
+
+
+def _go_program(make: Callable[[], gomod.GoProgram]) -> GoAction:
+    def action(builder: Builder, step: Step, out: Path) -> dict[str, float]:
+        work = builder.cache / "go" / "work" / step.name
+        return gomod.build(builder.go_env, make(), out, work, log=builder.step_log(step))
+
+    return action
+
+
+def _compile_pause(source: Path, target: Path, release: Release) -> float:
+    started = time.monotonic()
+    if shutil.which("gcc") is None:
+        raise BuildError("pause: gcc is missing (apt-get install gcc libc6-dev): pause is compiled from pause.c")
+    done = subprocess.run(
+        ["gcc", "-Os", "-static", f"-DVERSION=v{release.pause}", "-o", str(target), str(source)],
+        capture_output=True, text=True,
     )
-    node_rootfs = Step("node-rootfs", "node-rootfs.sh", _files("node-rootfs.sh"), image="clusterproof/node-rootfs")
+    if done.returncode != 0:
+        raise BuildError(f"pause: gcc -static failed: {gomod.first_error_line(done.stderr)} (apt-get install libc6-dev)")
+    subprocess.run(["strip", str(target)], capture_output=True)
+    return time.monotonic() - started
+
+
+# --- the graph -------------------------------------------------------------------------------------
+
+
+def steps(release: Release) -> dict[str, Step]:
+    """Every step the node image of `release` needs, by name; "node" is the last."""
+    node_rootfs = Step("node-rootfs", _files("node-rootfs.sh"), script="node-rootfs.sh", image="clusterproof/node-rootfs")
     workload_rootfs = Step(
-        "workload-rootfs", "workload-rootfs.sh", _files("workload-rootfs.sh"), image="clusterproof/workload-rootfs"
+        "workload-rootfs", _files("workload-rootfs.sh"), script="workload-rootfs.sh", image="clusterproof/workload-rootfs"
     )
+    go_recipe = _source_of(gomod, programs)
+    agnhost_release = releases.RELEASES[releases.AGNHOST_FROM]
+    agnhost = Step(
+        "go-agnhost", (*go_recipe, agnhost_release.kube, releases.AGNHOST_TAG),
+        go=_go_kubernetes(agnhost_release, with_agnhost=True, only_agnhost=True), marker="bin/.done",
+    )
+    if release.source == "debian":
+        kube, runtime, etcd, extra = _debian_steps(release)
+        containerd_config = "files/containerd-1.6.toml"
+        storage: tuple[str, ...] = ()
+    else:
+        kube = Step(
+            f"go-kubernetes-{release.minor}", (*go_recipe, release.kube),
+            go=_go_kubernetes(release, with_agnhost=False), marker="bin/.done",
+        )
+        runtime = Step("go-containerd", (*go_recipe, releases.CONTAINERD), go=_go_program(programs.containerd),
+                       marker="bin/.done")
+        etcd = Step(f"go-etcd-{release.etcd}", (*go_recipe, release.etcd),
+                    go=_go_program(lambda: programs.etcd(release)), marker="bin/.done")
+        coredns = Step(f"go-coredns-{release.coredns}", (*go_recipe, release.coredns),
+                       go=_go_program(lambda: programs.coredns(release)), marker="bin/.done")
+        local_path = Step("go-local-path-provisioner", (*go_recipe, releases.LOCAL_PATH_PROVISIONER),
+                          go=_go_program(programs.local_path_provisioner), marker="bin/.done")
+        extra = {"COREDNS_BIN": (coredns, "bin"), "LOCAL_PATH_BIN": (local_path, "bin")}
+        containerd_config = "files/containerd.toml"
+        storage = ("files/local-path-storage.yaml",)
+    images_env = {
+        "KUBE_VERSION": release.kube, "REGISTRY": release.registry, "ETCD_TAG": release.etcd_tag,
+        "COREDNS_TAG": release.coredns, "PAUSE_TAG": release.pause, "AGNHOST_TAG": releases.AGNHOST_TAG,
+        "LOCAL_PATH_TAG": releases.LOCAL_PATH_PROVISIONER,
+    }
+    inputs: dict[str, Input] = {
+        "BIN": (kube, "bin"), "ETCD_BIN": (etcd, "bin"), "AGNHOST_BIN": (agnhost, "bin"),
+        "NODE_ROOTFS": (node_rootfs, "TAG"), "WORKLOAD_ROOTFS": (workload_rootfs, "TAG"), **extra,
+    }
     images = Step(
-        "images",
-        "images.sh",
-        _files("images.sh", "files/iptables-wrapper"),
-        after=(binaries, node_rootfs, workload_rootfs),
-        marker="images.tar",
+        f"images-{release.minor}", _files("images.sh", "files/iptables-wrapper"),
+        after=tuple(s for s, _ in inputs.values()), script="images.sh", marker="images.tar",
+        inputs=inputs, env=images_env,
     )
     node = Step(
-        "node",
-        "node.sh",
-        _files(
-            "node.sh", "files/entrypoint", "files/kubelet.service", "files/10-kubeadm.conf", "files/containerd.toml"
-        ),
-        after=(images, node_rootfs, binaries),
-        image="clusterproof/node",
+        f"node-{release.minor}",
+        _files("node.sh", "files/entrypoint", "files/kubelet.service", "files/10-kubeadm.conf",
+               "files/containerd.service", containerd_config, *storage),
+        after=(images, node_rootfs, kube, runtime), script="node.sh",
+        image="clusterproof/node", tag_prefix=release.kube,
+        inputs={"BIN": (kube, "bin"), "RUNTIME_BIN": (runtime, "bin"), "NODE_ROOTFS": (node_rootfs, "TAG"),
+                "IMAGES_TAR": (images, "images.tar")},
+        env={"KUBE_VERSION": release.kube, "CONTAINERD_CONFIG": Path(containerd_config).name,
+             "STORAGE_MANIFEST": Path(storage[0]).name if storage else ""},
     )
-    return {s.name: s for s in (builder, source, binaries, node_rootfs, workload_rootfs, images, node)}
+    graph = [node_rootfs, workload_rootfs, agnhost, kube, runtime, etcd, *(s for s, _ in extra.values()), images,
+             node]
+    found = {s.name: s for s in graph}
+    found["node"] = node
+    return found
 
 
-def node_image_tag() -> str:
-    return steps()["node"].tag
+def _debian_steps(release: Release) -> tuple[Step, Step, Step, dict[str, Input]]:
+    """The legacy release: Debian bookworm's kubernetes source package, compiled with
+    bullseye's Go 1.15; containerd 1.6 and etcd 3.4 from Debian's packages."""
+    builder = Step("debian-builder", _files("builder-rootfs.sh"), script="builder-rootfs.sh",
+                   image="clusterproof/builder")
+    source = Step("debian-source", _files("k8s-source.sh"), script="k8s-source.sh", marker="src/.done",
+                  env={"KUBE_VERSION": release.kube})
+    kube = Step(
+        f"debian-kubernetes-{release.minor}", _files("k8s-binaries.sh"), after=(builder, source),
+        script="k8s-binaries.sh", marker="bin/.done",
+        inputs={"BUILDER": (builder, "TAG"), "SRC_DIR": (source, "src")}, env={"KUBE_VERSION": release.kube},
+    )
+    runtime = Step("debian-containerd", _files("debian-packages.sh"), script="debian-packages.sh", marker="bin/.done",
+                   env={"PACKAGE": "containerd=1.6.20~ds1-1+deb12u3", "BINARIES": "containerd containerd-shim-runc-v2 ctr"})
+    etcd = Step("debian-etcd", _files("debian-packages.sh"), script="debian-packages.sh", marker="bin/.done",
+                env={"PACKAGE": f"etcd-server={release.etcd}-4+b4", "BINARIES": "etcd"})
+    return kube, runtime, etcd, {}
+
+
+def node_image_tag(release: Release | None = None) -> str:
+    return steps(release or releases.release(None))["node"].tag
 
 
 def image_exists(ref: str) -> bool:
@@ -120,8 +238,12 @@ class Builder:
     def __init__(self, cache: Path | None = None, log: Log = print):
         self.cache = cache or default_cache_dir()
         self.log = log
-        self.steps = steps()
+        self.go_env = gomod.GoEnv(self.cache)
         self.timings: list[tuple[str, float, bool]] = []
+        self._preflight_done = False
+
+    def step_log(self, step: Step) -> Log:
+        return lambda message: self.log(f"[{step.name}] {message}")
 
     def done(self, step: Step) -> bool:
         if step.image:
@@ -130,31 +252,18 @@ class Builder:
         return (step.output_dir(self.cache) / step.marker).exists()
 
     def env_for(self, step: Step) -> dict[str, str]:
-        s = self.steps
         out = step.output_dir(self.cache)
-        env = {
-            "CACHE_DIR": str(self.cache),
-            "STEP": step.name,
-            "KUBE_VERSION": KUBE_VERSION,
-            "RECIPE_HASH": step.hash,
-            "OUT": str(out),
-        }
+        env = {"CACHE_DIR": str(self.cache), "STEP": step.name, "RECIPE_HASH": step.hash, "OUT": str(out),
+               **step.env}
         if step.image:
             env["TAG"] = step.tag
-        if step.name == "source":
-            env["OUT"] = str(out / "src")
-        if step.name == "binaries":
-            env.update(BUILDER=s["builder"].tag, SRC_DIR=str(s["source"].output_dir(self.cache) / "src"),
-                       OUT=str(out / "bin"))
-        if step.name == "images":
-            env.update(BIN=str(s["binaries"].output_dir(self.cache) / "bin"),
-                       NODE_ROOTFS=s["node-rootfs"].tag, WORKLOAD_ROOTFS=s["workload-rootfs"].tag)
-        if step.name == "node":
-            env.update(BIN=str(s["binaries"].output_dir(self.cache) / "bin"), NODE_ROOTFS=s["node-rootfs"].tag,
-                       IMAGES_TAR=str(s["images"].output_dir(self.cache) / "images.tar"))
+        for var, (source, what) in step.inputs.items():
+            env[var] = source.tag if what == "TAG" else str(source.output_dir(self.cache) / what)
         return env
 
-    def preflight(self) -> None:
+    def preflight(self, needs_go: bool) -> None:
+        if self._preflight_done:
+            return
         if shutil.which("docker") is None:
             raise BuildError("docker is not installed: run scripts/bootstrap.sh (or apt-get install docker.io)")
         if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
@@ -163,6 +272,8 @@ class Builder:
             raise BuildError("debootstrap is missing: apt-get install debootstrap")
         if shutil.which("apt-get") is None:
             raise BuildError("the offline build needs a Debian host with apt-get (it fetches Debian packages)")
+        if needs_go:
+            gomod.check_toolchain("offline images")
         self.cache.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.cache).free
         if free < MIN_FREE_BYTES:
@@ -170,20 +281,28 @@ class Builder:
                 f"too little disk for the offline images: {free / 1024**3:.1f} GiB free in {self.cache}, "
                 f"{MIN_FREE_BYTES / 1024**3:.0f} GiB needed (set CLUSTERPROOF_CACHE elsewhere or free space)"
             )
+        self._preflight_done = True
 
     def run_step(self, step: Step) -> None:
         for dep in step.after:
             self.ensure(dep)
+        self.preflight(needs_go=step.go is not None)
         started = time.monotonic()
-        self.log(f"[{step.name}] building ({step.script})")
         out = step.output_dir(self.cache)
-        out.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(
-            ["bash", str(RECIPES / step.script)], env={**os.environ, **self.env_for(step)}, stdout=subprocess.PIPE,
-            stderr=None, text=True,
-        )
-        if proc.returncode != 0:
-            raise BuildError(f"build step {step.name!r} failed (exit {proc.returncode}); its output is above")
+        if step.go is not None:
+            self.log(f"[{step.name}] building with Go")
+            shutil.rmtree(out, ignore_errors=True)
+            detail = step.go(self, step, out / "bin")
+            self.log(f"[{step.name}] " + ", ".join(f"{name} {secs:.0f}s" for name, secs in detail.items()))
+        else:
+            self.log(f"[{step.name}] building ({step.script})")
+            out.mkdir(parents=True, exist_ok=True)
+            proc = subprocess.run(
+                ["bash", str(RECIPES / str(step.script))], env={**os.environ, **self.env_for(step)},
+                stdout=subprocess.PIPE, stderr=None, text=True,
+            )
+            if proc.returncode != 0:
+                raise BuildError(f"build step {step.name!r} failed (exit {proc.returncode}); its output is above")
         if step.marker and not step.marker.endswith(".tar"):
             (out / step.marker).parent.mkdir(parents=True, exist_ok=True)
             (out / step.marker).touch()
@@ -194,13 +313,15 @@ class Builder:
 
     def prune_stale(self, step: Step) -> None:
         """Outputs of this step's older recipes: unused now, they only fill the disk. An image
-        still used by a container (a kept cluster) stays: docker refuses, harmlessly."""
+        still used by a container (a kept cluster) stays: docker refuses, harmlessly. Node
+        images of other releases are not this step's: only tags with the same prefix go."""
         if step.image:
             listed = subprocess.run(
                 ["docker", "images", step.image, "--format", "{{.Repository}}:{{.Tag}}"],
                 capture_output=True, text=True,
             ).stdout.split()
-            stale = [ref for ref in listed if ref != step.tag]
+            prefix = f"{step.image}:{step.tag_prefix}-" if step.tag_prefix else f"{step.image}:"
+            stale = [ref for ref in listed if ref != step.tag and ref.startswith(prefix)]
             if stale:
                 subprocess.run(["docker", "rmi", *stale], capture_output=True)
         for old in step.output_dir(self.cache).parent.glob("*"):
@@ -216,35 +337,42 @@ class Builder:
             return
         self.run_step(step)
 
-    def build(self) -> str:
-        node = self.steps["node"]
-        if not self.done(node):
-            self.preflight()
+    def build(self, release: Release | None = None) -> str:
+        node = steps(release or releases.release(None))["node"]
         self.ensure(node)
         return node.tag
 
     def report(self) -> str:
         return "\n".join(
-            f"  {name:<16} {'cached' if cached else 'built':<7} {secs:7.1f}s" for name, secs, cached in self.timings
+            f"  {name:<28} {'cached' if cached else 'built':<7} {secs:7.1f}s" for name, secs, cached in self.timings
         )
 
 
 def main(argv: list[str]) -> int:
-    cmd = argv[0] if argv else "build"
-    if cmd == "tag":
-        print(node_image_tag())
-        return 0
-    if cmd != "build":
-        print("usage: python -m clusterproof.offline [build|tag]", file=sys.stderr)
+    parser = argparse.ArgumentParser(prog="python -m clusterproof.offline")
+    parser.add_argument("command", choices=("build", "tag"), nargs="?", default="build")
+    parser.add_argument("--k8s-version", action="append", default=[], metavar="X.Y",
+                        help=f"release(s) to build: {', '.join(releases.RELEASES)} (default {releases.DEFAULT})")
+    args = parser.parse_args(argv)
+    try:
+        wanted = [releases.release(v) for v in args.k8s_version] or [releases.release(None)]
+    except ClusterproofError as e:
+        print(f"clusterproof-build: {e}", file=sys.stderr)
         return 2
+    if args.command == "tag":
+        for release in wanted:
+            print(node_image_tag(release))
+        return 0
     builder = Builder(log=lambda m: print(f"clusterproof-build: {m}", file=sys.stderr, flush=True))
     started = time.monotonic()
+    tags = []
     try:
-        tag = builder.build()
+        for release in wanted:
+            tags.append(builder.build(release))
     except ClusterproofError as e:
         print(f"clusterproof-build: {e}", file=sys.stderr)
         return 1
     print(builder.report(), file=sys.stderr)
-    print(f"clusterproof-build: node image {tag} ready in {time.monotonic() - started:.0f}s", file=sys.stderr)
-    print(tag)
+    print(f"clusterproof-build: {', '.join(tags)} ready in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    print("\n".join(tags))
     return 0

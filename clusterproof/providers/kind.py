@@ -1,10 +1,11 @@
 """kind clusters through pytest-kind-ng's KindCluster, made and deleted by the run.
 
 Offline hooks (clusterproof.offline.api, imported when first needed so the framework works
-without it): resolve_offline(mode, kind_image) -> bool, ensure_images(log) -> node image tag,
-kind_command(kind_path, run_dir) -> Path, kind_config_overrides() -> dict (or
-kind_config_patches() -> list[str]), configure_cluster(cluster), host_hygiene(log) (a context
-manager around all kind use of the session).
+without it): resolve_offline(mode, kind_image) -> bool, ensure_images(version, log) -> node
+image tag, stock_image(version) -> kind's published image or None, kind_command(kind_path,
+run_dir) -> Path, kind_config_overrides(version) -> dict, configure_cluster(cluster),
+host_hygiene(log) (a context manager around all kind use of the session). `version` is
+--k8s-version (None: the default release).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import re
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -45,18 +47,12 @@ def load_offline_api() -> ModuleType | None:
         raise
 
 
-def merged_kind_config(base: dict[str, Any], offline_api: ModuleType | None) -> dict[str, Any]:
-    """The user's kind config plus what an offline cluster needs (no kindnet, patches)."""
+def merged_kind_config(base: dict[str, Any], offline_api: ModuleType | None, version: str | None = None) -> dict[str, Any]:
+    """The user's kind config plus what an offline cluster of that release needs (no kindnet, patches)."""
     config = copy.deepcopy(base)
     if offline_api is None:
         return config
-    if hasattr(offline_api, "kind_config_overrides"):
-        overrides = offline_api.kind_config_overrides()
-    else:
-        overrides = {
-            "networking": {"disableDefaultCNI": True},
-            "kubeadmConfigPatches": list(offline_api.kind_config_patches()),
-        }
+    overrides = offline_api.kind_config_overrides(version)
     for key, value in overrides.items():
         if isinstance(value, dict):
             config[key] = {**(config.get(key) or {}), **value}
@@ -122,9 +118,9 @@ class KindProvider:
         if self._offline and api is not None:
             self.note("offline: building or finding the node image (slow only the first time)")
             with self.stopwatch.measure("offline node image (build or cache check)"):
-                self._node_image = self.settings.kind_image or api.ensure_images(self.note)
+                self._node_image = self.settings.kind_image or api.ensure_images(self.k8s_release, self.note)
         else:
-            self._node_image = self.settings.kind_image
+            self._node_image = self.settings.kind_image or (api.stock_image(self.k8s_release) if api else None)
         self._kind_path = self._kind_binary()
         self._prepared = True
 
@@ -143,6 +139,14 @@ class KindProvider:
             return api.kind_command(kind, self.run.private_dir("kind"))
         return kind
 
+    @property
+    def k8s_release(self) -> str | None:
+        """--k8s-version, else the release an offline node image was built for (its tag says)."""
+        if self.settings.k8s_version:
+            return self.settings.k8s_version
+        found = re.match(r"clusterproof/node:v(\d+\.\d+)\.", self.settings.kind_image or "")
+        return found.group(1) if found else None
+
     # --- per cluster -----------------------------------------------------------------------
 
     def name_for(self, key: str) -> str:
@@ -158,7 +162,7 @@ class KindProvider:
         cluster_dir = self.run.private_dir("clusters", name)
         kubeconfig = self.run.private_file(cluster_dir / "kubeconfig")
         config_path = cluster_dir / "kind-config.yaml"
-        config = merged_kind_config(read_kind_config(self.settings.kind_config), self._active_api)
+        config = merged_kind_config(read_kind_config(self.settings.kind_config), self._active_api, self.k8s_release)
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
         kind = self._kind_cluster(name, kubeconfig=kubeconfig, image=self._node_image, kind_path=self._kind_path)

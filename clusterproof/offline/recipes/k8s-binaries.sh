@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Compile Kubernetes 1.20.2 (and upstream's e2e test binary agnhost, and pause) inside the
+# Compile Kubernetes 1.20.2 (and pause) inside the
 # builder image. Inputs: BUILDER (image), SRC_DIR (source package), OUT (binaries land here).
 . "$(dirname "$0")/lib.sh"
 : "${BUILDER:?}" "${SRC_DIR:?}" "${OUT:?}" "${KUBE_VERSION:=v1.20.2}" "${KUBE_COMMIT:=faecb196815e248d3ecfb03c680a4507229c2a56}"
 mkdir -p "$OUT" "$CACHE_DIR/go-build-cache"
-log "compiling kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy agnhost pause (several minutes on 2 cores)"
+log "compiling kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy pause (several minutes on 2 cores)"
 docker run --rm \
   -v "$SRC_DIR":/src:ro -v "$OUT":/out -v "$CACHE_DIR/go-build-cache":/root/.cache/go-build \
   -e KUBE_VERSION="$KUBE_VERSION" -e KUBE_COMMIT="$KUBE_COMMIT" \
@@ -22,7 +22,7 @@ docker run --rm \
       flags="$flags -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.buildDate=2021-01-13T13:20:00Z"
     done
     for cmd in cmd/kubeadm cmd/kubelet cmd/kubectl cmd/kube-apiserver cmd/kube-controller-manager \
-               cmd/kube-scheduler cmd/kube-proxy test/images/agnhost; do
+               cmd/kube-scheduler cmd/kube-proxy; do
       echo "  [k8s] go build ./$cmd" >&2
       go build -trimpath -ldflags "-s -w $flags" -o /out/ ./$cmd
     done

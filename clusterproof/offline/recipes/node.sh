@@ -1,30 +1,39 @@
 #!/usr/bin/env bash
 # The kind node image: node rootfs + kubeadm/kubelet/kubectl + units + entrypoint, with
 # every image a cluster and the suites need preloaded in containerd's k8s.io namespace.
-# Inputs: NODE_ROOTFS, BIN, IMAGES_TAR, TAG, KUBE_VERSION.
+# Inputs: NODE_ROOTFS, BIN (kubeadm, kubelet, kubectl), RUNTIME_BIN (containerd, its runc shim, ctr),
+# IMAGES_TAR, TAG, KUBE_VERSION, CONTAINERD_CONFIG (a file in files/), STORAGE_MANIFEST (a file in
+# files/ that kind applies as the default storage, or empty: kind's host-path fallback).
 . "$(dirname "$0")/lib.sh"
-: "${NODE_ROOTFS:?}" "${BIN:?}" "${IMAGES_TAR:?}" "${TAG:?}" "${KUBE_VERSION:=v1.20.2}"
+: "${NODE_ROOTFS:?}" "${BIN:?}" "${RUNTIME_BIN:?}" "${IMAGES_TAR:?}" "${TAG:?}" "${KUBE_VERSION:?}" "${CONTAINERD_CONFIG:?}"
 export DOCKER_BUILDKIT=0
 ctx=$(mktemp -d "$CACHE_DIR/node.XXXXXX")
 preload="cp-preload-$$"
 trap 'rm -rf "$ctx"; docker rm -f "$preload" >/dev/null 2>&1 || true' EXIT
 files="$(dirname "$0")/files"
 cp "$BIN/kubeadm" "$BIN/kubelet" "$BIN/kubectl" "$ctx/"
-cp "$files/entrypoint" "$files/kubelet.service" "$files/10-kubeadm.conf" "$files/containerd.toml" "$ctx/"
+cp "$files/entrypoint" "$files/kubelet.service" "$files/10-kubeadm.conf" "$files/containerd.service" "$ctx/"
+cp "$files/$CONTAINERD_CONFIG" "$ctx/containerd.toml"
+mkdir -p "$ctx/runtime" "$ctx/manifests"
+cp "$RUNTIME_BIN"/* "$ctx/runtime/"
+[ -z "${STORAGE_MANIFEST:-}" ] || cp "$files/$STORAGE_MANIFEST" "$ctx/manifests/default-storage.yaml"
 echo "$KUBE_VERSION" >"$ctx/version"
 
 cat >"$ctx/Dockerfile" <<DOCKERFILE
 FROM $NODE_ROOTFS
 COPY kubeadm kubelet kubectl /usr/bin/
+COPY runtime/ /usr/bin/
+COPY manifests/ /kind/manifests/
+COPY containerd.service /etc/systemd/system/containerd.service
 COPY entrypoint /usr/local/bin/entrypoint
 COPY kubelet.service /etc/systemd/system/kubelet.service
 COPY 10-kubeadm.conf /etc/systemd/system/kubelet.service.d/10-kubeadm.conf
 COPY containerd.toml /etc/containerd/config.toml
 COPY version /kind/version
-RUN set -e; chmod 0755 /usr/local/bin/entrypoint /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl; \
+RUN set -e; chmod 0755 /usr/local/bin/entrypoint /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl /usr/bin/containerd* /usr/bin/ctr; \
     mkdir -p /etc/systemd/system/multi-user.target.wants /opt/cni /etc/cni/net.d /var/lib/kubelet /etc/kubernetes/manifests; \
     ln -sf /etc/systemd/system/kubelet.service /etc/systemd/system/multi-user.target.wants/kubelet.service; \
-    ln -sf /lib/systemd/system/containerd.service /etc/systemd/system/multi-user.target.wants/containerd.service; \
+    ln -sf /etc/systemd/system/containerd.service /etc/systemd/system/multi-user.target.wants/containerd.service; \
     ln -sfn /usr/lib/cni /opt/cni/bin; \
     for u in systemd-sysctl.service systemd-firstboot.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
              systemd-modules-load.service systemd-logind.service getty@tty1.service console-getty.service getty.target \
@@ -45,7 +54,7 @@ docker exec "$preload" bash -euo pipefail -c '
   for _ in $(seq 100); do [ -S /run/containerd/containerd.sock ] && break; sleep 0.1; done
   [ -S /run/containerd/containerd.sock ] || { cat /tmp/containerd.log; exit 1; }
   ctr -n k8s.io images import --no-unpack --all-platforms /images.tar >/dev/null
-  ctr -n k8s.io images ls -q
+  ctr -n k8s.io images ls -q | grep -v '^sha256:'
   kill "$pid"; wait "$pid" || true
   rm -rf /tmp/* /run/containerd' | sed 's/^/    preloaded /' >&2 || die "preloading images into containerd failed"
 docker stop -t 5 "$preload" >/dev/null

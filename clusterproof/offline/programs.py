@@ -1,0 +1,127 @@
+"""Which Go programs a Go-built release needs, and how each is built from its module."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from clusterproof.offline import gomod
+from clusterproof.offline.releases import CONTAINERD, LOCAL_PATH_PROVISIONER, Release
+
+KUBE_COMMANDS = (
+    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubelet", "kubeadm", "kubectl",
+)
+VERSION_PACKAGES = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+NO_COMMIT = "0" * 40
+BUILD_DATE = "2026-01-01T00:00:00Z"  # fixed: the same recipe gives the same binaries
+
+# CoreDNS built with the plugins an in-cluster DNS uses (kubeadm's Corefile and the usual
+# additions); the cloud-provider and tracing plugins are left out (their dependencies are most
+# of CoreDNS's build time). Order does not matter here: dnsserver.Directives sets it.
+COREDNS_PLUGINS = (
+    "acl", "any", "auto", "autopath", "bind", "bufsize", "cache", "cancel", "chaos", "debug", "dns64", "errors",
+    "file", "forward", "header", "health", "hosts", "k8s_external", "kubernetes", "loadbalance", "local", "log",
+    "loop", "metadata", "metrics", "minimal", "nsid", "pprof", "ready", "reload", "rewrite", "root", "secondary",
+    "template", "timeouts", "tls", "transfer", "whoami",
+)
+
+ETCD_MAIN = """package main
+
+import (
+\t"os"
+
+\t"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+"""
+
+
+def kubernetes(release: Release, upstream_go_mod: str, *, with_agnhost: bool) -> gomod.GoProgram:
+    """kubeadm, kubelet, kubectl, the control plane and kube-proxy (and agnhost) of one release.
+    `upstream_go_mod`: k8s.io/kubernetes's own go.mod (its staging replaces and godebug line)."""
+    go, godebug = gomod.directives(upstream_go_mod)
+    packages = tuple(f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS)
+    if with_agnhost:
+        packages += ("k8s.io/kubernetes/test/images/agnhost",)
+    version = {
+        "gitVersion": release.kube,
+        "gitCommit": NO_COMMIT,
+        "gitTreeState": "clean",
+        "gitMajor": "1",
+        "gitMinor": str(release.minor_number),
+        "buildDate": BUILD_DATE,
+    }
+    return gomod.GoProgram(
+        component=f"kubernetes {release.kube}",
+        module="k8s.io/kubernetes",
+        version=release.kube,
+        packages=packages,
+        replaces={m: release.staging_version for m in gomod.local_replaces(upstream_go_mod)},
+        ldflags=gomod.version_ldflags(VERSION_PACKAGES, version),
+        godebug=godebug,
+        go_directive=go,
+    )
+
+
+def only(program: gomod.GoProgram, package: str, component: str) -> gomod.GoProgram:
+    """The same wrapper module, building one of its packages."""
+    return dataclasses.replace(program, component=component, packages=(package,))
+
+
+def etcd(release: Release) -> gomod.GoProgram:
+    # the server module requires api/client/pkg at its own version: no replaces needed
+    return gomod.GoProgram(
+        component=f"etcd v{release.etcd}",
+        module="go.etcd.io/etcd/server/v3",
+        version=release.etcd,
+        packages=(),
+        main_go=ETCD_MAIN,
+        main_name="etcd",
+    )
+
+
+def coredns(release: Release) -> gomod.GoProgram:
+    imports = "\n".join(f'\t_ "github.com/coredns/coredns/plugin/{p}"' for p in COREDNS_PLUGINS)
+    main = (
+        "package main\n\nimport (\n"
+        f"{imports}\n\n"
+        '\t"github.com/coredns/coredns/coremain"\n)\n\n'
+        "func main() { coremain.Run() }\n"
+    )
+    return gomod.GoProgram(
+        component=f"coredns {release.coredns}",
+        module="github.com/coredns/coredns",
+        version=release.coredns,
+        packages=(),
+        main_go=main,
+        main_name="coredns",
+    )
+
+
+def containerd() -> gomod.GoProgram:
+    base = "github.com/containerd/containerd/v2"
+    return gomod.GoProgram(
+        component=f"containerd {CONTAINERD}",
+        module=base,
+        version=CONTAINERD,
+        packages=(f"{base}/cmd/containerd", f"{base}/cmd/containerd-shim-runc-v2", f"{base}/cmd/ctr"),
+        ldflags=gomod.version_ldflags((f"{base}/version",), {"Version": CONTAINERD.lstrip("v"), "Revision": "clusterproof"}),
+        tags="no_btrfs no_devmapper no_zfs",
+    )
+
+
+def local_path_provisioner() -> gomod.GoProgram:
+    module = "github.com/rancher/local-path-provisioner"
+    return gomod.GoProgram(
+        component=f"local-path-provisioner {LOCAL_PATH_PROVISIONER}",
+        module=module,
+        version=LOCAL_PATH_PROVISIONER,
+        packages=(module,),
+        ldflags=f"-s -w -X main.VERSION={LOCAL_PATH_PROVISIONER}",
+    )
+
+
+def pause_source(kubernetes_dir: Path) -> Path:
+    """pause.c from the release's own tree (compiled static with the host's gcc)."""
+    return kubernetes_dir / "build" / "pause" / "linux" / "pause.c"
