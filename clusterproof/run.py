@@ -115,10 +115,14 @@ class RunContext:
 
     def artifacts_for(self, nodeid: str) -> Path:
         """<artifacts>/<test id slug>/ (the node id hash keeps long, similar ids apart)."""
-        name = f"{slug(nodeid, 100) or 'session'}-{hash_of(nodeid, 6)}"
-        path = self.artifacts_root() / name
+        path = self.artifacts_root() / artifacts_dir_name(nodeid)
         path.mkdir(exist_ok=True)
         return path
+
+
+def artifacts_dir_name(nodeid: str) -> str:
+    """The name of a test's directory under the artifacts (its diagnostics.txt)."""
+    return f"{slug(nodeid, 100) or 'session'}-{hash_of(nodeid, 6)}"
 
 
 def _point_latest(link: Path, target: Path) -> None:
