@@ -109,6 +109,7 @@ def _locked(path: Path) -> Iterator[Any]:
         try:
             f.seek(0)
             yield f
+            f.flush()  # written before the next writer may read
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 

@@ -1,6 +1,7 @@
 """CLAIMS.md parsing and the claim ledger's verdicts and table (reports built by hand)."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -127,3 +128,43 @@ def test_a_test_interrupted_after_setup_is_an_error_not_held():
     verdict = {v.claim.id: v for v in ledger.verdicts()}["SVC-01"]
     assert verdict.verdict == "error"
     assert verdict.reason == "did not finish (interrupted)"
+
+
+DIAGNOSTICS = "/a/t-py-test-b-1/diagnostics.txt"
+
+
+def test_json_carries_each_tests_times_message_and_diagnostics_redacted():
+    ledger = ClaimLedger(parse_claims(CLAIMS_MD))
+    timed = [("setup", "passed", 1000.0, 2.0), ("call", "failed", 1002.0, 5.5), ("teardown", "passed", 1007.5, 0.5)]
+    crash = SimpleNamespace(
+        reprcrash=SimpleNamespace(message="WaitTimeout: backend missing\nlast seen: token=abc123secret"),
+    )
+    for when, outcome, start, seconds in timed:
+        ledger.record(
+            pytest.TestReport(
+                nodeid="t.py::test_b",
+                location=("t.py", 1, "test_b"),
+                keywords={},
+                outcome=outcome,
+                longrepr=crash if outcome == "failed" else None,
+                when=when,
+                duration=seconds,
+                start=start,
+                stop=start + seconds,
+                user_properties=[("claim", "SVC-02")] + [("diagnostics", DIAGNOSTICS)] * (when == "call"),
+            )
+        )
+    data = ledger.to_json()
+    assert data["started"] == 1000.0 and data["finished"] == 1008.0
+    test = next(c for c in data["claims"] if c["id"] == "SVC-02")["tests"][0]
+    assert test == {
+        "nodeid": "t.py::test_b",
+        "outcome": "failed",
+        "reason": "WaitTimeout: backend missing",
+        "message": "WaitTimeout: backend missing\nlast seen: token=[REDACTED]",
+        "diagnostics": DIAGNOSTICS,
+        "start": 1000.0,
+        "setup": 2.0,
+        "call": 5.5,
+        "teardown": 0.5,
+    }

@@ -169,3 +169,27 @@ def test_usage_errors_under_xdist_become_one_collection_error(project):
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*ERROR collecting test session*", "*test_a: unknown claim id 'SVC-99'*"])
     assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_the_run_writes_report_html_beside_claims_json_and_prints_its_path(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.claim("SVC-01")
+        def test_holds():
+            pass
+
+        @pytest.mark.claim("SVC-02")
+        def test_fails():
+            assert 1 == 2, "backend missing"
+        """
+    )
+    result = project.runpytest(*claims_args(project))
+    art = project.path / "art"
+    result.stdout.fnmatch_lines(["*claims.json: *", "*= where the time went =*", f"report.html: {art / 'report.html'}"])
+    html = (art / "report.html").read_text()
+    assert "Needs a look (1)" in html and 'id="claim-SVC-02"' in html and "backend missing" in html
+    tests = [t for c in json.loads((art / "claims.json").read_text())["claims"] for t in c["tests"]]
+    assert all(t["start"] > 0 and {"setup", "call", "teardown"} <= set(t) for t in tests)
+    assert all("start" in row for row in json.loads((art / "timings.json").read_text()))

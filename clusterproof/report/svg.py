@@ -48,7 +48,7 @@ class Segment:
 @dataclass
 class Lane:
     label: str
-    segments: list[Segment] = field(default_factory=list)
+    segments: list[Segment | list[Segment]] = field(default_factory=list)  # a list: one thing, one tooltip
     order: tuple[float, int] = (0.0, 0)
     title: str = ""
 
@@ -60,12 +60,12 @@ def run_timeline(run: Run) -> Markup | None:
     """Node image, each cluster's phases, each module with its tests; None without start times
     (timings of a run from before they were recorded)."""
     lanes = _run_lanes(run)
-    starts = [s.start for lane in lanes for s in lane.segments]
+    starts = [s.start for lane in lanes for s in _flat(lane.segments)]
     if not starts:
         return None
     whole = run.whole_run
     t0 = min(starts + ([whole["start"]] if whole and whole.get("start") else []))
-    ends = [s.end for lane in lanes for s in lane.segments]
+    ends = [s.end for lane in lanes for s in _flat(lane.segments)]
     if whole and whole.get("start"):
         ends.append(whole["start"] + whole.get("seconds", 0))
     lanes.sort(key=lambda lane: lane.order)
@@ -104,7 +104,7 @@ def _run_lanes(run: Run) -> list[Lane]:
             continue
         lane = modules.setdefault(test.module, Lane(_module_label(test.module), order=(test.start, 0)))
         lane.order = (min(lane.order[0], test.start), 0)
-        lane.segments += _test_segments(test)
+        lane.segments.append(_test_segments(test))
     # a module's own cluster goes right under the module
     for module, mlane in modules.items():
         stem = slug(module.rsplit("/", 1)[-1].removesuffix(".py").removeprefix("test_"), 50)
@@ -131,6 +131,10 @@ def _test_segments(test) -> list[Segment]:
     if test.teardown > 0:
         segments.append(Segment(call_end, call_end + test.teardown, f"{css} fixture", title))
     return segments
+
+
+def _flat(segments: list[Segment | list[Segment]]) -> list[Segment]:
+    return [s for item in segments for s in (item if isinstance(item, list) else [item])]
 
 
 def phase_class(phase: str) -> str:
@@ -240,16 +244,16 @@ def _draw(
         y = AXIS + i * (LANE + GAP)
         title = f"<title>{_text(lane.title)}</title>" if lane.title else ""
         out.append(f'<text class="lane" x="{LABEL - 8}" y="{y + LANE - 4}">{title}{_text(lane.label)}</text>')
-        for s in lane.segments:
-            left, right = x(s.start), x(max(s.end, s.start))
-            w = max(right - left, 1.5)
-            label = ""
-            if s.label and w > 7 * len(s.label):
-                label = f'<text class="inbar" x="{left + 4:.1f}" y="{y + LANE - 4}">{_text(s.label)}</text>'
-            out.append(
-                f'<g><title>{_text(s.title)}</title><rect class="{s.css}" x="{left:.1f}" y="{y}" '
-                f'width="{w:.1f}" height="{LANE}"/>{label}</g>'
-            )
+        for item in lane.segments:
+            group = item if isinstance(item, list) else [item]
+            shapes = []
+            for s in group:
+                left, right = x(s.start), x(max(s.end, s.start))
+                w = max(right - left, 1.5)
+                shapes.append(f'<rect class="{s.css}" x="{left:.1f}" y="{y}" width="{w:.1f}" height="{LANE}"/>')
+                if s.label and w > 7 * len(s.label):
+                    shapes.append(f'<text class="inbar" x="{left + 4:.1f}" y="{y + LANE - 4}">{_text(s.label)}</text>')
+            out.append(f"<g><title>{_text(group[0].title)}</title>{''.join(shapes)}</g>")
     for t, label in markers or []:
         mx = x(t)
         out.append(

@@ -119,7 +119,10 @@ def make_run(
                 delete = rng.uniform(1.5, 2.8)
             props = [("claim", cid) for cid in ids]
             if outcome == "skipped" and reason:
-                phases_out = [("setup", "passed", None, setup), ("call", "skipped", ("suites/x.py", 1, f"Skipped: {reason}"), 0.0)]
+                phases_out = [
+                    ("setup", "passed", None, setup),
+                    ("call", "skipped", ("suites/x.py", 1, f"Skipped: {reason}"), 0.0),
+                ]
             elif outcome == "error":
                 phases_out = [("setup", "failed", Longrepr(reason), setup)]
             elif outcome == "failed":
@@ -131,8 +134,13 @@ def make_run(
                 path = artifacts / artifacts_dir_name(nodeid) / "diagnostics.txt"
                 path.parent.mkdir()
                 path.write_text(diagnostics[fn])
-                props.append(("diagnostics", f"/home/runner/work/clusterproof/.clusterproof/runs/{run_id}/artifacts/"
-                              f"{path.parent.name}/diagnostics.txt"))
+                props.append(
+                    (
+                        "diagnostics",
+                        f"/home/runner/work/clusterproof/.clusterproof/runs/{run_id}/artifacts/"
+                        f"{path.parent.name}/diagnostics.txt",
+                    )
+                )
             for when, out, longrepr, seconds in phases_out:
                 report = pytest.TestReport(
                     nodeid=nodeid,
@@ -150,21 +158,36 @@ def make_run(
                 t += seconds
             if delete:
                 timings.append(
-                    {"what": f"cluster {cluster}: kind delete", "seconds": round(delete, 2), "start": round(t - delete, 3)}
+                    {
+                        "what": f"cluster {cluster}: kind delete",
+                        "seconds": round(delete, 2),
+                        "start": round(t - delete, 3),
+                    }
                 )
             t += 0.02
         timings.append({"what": f"module {module}", "seconds": round(t - mod_start, 2), "start": round(mod_start, 3)})
     # the run's order: phases as they ended, then modules, then the whole run
-    phases_rows = sorted((r for r in timings if not r["what"].startswith("module ")), key=lambda r: r["start"] + r["seconds"])
+    phases_rows = sorted(
+        (r for r in timings if not r["what"].startswith("module ")), key=lambda r: r["start"] + r["seconds"]
+    )
     module_rows = [r for r in timings if r["what"].startswith("module ")]
-    rows = phases_rows + module_rows + [{"what": "whole run", "seconds": round(t - run_start + 3.1, 2), "start": run_start - 3.1}]
+    rows = (
+        phases_rows
+        + module_rows
+        + [{"what": "whole run", "seconds": round(t - run_start + 3.1, 2), "start": run_start - 3.1}]
+    )
     (artifacts / "timings.json").write_text(json.dumps(rows, indent=2) + "\n")
     data = {"run_id": run_id, **ledger.to_json()}
     (artifacts / "claims.json").write_text(json.dumps(data, indent=2) + "\n")
     if cluster_facts:
         entries = [
-            {**cluster_facts, "name": name, "key": f"suites.{m.split('/')[1][:-3]}", "context": f"kind-{name}",
-             "recorded": round(run_start + 60 * i, 3)}
+            {
+                **cluster_facts,
+                "name": name,
+                "key": f"suites.{m.split('/')[1][:-3]}",
+                "context": f"kind-{name}",
+                "recorded": round(run_start + 60 * i, 3),
+            }
             for i, (name, m) in enumerate(zip(clusters, by_module, strict=True))
         ]
         (artifacts / "cluster.json").write_text(json.dumps({"schema": 1, "clusters": entries}, indent=2) + "\n")
@@ -173,12 +196,30 @@ def make_run(
 
 def nodes(version: str, os_image: str, runtime: str, prefix: str = "") -> list[dict]:
     return [
-        {"name": f"{prefix}control-plane", "roles": ["control-plane"], "kubelet": version, "ready": True,
-         "os": os_image, "runtime": runtime},
-        {"name": f"{prefix}worker", "roles": ["worker"], "kubelet": version, "ready": True, "os": os_image,
-         "runtime": runtime},
-        {"name": f"{prefix}worker2", "roles": ["worker"], "kubelet": version, "ready": True, "os": os_image,
-         "runtime": runtime},
+        {
+            "name": f"{prefix}control-plane",
+            "roles": ["control-plane"],
+            "kubelet": version,
+            "ready": True,
+            "os": os_image,
+            "runtime": runtime,
+        },
+        {
+            "name": f"{prefix}worker",
+            "roles": ["worker"],
+            "kubelet": version,
+            "ready": True,
+            "os": os_image,
+            "runtime": runtime,
+        },
+        {
+            "name": f"{prefix}worker2",
+            "roles": ["worker"],
+            "kubelet": version,
+            "ready": True,
+            "os": os_image,
+            "runtime": runtime,
+        },
     ]
 
 
@@ -187,8 +228,11 @@ ONLINE_FACTS = {
     "offline": False,
     "server_version": "v1.32.2",
     "nodes": nodes("v1.32.2", "Debian GNU/Linux 12 (bookworm)", "containerd://2.0.3"),
-    "cni": {"name": "kindnet", "source": "DaemonSet kube-system/kindnet",
-            "image": "docker.io/kindest/kindnetd:v20250214-acbabc1a"},
+    "cni": {
+        "name": "kindnet",
+        "source": "DaemonSet kube-system/kindnet",
+        "image": "docker.io/kindest/kindnetd:v20250214-acbabc1a",
+    },
     "ingress_classes": [{"name": "nginx", "controller": "k8s.io/ingress-nginx", "default": False}],
     "storage_classes": [{"name": "standard", "provisioner": "rancher.io/local-path", "default": True}],
     "errors": [],
@@ -198,13 +242,17 @@ OFFLINE_FACTS = {
     "offline": True,
     "server_version": "v1.20.2",
     "nodes": nodes("v1.20.2", "Debian GNU/Linux 12 (bookworm)", "containerd://1.6.20~ds1"),
-    "cni": {"name": "ptp (clusterproof offline)", "source": "per-node CNI config by clusterproof (no DaemonSet)",
-            "image": ""},
+    "cni": {
+        "name": "ptp (clusterproof offline)",
+        "source": "per-node CNI config by clusterproof (no DaemonSet)",
+        "image": "",
+    },
     "ingress_classes": [],
     "storage_classes": [{"name": "standard", "provisioner": "rancher.io/local-path", "default": True}],
     "errors": [],
 }
 
+LONG_WORD = "-".join(["configmap-key-not-found"] * 40)  # 959 characters without a space
 NO_DNS = "cluster DNS does not answer: no CoreDNS on the offline cluster"
 NO_INGRESS = "no ingress controller: ingress-nginx is not to be had offline"
 SAMPLING_TIMEOUT = (
@@ -220,36 +268,55 @@ RESTART_TIMEOUT = (
     "and wrote its line again within 90 s; last seen: restarts=1, log: 'started\\nstarted' but "
     "/cache/marker missing after restart (the emptyDir should outlive the container)"
 )
-SETUP_ERROR = "ApiException: (409) Reason: Conflict: persistentvolumes \"cp-130000c3d4-pv-recycle\" already exists"
+SETUP_ERROR = 'ApiException: (409) Reason: Conflict: persistentvolumes "cp-130000c3d4-pv-recycle" already exists'
 
 
 def long_diagnostics() -> str:
-    lines = ["cluster cp-130000c3d4-services (kind, offline=True)", "", "== namespace cp-130000c3d4-clusterip-spreads-9a1c",
-             "-- pods"]
+    lines = [
+        "cluster cp-130000c3d4-services (kind, offline=True)",
+        "",
+        "== namespace cp-130000c3d4-clusterip-spreads-9a1c",
+        "-- pods",
+    ]
     for i in range(3):
-        lines += [f"pod web-6d4cf56db6-{'8kx2p tq9wz zz7lm'.split()[i]}: phase=Running node=cp-130000c3d4-services-worker"
-                  f"{'' if i < 2 else '2'} ip=10.244.{1 if i < 2 else 2}.{4 + i}",
-                  "  container agnhost: running ready=True restarts=0"]
+        lines += [
+            f"pod web-6d4cf56db6-{['8kx2p', 'tq9wz', 'zz7lm'][i]}: phase=Running node=cp-130000c3d4-services-worker"
+            f"{'' if i < 2 else '2'} ip=10.244.{1 if i < 2 else 2}.{4 + i}",
+            "  container agnhost: running ready=True restarts=0",
+        ]
+    lines.append("  container sidecar: waiting CreateContainerConfigError " + LONG_WORD)
     lines.append("-- events (oldest first)")
+    lines.append(
+        "Warning Failed Pod/web-6d4cf56db6-zz7lm: pulling sidecar: 401 Unauthorized (sent Authorization: Bearer "
+        "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ.eyJzdWIiOiJzeXN0ZW06a3ViZS1wcm94eSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ)"
+    )
     for i in range(140):
-        lines.append(f"Normal Scheduled Pod/web-6d4cf56db6-{i:05x}: Successfully assigned cp-130000c3d4-clusterip-"
-                     f"spreads-9a1c/web-6d4cf56db6-{i:05x} to cp-130000c3d4-services-worker{2 if i % 2 else ''}")
+        lines.append(
+            f"Normal Scheduled Pod/web-6d4cf56db6-{i:05x}: Successfully assigned cp-130000c3d4-clusterip-"
+            f"spreads-9a1c/web-6d4cf56db6-{i:05x} to cp-130000c3d4-services-worker{2 if i % 2 else ''}"
+        )
     lines.append("-- log client/agnhost (current, last 50 lines)")
-    lines.append("I1201 03:19:44.100000       1 log.go:195] " + "x" * 900 + " (one very long line, no spaces to break)")
+    lines.append("I1201 03:19:44.100000       1 log.go:195] GET /hostname 200")
     lines.append("== nodes")
-    lines += ["node cp-130000c3d4-services-control-plane: Ready=True", "node cp-130000c3d4-services-worker: Ready=True",
-              "node cp-130000c3d4-services-worker2: Ready=True"]
+    lines += [
+        "node cp-130000c3d4-services-control-plane: Ready=True",
+        "node cp-130000c3d4-services-worker: Ready=True",
+        "node cp-130000c3d4-services-worker2: Ready=True",
+    ]
     lines.append("== kube-system: pods not ready; klog errors in the last 131s")
     lines.append("-- errors kube-proxy-7xk2m/kube-proxy (last 5)")
     for i in range(5):
-        lines.append(f"E1201 03:2{i}:01.731324       1 proxier.go:1520] Failed to execute iptables-restore: exit status 1 "
-                     "(iptables-restore: line 42 failed) Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ."
-                     "eyJzdWIiOiJzeXN0ZW06a3ViZS1wcm94eSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ")
+        lines.append(
+            f"E1201 03:2{i}:01.731324       1 proxier.go:1520] Failed to execute iptables-restore: exit status 1 "
+            "(iptables-restore: line 42 failed) Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ."
+            "eyJzdWIiOiJzeXN0ZW06a3ViZS1wcm94eSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+        )
     return "\n".join(lines) + "\n"
 
 
 def upgrade_json(t0: float) -> dict:
     """The example of docs/DESIGN.md's upgrade.json: kind v1.31 -> v1.32, three nodes."""
+
     def at(s: float) -> float:
         return round(t0 + s, 3)
 
@@ -271,36 +338,86 @@ def upgrade_json(t0: float) -> dict:
             "Ingress /app",
         ],
         "disruptions": [
-            {"target": "DNS web.default.svc.cluster.local", "start": at(118.4), "end": at(121.9),
-             "detail": "no answer (CoreDNS pods rescheduled)"},
-            {"target": "NodePort 30080 on every node", "start": at(181.2), "end": at(183.0),
-             "detail": "connection refused on cp-031700e5f6-upgrade-worker"},
-            {"target": "NodePort 30080 on every node", "start": at(262.5), "end": at(266.7),
-             "detail": "connection refused on cp-031700e5f6-upgrade-worker2"},
+            {
+                "target": "DNS web.default.svc.cluster.local",
+                "start": at(118.4),
+                "end": at(121.9),
+                "detail": "no answer (CoreDNS pods rescheduled)",
+            },
+            {
+                "target": "NodePort 30080 on every node",
+                "start": at(181.2),
+                "end": at(183.0),
+                "detail": "connection refused on cp-031700e5f6-upgrade-worker",
+            },
+            {
+                "target": "NodePort 30080 on every node",
+                "start": at(262.5),
+                "end": at(266.7),
+                "detail": "connection refused on cp-031700e5f6-upgrade-worker2",
+            },
             {"target": "Ingress /app", "start": at(263.0), "end": at(291.4), "detail": "HTTP 503 from ingress-nginx"},
         ],
         "nodes": [
-            {"node": "cp-031700e5f6-upgrade-control-plane", "start": at(52), "end": at(168), "from": "v1.31.6",
-             "to": "v1.32.2"},
-            {"node": "cp-031700e5f6-upgrade-worker", "start": at(175), "end": at(246), "from": "v1.31.6",
-             "to": "v1.32.2"},
-            {"node": "cp-031700e5f6-upgrade-worker2", "start": at(250), "end": at(327), "from": "v1.31.6",
-             "to": "v1.32.2"},
+            {
+                "node": "cp-031700e5f6-upgrade-control-plane",
+                "start": at(52),
+                "end": at(168),
+                "from": "v1.31.6",
+                "to": "v1.32.2",
+            },
+            {
+                "node": "cp-031700e5f6-upgrade-worker",
+                "start": at(175),
+                "end": at(246),
+                "from": "v1.31.6",
+                "to": "v1.32.2",
+            },
+            {
+                "node": "cp-031700e5f6-upgrade-worker2",
+                "start": at(250),
+                "end": at(327),
+                "from": "v1.31.6",
+                "to": "v1.32.2",
+            },
         ],
         "checks": [
-            {"check": "Service web keeps its ClusterIP", "expected": "10.96.41.7", "observed": "10.96.41.7",
-             "verdict": "held"},
-            {"check": "StatefulSet db: pod db-0 keeps its PVC and its data (sha256 of /data/rows)",
-             "expected": "data-db-0 sha256:3f1c9a0e5b7d", "observed": "data-db-0 sha256:3f1c9a0e5b7d", "verdict": "held"},
-            {"check": "PersistentVolume pv-retain stays Bound to the same claim", "expected": "Bound default/keep",
-             "observed": "Bound default/keep", "verdict": "held"},
-            {"check": "ConfigMap settings unchanged (sha256)", "expected": "sha256:9b2e41d07c11",
-             "observed": "sha256:9b2e41d07c11", "verdict": "held"},
-            {"check": "hostPath file /var/local/cp-marker on the worker survives the node upgrade",
-             "expected": "present, sha256:51aa0c", "observed": "missing (node re-created by kind's upgrade path)",
-             "verdict": "failed"},
-            {"check": "Deployment web: the same pods answer (UIDs)", "expected": "3 pods, UIDs changed by drain",
-             "observed": "3 pods, 3 new UIDs", "verdict": "held"},
+            {
+                "check": "Service web keeps its ClusterIP",
+                "expected": "10.96.41.7",
+                "observed": "10.96.41.7",
+                "verdict": "held",
+            },
+            {
+                "check": "StatefulSet db: pod db-0 keeps its PVC and its data (sha256 of /data/rows)",
+                "expected": "data-db-0 sha256:3f1c9a0e5b7d",
+                "observed": "data-db-0 sha256:3f1c9a0e5b7d",
+                "verdict": "held",
+            },
+            {
+                "check": "PersistentVolume pv-retain stays Bound to the same claim",
+                "expected": "Bound default/keep",
+                "observed": "Bound default/keep",
+                "verdict": "held",
+            },
+            {
+                "check": "ConfigMap settings unchanged (sha256)",
+                "expected": "sha256:9b2e41d07c11",
+                "observed": "sha256:9b2e41d07c11",
+                "verdict": "held",
+            },
+            {
+                "check": "hostPath file /var/local/cp-marker on the worker survives the node upgrade",
+                "expected": "present, sha256:51aa0c",
+                "observed": "missing (node re-created by kind's upgrade path)",
+                "verdict": "failed",
+            },
+            {
+                "check": "Deployment web: the same pods answer (UIDs)",
+                "expected": "3 pods, UIDs changed by drain",
+                "observed": "3 pods, 3 new UIDs",
+                "verdict": "held",
+            },
         ],
     }
 
@@ -312,8 +429,14 @@ def history(runs: list[tuple[str, dict[str, str]]]) -> None:
     for run_id, verdicts in runs:
         started = datetime.strptime(run_id[:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC).timestamp()
         claims = [
-            {"id": cid, "section": c.section, "claim": c.text, "verdict": verdicts.get(cid, "held"), "reason": "",
-             "tests": []}
+            {
+                "id": cid,
+                "section": c.section,
+                "claim": c.text,
+                "verdict": verdicts.get(cid, "held"),
+                "reason": "",
+                "tests": [],
+            }
             for cid, c in CLAIMS.items()
         ]
         counts: dict[str, int] = {}
@@ -326,8 +449,15 @@ def history(runs: list[tuple[str, dict[str, str]]]) -> None:
 
 
 def main() -> None:
-    make_run("held", "20261130-031700-a1b2", "2026-11-30 03:17:05", offline=False, outcomes={}, seed=1,
-             cluster_facts=ONLINE_FACTS)
+    make_run(
+        "held",
+        "20261130-031700-a1b2",
+        "2026-11-30 03:17:05",
+        offline=False,
+        outcomes={},
+        seed=1,
+        cluster_facts=ONLINE_FACTS,
+    )
     offline_skips = {
         name: ("skipped", NO_DNS)
         for name in (
@@ -353,13 +483,24 @@ def main() -> None:
     }
     failures["test_emptydir_survives_a_container_restart_in_the_same_pod"] = ("failed", RESTART_TIMEOUT)
     make_run(
-        "failures", "20261201-031700-c3d4", "2026-12-01 03:17:02", offline=True, seed=2,
+        "failures",
+        "20261201-031700-c3d4",
+        "2026-12-01 03:17:02",
+        offline=True,
+        seed=2,
         outcomes={**offline_skips, **failures},
         diagnostics={"test_clusterip_spreads_requests_over_exactly_the_ready_pods_from_every_node": long_diagnostics()},
         cluster_facts=OFFLINE_FACTS,
     )
-    artifacts = make_run("upgrade", "20261202-031700-e5f6", "2026-12-02 03:17:04", offline=False, outcomes={},
-                         seed=3, cluster_facts=ONLINE_FACTS)
+    artifacts = make_run(
+        "upgrade",
+        "20261202-031700-e5f6",
+        "2026-12-02 03:17:04",
+        offline=False,
+        outcomes={},
+        seed=3,
+        cluster_facts=ONLINE_FACTS,
+    )
     (artifacts / "upgrade.json").write_text(json.dumps(upgrade_json(epoch("2026-12-02 03:40:00")), indent=2) + "\n")
     history(
         [

@@ -1,0 +1,302 @@
+"""report.html rendered from recorded run JSON (tests/data/report: a held run, a run with failures
+and skips, an upgrade run, earlier runs' claims.json for history; see make_fixtures.py there)."""
+
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from clusterproof.report import write_run_page
+from clusterproof.report.__main__ import main
+from clusterproof.report.model import PastRun, load_run
+from clusterproof.report.page import clamp, history_of, write
+
+DATA = Path(__file__).parent / "data" / "report"
+JWT = "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ"  # in the failing run's diagnostics.txt
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    """A copy of the recorded runs (the page is written beside them)."""
+    shutil.copytree(DATA, tmp_path / "runs", ignore=shutil.ignore_patterns("*.py"))
+    return tmp_path / "runs"
+
+
+def page_of(run_dir: Path, *history: Path, **kwargs) -> str:
+    return write([run_dir], history, **kwargs).read_text(encoding="utf-8")
+
+
+def text_of(html: str) -> str:
+    """The page's visible text, whitespace folded (for reading order)."""
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.parts, self.skip = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            self.skip += tag in ("style", "title")
+
+        def handle_endtag(self, tag):
+            self.skip -= tag in ("style", "title")
+
+        def handle_data(self, data):
+            if not self.skip:
+                self.parts.append(data)
+
+    parser = Text()
+    parser.feed(html)
+    return " ".join(" ".join(parser.parts).split())
+
+
+def section(html: str, start_id: str, end_id: str | None = None) -> str:
+    start = html.index(">", html.index(f'id="{start_id}"')) + 1
+    return html[start : html.index(f'id="{end_id}"', start) if end_id else None]
+
+
+# --- a held run ------------------------------------------------------------------------------
+
+
+def test_held_run_shows_cluster_facts_counts_and_every_area_in_order(runs):
+    html = page_of(runs / "held")
+    text = text_of(html)
+    assert "clusterproof run 20261130-031700-a1b2" in text
+    assert "No claim failed" in text and "Nothing failed" in text
+    assert "66 held" in text
+    for fact in ("v1.32.2", "kindnet", "nginx (k8s.io/ingress-nginx)", "standard (rancher.io/local-path, default)",
+                 "3: 1 control-plane, 2 worker", "8 clusters"):
+        assert fact in text, fact
+    headings = re.findall(r'<h3 id="area-([A-Z]+)"', html)
+    assert headings == ["SVC", "ING", "VOL", "PV", "WRK", "NS", "ERR"]
+    assert "started 2026-11-30 03:17:01 UTC" in text  # the run's start (timings' whole run)
+
+
+def test_each_row_has_claim_text_badge_and_tests_with_durations(runs):
+    html = page_of(runs / "held")
+    row = html[html.index('id="claim-SVC-09"') :].split("</tr>")[0]
+    assert "nodePort is optional" in row
+    assert '<span class="badge held">held</span>' in row
+    assert row.count('<span class="dot passed">') == 3
+    assert re.search(r'test_<wbr>nodeport_<wbr>left_<wbr>out.*?<span class="dur">\d+\.\d s</span>', row)
+    assert "setup " in row and "teardown " in row  # the whole breakdown in the tooltip
+
+
+def test_timeline_draws_image_clusters_modules_and_tests(runs):
+    html = page_of(runs / "failures")
+    svg = section(html, "time")
+    svg = svg[svg.index("<svg") : svg.index("</svg>")]
+    lanes = re.findall(r'<text class="lane"[^>]*>(?:<title>[^<]*</title>)?([^<]+)</text>', svg)
+    assert lanes[0] == "offline node image (build or cach…"
+    assert lanes[1:5] == ["test_services.py", "cluster services", "test_service_discovery.py",
+                          "cluster service-discovery"]
+    assert len(lanes) == 1 + 8 * 2
+    assert svg.count('class="p-create"') == 8 and svg.count('class="p-delete"') == 8
+    assert svg.count('class="o-failed"') == 2 and 'class="o-error fixture"' in svg
+    assert "test_clusterip_spreads_requests_over_exactly_the_ready_pods_from_every_node: failed, call 1 min 38 s" in svg
+    text = text_of(section(html, "time", "history"))
+    assert re.search(r"kind create 8 42\.\d s 5 min \d\d s", text)
+    assert "Slowest tests" in text and "whole run 19 min 44 s" in text
+
+
+# --- failures and skips ----------------------------------------------------------------------
+
+
+def test_failures_come_first_at_the_top_and_in_their_area(runs):
+    html = page_of(runs / "failures")
+    text = text_of(html)
+    assert "2 claims failed, 1 error" in text
+    needs = text_of(section(html, "attention"))
+    assert needs.startswith("Needs a look (3) failed SVC-03 A Service spreads requests")
+    assert needs.index("SVC-03") < needs.index("VOL-03") < needs.index("PV-07")
+    # before any held row of the page
+    first_held = html.index('class="v-held"')
+    assert html.index('href="#claim-SVC-03"') < first_held
+    assert html.index('href="#claim-PV-07"') < first_held
+    # in its area: failed, then partial, skipped, then held
+    svc = re.findall(r'<tr id="claim-(SVC-\d+)" class="v-([a-z-]+)"', section(html, "area-SVC", "area-ING"))
+    verdicts = [v for _, v in svc]
+    assert verdicts[0] == "failed" and verdicts[1] == "partial" and set(verdicts[2:5]) == {"skipped"}
+    assert verdicts[5:] == ["held"] * len(verdicts[5:])
+    assert '<a href="#area-SVC" class="bad">' in html
+
+
+def test_skip_reasons_and_failure_messages_are_shown_and_long_text_folds(runs):
+    html = page_of(runs / "failures")
+    ing = section(html, "claim-ING-01", "claim-ING-06")
+    assert "no ingress controller: ingress-nginx is not to be had offline" in ing
+    svc03 = section(html, "claim-SVC-03", "claim-SVC-13")
+    assert "WaitTimeout: every backend of Service web" in svc03
+    # the whole message (several lines) folded into <details>, the reason clamped above it
+    folded = r"<details><summary>failure message of .*?</summary><pre>WaitTimeout.*Endpoints web: "
+    assert re.search(folded, svc03, re.S)
+    assert clamp("word " * 100)[1]  # long reasons fold
+    assert clamp("short") == ("short", "")
+
+
+def test_diagnostics_link_is_relative_and_the_text_is_clamped_and_redacted(runs):
+    html = page_of(runs / "failures")
+    svc03 = section(html, "claim-SVC-03", "claim-SVC-13")
+    href = re.search(r'<a class="small" href="([^"]+)"[^>]*>diagnostics.txt</a>', svc03).group(1)
+    assert not href.startswith(("/", "file:")) and href.endswith("/diagnostics.txt")
+    assert (runs / "failures" / "artifacts" / href).is_file()
+    assert re.search(r"diagnostics of .*\(\d+ lines, cut\)</summary>", svc03)
+    assert "… cut here: the whole file is" in svc03
+    assert JWT not in html and "Bearer [REDACTED]" in html
+    # the long line without spaces is inside a <pre> (which wraps), not in a table cell of its own
+    assert "-".join(["configmap-key-not-found"] * 40) in svc03[svc03.index("<pre>cluster cp-") :]
+
+
+def test_the_upgrade_section_is_absent_without_upgrade_json(runs):
+    html = page_of(runs / "failures")
+    assert 'id="upgrade"' not in html and "UPG" not in re.findall(r'<h3 id="area-([A-Z]+)"', html)
+
+
+# --- an upgrade run --------------------------------------------------------------------------
+
+
+def test_upgrade_run_draws_disruptions_per_target_and_node_markers(runs):
+    html = page_of(runs / "upgrade")
+    text = text_of(html)
+    assert "No claim failed · 1 upgrade check failed" in text
+    assert '<header class="top bad">' in html
+    up = section(html, "upgrade", "history")
+    assert "Upgrade v1.31.6 → v1.32.2" in text_of(up)
+    svg = up[up.index("<svg") : up.index("</svg>")]
+    assert svg.count('class="u-down"') == 4
+    assert svg.count('class="marker"') == 3  # one dashed line per node's upgrade
+    assert svg.count('class="u-node"') == 3
+    assert "node worker2" in svg
+    assert "Ingress /app down: 4:23 – 4:51 (28.4 s) — HTTP 503 from ingress-nginx" in svg
+    targets = text_of(up)
+    assert "Service web ClusterIP (from a pod) never" in targets
+    assert "NodePort 30080 on every node 2× 6.0 s 4.2 s" in targets
+    # before/after: failed first, expected and observed side by side
+    checks = re.findall(r'<tr class="v-([a-z-]+)"><td>([^<]+)</td>', up)
+    assert checks[0] == ("failed", "hostPath file /var/local/cp-marker on the worker survives the node upgrade")
+    assert len(checks) == 6
+
+
+def test_upgrade_checks_are_upg_rows_and_a_failed_one_needs_a_look(runs):
+    html = page_of(runs / "upgrade")
+    assert re.findall(r'<h3 id="area-([A-Z]+)"', html)[-1] == "UPG"
+    needs = text_of(section(html, "attention"))
+    assert "Needs a look (1) failed UPG-check-5 hostPath file" in needs
+    assert "expected present, sha256:51aa0c, observed missing" in needs
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+def test_history_shows_each_claims_verdicts_and_marks_changes_and_flips(runs):
+    html = page_of(runs / "failures", runs / "history")
+    hist = section(html, "history")
+    assert "7 earlier runs and this one" in text_of(hist)
+    row = hist[hist.index('<a href="#claim-SVC-03">') :].split("</tr>")[0]
+    cells = re.findall(r'<td class="h ([a-z-]+)"', row)
+    assert cells == ["held", "failed", "held", "failed", "held", "held", "held", "failed"]
+    assert "changed: held → failed" in row and "flips (5 changes)" in row
+    # steady claims fold away; changed ones come first, failures before skips
+    changed_ids = re.findall(r'<tr><td><a href="#claim-([A-Z]+-\d+)">', hist.split("<details>")[0])
+    assert changed_ids[:3] == ["SVC-03", "VOL-03", "PV-07"]
+    assert "54 claims with the same verdict in every run" in hist
+    assert "Changed since the previous run (12)" in text_of(section(html, "attention"))
+
+
+def test_history_window_and_the_run_itself_counted_once():
+    run = load_run(DATA / "failures")
+    past = [PastRun(f"2026112{i}-031700-0a0{i}", 1_790_000_000 + i, {"SVC-03": "held"}) for i in range(1, 9)]
+    past.append(PastRun(run.run_id, run.when, {"SVC-03": "failed"}))  # this run, also in the history dir
+    history = history_of(run, past, last=4)
+    assert [c["id"] for c in history["columns"]] == [p.run_id for p in past[5:8]] + [run.run_id]
+    svc03 = next(r for r in history["changed"] if r["id"] == "SVC-03")
+    assert [c["verdict"] for c in svc03["cells"]] == ["held", "held", "held", "failed"]
+    assert svc03["changed"] and not svc03["flips"]
+
+
+def test_without_history_the_page_says_how_to_get_it(runs):
+    assert "No earlier runs given." in text_of(page_of(runs / "held"))
+
+
+# --- the page as a file ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["held", "failures", "upgrade"])
+def test_page_is_self_contained_and_light(runs, name):
+    html = page_of(runs / name, runs / "history")
+    assert html.startswith("<!doctype html>")
+    assert not re.search(r"<script|<link|<img|<iframe|\bsrc=|url\(|@import", html, re.I)
+    assert not re.search(r'href="(?!#)[a-z]+:', html)  # links are anchors or relative files
+    assert set(re.findall(r"https?://[^\s\"'<]+", html)) <= {"http://www.w3.org/2000/svg"}  # a namespace only
+    assert len(html.encode()) < 300_000
+
+
+def test_secrets_in_any_json_are_redacted(runs):
+    claims = runs / "held" / "artifacts" / "claims.json"
+    data = json.loads(claims.read_text())
+    data["claims"][0]["verdict"] = "failed"
+    data["claims"][0]["reason"] = "login failed: password=hunter2 token: abcdef.0123456789abcdef"
+    claims.write_text(json.dumps(data))
+    facts = runs / "held" / "artifacts" / "cluster.json"
+    leak = '"errors": ["nodes: Authorization: Bearer abcdefgh12345678"]'
+    facts.write_text(facts.read_text().replace('"errors": []', leak, 1))
+    html = page_of(runs / "held")
+    assert "hunter2" not in html and "0123456789abcdef" not in html and "abcdefgh12345678" not in html
+    assert "password=[REDACTED]" in html
+
+
+def test_only_claims_json_is_enough(tmp_path):
+    artifacts = tmp_path / "run" / "artifacts"
+    artifacts.mkdir(parents=True)
+    shutil.copy(DATA / "failures" / "artifacts" / "claims.json", artifacts)
+    html = page_of(tmp_path / "run")
+    text = text_of(html)
+    assert "No cluster facts recorded" in text
+    assert "took 19 min 41 s (tests only)" in text
+    svg = section(html, "time")
+    assert "<svg" in svg and "test_services.py" in svg and "cluster services" not in svg  # tests only
+
+
+def test_timings_without_start_times_still_list_the_phases(runs):
+    timings = runs / "held" / "artifacts" / "timings.json"
+    rows = [{k: v for k, v in r.items() if k != "start"} for r in json.loads(timings.read_text())]
+    claims = runs / "held" / "artifacts" / "claims.json"
+    data = json.loads(claims.read_text())
+    for c in data["claims"]:
+        for t in c["tests"]:
+            t.pop("start", None)
+    claims.write_text(json.dumps(data))
+    timings.write_text(json.dumps(rows))
+    html = page_of(runs / "held")
+    assert "timings.json has no start times" in html and "<svg" not in html
+    assert "whole run" in text_of(section(html, "time"))
+
+
+# --- writing it --------------------------------------------------------------------------------
+
+
+def test_cli_writes_beside_the_newest_runs_claims_with_the_others_as_history(runs, capsys):
+    assert main([str(runs / "held"), str(runs / "failures")]) == 0
+    page = runs / "failures" / "artifacts" / "report.html"
+    assert capsys.readouterr().out.strip() == str(page)
+    assert "1 earlier run and this one" in text_of(page.read_text())
+    out = runs / "out" / "page.html"
+    assert main([str(runs / "upgrade" / "artifacts"), "--history", str(runs / "history"), "-o", str(out)]) == 0
+    html = out.read_text()
+    assert "7 earlier runs and this one" in text_of(html)
+    # links from the page's own place
+    assert "../upgrade/artifacts/" not in html or (out.parent / "../upgrade/artifacts").exists()
+
+
+def test_cli_names_a_directory_without_a_run(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 2
+    assert f"error: {tmp_path}: no claims.json" in capsys.readouterr().err
+
+
+def test_the_run_never_fails_over_the_page(tmp_path):
+    (tmp_path / "claims.json").write_text("{not json")
+    message = write_run_page(tmp_path)
+    assert message.startswith("not written (ReportError: ") and "not JSON" in message
+    assert not (tmp_path / "report.html").exists()
