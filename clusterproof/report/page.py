@@ -235,7 +235,7 @@ def attention(groups: list[Group]) -> list[Attention]:
     """What needs a look, at the top of the page: failed and errored rows (claims and upgrade
     checks); the history's changes are listed under them."""
     items = [
-        Attention(row.anchor, row.id, row.verdict, row.text, row.reason)
+        Attention(row.anchor, row.id, row.verdict, row.text, (row.reason + row.reason_rest).removesuffix(" …"))
         for group in groups
         for row in group.rows
         if row.verdict in ("failed", "error")
