@@ -9,7 +9,7 @@ apiVersion/kind routing in between.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,24 @@ class ApiAnswer:
     def __str__(self) -> str:
         text = f"HTTP {self.status} accepted" if self.accepted else f"HTTP {self.status} {self.reason}: {self.message}"
         return text + (f" (warnings: {'; '.join(self.warnings)})" if self.warnings else "")
+
+
+def answer_to(request: Callable[[], Any], *, status: int = 201) -> ApiAnswer:
+    """The API server's answer to `request()` (a typed, dynamic or Manifests call): the object it
+    returned, as `status`, or its refusal in its own words (status, reason, message, causes)."""
+    try:
+        result = request()
+    except client.ApiException as e:
+        return ApiAnswer.from_exception(e)
+    return ApiAnswer(status, _as_dict(result))
+
+
+def _as_dict(result: Any) -> Any:
+    if isinstance(result, list) and len(result) == 1:  # Manifests.create of one document
+        result = result[0]
+    if hasattr(result, "openapi_types"):  # a typed model: camelCase, as the server wrote it
+        return client.ApiClient().sanitize_for_serialization(result)
+    return result.to_dict() if hasattr(result, "to_dict") else result
 
 
 def raw_request(

@@ -283,6 +283,12 @@ class Manifests:
             docs = self.load(source, namespace, values=values)
         return apply(self.cluster, docs, tracker=self.tracker)
 
+    def create(self, docs: list[Doc], *, dry_run: bool = False) -> list[Doc]:
+        """Create documents `load` or `prepare` already made ready (a jig's own edits kept), in
+        order, registered with the tracker. dry_run: the API server admits or refuses each, stores
+        nothing."""
+        return apply(self.cluster, docs, tracker=self.tracker, dry_run=dry_run)
+
     def apply_one(
         self,
         source: str | Path | Doc,

@@ -272,6 +272,23 @@ def watch_until(
         raise
 
 
+def seen_within(
+    list_fn: Callable[..., Any],
+    done: Callable[[dict[str, Any]], Any],
+    window: float,
+    *,
+    default: Any = None,
+    **kwargs: Any,
+) -> Any:
+    """Watch for `window` seconds: what `done(objects)` returned once truthy, or `default` when
+    nothing came. For observations of something that should *not* happen (no load-balancer
+    address, no Ingress address), where the window ending is the expected outcome."""
+    try:
+        return watch_until(list_fn, done, f"an observation window of {window:g}s", lambda objs: "-", window, **kwargs)
+    except WaitTimeout:
+        return default
+
+
 def _transient(e: BaseException) -> bool:
     if isinstance(e, client.ApiException):
         return e.status in _RETRY_STATUS

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from clusterproof.cluster import Cluster
-from clusterproof.jigs.volume import NodeFiles, PodFiles
+from clusterproof.jigs.pods import PodFiles
+from clusterproof.jigs.volume import NodeFiles
 from clusterproof.run import RunContext
 from clusterproof.tracker import ResourceTracker
 
@@ -19,10 +18,10 @@ def pod_files(cluster: Cluster, namespace: str) -> PodFiles:
 
 
 @pytest.fixture
-def node_files(cluster: Cluster, tracker: ResourceTracker, run: RunContext) -> Iterator[NodeFiles]:
-    """Files on the nodes under the run's own directory, removed after the test."""
+def node_files(cluster: Cluster, tracker: ResourceTracker, run: RunContext) -> NodeFiles:
+    """Files on the nodes under the run's own directory, removed when the test ends."""
     files = NodeFiles(cluster, tracker, run.run_id)
-    # removed last (cleanup runs latest first), and only if no other test still has files there
+    # registered before the test names its own files, so removed after them; only if empty: other
+    # tests of the run may still have files there
     files.keep_clean([n.name for n in cluster.nodes], files.run_dir, rmdir_only=True)
-    yield files
-    files.cleanup()
+    return files

@@ -10,10 +10,9 @@ import copy
 import ssl
 
 import pytest
-from kubernetes.client import ApiException
 
 from clusterproof import wait
-from clusterproof.api_answers import ApiAnswer
+from clusterproof.api_answers import answer_to
 from clusterproof.cluster import Cluster
 from clusterproof.errors import ProbeError
 from clusterproof.jigs import ingress
@@ -32,13 +31,13 @@ NO_CONTROLLER_WINDOW = 15.0  # ingress-nginx writes an address into status withi
 
 
 def start_backends(cluster: Cluster, namespace: str, manifests: Manifests) -> dict[str, str]:
-    """Services root-svc and test with one ready pod each; returns {"root": pod, "test": pod}."""
+    """Services root-svc and test with one ready pod each (Deployments of 1); returns
+    {"root": pod, "test": pod}."""
     manifests.apply(BACKENDS)
-    names = {}
-    for key, app in (("root", "root-backend"), ("test", "test-backend")):
-        wait.deployment_available(cluster.apps, namespace, app)
-        names[key] = wait.pods_ready(cluster.core, namespace, f"app={app}", 1)[0].metadata.name
-    return names
+    return {
+        key: wait.pods_ready(cluster.core, namespace, f"app={app}", 1)[0].metadata.name
+        for key, app in (("root", "root-backend"), ("test", "test-backend"))
+    }
 
 
 def host_for(namespace: str, prefix: str = "") -> str:
@@ -54,6 +53,12 @@ def cluster_ip(cluster: Cluster, namespace: str, service: str) -> str:
 
 @pytest.mark.claim("ING-01")
 def test_bare_metal_ingress_nginx_runs_a_controller_behind_a_node_port_service(cluster: Cluster) -> None:
+    """The bare-metal ingress-nginx install MUST give a Running controller, Completed admission
+    Jobs, a NodePort controller Service (80, 443) and a ClusterIP admission Service (443) in
+    `ingress-nginx` [000]. Skipped when it is not installed.
+
+    Observed: those objects and their states; nginx's 404 for an unknown host on the
+    controller's node port of every node that serves it."""
     install = ingress.require_ingress_nginx(cluster, serving=False)
     ns = install.namespace
     running = [p.metadata.name for p in install.ready_pods if p.status.phase == "Running"]
@@ -95,40 +100,44 @@ def test_bare_metal_ingress_nginx_runs_a_controller_behind_a_node_port_service(c
 def test_controller_service_lists_external_ips_only_once_they_are_set_to_node_ips(
     cluster: Cluster, manifests: Manifests, tracker: ResourceTracker
 ) -> None:
+    """The controller Service MUST show no EXTERNAL-IP until `externalIPs` is set to node IPs,
+    and then list them [000]. Skipped without a serving ingress-nginx.
+
+    Observed: `kubectl get service`'s EXTERNAL-IP column with externalIPs removed and then set
+    to the node IPs (as the notes' patch does); nginx's 404 on port 80 of each external IP. The
+    Service's own externalIPs come back when the test ends."""
     install = ingress.require_ingress_nginx(cluster)
     ns, name = install.namespace, ingress.CONTROLLER_SERVICE
     spec = install.service.spec
     saved = {"externalIPs": spec.external_i_ps, "externalTrafficPolicy": spec.external_traffic_policy}
+    tracker.on_cleanup(
+        cluster,
+        f"restore externalIPs of Service {ns}/{name}",
+        lambda: ingress.patch_service_spec(cluster, ns, name, saved),
+    )
 
-    def restore() -> None:
-        ingress.patch_service_spec(cluster, ns, name, saved)
+    ingress.patch_service_spec(cluster, ns, name, {"externalIPs": None})
+    before = ingress.external_ip_column(cluster, ns, name)
+    assert before == "<none>", f"{name} without externalIPs shows EXTERNAL-IP {before!r}, expected <none>"
 
-    tracker.on_cleanup(cluster, f"restore externalIPs of Service {ns}/{name}", restore)
-    try:
-        ingress.patch_service_spec(cluster, ns, name, {"externalIPs": None})
-        before = ingress.external_ip_column(cluster, ns, name)
-        assert before == "<none>", f"{name} without externalIPs shows EXTERNAL-IP {before!r}, expected <none>"
+    node_ips = [n.internal_ip for n in cluster.nodes if n.internal_ip]
+    values = {f"NODE_IP_{i + 1}": node_ips[i % len(node_ips)] for i in range(3)}
+    patch = manifests.render(EXTERNAL_IPS_PATCH, values)[0]["spec"]
+    patch["externalIPs"] = list(dict.fromkeys(patch["externalIPs"]))
+    ingress.patch_service_spec(cluster, ns, name, patch)
+    after = ingress.external_ip_column(cluster, ns, name)
+    assert set(after.split(",")) == set(patch["externalIPs"]), (
+        f"after setting externalIPs {patch['externalIPs']}, {name} shows EXTERNAL-IP {after!r}"
+    )
 
-        node_ips = [n.internal_ip for n in cluster.nodes if n.internal_ip]
-        values = {f"NODE_IP_{i + 1}": node_ips[i % len(node_ips)] for i in range(3)}
-        patch = manifests.render(EXTERNAL_IPS_PATCH, values)[0]["spec"]
-        patch["externalIPs"] = list(dict.fromkeys(patch["externalIPs"]))
-        ingress.patch_service_spec(cluster, ns, name, patch)
-        after = ingress.external_ip_column(cluster, ns, name)
-        assert set(after.split(",")) == set(patch["externalIPs"]), (
-            f"after setting externalIPs {patch['externalIPs']}, {name} shows EXTERNAL-IP {after!r}"
+    # port 80 of each external IP now leads to the controller (nginx's 404 for an unknown host)
+    for ip in patch["externalIPs"]:
+        ingress.wait_answer(
+            lambda ip=ip: ingress.get(ip, 80, "/", "no-such-host.clusterproof.test"),
+            lambda a: a.status == 404,
+            f"nginx's 404 from external IP {ip}:80",
+            timeout=30,
         )
-
-        # port 80 of each external IP now leads to the controller (nginx's 404 for an unknown host)
-        for ip in patch["externalIPs"]:
-            ingress.wait_answer(
-                lambda ip=ip: ingress.get(ip, 80, "/", "no-such-host.clusterproof.test"),
-                lambda a: a.status == 404,
-                f"nginx's 404 from external IP {ip}:80",
-                timeout=30,
-            )
-    finally:
-        restore()
 
 
 # --- ING-03..05: routing through the controller --------------------------------------------------
@@ -138,6 +147,11 @@ def test_controller_service_lists_external_ips_only_once_they_are_set_to_node_ip
 def test_one_ingress_routes_each_path_prefix_to_its_own_service(
     cluster: Cluster, namespace: str, manifests: Manifests
 ) -> None:
+    """One Ingress MUST route each path prefix (`/` and `/testpath`, pathType Prefix) to its own
+    Service [000, 002]. Skipped without a serving ingress-nginx.
+
+    Observed: through the controller's node port on every serving node, with the Ingress's host,
+    /, /other/page, /testpath and /testpath/x each answered by the pod behind its Service."""
     install = ingress.require_ingress_nginx(cluster)
     pods = start_backends(cluster, namespace, manifests)
     host = host_for(namespace)
@@ -165,6 +179,12 @@ def test_one_ingress_routes_each_path_prefix_to_its_own_service(
 def test_rewrite_target_changes_the_path_the_backend_sees(
     cluster: Cluster, namespace: str, manifests: Manifests, client_pod
 ) -> None:
+    """The `rewrite-target` annotation MUST rewrite the path the backend sees [002]. Skipped
+    without a serving ingress-nginx.
+
+    Observed: the backends answering 404 for the paths asked directly (only a rewritten request
+    can succeed), then, through the controller, those paths answered by the backends: the notes'
+    `rewrite-target: /` and a capture-group form `/$2`."""
     install = ingress.require_ingress_nginx(cluster)
     pods = start_backends(cluster, namespace, manifests)
     minimal_host, rewrite_host = host_for(namespace), host_for(namespace, "rewrite.")
@@ -197,6 +217,12 @@ def test_rewrite_target_changes_the_path_the_backend_sees(
 def test_ingress_terminates_https_with_the_tls_secret_for_its_host(
     cluster: Cluster, namespace: str, manifests: Manifests
 ) -> None:
+    """An Ingress MUST terminate HTTPS with its TLS Secret for its host [000]. Skipped without a
+    serving ingress-nginx (or the `cryptography` package to make the certificate).
+
+    Observed: HTTPS with SNI of the Ingress's host on the controller's 443 node port of every
+    serving node: the Secret's self-signed certificate, verified, and the backend's answer; for
+    another name, a different certificate (the controller's default)."""
     install = ingress.require_ingress_nginx(cluster)
     ingress.require_cryptography()
     pods = start_backends(cluster, namespace, manifests)
@@ -227,6 +253,13 @@ def test_ingress_terminates_https_with_the_tls_secret_for_its_host(
 def test_ingress_without_a_controller_gets_no_address_and_nothing_serves_it(
     cluster: Cluster, namespace: str, manifests: Manifests, client_pod, run: RunContext
 ) -> None:
+    """An Ingress is only a declaration: without a controller for its class nothing MUST serve
+    it [002].
+
+    Observed: the backends answering through their Service directly; port 80 of every node not
+    answering from a backend for the Ingress's host and paths; no address in the Ingress's
+    status within 15 s. The class is the notes' `nginx` where no controller claims it, else a
+    class nobody implements."""
     # the notes' class when no controller implements it; on a cluster with ingress-nginx, a class nobody implements
     class_name = "nginx" if not ingress.controller_claims(cluster, "nginx") else f"unclaimed-{run.run_id}"
     pods = start_backends(cluster, namespace, manifests)
@@ -263,20 +296,20 @@ def test_ingress_without_a_controller_gets_no_address_and_nothing_serves_it(
 def test_notes_ingress_with_backend_rootSvc_is_refused_naming_the_service_name_field(
     cluster: Cluster, namespace: str, manifests: Manifests
 ) -> None:
+    """[002]'s Ingress names its backend Service `rootSvc`, not a valid DNS-1035 name: refused
+    naming that field; with the name fixed it is accepted, but carries no ingressClassName
+    (the default class is filled in where there is one).
+
+    Observed: the API server's answers to dry-run creates of the manifest as written and fixed."""
     cluster.require(
         ingress.serves_resource(cluster, "networking.k8s.io/v1", "ingresses"),
         "the server does not serve networking.k8s.io/v1 Ingress (before 1.19): the notes' manifest cannot apply",
     )
     doc = manifests.prepare(manifests.load_raw(AS_WRITTEN).documents())[0]
-    resource = cluster.dynamic.resources.get(api_version=doc["apiVersion"], kind="Ingress")
     field = "spec.rules[0].http.paths[0].backend.service.name"
 
-    try:
-        resource.create(body=doc, namespace=namespace, dry_run="All")
-    except ApiException as refused:
-        answer = ApiAnswer.from_exception(refused)
-    else:
-        raise AssertionError("the API server accepted the notes' Ingress with backend Service name 'rootSvc'")
+    answer = answer_to(lambda: manifests.create([doc], dry_run=True))
+    assert not answer.accepted, "the API server accepted the notes' Ingress with backend Service name 'rootSvc'"
     named = answer.cause_for(field)
     assert answer.status == 422 and named and "rootSvc" in named.message, (
         f"expected 422 Invalid naming {field} ('rootSvc'); got {answer}, causes {answer.causes}"
@@ -286,8 +319,8 @@ def test_notes_ingress_with_backend_rootSvc_is_refused_naming_the_service_name_f
     # the other flaw: with the name fixed it is accepted, but carries no ingressClassName
     fixed = copy.deepcopy(doc)
     fixed["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] = "root-svc"
-    accepted = resource.create(body=fixed, namespace=namespace, dry_run="All")
-    class_name = accepted.spec.get("ingressClassName")
+    (accepted,) = manifests.create([fixed], dry_run=True)
+    class_name = accepted["spec"].get("ingressClassName")
     defaults = ingress.default_classes(ingress.ingress_classes(cluster))
     if defaults:
         assert class_name in defaults, f"default IngressClass {defaults} should be filled in; got {class_name!r}"
@@ -299,6 +332,12 @@ def test_notes_ingress_with_backend_rootSvc_is_refused_naming_the_service_name_f
 def test_ingress_nginx_v0_47_needs_v1beta1_ingress_which_kubernetes_1_22_removed(
     cluster: Cluster, namespace: str, manifests: Manifests
 ) -> None:
+    """[000]'s ingress-nginx controller-v0.47.0 lists Ingresses through networking.k8s.io/v1beta1,
+    which Kubernetes 1.22 removed: it cannot work on 1.22+; before, the API serves v1beta1 (and
+    warns from 1.19 on).
+
+    Observed: the versions of networking.k8s.io the server serves (live discovery) and kubectl's
+    answer to listing ingresses.v1beta1.networking.k8s.io."""
     version = manifests.load_raw(V047_RECORD).documents()[0]["version"]
     served = ingress.served_versions(cluster, "networking.k8s.io")
     v1beta1 = "v1beta1" in served and ingress.serves_resource(cluster, "networking.k8s.io/v1beta1", "ingresses")

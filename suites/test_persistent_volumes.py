@@ -3,28 +3,23 @@
 
 Every PV and StorageClass is cluster-wide: each test gets its own, named after the notes' one
 with a per-test suffix (pv-01-<suffix>), and its static claims select only its own PVs (see
-clusterproof/jigs/pv.py). [003]'s local PV pv-01 keeps its nodeAffinity node=node1: one node is
-labelled node=node1 for the run; its path (/node-v in the notes) is a per-test directory under
-/tmp/clusterproof-<run id>/ so tests do not share data.
+clusterproof/jigs/pv_names.py). [003]'s local PV pv-01 keeps its nodeAffinity node=node1: one node
+is labelled node=node1 for the module; its path (/node-v in the notes) is a per-test directory
+under /tmp/clusterproof-<run id>/ so tests do not share data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from kubernetes import client
 
-from clusterproof import wait
-from clusterproof.api_answers import ApiAnswer, raw_request
+from clusterproof.api_answers import raw_request
 from clusterproof.cluster import Cluster
-from clusterproof.errors import WaitTimeout
-from clusterproof.jigs import pv as pvjig
-from clusterproof.jigs.pv import PhaseLog, PVJig
-from clusterproof.jigs.volume import PodFiles
+from clusterproof.jigs import pods, pv
+from clusterproof.jigs.pods import PodFiles
+from clusterproof.jigs.pv import PVJig
+from clusterproof.jigs.pv_phases import PhaseLog
 from clusterproof.manifests import Manifests
-from clusterproof.run import RunContext, hash_of
-from clusterproof.tracker import ResourceTracker
 
 PV_01 = "notes/persistent-volumes/pv-01.yaml"
 PVC_01 = "notes/persistent-volumes/pvc-01.yaml"
@@ -45,58 +40,56 @@ STORAGECLASS_AS_WRITTEN = "notes-as-written/001-storageclass-apiversion.yaml"
 RESIZE_REFUSED = (
     "only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize"
 )
-HOSTPATH_PROVISIONER = "kubernetes.io/host-path"
 RECYCLE_TIMEOUT = 180.0  # the 1.20 recycler pod's deadline for hostPath is 60 s (+ scheduling, pulls)
 PHASE_TIMEOUT = 300.0  # the whole life cycle: Available, Bound, a pod, deletions, Released
 
 
 @pytest.fixture
-def pv(
-    request: pytest.FixtureRequest,
-    cluster: Cluster,
-    namespace: str,
-    manifests: Manifests,
-    tracker: ResourceTracker,
-    run: RunContext,
-) -> Iterator[PVJig]:
-    jig = PVJig(cluster, manifests, tracker, run.run_id, f"{run.short_id}-{hash_of(request.node.nodeid, 4)}", namespace)
-    yield jig
-    jig.close()
+def jig(cluster: Cluster, manifests: Manifests) -> PVJig:
+    return PVJig(cluster, manifests)
 
 
-def start_and_wait(
-    cluster: Cluster, namespace: str, pv: PVJig, source: str, name: str | None = None, **kwargs
-) -> client.V1Pod:
-    name = pv.start_pod(source, name=name, **kwargs)
-    return wait.pod_ready(cluster.core, namespace, name, 120)
-
-
-def bind_pv_01(pv: PVJig, node1: str) -> client.V1PersistentVolume:
+def bind_pv_01(jig: PVJig, node1: str) -> client.V1PersistentVolume:
     """[003]: pv-01 (local, nodeAffinity node=node1, its path made on node1) Available, then
-    pvc-01 binds it."""
-    pv.apply(PV_01)
-    pv.make_local_path(node1, pv.name("pv-01"))
-    pv.pv_phase("pv-01", "Available")
-    pv.apply(PVC_01)
-    pv.pvc_bound("pvc-01")
-    return pv.pv_phase("pv-01", "Bound")
+    pvc-01 binds it; returns pv-01 Bound."""
+    jig.apply(PV_01)
+    jig.make_local_path(node1, "pv-01")
+    jig.wait_pv_phase("pv-01", "Available")
+    jig.apply(PVC_01)
+    jig.wait_claim_bound("pvc-01")
+    return jig.wait_pv_phase("pv-01", "Bound")
+
+
+def bind_sample_pv_and_write(jig: PVJig, pod_files: PodFiles, text: str) -> str:
+    """[001]'s PV `sample` bound to sample-pvc, `text` written to kept.txt on it through pvc-pod,
+    which is then deleted; returns the pod's node."""
+    jig.apply(SAMPLE_PVC)
+    jig.wait_claim_bound("sample-pvc")
+    pod = jig.start_pod(PVC_POD, values={"CLAIM_NAME": "sample-pvc"})
+    pod_files.write("pvc-pod", "/data/kept.txt", text)
+    jig.cluster.delete_pod_now(jig.namespace, "pvc-pod")
+    return pod.spec.node_name
 
 
 # --- static binding ----------------------------------------------------------------------------
 
 
 @pytest.mark.claim("PV-01")
-def test_admin_made_pv_is_available_and_a_matching_claim_binds_it(pv: PVJig, namespace: str) -> None:
-    pv.play_node1()
-    pv.apply(PV_01)
-    before = pv.pv_phase("pv-01", "Available")
+def test_admin_made_pv_is_available_and_a_matching_claim_binds_it(jig: PVJig, namespace: str) -> None:
+    """An admin-made PV MUST be Available; a claim matching its capacity, access mode and
+    `storageClassName: ""` MUST bind it, both then Bound [000, 003].
+
+    Observed: pv-01's phase and claimRef before and after pvc-01; pvc-01's volumeName and capacity."""
+    jig.label_node1()
+    jig.apply(PV_01)
+    before = jig.wait_pv_phase("pv-01", "Available")
     assert before.spec.claim_ref is None, f"pv-01 is Available yet claimed by {before.spec.claim_ref}"
 
-    pv.apply(PVC_01)
-    claim = pv.pvc_bound("pvc-01")
-    volume = pv.pv_phase("pv-01", "Bound")
+    jig.apply(PVC_01)
+    claim = jig.wait_claim_bound("pvc-01")
+    volume = jig.wait_pv_phase("pv-01", "Bound")
 
-    assert claim.spec.volume_name == pv.name("pv-01"), f"pvc-01 bound {claim.spec.volume_name}, not pv-01"
+    assert claim.spec.volume_name == jig.name("pv-01"), f"pvc-01 bound {claim.spec.volume_name}, not pv-01"
     ref = volume.spec.claim_ref
     assert (ref.namespace, ref.name, ref.uid) == (namespace, "pvc-01", claim.metadata.uid), (
         f"pv-01's claimRef names {ref.namespace}/{ref.name} (uid {ref.uid}), not {namespace}/pvc-01"
@@ -105,74 +98,85 @@ def test_admin_made_pv_is_available_and_a_matching_claim_binds_it(pv: PVJig, nam
 
 
 @pytest.mark.claim("PV-02")
-def test_claims_asking_more_capacity_or_a_missing_access_mode_stay_pending(pv: PVJig) -> None:
-    pv.apply(PV_01)
-    pv.pv_phase("pv-01", "Available")
-    pv.apply(PVC_PENDING)  # pvc-too-big (2G, RWO) and pvc-rwx (1G, RWX); pv-01 is 1G, RWO only
+def test_claims_asking_more_capacity_or_a_missing_access_mode_stay_pending(jig: PVJig) -> None:
+    """A claim asking more capacity, or an access mode no PV offers, MUST stay Pending [003].
+
+    Observed: the PV controller's decision (FailedBinding) about pvc-too-big (2G) and pvc-rwx
+    (RWX) against pv-01 (1G, RWO), both then Pending and pv-01 still Available; pvc-01, which
+    fits, then binding pv-01."""
+    jig.apply(PV_01)
+    jig.wait_pv_phase("pv-01", "Available")
+    jig.apply(PVC_PENDING)  # pvc-too-big (2G, RWO) and pvc-rwx (1G, RWX); pv-01 is 1G, RWO only
 
     for name in ("pvc-too-big", "pvc-rwx"):
-        decision = pv.no_match_decision(name)
-        phase = pv.pvc(name).status.phase
+        decision = jig.wait_no_match_decision(name)
+        phase = jig.pvc(name).status.phase
         assert phase == "Pending", f"claim {name} is {phase} after '{decision.reason}: {decision.message}'"
-    volume = pv.pv("pv-01")
+    volume = jig.pv("pv-01")
     assert volume.status.phase == "Available", (
         f"pv-01 is {volume.status.phase}, claimed by {volume.spec.claim_ref}: a mismatching claim took it"
     )
     # the PV itself was bindable all along: the claim that fits takes it
-    pv.apply(PVC_01)
-    assert pv.pvc_bound("pvc-01").spec.volume_name == pv.name("pv-01")
+    jig.apply(PVC_01)
+    assert jig.wait_claim_bound("pvc-01").spec.volume_name == jig.name("pv-01")
 
 
 @pytest.mark.claim("PV-03")
 @pytest.mark.needs_node_exec
 def test_pod_mounts_the_claim_by_name_and_its_data_outlives_the_pod(
-    cluster: Cluster, namespace: str, pv: PVJig, pod_files: PodFiles
+    jig: PVJig, namespace: str, pod_files: PodFiles
 ) -> None:
-    node1 = pv.play_node1()
-    volume = bind_pv_01(pv, node1)
-    path = volume.spec.local.path
+    """A pod MUST mount a claim by its claimName, and what it writes there MUST outlive the pod [000, 003].
 
-    start_and_wait(cluster, namespace, pv, POD_VOLUME_3)
+    Observed: a file pod-volume-3 writes through pvc-01, read back by a new pod of the same
+    claim after pod-volume-3 was deleted, and found at pv-01's path on node1."""
+    node1 = jig.label_node1()
+    path = bind_pv_01(jig, node1).spec.local.path
+
+    jig.start_pod(POD_VOLUME_3)
     pod_files.write("pod-volume-3", "/volume/kept.txt", f"written in {namespace}")
-    cluster.delete_pod_now(namespace, "pod-volume-3")
+    jig.cluster.delete_pod_now(namespace, "pod-volume-3")
 
     # another name: the kubelet may still be tearing down the old pod-volume-3 on the same node
-    start_and_wait(cluster, namespace, pv, POD_VOLUME_3, name="pod-volume-3-next")
+    jig.start_pod(POD_VOLUME_3, name="pod-volume-3-next")
     seen = pod_files.read("pod-volume-3-next", "/volume/kept.txt")
     assert seen == f"written in {namespace}", (
         f"the new pod pod-volume-3-next reads {seen!r} from /volume/kept.txt (claim pvc-01); the deleted "
         "pod-volume-3 wrote it"
     )
-    on_node = pv.node_file(node1, f"{path}/kept.txt")
+    on_node = jig.node_files.read(node1, f"{path}/kept.txt")
     assert on_node == f"written in {namespace}", f"{path}/kept.txt on node {node1} reads {on_node!r}"
+
+
+def avoid(node: str) -> dict:
+    """A pod affinity that prefers every node but `node`."""
+    prefer_not = {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "NotIn", "values": [node]}]}
+    return {
+        "nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": prefer_not}]}
+    }
 
 
 @pytest.mark.claim("PV-04")
 @pytest.mark.needs_node_exec
 def test_local_pv_with_node_affinity_pins_its_pods_to_the_labelled_node(
-    cluster: Cluster, namespace: str, pv: PVJig
+    jig: PVJig, cluster: Cluster, namespace: str
 ) -> None:
-    cluster.require_workers(2)
-    node1 = pv.play_node1()
-    bind_pv_01(pv, node1)
-    # every pod even prefers another node: only the PV's nodeAffinity can bring it to node1
-    avoid_node1 = {
-        "nodeAffinity": {
-            "preferredDuringSchedulingIgnoredDuringExecution": [
-                {
-                    "weight": 100,
-                    "preference": {
-                        "matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "NotIn", "values": [node1]}]
-                    },
-                }
-            ]
-        }
-    }
-    names = [pv.start_pod(POD_VOLUME_3, name=f"pod-volume-3-{i}", affinity=avoid_node1) for i in range(1, 5)]
-    pods = [wait.pod_ready(cluster.core, namespace, name, 120) for name in names]
+    """A local PV with nodeAffinity (node=node1) MUST pin every pod using it to that node [003].
 
-    placed = {p.metadata.name: p.spec.node_name for p in pods}
-    labelled = pvjig.node1_nodes(cluster)
+    Observed: where four pods of claim pvc-01 land, although each prefers any other node."""
+    cluster.require_workers(2)
+    node1 = jig.label_node1()
+    bind_pv_01(jig, node1)
+
+    def avoid_node1(doc: dict) -> None:
+        doc["spec"]["affinity"] = avoid(node1)
+
+    names = [f"pod-volume-3-{i}" for i in range(1, 5)]
+    for name in names:
+        pods.create_pod(jig.manifests, POD_VOLUME_3, name=name, edit=avoid_node1)
+    placed = {name: pods.started(cluster, namespace, name).spec.node_name for name in names}
+
+    labelled = pv.node1_nodes(cluster)
     assert set(placed.values()) <= set(labelled), (
         f"pods of claim pvc-01 (local PV pv-01, nodeAffinity node=node1 -> {labelled}) landed on {placed}"
     )
@@ -181,39 +185,36 @@ def test_local_pv_with_node_affinity_pins_its_pods_to_the_labelled_node(
 # --- reclaim policies --------------------------------------------------------------------------
 
 
-def use_sample_pv(cluster: Cluster, namespace: str, pv: PVJig, pod_files: PodFiles) -> str:
-    """[001]'s PV `sample` bound to sample-pvc and written through pvc-pod; returns the node."""
-    pv.apply(SAMPLE_PVC)
-    pv.pvc_bound("sample-pvc")
-    pod = start_and_wait(cluster, namespace, pv, PVC_POD, values={"CLAIM_NAME": "sample-pvc"})
-    pod_files.write("pvc-pod", "/data/kept.txt", f"written in {namespace}")
-    cluster.delete_pod_now(namespace, "pvc-pod")
-    return pod.spec.node_name
-
-
 @pytest.mark.claim("PV-05")
 @pytest.mark.needs_node_exec
 def test_retain_keeps_the_released_pv_and_its_data_and_does_not_bind_it_again(
-    cluster: Cluster, namespace: str, pv: PVJig, pod_files: PodFiles
+    jig: PVJig, namespace: str, pod_files: PodFiles
 ) -> None:
-    pv.apply(PV_SAMPLE)
-    pv.pv_phase("sample", "Available")
-    node = use_sample_pv(cluster, namespace, pv, pod_files)
-    old_uid = pv.pvc("sample-pvc").metadata.uid
+    """Retain: deleting the claim MUST leave the PV Released with its data, and the PV MUST NOT be
+    bound again by itself [001].
 
-    pv.delete_claim("sample-pvc")
-    released = pv.pv_phase("sample", "Released")
+    Observed: PV sample Released (policy Retain, claimRef still the deleted claim's uid); the
+    file written through it still on its node; a new sample-pvc looked at by the PV controller
+    (FailedBinding) and left Pending, the PV still Released."""
+    jig.apply(PV_SAMPLE)
+    jig.wait_pv_phase("sample", "Available")
+    text = f"written in {namespace}"
+    node = bind_sample_pv_and_write(jig, pod_files, text)
+    old_uid = jig.pvc("sample-pvc").metadata.uid
+
+    jig.delete_claim("sample-pvc")
+    released = jig.wait_pv_phase("sample", "Released")
     path = released.spec.host_path.path
     assert released.spec.persistent_volume_reclaim_policy == "Retain"
     assert released.spec.claim_ref.uid == old_uid, f"the Released PV sample names claim {released.spec.claim_ref}"
-    kept = pv.node_file(node, f"{path}/kept.txt")
-    assert kept == f"written in {namespace}", f"after the claim went, {path}/kept.txt on node {node} reads {kept!r}"
+    kept = jig.node_files.read(node, f"{path}/kept.txt")
+    assert kept == text, f"after the claim went, {path}/kept.txt on node {node} reads {kept!r}"
 
     # the same claim again: the controller looks, finds no Available PV, and leaves it Pending
-    pv.apply(SAMPLE_PVC)
-    decision = pv.no_match_decision("sample-pvc")
-    claim = pv.pvc("sample-pvc")
-    volume = pv.pv("sample")
+    jig.apply(SAMPLE_PVC)
+    decision = jig.wait_no_match_decision("sample-pvc")
+    claim = jig.pvc("sample-pvc")
+    volume = jig.pv("sample")
     assert claim.status.phase == "Pending", f"the new sample-pvc is {claim.status.phase} ({claim.spec.volume_name})"
     assert volume.status.phase == "Released", (
         f"PV sample went {volume.status.phase} (claimRef {volume.spec.claim_ref}) after the new claim "
@@ -221,46 +222,17 @@ def test_retain_keeps_the_released_pv_and_its_data_and_does_not_bind_it_again(
     )
 
 
-def require_default_class(cluster: Cluster) -> client.V1StorageClass:
-    default = pvjig.default_storage_class(cluster)
-    cluster.require(
-        default is not None,
-        "no default StorageClass: none of the StorageClasses "
-        f"[{pvjig.describe_storage_classes(cluster)}] is annotated storageclass.kubernetes.io/is-default-class=true",
-    )
-    return default
-
-
-def provision(cluster: Cluster, namespace: str, pv: PVJig, storage_class: client.V1StorageClass) -> tuple:
-    """dynamic-pvc naming the class; a consumer pod when the class waits for one. Returns (claim, PV)."""
-    (doc,) = pv.load(DYNAMIC_PVC, dynamic=True)
-    doc["spec"]["storageClassName"] = storage_class.metadata.name
-    pv.create([doc])
-    if storage_class.volume_binding_mode == "WaitForFirstConsumer":
-        pv.start_pod(PVC_POD, values={"CLAIM_NAME": "dynamic-pvc"})
-    try:
-        claim = wait.pvc_phase(cluster.core, namespace, "dynamic-pvc", "Bound", 60)
-    except WaitTimeout as e:
-        hint = (
-            "; kubernetes.io/host-path provisions only when kube-controller-manager runs with "
-            "--enable-hostpath-provisioner"
-            if storage_class.provisioner == HOSTPATH_PROVISIONER
-            else ""
-        )
-        raise AssertionError(
-            f"StorageClass {storage_class.metadata.name} (provisioner {storage_class.provisioner}) gave claim "
-            f"dynamic-pvc no PV: {e}; claim events: {pv.claim_events('dynamic-pvc')}{hint}"
-        ) from None
-    pv.track_provisioned(claim.spec.volume_name)
-    return claim, cluster.core.read_persistent_volume(claim.spec.volume_name)
-
-
 @pytest.mark.claim("PV-09")
-def test_claim_naming_a_storage_class_gets_a_pv_provisioned(cluster: Cluster, namespace: str, pv: PVJig) -> None:
-    storage_class = require_default_class(cluster)
-    _, volume = provision(cluster, namespace, pv, storage_class)
+def test_claim_naming_a_storage_class_gets_a_pv_provisioned(jig: PVJig, cluster: Cluster, namespace: str) -> None:
+    """A claim naming a StorageClass MUST get a PV provisioned for it [000, 002].
 
-    who = (volume.metadata.annotations or {}).get(pvjig.PROVISIONED_BY)
+    Observed: dynamic-pvc, naming the default class, Bound to a new PV made by the class's
+    provisioner (its provisioned-by annotation), of that class, claimed by dynamic-pvc.
+    Skipped when the cluster has no default StorageClass."""
+    storage_class = pv.require_default_class(cluster)
+    volume = jig.provision(DYNAMIC_PVC, "dynamic-pvc", storage_class, consumer=PVC_POD)
+
+    who = (volume.metadata.annotations or {}).get(pv.PROVISIONED_BY)
     assert who == storage_class.provisioner, (
         f"PV {volume.metadata.name} was made by {who!r}, not the class's provisioner {storage_class.provisioner}"
     )
@@ -271,62 +243,52 @@ def test_claim_naming_a_storage_class_gets_a_pv_provisioned(cluster: Cluster, na
 
 
 @pytest.mark.claim("PV-06")
-def test_deleting_the_claim_deletes_its_dynamically_provisioned_pv(cluster: Cluster, namespace: str, pv: PVJig) -> None:
-    storage_class = require_default_class(cluster)
+def test_deleting_the_claim_deletes_its_dynamically_provisioned_pv(jig: PVJig, cluster: Cluster) -> None:
+    """Delete: deleting the claim MUST delete its dynamically provisioned PV [001].
+
+    Observed: the provisioned PV's reclaim policy (Delete) and, after dynamic-pvc is deleted,
+    the PV gone. Skipped without a default StorageClass, or when it does not reclaim with Delete."""
+    storage_class = pv.require_default_class(cluster)
     cluster.require(
         (storage_class.reclaim_policy or "Delete") == "Delete",
         f"the default StorageClass {storage_class.metadata.name} reclaims with {storage_class.reclaim_policy}, "
         "not Delete",
     )
-    _, volume = provision(cluster, namespace, pv, storage_class)
+    volume = jig.provision(DYNAMIC_PVC, "dynamic-pvc", storage_class, consumer=PVC_POD)
     name = volume.metadata.name
     policy = volume.spec.persistent_volume_reclaim_policy
     assert policy == "Delete", f"PV {name} of class {storage_class.metadata.name} has reclaim policy {policy}"
 
-    pv.delete_claim("dynamic-pvc")
-
-    def describe(_: object) -> str:
-        try:
-            left = cluster.core.read_persistent_volume(name)
-        except client.ApiException as e:
-            return f"HTTP {e.status}"
-        events = "; ".join(f"{e.reason}: {e.message}" for e in pv.pv_events(name)) or "no events"
-        return f"phase {left.status.phase} ({left.status.message or ''}); events: {events}"
-
-    try:
-        wait.gone(lambda: cluster.core.read_persistent_volume(name), f"PV {name}", 60)
-    except WaitTimeout as e:
-        raise AssertionError(
-            f"claim dynamic-pvc deleted, its PV {name} (reclaim Delete, provisioner {storage_class.provisioner}) "
-            f"is still there: {describe(None)} ({e})"
-        ) from None
+    jig.delete_claim("dynamic-pvc")
+    why = f"claim dynamic-pvc is deleted and its PV reclaims with Delete (provisioner {storage_class.provisioner})"
+    jig.wait_pv_deleted(name, hint=why)
 
 
 @pytest.mark.claim("PV-07")
-def test_recycle_reclaim_policy_outcome_is_recorded(pv: PVJig, record_property) -> None:
+def test_recycle_reclaim_policy_outcome_is_recorded(jig: PVJig, record_property) -> None:
     """Recycle is deprecated [001]. What this cluster does with it is recorded (in the test's
     properties): the API accepts it (with or without a warning); after the claim goes, the
     controller runs a recycler pod (1.20: image busybox:1.27) and the PV is Available again,
     or Failed when that pod failed (offline: the image cannot be pulled). Either passes."""
-    pv_doc, pvc_doc = pv.load(PV_RECYCLE)
-    answer = pv.create_raw(pv_doc)
+    pv_doc, pvc_doc = jig.load(PV_RECYCLE)
+    answer = jig.create_raw(pv_doc)
     assert answer.status == 201, f"the API refused PV pv-recycle (Recycle): {answer}"
     assert answer.body["spec"]["persistentVolumeReclaimPolicy"] == "Recycle", answer.body["spec"]
     record_property("PV-07 create", f"accepted, warnings: {list(answer.warnings) or 'none'}")
-    pv.create([pvc_doc])
-    pv.pvc_bound("pvc-recycle")
+    jig.create([pvc_doc])
+    jig.wait_claim_bound("pvc-recycle")
 
-    pv.delete_claim("pvc-recycle")
-    outcome = pv.phase_in("pv-recycle", ("Available", "Failed"), RECYCLE_TIMEOUT)
+    jig.delete_claim("pvc-recycle")
+    outcome = jig.wait_pv_phase("pv-recycle", ("Available", "Failed"), RECYCLE_TIMEOUT)
     name = outcome.metadata.name
-    recycler = [e.message for e in pv.pv_events(name) if e.reason == "RecyclerPod"]
+    recycler = [e.message for e in jig.pv_events(name) if e.reason == "RecyclerPod"]
     record_property("PV-07 outcome", f"{outcome.status.phase}: {outcome.status.message or ''}")
     record_property("PV-07 recycler pod", " | ".join(dict.fromkeys(recycler)) or "no RecyclerPod events")
 
     if outcome.status.phase == "Available":
         assert outcome.spec.claim_ref is None, f"recycled PV {name} still names claim {outcome.spec.claim_ref}"
         return
-    failed = [e.message for e in pv.pv_events(name) if e.reason == "VolumeFailedRecycle"]
+    failed = [e.message for e in jig.pv_events(name) if e.reason == "VolumeFailedRecycle"]
     assert (outcome.status.message or "").startswith("Recycle failed"), (
         f"PV {name} Failed with message {outcome.status.message!r}"
     )
@@ -335,9 +297,13 @@ def test_recycle_reclaim_policy_outcome_is_recorded(pv: PVJig, record_property) 
 
 
 @pytest.mark.claim("PV-08")
-def test_access_modes_are_matched_when_binding(pv: PVJig) -> None:
-    pv.apply(ACCESS_MODES)
-    bound = pv.claims_bound(["pvc-rwo", "pvc-rox", "pvc-rwx"])
+def test_access_modes_are_matched_when_binding(jig: PVJig) -> None:
+    """Access modes RWO / ROX / RWX MUST be matched when binding [001].
+
+    Observed: which PV each claim binds, three PVs offering one mode each and three claims
+    asking one mode each."""
+    jig.apply(ACCESS_MODES)
+    bound = jig.volumes_bound_to(["pvc-rwo", "pvc-rox", "pvc-rwx"])
     expected = {"pvc-rwo": "pv-rwo", "pvc-rox": "pv-rox", "pvc-rwx": "pv-rwx"}
     assert bound == expected, (
         f"claim -> PV {bound} (None: Pending); each PV offers one mode (pv-rwo RWO, pv-rox ROX, pv-rwx RWX) "
@@ -346,51 +312,52 @@ def test_access_modes_are_matched_when_binding(pv: PVJig) -> None:
 
 
 @pytest.mark.claim("PV-10")
-def test_growing_a_claim_is_refused_without_allow_volume_expansion_and_accepted_with_it(
-    cluster: Cluster, namespace: str, pv: PVJig
-) -> None:
-    pv.create(pv.load(SAMPLE_STORAGECLASS) + pv.load(NO_EXPANSION_CLASS))
-    pv.apply(RESIZE_SET)
-    for claim in ("resize-allowed", "resize-refused"):
-        pv.pvc_bound(claim)
-    grow = {"spec": {"resources": {"requests": {"storage": "2Gi"}}}}
+def test_growing_a_claim_is_refused_without_allow_volume_expansion_and_accepted_with_it(jig: PVJig) -> None:
+    """Growing a claim MUST be refused when its StorageClass lacks `allowVolumeExpansion`, and
+    accepted when the class allows it [001].
 
-    no_expansion = pv.name("sample-storageclass-no-expansion")
-    try:
-        cluster.core.patch_namespaced_persistent_volume_claim("resize-refused", namespace, grow)
-    except client.ApiException as e:
-        answer = ApiAnswer.from_exception(e)
-    else:
-        raise AssertionError(
-            f"growing resize-refused to 2Gi (class {no_expansion}, no allowVolumeExpansion) was accepted: "
-            "is the API server's PersistentVolumeClaimResize admission plugin enabled?"
-        )
-    assert answer.status == 403 and answer.reason == "Forbidden" and RESIZE_REFUSED in answer.message, (
-        f"growing resize-refused (class {no_expansion}, no allowVolumeExpansion) answered {answer}"
+    Observed: the API server's answers to growing resize-refused and resize-allowed (bound
+    claims of the two classes) from 1Gi to 2Gi, and the sizes they then ask for."""
+    jig.create(jig.load(SAMPLE_STORAGECLASS) + jig.load(NO_EXPANSION_CLASS))
+    jig.apply(RESIZE_SET)
+    for claim in ("resize-allowed", "resize-refused"):
+        jig.wait_claim_bound(claim)
+
+    no_expansion = jig.name("sample-storageclass-no-expansion")
+    refused = jig.try_grow_claim("resize-refused", "2Gi")
+    assert not refused.accepted, (
+        f"growing resize-refused to 2Gi (class {no_expansion}, no allowVolumeExpansion) was accepted: "
+        "is the API server's PersistentVolumeClaimResize admission plugin enabled?"
+    )
+    assert refused.status == 403 and refused.reason == "Forbidden" and RESIZE_REFUSED in refused.message, (
+        f"growing resize-refused (class {no_expansion}, no allowVolumeExpansion) answered {refused}"
     )
 
-    try:
-        grown = cluster.core.patch_namespaced_persistent_volume_claim("resize-allowed", namespace, grow)
-    except client.ApiException as e:
-        raise AssertionError(
-            f"growing resize-allowed (class {pv.name('sample-storageclass')}, allowVolumeExpansion: true) was "
-            f"refused: {ApiAnswer.from_exception(e)}"
-        ) from None
-    assert grown.spec.resources.requests["storage"] == "2Gi"
-    assert pv.pvc("resize-refused").spec.resources.requests["storage"] == "1Gi"
+    grown = jig.try_grow_claim("resize-allowed", "2Gi")
+    assert grown.accepted, (
+        f"growing resize-allowed (class {jig.name('sample-storageclass')}, allowVolumeExpansion: true) was "
+        f"refused: {grown}"
+    )
+    assert grown.body["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert jig.pvc("resize-refused").spec.resources.requests["storage"] == "1Gi"
 
 
 @pytest.mark.claim("PV-11")
 @pytest.mark.needs_node_exec
 def test_pv_goes_available_bound_released_in_order(
-    cluster: Cluster, namespace: str, pv: PVJig, pod_files: PodFiles
+    jig: PVJig, cluster: Cluster, namespace: str, pod_files: PodFiles
 ) -> None:
-    docs = pv.load(PV_SAMPLE)
-    with PhaseLog(cluster.core, pv.name("sample"), "Released", PHASE_TIMEOUT) as log:
-        pv.create(docs)
-        pv.pv_phase("sample", "Available")
-        use_sample_pv(cluster, namespace, pv, pod_files)  # binding, using
-        pv.delete_claim("sample-pvc")  # reclaiming (Retain)
+    """A PV's life cycle MUST run provisioning, binding, using, reclaiming [000]: phases
+    Available, Bound, Released, in that order.
+
+    Observed: PV sample's phases, watched from before it exists until Released, while it is
+    made, bound to sample-pvc, written through a pod and its claim deleted (Retain)."""
+    docs = jig.load(PV_SAMPLE)
+    with PhaseLog(cluster.core, jig.name("sample"), "Released", PHASE_TIMEOUT) as log:
+        jig.create(docs)
+        jig.wait_pv_phase("sample", "Available")
+        bind_sample_pv_and_write(jig, pod_files, f"written in {namespace}")  # binding, using
+        jig.delete_claim("sample-pvc")  # reclaiming (Retain)
         phases = log.result()
 
     seen = phases[1:] if phases[:1] == ["Pending"] else phases  # a new PV is Pending until the controller saw it
@@ -402,10 +369,15 @@ def test_pv_goes_available_bound_released_in_order(
 
 @pytest.mark.claim("ERR-03")
 def test_notes_pv_with_spec_under_metadata_is_refused_for_lack_of_a_spec(
-    cluster: Cluster, manifests: Manifests, pv: PVJig
+    cluster: Cluster, manifests: Manifests, jig: PVJig
 ) -> None:
+    """[001]'s PV with `spec` nested under `metadata` is refused: the unknown field is dropped,
+    so the PV arrives without any spec.
+
+    Observed: the API server's answer to a dry-run POST of the manifest as written (renamed for
+    this test): 422 Invalid, the causes all about the missing spec, none about metadata."""
     (doc,) = manifests.load_raw(PV_AS_WRITTEN).documents()
-    doc["metadata"]["name"] = f"sample-{pv.suffix}"
+    doc["metadata"]["name"] = f"sample-{jig.suffix}"
     answer = raw_request(cluster, "POST", "/api/v1/persistentvolumes", doc, query=[("dryRun", "All")])
 
     assert answer.status == 422 and answer.reason == "Invalid", f"the notes' PV answered {answer}"
@@ -425,6 +397,9 @@ def test_notes_pv_with_spec_under_metadata_is_refused_for_lack_of_a_spec(
 def test_kubectl_refuses_the_notes_pv_for_the_unknown_field_metadata_spec(
     cluster: Cluster, manifests: Manifests
 ) -> None:
+    """kubectl (client-side schema) refuses [001]'s PV as written for its unknown field metadata.spec.
+
+    Observed: exit code and stderr of `kubectl create --dry-run=server -f` on the file."""
     path = manifests.load_raw(PV_AS_WRITTEN).path
     done = cluster.kubectl("create", "--dry-run=server", "-f", str(path), check=False)
     assert done.returncode != 0, f"kubectl accepted the notes' PV: {done.stdout.strip()}"
@@ -433,17 +408,17 @@ def test_kubectl_refuses_the_notes_pv_for_the_unknown_field_metadata_spec(
 
 @pytest.mark.claim("ERR-04")
 def test_notes_storageclass_without_apiversion_is_taken_from_the_url_by_the_api_server(
-    cluster: Cluster, manifests: Manifests, pv: PVJig, record_property
+    cluster: Cluster, manifests: Manifests, jig: PVJig, record_property
 ) -> None:
     """`apiversion` (lower case) is not apiVersion: the object names no API version. The API
     server takes group and version from the URL it was sent to and drops the unknown field
-    (dry run: nothing is stored)."""
+    (dry run: nothing is stored).
+
+    Observed: the API server's answer to a dry-run POST to /apis/storage.k8s.io/v1."""
     (doc,) = manifests.load_raw(STORAGECLASS_AS_WRITTEN).documents()
     assert "apiVersion" not in doc and doc["apiversion"] == "storage.k8s.io/v1"
-    doc["metadata"]["name"] = f"sample-storageclass-{pv.suffix}"
-    answer = raw_request(
-        cluster, "POST", "/apis/storage.k8s.io/v1/storageclasses", doc, query=[("dryRun", "All")]
-    )
+    doc["metadata"]["name"] = f"sample-storageclass-{jig.suffix}"
+    answer = raw_request(cluster, "POST", "/apis/storage.k8s.io/v1/storageclasses", doc, query=[("dryRun", "All")])
     record_property("ERR-04 server", f"{answer}, apiVersion {answer.body.get('apiVersion')}")
 
     assert answer.status == 201, f"POST of the notes' StorageClass to /apis/storage.k8s.io/v1 answered {answer}"
@@ -455,6 +430,9 @@ def test_notes_storageclass_without_apiversion_is_taken_from_the_url_by_the_api_
 
 @pytest.mark.claim("ERR-04")
 def test_kubectl_refuses_the_notes_storageclass_without_apiversion(cluster: Cluster, manifests: Manifests) -> None:
+    """kubectl refuses [001]'s StorageClass as written: it names no apiVersion.
+
+    Observed: exit code and stderr of `kubectl create --dry-run=server -f` on the file."""
     path = manifests.load_raw(STORAGECLASS_AS_WRITTEN).path
     done = cluster.kubectl("create", "--dry-run=server", "-f", str(path), check=False)
     assert done.returncode != 0, f"kubectl accepted the notes' StorageClass: {done.stdout.strip()}"

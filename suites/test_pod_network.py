@@ -18,6 +18,12 @@ NO_NAT_CLIENT = "claims/services/no-nat-client.yaml"
 def test_containers_of_one_pod_share_localhost_and_one_pod_ip(
     cluster: Cluster, namespace: str, manifests: Manifests, client_pod
 ) -> None:
+    """The containers of one pod MUST share one network namespace: localhost reaches the
+    sibling, and both have the one pod IP [001, 004].
+
+    Observed: container sidecar's request to localhost:8080 answered by container web's
+    netexec; each container's global IPv4 addresses (the pod IP) and network namespace id; in
+    another pod, nothing on localhost:8080."""
     manifests.apply(TWO_CONTAINERS)
     pod = wait.pod_ready(cluster.core, namespace, "two-containers")
     web = Container(cluster, namespace, "two-containers", "web")
@@ -45,6 +51,11 @@ def test_containers_of_one_pod_share_localhost_and_one_pod_ip(
 def test_pod_to_pod_traffic_across_nodes_keeps_the_client_pod_ip(
     cluster: Cluster, namespace: str, manifests: Manifests
 ) -> None:
+    """Pod-to-pod traffic across nodes MUST NOT be NATed: the server sees the client pod's own
+    IP [004].
+
+    Observed: the peer address agnhost netexec (/clientip) reports for a request from a client
+    pod on another worker, against the client pod's IP (and the nodes' IPs)."""
     server_node, client_node = cluster.require_workers(2)[:2]
     values = {"SERVER_NODE": server_node.name, "CLIENT_NODE": client_node.name}
     manifests.apply(NO_NAT_SERVER, values=values)

@@ -18,7 +18,6 @@ from clusterproof.cluster import Cluster
 from clusterproof.jigs.quota import ADMISSION_HINT, Admission, PrivateKubeconfig, QuotaJig
 from clusterproof.manifests import Manifests
 from clusterproof.run import RunContext, hash_of
-from clusterproof.tracker import ResourceTracker
 
 QUOTA = "test-quotas"
 QUOTA_PODS = "claims/quota/quota-pods.yaml"
@@ -28,8 +27,8 @@ BUSYBOX_NS_RC_2 = "claims/quota/busybox-ns-rc-2.yaml"
 
 
 @pytest.fixture
-def quota(cluster: Cluster, manifests: Manifests, tracker: ResourceTracker) -> QuotaJig:
-    return QuotaJig(cluster, manifests, tracker)
+def quota(cluster: Cluster, manifests: Manifests) -> QuotaJig:
+    return QuotaJig(cluster, manifests)
 
 
 def assert_exceeded(refused: Admission, resource: str, used: int, limit: int) -> None:
@@ -67,6 +66,9 @@ def assert_all_admitted(answers: list[Admission], where: str) -> None:
 
 @pytest.mark.claim("NS-01")
 def test_fourth_pod_is_refused_under_a_quota_of_three_pods(quota: QuotaJig, namespace: str) -> None:
+    """Under ResourceQuota `pods: 3` the 4th pod MUST be refused with HTTP 403 "exceeded quota" [004].
+
+    Observed: the API server's answers to four pods created one by one."""
     quota.apply_quota(namespace)
     *first, fourth = quota.create_each(QUOTA_PODS, namespace)
 
@@ -78,8 +80,11 @@ def test_fourth_pod_is_refused_under_a_quota_of_three_pods(quota: QuotaJig, name
 def test_replication_controller_of_four_gets_three_pods_under_the_quota(
     cluster: Cluster, quota: QuotaJig, namespace: str
 ) -> None:
-    """[004] `kubectl describe rc busybox-ns --namespace=test`: the RC's events tell why a
-    replica is missing."""
+    """Under `pods: 3` a ReplicationController of 4 MUST get 3 pods, its 4th refused "exceeded
+    quota" [004] (`kubectl describe rc busybox-ns --namespace=test`: the RC's events tell why a
+    replica is missing).
+
+    Observed: the RC's FailedCreate event naming the quota, and its pods settling at 3."""
     quota.apply_quota(namespace)
     (rc,) = quota.create_each(BUSYBOX_NS_RC, namespace)
     assert rc.admitted, str(rc)
@@ -104,16 +109,20 @@ def test_replication_controller_of_four_gets_three_pods_under_the_quota(
     assert f"exceeded quota: {QUOTA}" in refusal and "requested: pods=1" in refusal, (
         f"RC busybox-ns's FailedCreate event says: {refusal}"
     )
-    wait.until(
-        lambda: len(quota.pods(namespace, "name=busybox-ns")) == 3,
+    wait.until_seen(
+        lambda: quota.pods(namespace, "name=busybox-ns"),
+        lambda pods: len(pods) == 3,
         "3 pods of RC busybox-ns (replicas 4, quota pods: 3)",
         30,
-        describe=lambda _: f"pods {quota.pods(namespace, 'name=busybox-ns')}",
+        describe=lambda pods: f"pods {pods}",
     )
 
 
 @pytest.mark.claim("NS-02")
 def test_second_service_is_refused_under_a_quota_of_one_service(quota: QuotaJig, namespace: str) -> None:
+    """Under `services: 1` the 2nd Service MUST be refused [004].
+
+    Observed: the API server's answers to two Services created one after the other."""
     quota.apply_quota(namespace)
     first, second = quota.create_each(QUOTA_SERVICES, namespace)
 
@@ -125,6 +134,9 @@ def test_second_service_is_refused_under_a_quota_of_one_service(quota: QuotaJig,
 def test_second_replication_controller_is_refused_under_a_quota_of_one(
     quota: QuotaJig, manifests: Manifests, namespace: str
 ) -> None:
+    """Under `replicationcontrollers: 1` the 2nd RC MUST be refused [004].
+
+    Observed: the API server's answers to two RCs (replicas 0) created one after the other."""
     quota.apply_quota(namespace)
     first, second = quota.create_each(two_idle_rcs(manifests, namespace), namespace)
 
@@ -134,6 +146,10 @@ def test_second_replication_controller_is_refused_under_a_quota_of_one(
 
 @pytest.mark.claim("NS-04")
 def test_quota_status_shows_used_against_hard(quota: QuotaJig, manifests: Manifests, namespace: str) -> None:
+    """A quota's usage MUST be visible as used against hard [004].
+
+    Observed: test-quotas' status.hard, and status.used at 0, after 2 pods, 1 Service and 1 RC,
+    and after one of the pods is deleted."""
     quota.apply_quota(namespace)
     hard = quota.hard(namespace, QUOTA)
     assert hard == {"pods": 3, "services": 1, "replicationcontrollers": 1}, f"status.hard of {QUOTA}: {hard}"
@@ -152,6 +168,10 @@ def test_quota_status_shows_used_against_hard(quota: QuotaJig, manifests: Manife
 def test_quota_binds_only_its_own_namespace(
     quota: QuotaJig, manifests: Manifests, namespace: str, make_namespace: Callable[[], str]
 ) -> None:
+    """A quota MUST bind only its own namespace [004].
+
+    Observed: in another namespace, 4 pods, 2 Services and 2 RCs all admitted; in the quota's
+    own, the 4th pod refused."""
     other = make_namespace()
     quota.apply_quota(namespace)
 
@@ -185,6 +205,11 @@ def test_names_are_per_namespace_and_the_context_namespace_is_kubectls_default(
     make_namespace: Callable[[], str],
     kubeconfig_copy: PrivateKubeconfig,
 ) -> None:
+    """Names MUST be per namespace, and a context's namespace MUST be kubectl's default [004].
+
+    Observed: quota-pod-1 admitted in two namespaces; with a private kubeconfig whose context's
+    namespace was set (`kubectl config set-context --current --namespace=...`), `kubectl get pods`
+    listing that namespace's pods, and `--namespace <other>` the other's."""
     other = make_namespace()
     pod, extra = manifests.load(QUOTA_PODS, namespace)[:2]
     twin, other_extra = manifests.load(QUOTA_PODS, other)[:2]

@@ -1,47 +1,48 @@
 """Service discovery [000, 001, 004]: DNS names of Services (A, SRV, CNAME, headless) and the
 `<NAME>_SERVICE_HOST/_PORT` environment variables, plus the notes' `kubectl exec ... --env`.
 
-DNS checks look names up from a client pod; they skip, saying what is missing, when cluster DNS
-does not answer and nothing backs the kube-dns Service.
+DNS checks look names up from a client pod (`dns_client`); they skip, saying what is missing,
+when cluster DNS does not answer and nothing backs the kube-dns Service.
 """
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 
 import pytest
+from kubernetes.client import V1Service
 
 from clusterproof import wait
 from clusterproof.cluster import Cluster
 from clusterproof.jigs import dns
+from clusterproof.jigs.service import APP_PODS, SAMPLE_APP, Backends, ServiceJig
 from clusterproof.manifests import Manifests
 from clusterproof.probe import ClientPod
 
-APP_PODS = "claims/services/app-pods.yaml"
 HEADLESS = "claims/services/svc-headless.yaml"
 EXTERNAL_NAME = "claims/services/svc-externalname.yaml"
-SAMPLE_SERVICE = "notes/services/sample-multiport.yaml"
-SAMPLE_APP = "claims/services/sample-app.yaml"
+SAMPLE_SERVICE = "notes/services/sample-multiport.yaml"  # [001] `sample`: 8080 -> 80, 8443 -> 443
 NOTES_EXEC_ENV = "notes-as-written/001-kubectl-exec-env.txt"
 
-
-def start_app_pods(cluster: Cluster, namespace: str, manifests: Manifests) -> dict[str, str]:
-    """pod-1 and pod-2 (serve-hostname :8080), ready; returns pod IP -> pod name."""
-    manifests.apply(APP_PODS)
-    pods = wait.pods_ready(cluster.core, namespace, "app=pod", 2)
-    return {p.status.pod_ip: p.metadata.name for p in pods}
+ClientFactory = Callable[..., ClientPod]
 
 
-def start_sample(cluster: Cluster, namespace: str, manifests: Manifests) -> str:
-    """The notes' Service `sample` (8080 -> 80, 8443 -> 443) and its two porter pods; returns its ClusterIP."""
-    service = manifests.apply_one(SAMPLE_SERVICE)
-    manifests.apply(SAMPLE_APP)
-    wait.deployment_available(cluster.apps, namespace, "sample-app")
-    return service["spec"]["clusterIP"]
+@pytest.fixture
+def jig(cluster: Cluster, manifests: Manifests) -> ServiceJig:
+    return ServiceJig(cluster, manifests)
 
 
-def sample_pods(cluster: Cluster, namespace: str) -> set[str]:
-    return {p.metadata.name for p in wait.pods_ready(cluster.core, namespace, "app=sample-app", 2)}
+@pytest.fixture
+def dns_client(cluster: Cluster, client_pod: ClientFactory) -> dns.DnsClient:
+    """A client pod whose lookups go to cluster DNS (the test skips when there is none)."""
+    return dns.require_cluster_dns(cluster, client_pod())
+
+
+def sample_service_and_pods(jig: ServiceJig) -> tuple[V1Service, Backends]:
+    """The notes' Service `sample` and its two porter pods (sample-app), ready."""
+    service = jig.create_service(SAMPLE_SERVICE)
+    return service, jig.start_backends(SAMPLE_APP)
 
 
 def env_of(pod: ClientPod) -> dict[str, str]:
@@ -55,20 +56,22 @@ def env_of(pod: ClientPod) -> dict[str, str]:
 
 @pytest.mark.claim("SVC-12")
 def test_external_name_service_resolves_as_a_cname_to_its_external_name(
-    cluster: Cluster, namespace: str, manifests: Manifests, client_pod
+    cluster: Cluster, namespace: str, manifests: Manifests, dns_client: dns.DnsClient
 ) -> None:
-    client = client_pod()
-    resolver = dns.require_cluster_dns(cluster, client)
+    """An ExternalName Service MUST resolve as a DNS CNAME to its externalName [000].
+
+    Observed: from a client pod, the CNAME lookup of svc-externalname's cluster name (the
+    external name), and an A lookup following the chain to that name's address."""
     service = manifests.apply_one(EXTERNAL_NAME)
     target = service["spec"]["externalName"].rstrip(".") + "."
-    name = resolver.service_name("svc-externalname", namespace)
+    name = dns_client.service_name("svc-externalname", namespace)
 
-    answer = dns.wait_lookup(client, name, "CNAME", lambda a: a.records == (target,), f"CNAME {name} -> {target}")
+    answer = dns_client.wait_lookup(name, "CNAME", lambda a: a.records == (target,), f"CNAME {name} -> {target}")
     assert answer.records == (target,)
 
     # an A query follows the CNAME: the chain starts with the external name, then its address
     api_ip = cluster.core.read_namespaced_service("kubernetes", "default").spec.cluster_ip
-    chained = dns.lookup(client, name, "A")
+    chained = dns_client.lookup(name, "A")
     assert chained.records[:1] == (target,) and api_ip in dns.addresses(chained), (
         f"A lookup of {name} should go through CNAME {target} to {api_ip}; got {chained}"
     )
@@ -79,42 +82,47 @@ def test_external_name_service_resolves_as_a_cname_to_its_external_name(
 
 @pytest.mark.claim("SVC-13")
 def test_headless_service_has_no_virtual_ip_and_its_endpoints_are_the_ready_pods(
-    cluster: Cluster, namespace: str, manifests: Manifests, client_pod
+    jig: ServiceJig, cluster: Cluster, namespace: str, client_pod: ClientFactory
 ) -> None:
-    manifests.apply(HEADLESS)
-    pods = start_app_pods(cluster, namespace, manifests)
-    service = cluster.core.read_namespaced_service("svc-headless", namespace)
+    """A headless Service (`clusterIP: None`) MUST get no virtual IP; its endpoints are the
+    ready pods, which clients reach directly [000, 004].
+
+    Observed: svc-headless's stored clusterIP; its Endpoints listing exactly the ready pods'
+    IPs; each listed address answering as its pod; after pod-2 is deleted, pod-1's IP alone."""
+    service = jig.create_service(HEADLESS)
+    pods = jig.start_backends(APP_PODS)
     assert service.spec.cluster_ip == "None", (
         f"headless Service svc-headless got virtual IP {service.spec.cluster_ip!r}; expected none"
     )
-    dns.wait_endpoint_ips(cluster, namespace, "svc-headless", set(pods))
+    jig.wait_endpoints("svc-headless", pods.ips)
 
     # no virtual IP in between: a client talks to each listed pod address directly
     client = client_pod()
-    for ip, pod in pods.items():
+    for ip, pod in pods.by_ip.items():
         answer = client.await_answer(f"http://{ip}:8080/", f"endpoint {ip} of svc-headless")
         assert answer.body.strip() == pod, f"endpoint {ip} should be pod {pod}; answered {answer.body.strip()!r}"
 
-    ip_1 = next(ip for ip, name in pods.items() if name == "pod-1")
     cluster.delete_pod_now(namespace, "pod-2", wait_gone=False)
-    dns.wait_endpoint_ips(cluster, namespace, "svc-headless", {ip_1})
+    jig.wait_endpoints("svc-headless", {pods.ip_of("pod-1")})
 
 
 @pytest.mark.claim("SVC-13")
 def test_headless_service_name_resolves_to_the_ready_pod_ips(
-    cluster: Cluster, namespace: str, manifests: Manifests, client_pod
+    jig: ServiceJig, cluster: Cluster, namespace: str, dns_client: dns.DnsClient
 ) -> None:
-    client = client_pod()
-    resolver = dns.require_cluster_dns(cluster, client)
-    manifests.apply(HEADLESS)
-    pods = start_app_pods(cluster, namespace, manifests)
-    name = resolver.service_name("svc-headless", namespace)
+    """A headless Service's DNS name MUST resolve to its ready pods' IPs [000, 004].
 
-    dns.wait_lookup(client, name, "A", dns.same_set(pods), f"A {name} == ready pod IPs {sorted(pods)}")
+    Observed: from a client pod, the A records of svc-headless's cluster name equal to the
+    ready pods' IPs, and to pod-1's alone once pod-2 is deleted."""
+    jig.create_service(HEADLESS)
+    pods = jig.start_backends(APP_PODS)
+    name = dns_client.service_name("svc-headless", namespace)
 
-    ip_1 = next(ip for ip, pod in pods.items() if pod == "pod-1")
+    dns_client.wait_lookup(name, "A", dns.same_set(pods.ips), f"A {name} == ready pod IPs {sorted(pods.ips)}")
+
+    ip_1 = pods.ip_of("pod-1")
     cluster.delete_pod_now(namespace, "pod-2", wait_gone=False)
-    dns.wait_lookup(client, name, "A", dns.same_set({ip_1}), f"A {name} == {ip_1} only, after pod-2 was deleted")
+    dns_client.wait_lookup(name, "A", dns.same_set({ip_1}), f"A {name} == {ip_1} only, after pod-2 was deleted")
 
 
 # --- SVC-15 / SVC-16 A and SRV records ----------------------------------------------------------
@@ -122,39 +130,47 @@ def test_headless_service_name_resolves_to_the_ready_pod_ips(
 
 @pytest.mark.claim("SVC-15")
 def test_service_name_resolves_to_its_cluster_ip_and_reaches_a_pod(
-    cluster: Cluster, namespace: str, manifests: Manifests, client_pod
+    jig: ServiceJig, namespace: str, dns_client: dns.DnsClient
 ) -> None:
-    client = client_pod()
-    resolver = dns.require_cluster_dns(cluster, client)
-    cluster_ip = start_sample(cluster, namespace, manifests)
-    name = resolver.service_name("sample", namespace)
+    """`<service>.<namespace>.svc.<cluster domain>` MUST resolve to the Service's ClusterIP [001].
 
-    dns.wait_lookup(client, name, "A", dns.same_set({cluster_ip}), f"A {name} == ClusterIP {cluster_ip}")
-    short = dns.lookup(client, "sample", "A", search=True)
+    Observed: from a client pod, the A record of `sample`'s full name, the short name `sample`
+    through the pod's search list, and a request to the full name answered by a sample-app pod."""
+    service, pods = sample_service_and_pods(jig)
+    cluster_ip = service.spec.cluster_ip
+    name = dns_client.service_name("sample", namespace)
+
+    dns_client.wait_lookup(name, "A", dns.same_set({cluster_ip}), f"A {name} == ClusterIP {cluster_ip}")
+    short = dns_client.lookup("sample", "A", search=True)
     assert dns.addresses(short) == {cluster_ip}, f"short name `sample` via the search list: {short}"
 
-    result = client.sample_backends(f"http://{name}:8080/", {f"port-80 {p}" for p in sample_pods(cluster, namespace)})
-    assert result.complete, f"requests to the Service by DNS name: {result}"
+    answer = dns_client.pod.await_answer(f"http://{name}:8080/", f"Service sample by its DNS name {name}")
+    assert answer.body.strip() in {f"port-80 {pod}" for pod in pods.names}, (
+        f"{name}:8080 answered {answer.body.strip()!r}, not port 80 of a sample-app pod ({pods})"
+    )
 
 
 @pytest.mark.claim("SVC-16")
 def test_srv_records_give_each_named_port_and_the_service_name(
-    cluster: Cluster, namespace: str, manifests: Manifests, client_pod
+    jig: ServiceJig, namespace: str, dns_client: dns.DnsClient
 ) -> None:
-    client = client_pod()
-    resolver = dns.require_cluster_dns(cluster, client)
-    start_sample(cluster, namespace, manifests)
-    target = resolver.service_name("sample", namespace) + "."
+    """`_<port>._<proto>.<service>.<namespace>.svc.<cluster domain>` MUST give the port's number
+    and the Service's name as SRV record [001].
+
+    Observed: from a client pod, the SRV records of `sample`'s two named ports (8080 and 8443 at
+    sample's full name), and a request to each target:port answered by its container port."""
+    sample_service_and_pods(jig)
+    target = dns_client.service_name("sample", namespace) + "."
 
     for port_name, port, reply in (("http-port", 8080, "port-80"), ("https-port", 8443, "port-443")):
-        name = resolver.srv_name(port_name, "TCP", "sample", namespace)
-        answer = dns.wait_lookup(client, name, "SRV", lambda a: bool(a.records), f"SRV {name}")
+        name = dns_client.srv_name(port_name, "TCP", "sample", namespace)
+        answer = dns_client.wait_lookup(name, "SRV", lambda a: bool(a.records), f"SRV {name}")
         records = [dns.SrvRecord.parse(r) for r in answer.records]
         assert [(r.port, r.target) for r in records] == [(port, target)], (
             f"SRV {name} should give port {port} at {target}; got {answer}"
         )
         # the SRV answer is enough to connect: its target and port reach the named port's pods
-        answer_http = client.http(f"http://{records[0].target.rstrip('.')}:{records[0].port}/")
+        answer_http = dns_client.pod.http(f"http://{records[0].target.rstrip('.')}:{records[0].port}/")
         assert answer_http.body.startswith(reply), (
             f"{records[0].target}:{records[0].port} from SRV {name} should reach container port "
             f"{reply[5:]}; answered {answer_http.body.strip()!r}"
@@ -166,10 +182,17 @@ def test_srv_records_give_each_named_port_and_the_service_name(
 
 @pytest.mark.claim("SVC-14")
 def test_pods_started_after_a_service_get_its_env_vars_and_earlier_pods_do_not(
-    cluster: Cluster, namespace: str, manifests: Manifests, client_pod
+    jig: ServiceJig, client_pod: ClientFactory
 ) -> None:
+    """A pod started after a Service MUST get `<NAME>_SERVICE_HOST/_PORT` variables for it; a
+    pod started before does not [001].
+
+    Observed: the environment of pod `late` (the variables, with `sample`'s ClusterIP and ports)
+    and of pod `early` (none); a request made by `late`'s shell from the variables answered by a
+    sample-app pod."""
     early = client_pod("early")
-    cluster_ip = start_sample(cluster, namespace, manifests)
+    service, _ = sample_service_and_pods(jig)
+    cluster_ip = service.spec.cluster_ip
     late = client_pod("late")
 
     env = env_of(late)
@@ -199,10 +222,16 @@ def test_pods_started_after_a_service_get_its_env_vars_and_earlier_pods_do_not(
 
 @pytest.mark.claim("ERR-08")
 def test_notes_kubectl_exec_env_is_refused_and_exec_dash_dash_env_lists_the_variables(
-    cluster: Cluster, namespace: str, manifests: Manifests, client_pod
+    jig: ServiceJig, cluster: Cluster, namespace: str, manifests: Manifests, client_pod: ClientFactory
 ) -> None:
+    """The notes' `kubectl exec -it {service.name} --env | grep -i kubernetes` is not a valid
+    command (--env is no kubectl exec flag); the intended `kubectl exec POD -- env` lists the
+    Service variables [001].
+
+    Observed: kubectl's exit code and error for the line as written; the output of the
+    intended command (KUBERNETES_SERVICE_HOST through the notes' grep, SAMPLE_SERVICE_HOST)."""
     cluster.require_kubectl()
-    cluster_ip = manifests.apply_one(SAMPLE_SERVICE)["spec"]["clusterIP"]
+    cluster_ip = jig.create_service(SAMPLE_SERVICE).spec.cluster_ip
     pod = client_pod()
 
     line = manifests.load_raw(NOTES_EXEC_ENV).text.strip()

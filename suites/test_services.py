@@ -3,64 +3,57 @@ rules, and what the API server does with the notes' broken Service manifests.
 
 Traffic from the test host goes only to node InternalIPs; everything else is requested from a
 client pod inside the cluster. nodePort 30000 is used by two of the notes' Services ([002]
-np-svc, [003] NodePort practice): the jig waits for it to be free and releases it after each test.
+np-svc, [003] NodePort practice): the jig waits for it to be free, and frees it when a test ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import yaml
 from kubernetes.client import V1Service
 
-from clusterproof import wait
 from clusterproof.api_answers import ApiAnswer, post_yaml_as_written
 from clusterproof.cluster import Cluster
 from clusterproof.jigs.service import (
+    APP_PODS,
+    LEGACY_BACKEND,
     NOTES_NODE_PORT_RANGE,
+    NP_PODS,
+    SAMPLE_APP,
+    BackendPods,
     Backends,
     ServiceJig,
-    cluster_ip_url,
     endpoint_target_uids,
     in_notes_range,
     is_ip,
     kubectl_row,
-    nat_rules,
     node_port_range_setting,
-    node_url,
-    service_rules,
-    spread_problem,
 )
 from clusterproof.manifests import Manifests
-from clusterproof.probe import ClientPod, HttpAnswer
+from clusterproof.probe import ClientPod
 
-APP_PODS = "claims/services/app-pods.yaml"  # pod-1, pod-2 (app: pod), serve-hostname on 8080
-NP_PODS = "claims/services/np-pods.yaml"  # Deployment np-pods, 2 replicas, serve-hostname on 80
-SAMPLE_APP = "claims/services/sample-app.yaml"  # Deployment sample-app: porter on 80 and 443
+SVC_1 = "notes/services/svc-1-clusterip.yaml"  # [003] ClusterIP practice: app=pod, 9000 -> 8080
+SVC_DEFAULT = "claims/services/svc-default.yaml"  # no type, no targetPort: 8080
 LB_OBSERVATION_WINDOW = 15.0  # seconds a LoadBalancer implementation gets to assign an address
 LOW, HIGH = NOTES_NODE_PORT_RANGE
 NOTES_RANGE = f"{LOW}-{HIGH}"
+SAMPLE_PORTS = {8080: 80, 8443: 443}  # Service port -> container port, [001]'s sample Service
 
 ClientFactory = Callable[..., ClientPod]
 
 
 @pytest.fixture
-def jig(cluster: Cluster, manifests: Manifests) -> Iterator[ServiceJig]:
-    jig = ServiceJig(cluster, manifests)
-    yield jig
-    jig.release()
+def jig(cluster: Cluster, manifests: Manifests) -> ServiceJig:
+    return ServiceJig(cluster, manifests)
 
 
-def port_and_pod(answer: HttpAnswer) -> str:
-    """agnhost porter answers "port-80 <pod>": which container port answered, and which pod."""
-    return answer.body.strip()
-
-
-def start_app_pods(jig: ServiceJig, client_pod: ClientFactory) -> tuple[ClientPod, Backends]:
-    jig.add_backends(APP_PODS)
-    client = client_pod()  # starts while the backends start
-    return client, jig.ready_backends("app=pod", 2)
+def backends_and_a_client(jig: ServiceJig, client_pod: ClientFactory, pods: BackendPods) -> tuple[ClientPod, Backends]:
+    """Start the backend pods and a client pod side by side; both ready."""
+    jig.add_backends(pods)
+    client = client_pod()
+    return client, jig.ready_backends(pods)
 
 
 # --- ClusterIP -----------------------------------------------------------------------------
@@ -68,124 +61,113 @@ def start_app_pods(jig: ServiceJig, client_pod: ClientFactory) -> tuple[ClientPo
 
 @pytest.mark.claim("SVC-01")
 def test_service_without_type_is_clusterip_and_answers_inside(jig: ServiceJig, client_pod: ClientFactory) -> None:
-    client, pods = start_app_pods(jig, client_pod)
-    service = jig.create_service("claims/services/svc-default.yaml", backends=pods)
+    """A Service created without `type` MUST be a ClusterIP Service: it gets a cluster IP that
+    answers inside the cluster [002, 004].
+
+    Observed: the stored spec.type and spec.clusterIP of svc-default; requests from a client pod
+    to ClusterIP:8080, a fresh connection each, answered by exactly the two ready pods."""
+    client, pods = backends_and_a_client(jig, client_pod, APP_PODS)
+    service = jig.create_service(SVC_DEFAULT, backends=pods)
 
     assert service.spec.type == "ClusterIP", f"svc-default was created without type; stored type {service.spec.type}"
     assert is_ip(service.spec.cluster_ip), f"svc-default got no ClusterIP: {service.spec.cluster_ip!r}"
-    what = f"ClusterIP {service.spec.cluster_ip}:8080 of svc-default"
-    result = jig.sample_inside(client, cluster_ip_url(service), what, pods.names)
-    problem = spread_problem(what, result, pods.names)
-    assert problem is None, problem
+    jig.assert_answered_by(client, service, pods)
 
 
 @pytest.mark.claim("SVC-02")
 def test_recreated_pods_get_new_ips_but_the_clusterip_stays_and_reaches_them(
     jig: ServiceJig, client_pod: ClientFactory
 ) -> None:
-    client, old = start_app_pods(jig, client_pod)
-    service = jig.create_service("notes/services/svc-1-clusterip.yaml", backends=old)
-    what = f"ClusterIP {service.spec.cluster_ip}:9000 of svc-1"
-    problem = spread_problem(what, jig.sample_inside(client, cluster_ip_url(service), what, old.names), old.names)
-    assert problem is None, f"before re-creating the pods: {problem}"
+    """Deleting and re-creating a Service's pods MUST give them new pod IPs while the Service
+    keeps its ClusterIP, and the Service MUST reach the new pods [003].
+
+    Observed: pod IPs before and after; svc-1's ClusterIP before and after; its Endpoints naming
+    the new pods; a request from a client pod to the ClusterIP answered by a re-created pod (the
+    old ones are gone, so any answer is a new pod's)."""
+    client, old = backends_and_a_client(jig, client_pod, APP_PODS)
+    service = jig.create_service(SVC_1, backends=old)
 
     jig.delete_pods(old)
-    new = jig.start_backends(APP_PODS, "app=pod", 2)
+    new = jig.start_backends(APP_PODS)
 
     assert not new.ips & old.ips, f"re-created pods kept pod IPs: before {old}, after {new}"
     kept = jig.read("svc-1").spec.cluster_ip
     assert kept == service.spec.cluster_ip, f"svc-1's ClusterIP changed from {service.spec.cluster_ip} to {kept}"
     endpoints = jig.wait_endpoints("svc-1", new.ips)
     assert endpoint_target_uids(endpoints) == new.uids, f"svc-1's endpoints do not point at the new pods {new}"
-    # the old pods are gone, so every answer below comes from a re-created pod
-    what = f"{what} after re-creating the pods ({new})"
-    problem = spread_problem(what, jig.sample_inside(client, cluster_ip_url(service), what, new.names), new.names)
-    assert problem is None, problem
+    jig.assert_answered_by_one_of(client, service, new)
 
 
 @pytest.mark.claim("SVC-03")
 def test_clusterip_spreads_requests_over_exactly_the_ready_pods_from_every_node(
     jig: ServiceJig, cluster: Cluster, client_pod: ClientFactory
 ) -> None:
+    """A Service MUST spread requests over its ready pods, and only those: a selected pod that
+    is not ready gets none [001, 002, 003].
+
+    Observed: from a client pod on every node, requests to svc-1's ClusterIP (a fresh connection
+    each, the whole request budget spent) answered by exactly pod-1 and pod-2, never by
+    pod-not-ready (same labels, a readiness probe that always fails; listed as not ready)."""
     jig.add_backends(APP_PODS, extra=[jig.never_ready_copy(APP_PODS, "pod-not-ready")])
     clients = [client_pod(f"client-{i}", node_name=node.name) for i, node in enumerate(cluster.nodes)]
-    ready = jig.ready_backends("app=pod", 2)
+    ready = jig.ready_backends(APP_PODS)
     not_ready = jig.wait_running("pod-not-ready")
-    service = jig.create_service("notes/services/svc-1-clusterip.yaml")
+    service = jig.create_service(SVC_1)
     jig.wait_endpoints("svc-1", ready.ips, {not_ready.status.pod_ip})
 
-    problems = []
-    for client in clients:
-        what = (
-            f"ClusterIP {service.spec.cluster_ip}:9000 of svc-1 from a pod on node {client.node_name} "
-            "(pod-not-ready selected but never ready)"
-        )
-        result = jig.sample_inside(client, cluster_ip_url(service), what, ready.names, never={"pod-not-ready"})
-        problems.append(spread_problem(what, result, ready.names))
-    assert not any(problems), "; ".join(p for p in problems if p)
+    jig.assert_answered_by(
+        clients, service, ready, never={"pod-not-ready"}, note="pod-not-ready selected but never ready"
+    )
 
 
 # --- ports -----------------------------------------------------------------------------------
-
-
-def check_ports_reach_their_container_ports(
-    jig: ServiceJig, client: ClientPod, service: V1Service, pods: set[str]
-) -> list[str]:
-    """Port 8080 must be answered by container port 80 of every pod, 8443 by container port 443."""
-    problems = []
-    for port, container_port in ((8080, 80), (8443, 443)):
-        what = f"port {port} of Service {service.metadata.name} ({service.spec.cluster_ip})"
-        expected = {f"port-{container_port} {pod}" for pod in pods}
-        result = jig.sample_inside(client, cluster_ip_url(service, port), what, expected, backend_of=port_and_pod)
-        problem = spread_problem(what, result, expected)
-        if problem:
-            problems.append(problem)
-    return problems
-
-
-def start_sample_app(jig: ServiceJig, client_pod: ClientFactory) -> tuple[ClientPod, Backends]:
-    jig.add_backends(SAMPLE_APP)
-    client = client_pod()
-    return client, jig.ready_backends("app=sample-app", 2)
 
 
 @pytest.mark.claim("SVC-04")
 def test_each_port_of_the_multiport_service_reaches_its_own_container_port(
     jig: ServiceJig, client_pod: ClientFactory
 ) -> None:
-    client, pods = start_sample_app(jig, client_pod)
+    """One Service MUST expose several ports, each reaching its own container port (8080 -> 80,
+    8443 -> 443) [001, 004].
+
+    Observed: requests from a client pod to each port of the notes' `sample` Service answered by
+    that container port (agnhost porter names it) of every sample-app pod."""
+    client, pods = backends_and_a_client(jig, client_pod, SAMPLE_APP)
     service = jig.create_service("notes/services/sample-multiport.yaml", backends=pods)
 
-    problems = check_ports_reach_their_container_ports(jig, client, service, pods.names)
-    assert not problems, "; ".join(problems)
+    jig.assert_ports_reach_container_ports(client, service, pods, SAMPLE_PORTS)
 
 
 @pytest.mark.claim("SVC-05")
 def test_target_port_by_name_reaches_the_container_port_with_that_name(
     jig: ServiceJig, client_pod: ClientFactory
 ) -> None:
-    client, pods = start_sample_app(jig, client_pod)
+    """A targetPort MAY name a container port; traffic MUST then reach the port with that name [001].
+
+    Observed: the stored targetPorts `http` and `https`; requests to ports 8080 and 8443 answered
+    by container ports 80 (named http) and 443 (named https) of every pod."""
+    client, pods = backends_and_a_client(jig, client_pod, SAMPLE_APP)
     service = jig.create_service("claims/services/sample-named-targetport.yaml", backends=pods)
 
     targets = {p.port: p.target_port for p in service.spec.ports}
     assert targets == {8080: "http", 8443: "https"}, f"sample-named stored targetPorts {targets}"
-    problems = check_ports_reach_their_container_ports(jig, client, service, pods.names)
-    assert not problems, "; ".join(problems)
+    jig.assert_ports_reach_container_ports(client, service, pods, SAMPLE_PORTS)
 
 
 @pytest.mark.claim("SVC-06")
 def test_target_port_left_out_defaults_to_the_service_port(jig: ServiceJig, client_pod: ClientFactory) -> None:
-    client, pods = start_app_pods(jig, client_pod)
-    service = jig.create_service("claims/services/svc-default.yaml", backends=pods)
+    """A port without targetPort MUST send traffic to the container port of the same number [004].
+
+    Observed: svc-default's stored targetPort (8080, as its port); requests to ClusterIP:8080
+    answered by both pods, which listen on 8080 only."""
+    client, pods = backends_and_a_client(jig, client_pod, APP_PODS)
+    service = jig.create_service(SVC_DEFAULT, backends=pods)
 
     port = service.spec.ports[0]
     assert port.target_port == port.port == 8080, (
         f"svc-default has port {port.port} and no targetPort; stored targetPort {port.target_port!r}"
     )
-    what = f"ClusterIP {service.spec.cluster_ip}:8080 of svc-default (pods listen on 8080 only)"
-    result = jig.sample_inside(client, cluster_ip_url(service), what, pods.names)
-    problem = spread_problem(what, result, pods.names)
-    assert problem is None, problem
+    jig.assert_answered_by(client, service, pods, note="pods listen on 8080 only")
 
 
 # --- NodePort --------------------------------------------------------------------------------
@@ -193,28 +175,31 @@ def test_target_port_left_out_defaults_to_the_service_port(jig: ServiceJig, clie
 
 @pytest.mark.claim("SVC-07")
 def test_nodeport_30000_answers_on_every_node_and_spreads_over_the_pods(jig: ServiceJig) -> None:
-    pods = jig.start_backends(APP_PODS, "app=pod", 2)
+    """A NodePort Service MUST open its node port on every node's IP, reachable from outside the
+    cluster, and spread requests over its pods [000, 002, 003, 004].
+
+    Observed: the allocated nodePort 30000 of svc-nodeport; from the test host, requests to
+    30000 on each node's InternalIP (a fresh connection each) answered by exactly both pods."""
+    pods = jig.start_backends(APP_PODS)
     service = jig.create_service("notes/services/svc-nodeport.yaml", backends=pods)
 
     assert service.spec.ports[0].node_port == 30000, f"svc-nodeport asked for 30000, got {service.spec.ports[0]}"
-    problems = jig.node_port_problems(30000, pods.names)
-    assert not problems, "; ".join(problems)
+    jig.assert_node_port_answered_by(service, pods)
 
 
 @pytest.mark.claim("SVC-08")
 def test_nodeport_service_also_answers_on_its_clusterip(jig: ServiceJig, client_pod: ClientFactory) -> None:
-    jig.add_backends(NP_PODS)
-    client = client_pod()
-    pods = jig.ready_backends("app=np-pods", 2)
+    """A NodePort Service MUST also get a working ClusterIP [001, 002].
+
+    Observed: np-svc's type and allocated clusterIP; requests from a client pod to
+    ClusterIP:80 answered by exactly both np-pods pods."""
+    client, pods = backends_and_a_client(jig, client_pod, NP_PODS)
     service = jig.create_service("notes/services/np-svc.yaml", backends=pods)
 
     assert service.spec.type == "NodePort" and is_ip(service.spec.cluster_ip), (
         f"np-svc: type {service.spec.type}, ClusterIP {service.spec.cluster_ip!r}"
     )
-    what = f"ClusterIP {service.spec.cluster_ip}:80 of NodePort Service np-svc"
-    result = jig.sample_inside(client, cluster_ip_url(service), what, pods.names)
-    problem = spread_problem(what, result, pods.names)
-    assert problem is None, problem
+    jig.assert_answered_by(client, service, pods)
 
 
 def create_np_svc_v2(jig: ServiceJig, how: str) -> V1Service:
@@ -227,6 +212,10 @@ def create_np_svc_v2(jig: ServiceJig, how: str) -> V1Service:
 @pytest.mark.claim("SVC-09")
 @pytest.mark.parametrize("how", ["manifest", "kubectl-expose"])
 def test_nodeport_left_out_is_picked_from_30000_32767(jig: ServiceJig, cluster: Cluster, how: str) -> None:
+    """A NodePort Service without nodePort (from a manifest, or `kubectl expose --type=NodePort`)
+    MUST get one picked from 30000-32767 [002].
+
+    Observed: the nodePort stored on np-svc-v2."""
     jig.add_backends(NP_PODS)  # `kubectl expose deployment` reads the Deployment's selector
     service = create_np_svc_v2(jig, how)
 
@@ -241,6 +230,10 @@ def test_nodeport_left_out_is_picked_from_30000_32767(jig: ServiceJig, cluster: 
 def test_nodeport_outside_30000_32767_is_refused(
     jig: ServiceJig, manifests: Manifests, cluster: Cluster, node_port: int
 ) -> None:
+    """A nodePort outside 30000-32767 MUST be refused [002].
+
+    Observed: the API server's answer to np-svc with nodePort 29999 / 32768: 422 Invalid on
+    spec.ports[0].nodePort, naming the valid range."""
     docs = manifests.render(f"claims/services/np-svc-nodeport-{node_port}.yaml")
     answer = jig.try_create_service(docs)
 
@@ -261,6 +254,10 @@ def test_nodeport_outside_30000_32767_is_refused(
 def test_nodeport_at_the_edges_of_30000_32767_is_accepted(
     jig: ServiceJig, manifests: Manifests, cluster: Cluster, node_port: int
 ) -> None:
+    """The edges of 30000-32767 MUST be accepted as nodePorts [002].
+
+    Observed: the API server's answer to a NodePort Service asking for 30000 / 32767 (accepted,
+    or refused only because another Service holds the port: the range check comes first)."""
     service = manifests.render("claims/services/np-svc-nodeport-29999.yaml")[0]
     service["metadata"]["name"] = f"np-svc-{node_port}"
     service["spec"]["ports"][0]["nodePort"] = node_port
@@ -279,7 +276,13 @@ def test_nodeport_at_the_edges_of_30000_32767_is_accepted(
 def test_loadbalancer_without_implementation_stays_pending_but_answers_on_its_node_port(
     jig: ServiceJig, cluster: Cluster, namespace: str
 ) -> None:
-    pods = jig.start_backends(APP_PODS, "app=pod", 2)
+    """Without a load-balancer implementation a LoadBalancer Service MUST keep EXTERNAL-IP
+    <pending>, and still work through its node port [003].
+
+    Observed: no ingress point in svc-2's status within 15 s (else skipped: the cluster has an
+    implementation); `kubectl get service` showing <pending>; from the test host, svc-2's node
+    port on every node answered by exactly both pods."""
+    pods = jig.start_backends(APP_PODS)
     service = jig.create_service("notes/services/svc-2-loadbalancer.yaml", backends=pods)
 
     ingress = jig.load_balancer_ingress("svc-2", LB_OBSERVATION_WINDOW)
@@ -290,24 +293,26 @@ def test_loadbalancer_without_implementation_stays_pending_but_answers_on_its_no
     )
     external = kubectl_row(cluster, namespace, "service", "svc-2")["EXTERNAL-IP"]
     assert external == "<pending>", f"kubectl get service svc-2 shows EXTERNAL-IP {external!r}, expected <pending>"
-    problems = jig.node_port_problems(service.spec.ports[0].node_port, pods.names)
-    assert not problems, "; ".join(problems)
+    jig.assert_node_port_answered_by(service, pods)
 
 
 @pytest.mark.claim("SVC-11")
 def test_external_ip_shows_in_kubectl_and_answers_with_the_pods(
     jig: ServiceJig, cluster: Cluster, namespace: str
 ) -> None:
+    """A Service's `externalIPs` MUST show as its EXTERNAL-IP, and traffic to externalIP:port
+    MUST reach its pods [000].
+
+    Observed: `kubectl get service` listing the externalIP set (a worker's InternalIP); from the
+    test host, requests to that IP on the Service's port answered by exactly both pods."""
     node = (cluster.workers or cluster.nodes)[0]
-    pods = jig.start_backends(APP_PODS, "app=pod", 2)
-    jig.create_service("claims/services/svc-externalips.yaml", values={"EXTERNAL_IP": node.internal_ip}, backends=pods)
+    pods = jig.start_backends(APP_PODS)
+    values = {"EXTERNAL_IP": node.internal_ip}
+    service = jig.create_service("claims/services/svc-externalips.yaml", values=values, backends=pods)
 
     external = kubectl_row(cluster, namespace, "service", "svc-externalips")["EXTERNAL-IP"]
     assert external == node.internal_ip, f"kubectl get service shows EXTERNAL-IP {external!r}, set {node.internal_ip}"
-    what = f"externalIP {node.internal_ip}:9000 (node {node.name}) of svc-externalips"
-    result = jig.sample_from_host(node_url(node, 9000), what, pods.names)
-    problem = spread_problem(what, result, pods.names)
-    assert problem is None, problem
+    jig.assert_external_ip_answered_by(service, pods)
 
 
 # --- Endpoints by hand, kube-proxy ---------------------------------------------------------------
@@ -315,33 +320,18 @@ def test_external_ip_shows_in_kubectl_and_answers_with_the_pods(
 
 @pytest.mark.claim("SVC-17")
 def test_service_without_selector_routes_to_its_hand_made_endpoints(jig: ServiceJig, client_pod: ClientFactory) -> None:
-    jig.add_backends("claims/services/legacy-backend.yaml")
-    client = client_pod()
-    backend = jig.ready_backends("role=legacy-backend", 1)
+    """A Service without selector, given a hand-made Endpoints object, MUST route to the address
+    listed there (how outside workloads are brought in) [004].
+
+    Observed: external-backend stored without selector and its Endpoints left as written (the
+    backend pod's IP); requests from a client pod to its ClusterIP answered by that backend."""
+    client, backend = backends_and_a_client(jig, client_pod, LEGACY_BACKEND)
     (backend_ip,) = backend.ips
     service = jig.create_service("claims/services/svc-without-selector.yaml", values={"BACKEND_IP": backend_ip})
 
     assert not service.spec.selector, f"external-backend has a selector: {service.spec.selector}"
     jig.wait_endpoints("external-backend", {backend_ip})  # the hand-made list, left as written
-    what = f"ClusterIP {service.spec.cluster_ip}:80 of external-backend (Endpoints -> {backend_ip}:8080)"
-    result = jig.sample_inside(client, cluster_ip_url(service, path="/hostname"), what, backend.names)
-    problem = spread_problem(what, result, backend.names)
-    assert problem is None, problem
-
-
-def rules_on_every_node(cluster: Cluster, expected: str, wanted: Callable[[str], str | None]) -> None:
-    """Poll every node's nat table until `wanted(rules)` finds nothing wrong (None) on all of them."""
-    states: dict[str, str | None] = {}
-
-    def check() -> bool:
-        for node in cluster.nodes:
-            states[node.name] = wanted(nat_rules(cluster, node.name))
-        return not any(states.values())
-
-    def describe(_: object) -> str:
-        return "; ".join(f"{node}: {state}" for node, state in sorted(states.items()) if state) or "-"
-
-    wait.until(check, expected, 60, describe=describe, interval=2)
+    jig.assert_answered_by(client, service, backend, path="/hostname", note=f"Endpoints -> {backend_ip}:8080")
 
 
 @pytest.mark.claim("SVC-18")
@@ -349,35 +339,23 @@ def rules_on_every_node(cluster: Cluster, expected: str, wanted: Callable[[str],
 def test_kube_proxy_writes_the_clusterip_into_every_nodes_nat_rules_and_removes_it(
     jig: ServiceJig, cluster: Cluster, namespace: str
 ) -> None:
-    pods = jig.start_backends(APP_PODS, "app=pod", 2)
-    before = {n.name: nat_rules(cluster, n.name) for n in cluster.nodes}
+    """kube-proxy MUST turn a Service into iptables rules on every node and follow its changes [004].
+
+    Observed: every node's nat table (iptables-save) gaining svc-1's ClusterIP:9000 in
+    KUBE-SERVICES, DNATed to exactly the pods' IP:8080, and losing it once svc-1 is deleted.
+    Skipped when kube-proxy is not in iptables mode (no KUBE-SVC- chains)."""
+    pods = jig.start_backends(APP_PODS)
+    before = jig.nat_tables()
     cluster.require(
         any("-j KUBE-SVC-" in rules for rules in before.values()),
         "kube-proxy is not in iptables mode: no KUBE-SVC- chains in any node's nat table",
     )
     assert not any(f"{namespace}/svc-1" in r for r in before.values()), "rules for svc-1 before it exists"
 
-    service = jig.create_service("notes/services/svc-1-clusterip.yaml", backends=pods)
-    ip = service.spec.cluster_ip
-    destinations = {f"{pod_ip}:8080" for pod_ip in pods.ips}
-
-    def present(rules: str) -> str | None:
-        found = service_rules(rules, namespace, "svc-1", ip, 9000)
-        if not found.present:
-            return f"no KUBE-SERVICES rule for svc-1's ClusterIP {ip}:9000"
-        if found.destinations != destinations:
-            return f"svc-1 DNATs to {sorted(found.destinations)}, pods are {sorted(destinations)}"
-        return None
-
-    def absent(rules: str) -> str | None:
-        found = service_rules(rules, namespace, "svc-1", ip, 9000)
-        if found.present or found.destinations:
-            return f"rules for deleted svc-1 ({ip}:9000) still there: {found.portal[:1]}"
-        return None
-
-    rules_on_every_node(cluster, f"kube-proxy to write svc-1 ({ip}:9000) into every node's nat table", present)
+    service = jig.create_service(SVC_1, backends=pods)
+    jig.wait_rules_written(service, pods)
     jig.delete_service("svc-1")
-    rules_on_every_node(cluster, f"kube-proxy to remove svc-1 ({ip}:9000) from every node's nat table", absent)
+    jig.wait_rules_removed(service)
 
 
 # --- the notes' Service manifests as written -------------------------------------------------
@@ -387,6 +365,11 @@ def test_kube_proxy_writes_the_clusterip_into_every_nodes_nat_rules_and_removes_
 def test_notes_multiport_service_as_written_loses_protocal_and_defaults_to_tcp(
     cluster: Cluster, manifests: Manifests, namespace: str, record_property
 ) -> None:
+    """The notes' multi-port Service with `protocal` (a typo) is accepted, the unknown field
+    dropped and protocol defaulted to TCP [001]; 1.25+ servers warn about the unknown field.
+
+    Observed: the API server's answer to the text as written (status, warnings) and the ports it
+    stored."""
     text = manifests.load_raw("notes-as-written/001-sample-multiport-protocal.yaml").text
     answer = post_yaml_as_written(cluster, f"/api/v1/namespaces/{namespace}/services", text)
     record_property("api_server_answer", answer)
@@ -417,6 +400,11 @@ def assert_refused_as_bad_yaml(answer: ApiAnswer, what: str) -> None:
 def test_notes_nodeport_service_as_written_is_refused_and_each_mistake_matters(
     cluster: Cluster, manifests: Manifests, namespace: str, record_property
 ) -> None:
+    """The notes' NodePort Service (`ports: 8080`, `targetport`, a selector nested under ports)
+    is refused as YAML the server cannot read [001]; without the nested selector it parses, and
+    the misnamed port fields are dropped, leaving the port empty.
+
+    Observed: the API server's answers to the text as written and to it without the selector."""
     text = manifests.load_raw("notes-as-written/001-sample-nodeport-ports-targetport-selector.yaml").text
     answer = post_yaml_as_written(cluster, f"/api/v1/namespaces/{namespace}/services", text)
     record_property("api_server_answer", answer)

@@ -8,29 +8,25 @@ from typing import Any
 import pytest
 
 from clusterproof.cluster import Cluster
-from clusterproof.jigs import volume, workload
-from clusterproof.jigs.volume import NodeFiles, PodFiles
+from clusterproof.jigs import pods, workload
+from clusterproof.jigs.pods import PodFiles
+from clusterproof.jigs.volume import NodeFiles
 from clusterproof.manifests import Manifests
 
 FLUENTD = "notes/workloads/fluentd-elasticsearch.yaml"
 FLUENTD_CP = "claims/workloads/fluentd-control-plane-toleration.yaml"
 
 
-
-
-
-
 def run_daemonset(
     cluster: Cluster, namespace: str, manifests: Manifests, source: str
 ) -> tuple[dict[str, Any], workload.Placement]:
+    """Apply the fixture's DaemonSet; returns it and its pods once the controller has settled."""
     (ds,) = manifests.apply(source)
     return ds, workload.daemonset_settled(cluster, namespace, ds["metadata"]["name"], selector_of(ds))
 
 
 def selector_of(ds: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in ds["spec"]["selector"]["matchLabels"].items())
-
-
 
 
 # --- DaemonSet -------------------------------------------------------------------------------
@@ -40,6 +36,12 @@ def selector_of(ds: dict[str, Any]) -> str:
 def test_daemonset_runs_one_pod_on_every_node_it_tolerates_and_replaces_a_deleted_one(
     cluster: Cluster, namespace: str, manifests: Manifests
 ) -> None:
+    """A DaemonSet MUST run exactly one pod on every node it tolerates, and bring back a deleted
+    one [002].
+
+    Observed: the notes' fluentd-elasticsearch pods per node (one on each node whose taints its
+    tolerations cover, none elsewhere); after one is deleted, a new pod on its node and again
+    one per node."""
     ds, placement = run_daemonset(cluster, namespace, manifests, FLUENTD)
     nodes = cluster.nodes
     tolerations = workload.template_tolerations(ds)
@@ -66,12 +68,20 @@ def test_daemonset_runs_one_pod_on_every_node_it_tolerates_and_replaces_a_delete
 def test_notes_master_toleration_reaches_control_plane_nodes_only_where_the_master_taint_is_used(
     cluster: Cluster, namespace: str, manifests: Manifests, record_property
 ) -> None:
+    """The notes' toleration `node-role.kubernetes.io/master` reaches control-plane nodes only
+    where that taint key is used (before 1.24); newer clusters taint
+    `node-role.kubernetes.io/control-plane` [002].
+
+    Observed: on each tainted control-plane node, whether the notes' DaemonSet and one that also
+    tolerates the control-plane taint have a pod there, against what their tolerations allow;
+    the cluster's version and taints are recorded. Skipped without a tainted control plane."""
     control_planes = [n for n in cluster.nodes if n.is_control_plane]
     cluster.require(control_planes, "no control-plane node is registered as a Node (managed control plane)")
     tainted = [n for n in control_planes if any(t["effect"] in workload.BLOCKING_EFFECTS for t in n.taints)]
     cluster.require(
-        tainted, f"control-plane node(s) {[n.name for n in control_planes]} have no NoSchedule/NoExecute taint: "
-        "the toleration makes no difference there"
+        tainted,
+        f"control-plane node(s) {[n.name for n in control_planes]} have no NoSchedule/NoExecute taint: "
+        "the toleration makes no difference there",
     )
     notes_ds, notes = run_daemonset(cluster, namespace, manifests, FLUENTD)
     both_ds, both = run_daemonset(cluster, namespace, manifests, FLUENTD_CP)
@@ -100,6 +110,10 @@ def test_notes_master_toleration_reaches_control_plane_nodes_only_where_the_mast
 def test_daemonset_pods_read_their_own_nodes_files_through_hostpath_var_log(
     cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles
 ) -> None:
+    """A DaemonSet pod MUST read its own node's files through hostPath /var/log [002].
+
+    Observed: a marker file written on each node under /var/log, read by the DaemonSet pod on
+    that node as that node's marker."""
     _, placement = run_daemonset(cluster, namespace, manifests, FLUENTD)
     marker = f"/var/log/clusterproof-{namespace}.marker"
     node_files.keep_clean(placement.nodes, marker)
@@ -119,12 +133,14 @@ def test_daemonset_pods_read_their_own_nodes_files_through_hostpath_var_log(
 
 
 @pytest.mark.claim("WRK-04")
-def test_configmap_values_reach_the_pod_as_env_vars_and_as_files(
-    cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles
-) -> None:
+def test_configmap_values_reach_the_pod_as_env_vars_and_as_files(manifests: Manifests, pod_files: PodFiles) -> None:
+    """A ConfigMap's key-values MUST reach a pod as environment variables and as files [002].
+
+    Observed: the environment configmap-pod's main process started with, and the files under
+    /etc/config, against the ConfigMap's data."""
     config_map, _ = manifests.apply("claims/workloads/configmap-env-files.yaml")
     data: dict[str, str] = config_map["data"]
-    volume.started(cluster, namespace, "configmap-pod")
+    pods.started(manifests.cluster, manifests.namespace, "configmap-pod")
 
     environ = container_env(pod_files, "configmap-pod")
     env = {key: environ.get(key) for key in ("APP_MODE", "APP_GREETING")}
@@ -144,6 +160,24 @@ def container_env(pod_files: PodFiles, pod: str) -> dict[str, str]:
 # --- StatefulSet -----------------------------------------------------------------------------
 
 
+def web_pvs_and_statefulset(manifests: Manifests, node_files: NodeFiles, node: str) -> None:
+    """The StatefulSet `web` (web-0, web-1, a claim each from its template) and two hostPath PVs
+    on `node` for its claims, in a StorageClass of this test's own (no other run's PV can bind)."""
+    storage_class = f"web-data-{manifests.namespace}"
+    pvs = manifests.render("claims/workloads/statefulset-web-pvs.yaml", {"NODE_NAME": node})
+    for pv in pvs:
+        pv["metadata"]["name"] = f"{pv['metadata']['name']}-{manifests.namespace}"
+        pv["spec"]["storageClassName"] = storage_class
+        pv["spec"]["hostPath"]["path"] += f"-{manifests.namespace}"
+        node_files.keep_clean([node], pv["spec"]["hostPath"]["path"])
+    manifests.apply(pvs)
+    docs = manifests.render("claims/workloads/statefulset-web.yaml")
+    for doc in docs:
+        if doc["kind"] == "StatefulSet":
+            doc["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = storage_class
+    manifests.apply(docs)
+
+
 @pytest.mark.claim("WRK-05")
 def test_statefulset_pods_keep_their_names_and_their_own_claims_across_deletion(
     cluster: Cluster,
@@ -152,32 +186,13 @@ def test_statefulset_pods_keep_their_names_and_their_own_claims_across_deletion(
     pod_files: PodFiles,
     node_files: NodeFiles,
 ) -> None:
+    """StatefulSet pods MUST keep their stable names (web-0, web-1) and their own claims across
+    deletion [002].
+
+    Observed: after both pods are deleted, the new web-0 and web-1 (new uids) mounting the same
+    claims, bound to the same PVs, and reading the file their predecessor of that name wrote."""
     (node,) = workload.pick_workers(cluster, 1)
-    storage_class = f"web-data-{namespace}"  # a class of its own: no other run's PV can bind
-    pvs = manifests.render("claims/workloads/statefulset-web-pvs.yaml", {"NODE_NAME": node})
-    for pv in pvs:
-        pv["metadata"]["name"] = f"{pv['metadata']['name']}-{namespace}"
-        pv["spec"]["storageClassName"] = storage_class
-        pv["spec"]["hostPath"]["path"] += f"-{namespace}"
-    for pv in pvs:
-        node_files.keep_clean([node], pv["spec"]["hostPath"]["path"])
-    created_pvs = manifests.apply(pvs)
-    pv_names = [pv["metadata"]["name"] for pv in created_pvs]
-    try:
-        check_statefulset_identity(cluster, namespace, manifests, pod_files, storage_class)
-    finally:
-        for name in pv_names:
-            cluster.core.delete_persistent_volume(name)
-
-
-def check_statefulset_identity(
-    cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, storage_class: str
-) -> None:
-    docs = manifests.render("claims/workloads/statefulset-web.yaml")
-    for doc in docs:
-        if doc["kind"] == "StatefulSet":
-            doc["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = storage_class
-    manifests.apply(docs)
+    web_pvs_and_statefulset(manifests, node_files, node)
     names = ["web-0", "web-1"]
     first = workload.statefulset_pods_ready(cluster, namespace, names)
     for name, pod in first.items():
@@ -188,7 +203,7 @@ def check_statefulset_identity(
     # graceful (1 s): the API keeps each pod until its kubelet has stopped it, so the new web-N
     # cannot overlap the old one (an exec by name could otherwise reach the old container)
     for name in names:
-        volume.delete_pod(cluster, namespace, name, grace_seconds=1)
+        pods.delete_pod(cluster, namespace, name, grace_seconds=1)
     old_uids = [p.metadata.uid for p in first.values()]
     second = workload.statefulset_pods_ready(cluster, namespace, names, not_uids=old_uids)
 
@@ -213,6 +228,9 @@ def bound_volume(cluster: Cluster, namespace: str, claim: str) -> str:
 
 @pytest.mark.claim("WRK-06")
 def test_every_kubelet_reports_containerd_as_its_cri_runtime(cluster: Cluster) -> None:
+    """The kubelet MUST run containers through a CRI runtime, containerd [002].
+
+    Observed: each node's status.nodeInfo.containerRuntimeVersion."""
     runtimes = {n.metadata.name: n.status.node_info.container_runtime_version for n in cluster.core.list_node().items}
     others = {n: r for n, r in runtimes.items() if not r.startswith("containerd://")}
     assert not others, f"nodes not running containerd through CRI: {others} (all: {runtimes})"
@@ -223,10 +241,15 @@ def test_every_kubelet_reports_containerd_as_its_cri_runtime(cluster: Cluster) -
 def test_containerd_starts_one_shim_per_pod_holding_all_its_containers(
     cluster: Cluster, namespace: str, manifests: Manifests
 ) -> None:
+    """containerd MUST start one shim per pod, parent of all the pod's processes [002].
+
+    Observed: on the pod's node (ps, ctr), the one sandbox containerd made for a two-container
+    pod, a new containerd-shim-runc-v2 for it, and that shim as the parent of the sandbox's and
+    both containers' processes."""
     (node,) = workload.pick_workers(cluster, 1)
     before = workload.shims(cluster, node)
     pod = two_container_pod(manifests, node)
-    ready = volume.started(cluster, namespace, pod["metadata"]["name"])
+    ready = pods.started(cluster, namespace, pod["metadata"]["name"])
 
     sandboxes = workload.sandbox_ids(cluster, node, ready.metadata.uid)
     assert len(sandboxes) == 1, f"containerd on {node} has sandboxes {sandboxes} for pod {ready.metadata.name}"

@@ -59,3 +59,29 @@ def test_a_body_that_is_not_json_is_kept_as_text():
     answer = ApiAnswer.from_exception(e)
     assert answer.message == "yaml: line 13: did not find expected '-' indicator"
     assert answer.reason == "" and answer.causes == []
+
+
+def test_answer_to_gives_the_refusal_in_the_servers_words_or_the_object_accepted():
+    from kubernetes import client
+
+    from clusterproof.api_answers import answer_to
+
+    def refused():
+        raise exception(422, STATUS_422)
+
+    answer = answer_to(refused)
+    assert (answer.status, answer.reason, answer.cause_for("spec.ports[0].nodePort").reason) == (
+        422,
+        "Invalid",
+        "FieldValueInvalid",
+    )
+
+    claim = client.V1PersistentVolumeClaim(
+        metadata=client.V1ObjectMeta(name="data"),
+        spec=client.V1PersistentVolumeClaimSpec(
+            resources=client.V1VolumeResourceRequirements(requests={"storage": "2Gi"})
+        ),
+    )
+    grown = answer_to(lambda: claim, status=200)
+    assert grown.accepted and grown.body["spec"]["resources"]["requests"] == {"storage": "2Gi"}  # as the server wrote
+    assert answer_to(lambda: [{"kind": "Pod", "metadata": {"name": "p"}}]).body["metadata"]["name"] == "p"

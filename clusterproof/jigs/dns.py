@@ -16,8 +16,6 @@ from kubernetes import client
 
 from clusterproof import wait
 from clusterproof.cluster import Cluster
-from clusterproof.errors import WaitTimeout
-from clusterproof.jigs.service import endpoint_ips as ready_and_not_ready
 from clusterproof.probe import ClientPod
 
 DNS_SERVICE_LABEL = "k8s-app=kube-dns"  # CoreDNS keeps the kube-dns Service name and label
@@ -105,19 +103,36 @@ def wait_lookup(
     search: bool = False,
     timeout: float = LOOKUP_TIMEOUT,
 ) -> Lookup:
-    """Repeat a lookup until `matches` holds; on timeout fail saying what the last answer was."""
-    last: list[Lookup] = []
+    """Repeat a lookup until `matches` holds; a timeout names the last answer."""
+    return wait.until_seen(
+        lambda: lookup(pod, name, rtype, search=search),
+        lambda answer: answer if matches(answer) else None,
+        expected,
+        timeout,
+        describe=lambda answer: f"answer from pod {pod.name}: {answer}",
+    )
 
-    def attempt() -> Lookup | None:
-        answer = lookup(pod, name, rtype, search=search)
-        last[:] = [answer]
-        return answer if matches(answer) else None
 
-    try:
-        return wait.until(attempt, expected, timeout, interval=1)
-    except WaitTimeout:
-        seen = str(last[0]) if last else "no lookup finished"
-        raise AssertionError(f"{expected}: not within {timeout:g}s; last answer from pod {pod.name}: {seen}") from None
+@dataclass(frozen=True)
+class DnsClient:
+    """A client pod whose lookups go to the cluster DNS its resolv.conf names."""
+
+    pod: ClientPod
+    resolver: Resolver
+
+    def service_name(self, service: str, namespace: str) -> str:
+        return self.resolver.service_name(service, namespace)
+
+    def srv_name(self, port_name: str, protocol: str, service: str, namespace: str) -> str:
+        return self.resolver.srv_name(port_name, protocol, service, namespace)
+
+    def lookup(self, name: str, rtype: str = "A", *, search: bool = False) -> Lookup:
+        return lookup(self.pod, name, rtype, search=search)
+
+    def wait_lookup(
+        self, name: str, rtype: str, matches: Callable[[Lookup], bool], expected: str, *, search: bool = False
+    ) -> Lookup:
+        return wait_lookup(self.pod, name, rtype, matches, expected, search=search)
 
 
 def addresses(answer: Lookup) -> set[str]:
@@ -154,12 +169,13 @@ def probe_cluster_dns(cluster: Cluster, pod: ClientPod) -> DnsStatus:
     return DnsStatus(resolver, probe, tuple(_dns_endpoints(cluster)), _dns_pods(cluster))
 
 
-def require_cluster_dns(cluster: Cluster, pod: ClientPod) -> Resolver:
-    """Skip when cluster DNS is simply not there (no answer and nothing behind kube-dns); fail
-    when DNS has ready endpoints yet does not answer: that is a broken cluster, not a missing part."""
+def require_cluster_dns(cluster: Cluster, pod: ClientPod) -> DnsClient:
+    """`pod` as a DnsClient, once cluster DNS answers. Skip when cluster DNS is simply not there
+    (no answer and nothing behind kube-dns); fail when DNS has ready endpoints yet does not
+    answer: that is a broken cluster, not a missing part."""
     status = probe_cluster_dns(cluster, pod)
     if status.answers:
-        return status.resolver
+        return DnsClient(pod, status.resolver)
     if not status.endpoints:
         pytest.skip(f"cluster DNS does not answer: no CoreDNS/kube-dns endpoints; {status.describe()}")
     raise AssertionError(f"cluster DNS has ready endpoints but does not answer: {status.describe()}")
@@ -188,24 +204,3 @@ def _dns_pods(cluster: Cluster) -> str:
 def same_set(expected: Iterable[str]) -> Callable[[Lookup], bool]:
     wanted = set(expected)
     return lambda answer: addresses(answer) == wanted
-
-
-# --- what DNS serves for a Service: its endpoints ------------------------------------------------
-
-
-def endpoint_ips(endpoints: client.V1Endpoints | None) -> set[str]:
-    """Ready addresses of an Endpoints object (not-ready ones are not served by DNS either)."""
-    return set() if endpoints is None else ready_and_not_ready(endpoints)[0]
-
-
-def wait_endpoint_ips(cluster: Cluster, namespace: str, service: str, expected: set[str], timeout: float = 60) -> None:
-    """Until the Service's Endpoints list exactly `expected` as ready addresses."""
-    wait.watch_until(
-        cluster.core.list_namespaced_endpoints,
-        lambda objs: endpoint_ips(objs.get(service)) == expected,
-        f"Endpoints {namespace}/{service} == {sorted(expected)}",
-        lambda objs: f"ready addresses {sorted(endpoint_ips(objs.get(service)))}",
-        timeout,
-        namespace=namespace,
-        field_selector=f"metadata.name={service}",
-    )

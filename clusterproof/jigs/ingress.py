@@ -22,7 +22,7 @@ from kubernetes.client import ApiException
 
 from clusterproof import wait
 from clusterproof.cluster import Cluster
-from clusterproof.errors import ProbeError, WaitTimeout
+from clusterproof.errors import ProbeError
 from clusterproof.probe import HttpAnswer, http_get
 
 NGINX_NAMESPACE = "ingress-nginx"
@@ -180,18 +180,14 @@ def load_balancer_addresses(ingress: Any) -> list[str]:
 
 def address_within(cluster: Cluster, namespace: str, name: str, window: float) -> list[str]:
     """Watch Ingress `name` for `window` seconds; the status addresses it got ([] when none)."""
-    try:
-        return wait.watch_until(
-            cluster.networking.list_namespaced_ingress,
-            lambda objs: load_balancer_addresses(objs[name]) if name in objs else [],
-            f"an address in Ingress {namespace}/{name} status",
-            lambda objs: str(load_balancer_addresses(objs[name])) if name in objs else "no such Ingress",
-            window,
-            namespace=namespace,
-            field_selector=f"metadata.name={name}",
-        )
-    except WaitTimeout:
-        return []
+    return wait.seen_within(
+        cluster.networking.list_namespaced_ingress,
+        lambda objs: load_balancer_addresses(objs[name]) if name in objs else [],
+        window,
+        default=[],
+        namespace=namespace,
+        field_selector=f"metadata.name={name}",
+    )
 
 
 # --- HTTP through the controller ---------------------------------------------------------------
@@ -207,23 +203,15 @@ def wait_answer(
     expected: str,
     timeout: float = ROUTE_TIMEOUT,
 ) -> A:
-    """Repeat `fetch` (an HttpAnswer or TlsAnswer) until its answer matches; on timeout fail with
-    the last answer seen."""
-    last: list[str] = ["nothing yet"]
-
-    def attempt() -> A | None:
-        try:
-            answer = fetch()
-        except ProbeError as e:
-            last[0] = str(e)
-            return None
-        last[0] = f"HTTP {answer.status} {answer.body.strip()[:120]!r}"
-        return answer if matches(answer) else None
-
-    try:
-        return wait.until(attempt, expected, timeout, interval=1)
-    except WaitTimeout:
-        raise AssertionError(f"{expected}: not within {timeout:g}s; last answer: {last[0]}") from None
+    """Repeat `fetch` (an HttpAnswer or TlsAnswer; no answer at all is a ProbeError, retried)
+    until its answer matches; a timeout names the last answer."""
+    return wait.until_seen(
+        fetch,
+        lambda answer: answer if matches(answer) else None,
+        expected,
+        timeout,
+        describe=lambda answer: f"HTTP {answer.status} {answer.body.strip()[:120]!r}",
+    )
 
 
 def answers_with(name: str) -> Callable[[HttpAnswer], bool]:

@@ -4,20 +4,16 @@ kubectl with a private kubeconfig whose context has a default namespace."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from kubernetes import client
 
 from clusterproof import wait
+from clusterproof.api_answers import ApiAnswer, answer_to
 from clusterproof.cluster import Cluster
-from clusterproof.errors import WaitTimeout
 from clusterproof.manifests import Doc, Manifests
-from clusterproof.manifests import apply as apply_docs
 from clusterproof.run import RunContext
-from clusterproof.tracker import ResourceTracker
 
 TEST_QUOTAS = "notes/quota/test-quotas.yaml"
 ADMISSION_PROBE = "claims/quota/admission-probe.yaml"
@@ -32,17 +28,27 @@ ADMISSION_HINT = (
 
 @dataclass(frozen=True)
 class Admission:
-    """The API server's answer to one create: admitted, or refused with status and message."""
+    """The API server's answer to one create: admitted, or refused in its own words."""
 
     kind: str
     name: str
-    status: int  # 201 when admitted
-    reason: str = ""
-    message: str = ""
+    answer: ApiAnswer
 
     @property
     def admitted(self) -> bool:
-        return 200 <= self.status < 300
+        return self.answer.accepted
+
+    @property
+    def status(self) -> int:
+        return self.answer.status
+
+    @property
+    def reason(self) -> str:
+        return self.answer.reason
+
+    @property
+    def message(self) -> str:
+        return self.answer.message
 
     def __str__(self) -> str:
         if self.admitted:
@@ -59,7 +65,6 @@ def quantity(value: str | int | None) -> int:
 class QuotaJig:
     cluster: Cluster
     manifests: Manifests
-    tracker: ResourceTracker
 
     def apply_quota(self, namespace: str, source: str = TEST_QUOTAS) -> client.V1ResourceQuota:
         """Create the quota, wait until the quota controller has counted the namespace, then
@@ -78,7 +83,7 @@ class QuotaJig:
         both (the informer sees changes in resourceVersion order)."""
         probe_quota, probe_claim = self.manifests.load(ADMISSION_PROBE, namespace)
         name = probe_quota["metadata"]["name"]
-        apply_docs(self.cluster, [probe_quota], tracker=self.tracker)
+        self.manifests.create([probe_quota])
         try:
             wait.until_seen(
                 lambda: self.create(probe_claim, dry_run=True),
@@ -88,57 +93,47 @@ class QuotaJig:
                 timeout,
                 describe=str,
                 interval=0.2,
+                hint=ADMISSION_HINT,
             )
-        except WaitTimeout as e:
-            raise AssertionError(f"{e}: {ADMISSION_HINT}") from None
         finally:
             self.cluster.core.delete_namespaced_resource_quota(name, namespace)
 
     def wait_counted(self, namespace: str, name: str, timeout: float = QUOTA_TIMEOUT) -> client.V1ResourceQuota:
-        def counted() -> client.V1ResourceQuota | None:
-            quota = self.read(namespace, name)
-            status = quota.status
-            ready = status is not None and status.hard == quota.spec.hard and status.used is not None
-            return quota if ready else None
-
-        try:
-            return wait.until(
-                counted,
-                f"ResourceQuota {namespace}/{name} counted (status.hard and status.used set)",
-                timeout,
-                describe=lambda _: self.describe(namespace, name),
-                interval=0.25,
-            )
-        except WaitTimeout as e:
-            raise AssertionError(f"{e}: is kube-controller-manager's resourcequota controller running?") from None
+        """Until the quota controller has filled the quota's status (hard and used)."""
+        return wait.until_seen(
+            lambda: self.read(namespace, name),
+            lambda quota: (
+                quota.status is not None
+                and quota.status.hard == quota.spec.hard
+                and quota.status.used is not None
+                and quota
+            ),
+            f"ResourceQuota {namespace}/{name} counted (status.hard and status.used set)",
+            timeout,
+            describe=describe_quota,
+            interval=0.25,
+            hint="is kube-controller-manager's resourcequota controller running?",
+        )
 
     def read(self, namespace: str, name: str) -> client.V1ResourceQuota:
         return self.cluster.core.read_namespaced_resource_quota(name, namespace)
 
     def used(self, namespace: str, name: str) -> dict[str, int]:
-        status = self.read(namespace, name).status
-        return {k: quantity(v) for k, v in ((status.used if status else None) or {}).items()}
+        return used_of(self.read(namespace, name))
 
     def hard(self, namespace: str, name: str) -> dict[str, int]:
         status = self.read(namespace, name).status
         return {k: quantity(v) for k, v in ((status.hard if status else None) or {}).items()}
 
-    def describe(self, namespace: str, name: str) -> str:
-        try:
-            quota = self.read(namespace, name)
-        except client.ApiException as e:
-            return f"HTTP {e.status}"
-        status = quota.status
-        return f"hard {status.hard if status else None}, used {status.used if status else None}"
-
     def wait_used(
         self, namespace: str, name: str, expected: dict[str, int], timeout: float = QUOTA_TIMEOUT
     ) -> dict[str, int]:
-        return wait.until(
-            lambda: (used := self.used(namespace, name)) == expected and used,
+        return wait.until_seen(
+            lambda: self.read(namespace, name),
+            lambda quota: used_of(quota) == expected and used_of(quota),
             f"ResourceQuota {namespace}/{name} status.used == {expected}",
             timeout,
-            describe=lambda _: self.describe(namespace, name),
+            describe=describe_quota,
         )
 
     def pods(self, namespace: str, selector: str) -> list[str]:
@@ -157,20 +152,19 @@ class QuotaJig:
         return [self.create(doc) for doc in docs]
 
     def create(self, doc: Doc, *, dry_run: bool = False) -> Admission:
-        kind, name = doc["kind"], doc["metadata"]["name"]
-        try:
-            apply_docs(self.cluster, [doc], tracker=self.tracker, dry_run=dry_run)
-        except client.ApiException as e:
-            body = _status_body(e)
-            return Admission(kind, name, e.status, body.get("reason", ""), body.get("message", str(e.reason)))
-        return Admission(kind, name, 201)
+        """Create one prepared document (dry_run: stored nothing); the API server's answer."""
+        answer = answer_to(lambda: self.manifests.create([doc], dry_run=dry_run))
+        return Admission(doc["kind"], doc["metadata"]["name"], answer)
 
 
-def _status_body(e: client.ApiException) -> dict[str, Any]:
-    try:
-        return json.loads(e.body) if e.body else {}
-    except ValueError:
-        return {"message": e.body}
+def used_of(quota: client.V1ResourceQuota) -> dict[str, int]:
+    status = quota.status
+    return {k: quantity(v) for k, v in ((status.used if status else None) or {}).items()}
+
+
+def describe_quota(quota: client.V1ResourceQuota) -> str:
+    status = quota.status
+    return f"hard {status.hard if status else None}, used {status.used if status else None}"
 
 
 # --- kubectl with a context whose namespace is set ---------------------------------------------

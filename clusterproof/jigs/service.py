@@ -1,8 +1,10 @@
 """Service jig: the verbs of the Service checks.
 
 Builds backends and Services from fixtures, waits for a Service's endpoints, and checks who
-answers through it: from inside the cluster through a client pod (ClusterIPs, pod IPs), and
-from the test host only to node InternalIPs (NodePorts, externalIPs that are node IPs).
+answers through it, one call per observed fact (`assert_answered_by`, `assert_node_port_answered_by`,
+...): from inside the cluster through a client pod (ClusterIPs, pod IPs), and from the test host
+only to node InternalIPs (NodePorts, externalIPs that are node IPs). Each check builds its
+description from the Service and the pods, so a message cannot drift from the manifest.
 Node-side checks read kube-proxy's NAT rules; API checks read refusals as the server words them.
 """
 
@@ -10,17 +12,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from kubernetes import client
 
 from clusterproof import probe, wait
-from clusterproof.api_answers import ApiAnswer
+from clusterproof.api_answers import ApiAnswer, answer_to
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import WaitTimeout
 from clusterproof.manifests import Doc, Manifests
-from clusterproof.manifests import apply as apply_docs
 from clusterproof.probe import ANSWER_TIMEOUT, ClientPod, HttpAnswer, SampleResult, hostname_of
 
 NOTES_NODE_PORT_RANGE = (30000, 32767)  # [002] "30000-32767 범위"
@@ -31,6 +32,25 @@ NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
 
 
 # --- backends ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackendPods:
+    """A fixture of pods that back Services: its path, the selector of its pods, how many."""
+
+    path: str
+    selector: str
+    count: int
+
+
+# pod-1, pod-2 (app: pod), agnhost serve-hostname on 8080: [003]'s practice backends
+APP_PODS = BackendPods("claims/services/app-pods.yaml", "app=pod", 2)
+# Deployment np-pods, 2 replicas, serve-hostname on 80: [002]'s NodePort backends
+NP_PODS = BackendPods("claims/services/np-pods.yaml", "app=np-pods", 2)
+# Deployment sample-app, 2 replicas, agnhost porter on 80 and 443 ("port-80 <pod>")
+SAMPLE_APP = BackendPods("claims/services/sample-app.yaml", "app=sample-app", 2)
+# one pod standing for a workload outside the cluster (SVC-17): agnhost netexec on 8080 (/hostname)
+LEGACY_BACKEND = BackendPods("claims/services/legacy-backend.yaml", "role=legacy-backend", 1)
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,14 @@ class Backends:
     @property
     def uids(self) -> set[str]:
         return {p.metadata.uid for p in self.pods}
+
+    @property
+    def by_ip(self) -> dict[str, str]:
+        """pod IP -> pod name"""
+        return {p.status.pod_ip: p.metadata.name for p in self.pods}
+
+    def ip_of(self, name: str) -> str:
+        return next(p.status.pod_ip for p in self.pods if p.metadata.name == name)
 
     def __str__(self) -> str:
         return ", ".join(f"{p.metadata.name} ({p.status.pod_ip})" for p in sorted(self.pods, key=_pod_name)) or "none"
@@ -135,9 +163,10 @@ def kubectl_row(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[
 # --- messages ------------------------------------------------------------------------------
 
 
-def spread_problem(via: str, result: SampleResult, ready: Iterable[str]) -> str | None:
-    """None when the answering backends are exactly `ready`; else a plain account of who answered."""
-    ready_set, seen = set(ready), set(result.seen)
+def answer_mismatch(via: str, result: SampleResult, expected: Iterable[str]) -> str | None:
+    """A plain account of how the backends that answered through `via` differ from `expected`
+    (never answered, answered by something else), or None when they are exactly `expected`."""
+    ready_set, seen = set(expected), set(result.seen)
     if seen == ready_set:
         return None
     if not seen:
@@ -159,18 +188,24 @@ def in_notes_range(port: int | None) -> bool:
     return port is not None and low <= port <= high
 
 
+def describe_service(service: client.V1Service) -> str:
+    """`Service svc-1`, or `NodePort Service np-svc` for the types that are more than a ClusterIP."""
+    kind = service.spec.type if service.spec.type != "ClusterIP" else ""
+    return f"{kind} Service {service.metadata.name}".strip()
+
+
 # --- the jig -------------------------------------------------------------------------------
 
 
 @dataclass
 class ServiceJig:
-    """Per test: builds Services and backends in the test's namespace; `release()` (the suite's
-    fixture teardown) deletes the Services that hold node ports and waits until they are gone,
-    so a fixed nodePort (30000 in the notes) is free for the next test."""
+    """Per test: builds Services and backends in the test's namespace through its Manifests, and
+    checks who answers through them. A Service holding node ports is deleted when the test ends,
+    waiting until it is gone, so that a fixed nodePort (30000 in the notes) is free for the next
+    test (a tracker step registered at creation: after the namespace's, so it runs before it)."""
 
     cluster: Cluster
     manifests: Manifests
-    _holding_node_ports: list[str] = field(default_factory=list)
 
     @property
     def namespace(self) -> str:
@@ -182,24 +217,25 @@ class ServiceJig:
 
     # --- backends --------------------------------------------------------------------------
 
-    def add_backends(self, path: str, *, extra: Iterable[Doc] = ()) -> None:
+    def add_backends(self, pods: BackendPods, *, extra: Iterable[Doc] = ()) -> None:
         """Apply the fixture (plus `extra` documents, e.g. a never_ready_copy) without waiting."""
-        self.manifests.apply(path)
+        self.manifests.apply(pods.path)
         extra = list(extra)
         if extra:
             self.manifests.apply(extra)
 
-    def ready_backends(self, selector: str, count: int, timeout: float = 120) -> Backends:
-        return Backends(tuple(wait.pods_ready(self.core, self.namespace, selector, count, timeout)))
+    def ready_backends(self, pods: BackendPods, timeout: float = 120) -> Backends:
+        """The fixture's pods once `count` of them are Ready (a pod that can never be fails at once)."""
+        return Backends(tuple(wait.pods_ready(self.core, self.namespace, pods.selector, pods.count, timeout)))
 
-    def start_backends(self, path: str, selector: str, count: int) -> Backends:
-        self.add_backends(path)
-        return self.ready_backends(selector, count)
+    def start_backends(self, pods: BackendPods) -> Backends:
+        self.add_backends(pods)
+        return self.ready_backends(pods)
 
-    def never_ready_copy(self, path: str, name: str) -> Doc:
+    def never_ready_copy(self, pods: BackendPods, name: str) -> Doc:
         """The fixture's first Pod under another name, serving as before but with a readiness
         probe that always fails: same labels, so the Service selects it, yet it is never ready."""
-        pod = next(d for d in self.manifests.render(path) if d.get("kind") == "Pod")
+        pod = next(d for d in self.manifests.render(pods.path) if d.get("kind") == "Pod")
         pod["metadata"]["name"] = name
         for container in pod["spec"]["containers"]:
             container["readinessProbe"] = {"tcpSocket": {"port": 1}, "periodSeconds": 2}
@@ -231,30 +267,30 @@ class ServiceJig:
             if doc["kind"] == "Service":
                 for port in _fixed_node_ports(doc):
                     self.wait_node_port_free(port)
-        created = apply_docs(self.cluster, docs, tracker=self.manifests.tracker)
-        name = next(d["metadata"]["name"] for d in created if d["kind"] == "Service")
-        service = self.read(name)
-        if service.spec.type in NODE_PORT_TYPES:
-            self._holding_node_ports.append(name)
+        created = self.manifests.create(docs)
+        service = self._created(next(d["metadata"]["name"] for d in created if d["kind"] == "Service"))
         if backends is not None:
-            self.wait_endpoints(name, backends.ips)
+            self.wait_endpoints(service.metadata.name, backends.ips)
         return service
 
     def try_create_service(self, docs: list[Doc]) -> ApiAnswer:
         """Create a Service the API server may refuse; returns its answer either way."""
-        try:
-            service = self.create_service(docs)
-        except client.ApiException as e:
-            return ApiAnswer.from_exception(e)
-        return ApiAnswer(201, self.cluster.api.sanitize_for_serialization(service))
+        return answer_to(lambda: self.create_service(docs))
 
     def expose(self, *args: str) -> client.V1Service:
         """`kubectl expose ARGS -n <namespace>`; the created Service (named by --name=)."""
         name = next(a.split("=", 1)[1] for a in args if a.startswith("--name="))
         self.cluster.kubectl("expose", *args, "-n", self.namespace)
+        return self._created(name)
+
+    def _created(self, name: str) -> client.V1Service:
         service = self.read(name)
         if service.spec.type in NODE_PORT_TYPES:
-            self._holding_node_ports.append(name)
+            self.manifests.tracker.on_cleanup(
+                self.cluster,
+                f"delete Service {self.namespace}/{name} and wait until it is gone (its node ports free)",
+                lambda: self.delete_service(name),
+            )
         return service
 
     def read(self, name: str) -> client.V1Service:
@@ -274,11 +310,6 @@ class ServiceJig:
             PORT_RELEASE_TIMEOUT,
         )
 
-    def release(self) -> None:
-        for name in reversed(self._holding_node_ports):
-            self.delete_service(name)
-        self._holding_node_ports.clear()
-
     def wait_node_port_free(self, port: int, timeout: float = PORT_RELEASE_TIMEOUT) -> None:
         def holders() -> list[str]:
             return [
@@ -287,11 +318,12 @@ class ServiceJig:
                 if any(p.node_port == port for p in (s.spec.ports or []))
             ]
 
-        wait.until(
-            lambda: not holders() or None,
+        wait.until_seen(
+            holders,
+            lambda held_by: not held_by,
             f"nodePort {port} to be free (no Service in the cluster holding it)",
             timeout,
-            describe=lambda _: f"held by {holders()}",
+            describe=lambda held_by: f"held by {held_by}",
         )
 
     def wait_endpoints(
@@ -314,7 +346,7 @@ class ServiceJig:
         def describe(objs: dict[str, client.V1Endpoints]) -> str:
             ep = objs.get(name)
             if ep is None:
-                return "no Endpoints object (is the endpoints controller running?)"
+                return "no Endpoints object"
             ready, not_ready = endpoint_ips(ep)
             return f"ready addresses {_fmt(ready)}, not-ready addresses {_fmt(not_ready)}"
 
@@ -327,6 +359,7 @@ class ServiceJig:
             expected,
             describe,
             timeout,
+            hint=lambda last: "is the endpoints controller running?" if last == "no Endpoints object" else None,
             namespace=self.namespace,
             field_selector=f"metadata.name={name}",
         )
@@ -339,67 +372,192 @@ class ServiceJig:
             lb = svc.status.load_balancer if svc is not None and svc.status else None
             return (lb.ingress or None) if lb else None
 
-        try:
-            return wait.watch_until(
-                self.core.list_namespaced_service,
-                done,
-                f"an ingress point on Service {self.namespace}/{name}",
-                lambda objs: "no ingress",
-                window,
-                namespace=self.namespace,
-                field_selector=f"metadata.name={name}",
-            )
-        except WaitTimeout:
-            return []
-
-    # --- reachability ------------------------------------------------------------------------
-
-    def await_answer_from_host(self, url: str, what: str, timeout: float = ANSWER_TIMEOUT) -> HttpAnswer:
-        return wait.until(
-            lambda: probe.require_ok(probe.http_get(url)), f"an HTTP answer from {what} ({url})", timeout, describe=str
+        return wait.seen_within(
+            self.core.list_namespaced_service,
+            done,
+            window,
+            default=[],
+            namespace=self.namespace,
+            field_selector=f"metadata.name={name}",
         )
 
-    def sample_inside(
+    # --- who answers: one call per observed fact ---------------------------------------------
+
+    def assert_answered_by(
         self,
-        pod: ClientPod,
-        url: str,
-        what: str,
-        ready: Iterable[str],
+        clients: ClientPod | Sequence[ClientPod],
+        service: client.V1Service,
+        pods: Backends,
         *,
+        port: int | None = None,
+        path: str = "/",
         never: Iterable[str] = (),
-        backend_of: Callable[[HttpAnswer], str] = hostname_of,
-    ) -> SampleResult:
-        """Fresh connections from the client pod until every ready backend answered; with `never`
-        (backends that must not answer) the whole budget is spent, so their absence means something."""
-        try:
-            pod.await_answer(url, what)
-        except WaitTimeout as e:
-            return SampleResult(url, frozenset(ready), errors=[str(e)])
-        return pod.sample_backends(url, ready, never=never, backend_of=backend_of)
+        note: str = "",
+    ) -> None:
+        """Requests from each client pod to the Service's ClusterIP:port (a fresh connection each)
+        are answered by exactly `pods`: every one of them answers, nothing else does (and none of
+        `never`, for which the whole request budget is spent). Fails naming who answered."""
+        clients = [clients] if isinstance(clients, ClientPod) else list(clients)
+        port = port or service.spec.ports[0].port
+        url = cluster_ip_url(service, port, path)
+        problems = []
+        for pod in clients:
+            what = f"ClusterIP {service.spec.cluster_ip}:{port} of {describe_service(service)}"
+            if pod.node_name:
+                what += f" from a pod on node {pod.node_name}"
+            if note:
+                what += f" ({note})"
+            problems.append(self._inside_mismatch(pod, url, what, pods.names, never=never))
+        _assert_none(problems)
 
-    def sample_from_host(
-        self, url: str, what: str, ready: Iterable[str], *, backend_of: Callable[[HttpAnswer], str] = hostname_of
-    ) -> SampleResult:
-        """From the test host (node IPs only): fresh connections until every ready backend answered."""
-        try:
-            self.await_answer_from_host(url, what)
-        except WaitTimeout as e:
-            return SampleResult(url, frozenset(ready), errors=[str(e)])
-        return probe.sample_backends(url, ready, backend_of=backend_of)
+    def assert_answered_by_one_of(self, client_pod: ClientPod, service: client.V1Service, pods: Backends) -> None:
+        """A request from the client pod to the Service's ClusterIP is answered, by one of `pods`
+        (retried while kube-proxy catches up with the Endpoints)."""
+        port = service.spec.ports[0].port
+        what = f"ClusterIP {service.spec.cluster_ip}:{port} of {describe_service(service)}"
+        answer = client_pod.await_answer(cluster_ip_url(service, port), what)
+        who = hostname_of(answer)
+        assert who in pods.names, f"{what} answered from {who!r}, not from one of the pods {pods}"
 
-    def node_port_problems(self, node_port: int, ready: Iterable[str]) -> list[str]:
-        """Sample NodePort `node_port` on every node's InternalIP from the test host."""
+    def assert_ports_reach_container_ports(
+        self, client_pod: ClientPod, service: client.V1Service, pods: Backends, container_port_of: Mapping[int, int]
+    ) -> None:
+        """Each Service port is answered by its own container port on every pod: agnhost porter
+        answers `port-<container port> <pod>`, so the answer names both."""
+        problems = []
+        for port, container_port in container_port_of.items():
+            what = f"port {port} of {describe_service(service)} ({service.spec.cluster_ip})"
+            expected = {f"port-{container_port} {pod}" for pod in pods.names}
+            url = cluster_ip_url(service, port)
+            problems.append(self._inside_mismatch(client_pod, url, what, expected, backend_of=porter_answer))
+        _assert_none(problems)
+
+    def assert_node_port_answered_by(self, service: client.V1Service, pods: Backends) -> None:
+        """From the test host, the Service's node port on every node's InternalIP (a fresh
+        connection each) is answered by exactly `pods`."""
+        node_port = service.spec.ports[0].node_port
         problems = []
         for node in self.cluster.nodes:
             if not node.internal_ip:
                 problems.append(f"node {node.name} has no InternalIP")
                 continue
-            what = f"NodePort {node_port} on node {node.name} ({node.internal_ip})"
-            result = self.sample_from_host(node_url(node, node_port), what, ready)
-            problem = spread_problem(what, result, ready)
-            if problem:
-                problems.append(problem)
-        return problems
+            what = f"node port {node_port} of {describe_service(service)} on node {node.name} ({node.internal_ip})"
+            problems.append(self._host_mismatch(node_url(node, node_port), what, pods.names))
+        _assert_none(problems)
+
+    def assert_external_ip_answered_by(self, service: client.V1Service, pods: Backends) -> None:
+        """From the test host, each of the Service's externalIPs (node IPs) on its port is
+        answered by exactly `pods`."""
+        port = service.spec.ports[0].port
+        nodes = {n.internal_ip: n.name for n in self.cluster.nodes}
+        problems = []
+        for ip in service.spec.external_i_ps or []:
+            where = f" (node {nodes[ip]})" if ip in nodes else ""
+            what = f"externalIP {ip}:{port}{where} of {describe_service(service)}"
+            problems.append(self._host_mismatch(f"http://{ip}:{port}/", what, pods.names))
+        _assert_none(problems)
+
+    def _inside_mismatch(
+        self,
+        pod: ClientPod,
+        url: str,
+        what: str,
+        expected: set[str],
+        *,
+        never: Iterable[str] = (),
+        backend_of: Callable[[HttpAnswer], str] = hostname_of,
+    ) -> str | None:
+        """Fresh connections from the client pod until every expected backend answered (after a
+        first answer: rules may lag behind the Endpoints); the mismatch, or None."""
+        try:
+            pod.await_answer(url, what)
+        except WaitTimeout as e:
+            result = SampleResult(url, frozenset(expected), errors=[str(e)])
+        else:
+            result = pod.sample_backends(url, expected, never=never, backend_of=backend_of)
+        return answer_mismatch(what, result, expected)
+
+    def _host_mismatch(self, url: str, what: str, expected: set[str]) -> str | None:
+        """The same from the test host (node IPs only)."""
+        try:
+            wait.until(
+                lambda: probe.require_ok(probe.http_get(url)),
+                f"an HTTP answer from {what} ({url})",
+                ANSWER_TIMEOUT,
+                describe=str,
+            )
+        except WaitTimeout as e:
+            result = SampleResult(url, frozenset(expected), errors=[str(e)])
+        else:
+            result = probe.sample_backends(url, expected)
+        return answer_mismatch(what, result, expected)
+
+    # --- kube-proxy's rules ------------------------------------------------------------------
+
+    def nat_tables(self) -> dict[str, str]:
+        """Every node's nat table, by node name."""
+        return {n.name: nat_rules(self.cluster, n.name) for n in self.cluster.nodes}
+
+    def wait_rules_written(self, service: client.V1Service, pods: Backends, timeout: float = RULES_TIMEOUT) -> None:
+        """Until every node's nat table has the Service's ClusterIP:port in KUBE-SERVICES and
+        DNATs it to exactly the pods' IP:targetPort."""
+        ip, port = service.spec.cluster_ip, service.spec.ports[0].port
+        destinations = {f"{pod_ip}:{service.spec.ports[0].target_port}" for pod_ip in pods.ips}
+        name = service.metadata.name
+
+        def wrong(rules: ServiceRules) -> str | None:
+            if not rules.present:
+                return f"no KUBE-SERVICES rule for {name}'s ClusterIP {ip}:{port}"
+            if rules.destinations != destinations:
+                return f"{name} DNATs to {sorted(rules.destinations)}, pods are {sorted(destinations)}"
+            return None
+
+        self._wait_every_node(
+            service, wrong, f"kube-proxy to write {name} ({ip}:{port}) into every node's nat table", timeout
+        )
+
+    def wait_rules_removed(self, service: client.V1Service, timeout: float = RULES_TIMEOUT) -> None:
+        """Until no node's nat table has rules for the (deleted) Service."""
+        ip, port, name = service.spec.cluster_ip, service.spec.ports[0].port, service.metadata.name
+
+        def wrong(rules: ServiceRules) -> str | None:
+            if rules.present or rules.destinations:
+                return f"rules for deleted {name} ({ip}:{port}) still there: {rules.portal[:1]}"
+            return None
+
+        self._wait_every_node(
+            service, wrong, f"kube-proxy to remove {name} ({ip}:{port}) from every node's nat table", timeout
+        )
+
+    def _wait_every_node(
+        self, service: client.V1Service, wrong: Callable[[ServiceRules], str | None], expected: str, timeout: float
+    ) -> None:
+        ip, port, name = service.spec.cluster_ip, service.spec.ports[0].port, service.metadata.name
+
+        def problems() -> dict[str, str | None]:
+            return {
+                node: wrong(service_rules(rules, self.namespace, name, ip, port))
+                for node, rules in self.nat_tables().items()
+            }
+
+        wait.until_seen(
+            problems,
+            lambda found: not any(found.values()),
+            expected,
+            timeout,
+            describe=lambda found: "; ".join(f"{node}: {p}" for node, p in sorted(found.items()) if p) or "-",
+            interval=2,
+        )
+
+
+def _assert_none(problems: Iterable[str | None]) -> None:
+    found = [p for p in problems if p]
+    assert not found, "; ".join(found)
+
+
+def porter_answer(answer: HttpAnswer) -> str:
+    """agnhost porter answers "port-80 <pod>": which container port answered, and which pod."""
+    return answer.body.strip()
 
 
 def _fixed_node_ports(service: Doc) -> list[int]:

@@ -1,204 +1,38 @@
-"""Verbs for the pod-volume claims: start pods that mount volumes, read and write files in
-their containers and on the nodes, restart a container, and sort hostPath pods by outcome."""
+"""Verbs for the pod-volume claims: files on the nodes (and removing them when the test ends),
+the hostPath `type` matrix sorted by outcome, and a git server for gitRepo volumes. Pods
+themselves (start, files inside, restarts) are clusterproof.jigs.pods."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from kubernetes import client
 
 from clusterproof import wait
 from clusterproof.cluster import Cluster
+from clusterproof.jigs.pods import MountFailures, failed_mounts, read_pod, started
+from clusterproof.jigs.service import Backends, ServiceJig
 from clusterproof.manifests import Manifests
-from clusterproof.probe import ExecResult, exec_in_pod
 from clusterproof.tracker import ResourceTracker
 
-ABSENT_RC = 3  # exit code of read_file's script when the path does not exist
-START_TIMEOUT = 120.0
 HOSTPATH_TYPE_FAILURE = "hostPath type check failed"
 HOSTPATH_VOLUME = 'volume "host-path"'  # the template's volume, as the kubelet names it in events
 HOSTPATH_CASES_TIMEOUT = 240.0  # every case pod on one node at once
-
-
-# --- pods ------------------------------------------------------------------------------------
-
-
-@dataclass
-class PodFiles:
-    """Files seen from inside a pod's containers (exec with sh, which every image here has)."""
-
-    cluster: Cluster
-    namespace: str
-
-    def exec(self, pod: str, argv: list[str], container: str | None = None) -> ExecResult:
-        return exec_in_pod(self.cluster.core, self.namespace, pod, argv, container=container)
-
-    def kill_main_process(self, pod: str, container: str) -> None:
-        """Signal the container's PID 1 so that it exits (and the kubelet restarts it). The kill
-        runs detached, a moment later: an exec that dies with its container reports nothing
-        reliable (137, an empty status, a broken stream). The restart that follows is the proof."""
-        result = self.exec(pod, ["sh", "-c", "(sleep 1; kill 1) >/dev/null 2>&1 &"], container)
-        if result.rc != 0:
-            raise AssertionError(f"could not signal PID 1 in {pod}/{container} (exit {result.rc}): {result.stderr}")
-
-    def write(self, pod: str, path: str, text: str, container: str | None = None) -> None:
-        result = self.exec(pod, ["sh", "-c", 'printf %s "$1" > "$2"', "sh", text, path], container)
-        if result.rc != 0:
-            raise AssertionError(f"could not write {path} in pod {pod} ({container or 'default'}): {result.stderr}")
-
-    def read(self, pod: str, path: str, container: str | None = None) -> str | None:
-        """The file's text, or None when it does not exist."""
-        script = f'[ -e "$1" ] || exit {ABSENT_RC}; cat "$1"'
-        result = self.exec(pod, ["sh", "-c", script, "sh", path], container)
-        if result.rc == ABSENT_RC:
-            return None
-        if result.rc != 0:
-            raise AssertionError(f"could not read {path} in pod {pod} ({container or 'default'}): {result.stderr}")
-        return result.stdout
-
-    def lines_when(self, pod: str, path: str, container: str, count: int, timeout: float = 30) -> list[str]:
-        """The file's lines once it has `count` of them: a container counts as running before
-        its first command has written anything. At the deadline, whatever lines it has."""
-        return wait.last_seen(
-            lambda: (self.read(pod, path, container) or "").splitlines(),
-            lambda lines: len(lines) >= count,
-            f"{count} lines in {path} of {pod}/{container}",
-            timeout,
-        )
-
-    def listing(self, pod: str, directory: str, container: str | None = None) -> list[str]:
-        result = self.exec(pod, ["ls", "-A", directory], container)
-        if result.rc != 0:
-            raise AssertionError(f"could not list {directory} in pod {pod}: {result.stderr}")
-        return result.stdout.split()
-
-
-def read_pod(cluster: Cluster, namespace: str, name: str) -> client.V1Pod:
-    return cluster.core.read_namespaced_pod(name, namespace)
-
-
-def container_status(pod: client.V1Pod, container: str) -> client.V1ContainerStatus:
-    statuses = [
-        *(pod.status.init_container_statuses or []),
-        *(pod.status.container_statuses or []),
-    ]
-    found = next((s for s in statuses if s.name == container), None)
-    if found is None:
-        raise AssertionError(f"pod {pod.metadata.name} reports no status for container {container}")
-    return found
-
-
-def delete_pod(
-    cluster: Cluster, namespace: str, name: str, timeout: float = 60, *, grace_seconds: int | None = None
-) -> None:
-    """Delete gracefully and wait until the API no longer has this pod (a controller may already
-    have made a new one of the same name). Not grace 0 at once: that removes the object while the
-    kubelet still runs the containers, and an exec into a new pod of the same name can reach the
-    old one's (the kubelet finds pods for exec by name). A 1.20 kubelet sometimes leaves a stopped
-    pod terminating for minutes: once none of its containers runs, it is force-deleted."""
-    uid = read_pod(cluster, namespace, name).metadata.uid
-    what = f"pod {namespace}/{name} (uid {uid})"
-
-    def old_pod() -> client.V1Pod | None:
-        try:
-            pod = read_pod(cluster, namespace, name)
-        except client.ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-        return pod if pod.metadata.uid == uid else None
-
-    def gone(seconds: float) -> None:
-        wait.until(lambda: old_pod() is None, f"{what} to be gone", seconds, describe=lambda _: "still there")
-
-    cluster.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds)
-    try:
-        gone(timeout / 2)
-        return
-    except wait.WaitTimeout:
-        pass
-
-    def stopped() -> bool:
-        pod = old_pod()
-        return pod is None or not any(s.state and s.state.running for s in pod.status.container_statuses or [])
-
-    wait.until(stopped, f"{what}: no container running", timeout)
-    force = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid))
-    try:
-        cluster.core.delete_namespaced_pod(name, namespace, body=force)
-    except client.ApiException as e:
-        if e.status not in (404, 409):  # 409: the name now belongs to a new pod
-            raise
-    gone(timeout / 2)
-
-
-def wait_restarted(
-    cluster: Cluster, namespace: str, pod: str, container: str, more_than: int, timeout: float = 90
-) -> client.V1Pod:
-    """Until `container` has restarted more than `more_than` times and is running and ready again."""
-
-    def restarted(current: client.V1Pod) -> client.V1Pod | None:
-        status = container_status(current, container)
-        running = status.state is not None and status.state.running is not None
-        return current if status.restart_count > more_than and running and status.ready else None
-
-    def describe(current: client.V1Pod) -> str:
-        status = container_status(current, container)
-        return f"restartCount {status.restart_count}, state {status.state.to_dict() if status.state else None}"
-
-    return wait.until_seen(
-        lambda: read_pod(cluster, namespace, pod),
-        restarted,
-        f"container {container} of pod {namespace}/{pod} restarted (restartCount > {more_than}) and ready",
-        timeout,
-        describe=describe,
-    )
-
-
-def start_pod(
-    manifests: Manifests,
-    source: str,
-    *,
-    values: Mapping[str, str] | None = None,
-    name: str | None = None,
-    node: str | None = None,
-    edit: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """Create the fixture's single Pod (renamed and pinned to `node` when asked); not waited for."""
-    (doc,) = manifests.render(source, values)
-    if name:
-        doc["metadata"]["name"] = name
-    if node:
-        doc["spec"]["nodeName"] = node
-    if edit:
-        edit(doc)
-    return manifests.apply_one(doc)
-
-
-def started(cluster: Cluster, namespace: str, name: str, timeout: float = START_TIMEOUT) -> client.V1Pod:
-    """The pod Ready; if it never gets there, the failure names its last FailedMount event."""
-    try:
-        return wait.pod_ready(cluster.core, namespace, name, timeout)
-    except wait.WaitTimeout as e:
-        mounts = failed_mounts(cluster, namespace, name)
-        raise AssertionError(f"pod {name} did not start: {e}; last FailedMount: {mounts.last}") from None
+KUBELET_PODS = "/var/lib/kubelet/pods"
 
 
 # --- nodes -----------------------------------------------------------------------------------
 
 
 class NodeFiles:
-    """Files on the nodes (node exec). Whatever `keep_clean` names is removed when the test
-    ends (`cleanup`) and again, if still there, when the tracker cleans up (failure, signal)."""
+    """Files on the nodes (node exec). Whatever `keep_clean` names is removed when the test ends
+    (a tracker step, registered when named)."""
 
     def __init__(self, cluster: Cluster, tracker: ResourceTracker, run_id: str) -> None:
         self.cluster = cluster
         self.tracker = tracker
         self.run_id = run_id
-        self._undo: list[tuple[str, Callable[[], None]]] = []
 
     @property
     def run_dir(self) -> str:
@@ -226,16 +60,18 @@ class NodeFiles:
         return self.sh(node, 'stat -c %F "$1" 2>&1 || true', path).strip()
 
     def keep_clean(self, nodes: Iterable[str], path: str, *, rmdir_only: bool = False) -> None:
-        """Remove `path` from `nodes` at the end (rmdir_only: only if it is an empty directory)."""
+        """Remove `path` from `nodes` when the test ends (rmdir_only: only if it is an empty
+        directory), after whatever is registered later. Where nodes cannot be reached, nothing
+        can be removed: nothing is registered."""
+        if not self.cluster.can_node_exec:
+            return
         command = 'rmdir "$1" 2>/dev/null || true' if rmdir_only else 'rm -rf -- "$1"'
         for node in nodes:
-            description = f"remove {path} on node {node}"
 
             def undo(node: str = node) -> None:
                 self.cluster.node_exec(node, "sh", "-c", command, "sh", path, check=False, timeout=30)
 
-            self._undo.append((description, undo))
-            self.tracker.on_cleanup(self.cluster, description, undo)
+            self.tracker.on_cleanup(self.cluster, f"remove {path} on node {node}", undo)
 
     def make_dir(self, nodes: Iterable[str], path: str) -> dict[str, bool]:
         """mkdir -p on each node; returns node -> True when this call created it."""
@@ -244,12 +80,6 @@ class NodeFiles:
             out = self.sh(node, '[ -d "$1" ] && echo existed || { mkdir -p "$1" && echo created; }', path)
             made[node] = out.strip() == "created"
         return made
-
-    def cleanup(self) -> None:
-        while self._undo:
-            _, undo = self._undo.pop()
-            with contextlib.suppress(Exception):  # the tracker tries again at the end of the session
-                undo()
 
 
 # --- hostPath types --------------------------------------------------------------------------
@@ -409,38 +239,50 @@ def start_git_server(manifests: Manifests, name: str = "git-server") -> GitServe
         "metadata": {"name": name},
         "spec": {"selector": labels, "ports": [{"port": GIT_SERVER_PORT, "targetPort": "http"}]},
     }
-    manifests.apply([pod])
-    (created,) = manifests.apply([service])
-    started(manifests.cluster, manifests.namespace, name)
-    wait_endpoints(manifests.cluster, manifests.namespace, name)
-    ip = created["spec"]["clusterIP"]
+    server = started(manifests.cluster, manifests.namespace, manifests.apply_one(pod)["metadata"]["name"])
+    created = ServiceJig(manifests.cluster, manifests).create_service([service], backends=Backends((server,)))
+    ip = created.spec.cluster_ip
     return GitServer(url=f"http://{ip}:{GIT_SERVER_PORT}", cluster_ip=ip)
 
 
-def wait_endpoints(cluster: Cluster, namespace: str, service: str, timeout: float = 60) -> None:
-    def ready_addresses() -> int:
-        endpoints = cluster.core.read_namespaced_endpoints(service, namespace)
-        return sum(len(s.addresses or []) for s in endpoints.subsets or [])
+def wait_cloned(cluster: Cluster, namespace: str, name: str, node: str, timeout: float = 120) -> None:
+    """Until the gitRepo pod `name` is Ready (the kubelet cloned the repository into its volume).
+    Skips when the kubelet says the node has no git binary: a part the node lacks, not a broken
+    claim. A timeout names the pod's last FailedMount."""
 
-    wait.until(ready_addresses, f"endpoints of Service {namespace}/{service}", timeout, describe=lambda n: f"{n} ready")
+    def read() -> tuple[client.V1Pod, MountFailures]:
+        return read_pod(cluster, namespace, name), failed_mounts(cluster, namespace, name)
 
+    def outcome(seen: tuple[client.V1Pod, MountFailures]) -> str | None:
+        pod, failures = seen
+        if wait.pod_is_ready(pod):
+            return "cloned"
+        return next((f"no git: {m}" for m in failures.messages if git_missing(m)), None)
 
-@dataclass
-class MountFailures:
-    messages: list[str] = field(default_factory=list)
-
-    @property
-    def last(self) -> str:
-        return self.messages[-1] if self.messages else "no FailedMount event"
-
-
-def failed_mounts(cluster: Cluster, namespace: str, pod: str) -> MountFailures:
-    events = cluster.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod}").items
-    events = sorted(
-        (e for e in events if e.reason == "FailedMount"),
-        key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp,
+    result = wait.until_seen(
+        read,
+        outcome,
+        f"pod {name} on {node} Running (or the kubelet saying it has no git)",
+        timeout,
+        describe=lambda seen: f"{wait.describe_pods([seen[0]])}; last FailedMount: {seen[1].last}",
+        final=lambda seen: wait.never_ready(seen[0]),
     )
-    return MountFailures([e.message for e in events])
+    if result != "cloned":
+        message = result.removeprefix("no git: ")
+        cluster.require(False, f"node {node} cannot clone a gitRepo volume (no git binary): FailedMount: {message}")
+
+
+def wait_emptydir_removed(cluster: Cluster, pod: client.V1Pod, volume_name: str, timeout: float = 60) -> None:
+    """The kubelet keeps an emptyDir under its pods directory; until it is gone from the node."""
+    node = pod.spec.node_name
+    where = f"{KUBELET_PODS}/{pod.metadata.uid}/volumes/kubernetes.io~empty-dir/{volume_name}"
+    wait.until_seen(
+        lambda: cluster.node_exec(node, "test", "-e", where, check=False).returncode == 0,
+        lambda present: not present,
+        f"{where} removed from node {node} after the pod's deletion",
+        timeout,
+        describe=lambda _: "present",
+    )
 
 
 def git_missing(message: str) -> bool:

@@ -48,9 +48,7 @@ def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
 def blocking_taints(node: Node, tolerations: Sequence[Mapping[str, Any]]) -> list[Mapping[str, str]]:
     """Taints of `node` that keep a pod with `tolerations` (plus the DaemonSet's own) off it."""
     allowed = [*tolerations, *DAEMONSET_TOLERATIONS]
-    return [
-        t for t in node.taints if t["effect"] in BLOCKING_EFFECTS and not any(tolerates(tol, t) for tol in allowed)
-    ]
+    return [t for t in node.taints if t["effect"] in BLOCKING_EFFECTS and not any(tolerates(tol, t) for tol in allowed)]
 
 
 def taint_text(taints: Iterable[Mapping[str, str]]) -> str:
@@ -93,9 +91,7 @@ class Placement:
         return ", ".join(f"{n}: {c} pod(s)" for n, c in sorted(self.per_node.items())) or "no pods"
 
 
-def daemonset_settled(
-    cluster: Cluster, namespace: str, name: str, selector: str, timeout: float = 240
-) -> Placement:
+def daemonset_settled(cluster: Cluster, namespace: str, name: str, selector: str, timeout: float = 240) -> Placement:
     """Until the DaemonSet controller has seen the current spec and every pod it wants is Ready
     (status and pods agree). A missing controller shows up as a status never observed."""
 
@@ -124,7 +120,12 @@ def daemonset_settled(
         )
 
     return wait.until_seen(
-        look, settled, f"DaemonSet {namespace}/{name} to run its pods, all Ready", timeout, describe=describe
+        look,
+        settled,
+        f"DaemonSet {namespace}/{name} to run its pods, all Ready",
+        timeout,
+        describe=describe,
+        final=lambda seen: stuck(seen[1]),
     )
 
 
@@ -143,7 +144,20 @@ def replacement_on(
     def describe(pods: list[client.V1Pod]) -> str:
         return wait.describe_pods(pods) if pods else f"no pod on {node}"
 
-    return wait.until_seen(on_node, found, f"a new Ready pod of {selector} on node {node}", timeout, describe=describe)
+    return wait.until_seen(
+        on_node,
+        found,
+        f"a new Ready pod of {selector} on node {node}",
+        timeout,
+        describe=describe,
+        final=lambda pods: stuck(p for p in pods if p.metadata.uid != old_uid),
+    )
+
+
+def stuck(pods: Iterable[client.V1Pod]) -> str | None:
+    """Why some of `pods` can never become Ready (wait.never_ready), or None: ends a wait at once."""
+    reasons = [reason for p in pods if (reason := wait.never_ready(p))]
+    return "; ".join(reasons) or None
 
 
 # --- StatefulSet -----------------------------------------------------------------------------
@@ -172,6 +186,7 @@ def statefulset_pods_ready(
         f"pods {what} Ready" + (" (new ones)" if old else ""),
         timeout,
         describe=describe,
+        final=lambda pods: stuck(p for p in pods if p.metadata.name in names and p.metadata.uid not in old),
     )
 
 
