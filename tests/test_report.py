@@ -300,3 +300,19 @@ def test_the_run_never_fails_over_the_page(tmp_path):
     message = write_run_page(tmp_path)
     assert message.startswith("not written (ReportError: ") and "not JSON" in message
     assert not (tmp_path / "report.html").exists()
+
+
+def test_an_upgrade_json_of_the_wrong_shape_is_shown_as_far_as_it_goes(runs):
+    path = runs / "upgrade" / "artifacts" / "upgrade.json"
+    data = json.loads(path.read_text())
+    data["phases"].append("not an object")
+    data["nodes"].append({"node": "no-start"})
+    data["disruptions"].append({"target": "x", "start": "03:40", "end": 5})
+    data["checks"].append({"check": "dicts", "expected": {"uid": "a"}, "observed": ["b"], "verdict": "failed"})
+    path.write_text(json.dumps(data))
+    html = page_of(runs / "upgrade")
+    assert "3 entries of upgrade.json not of the documented shape" in html
+    assert html.count('class="u-node"') == 3
+    assert "{&#39;uid&#39;: &#39;a&#39;}" in html
+    path.write_text('["not", "an", "object"]')
+    assert "1 entry of upgrade.json not of the documented shape" in page_of(runs / "upgrade")

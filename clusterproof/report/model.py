@@ -122,7 +122,7 @@ def load_run(path: Path) -> Run:
     claims = [_claim_row(c, artifacts) for c in data["claims"]]
     timings = _read_json(artifacts / TIMINGS) if (artifacts / TIMINGS).is_file() else []
     clusters = _read_json(artifacts / CLUSTERS).get("clusters", []) if (artifacts / CLUSTERS).is_file() else []
-    upgrade = _read_json(artifacts / UPGRADE) if (artifacts / UPGRADE).is_file() else None
+    upgrade = upgrade_of(_read_json(artifacts / UPGRADE)) if (artifacts / UPGRADE).is_file() else None
     counts = data.get("counts") or {}
     if not counts:
         for claim in claims:
@@ -136,8 +136,47 @@ def load_run(path: Path) -> Run:
         finished=data.get("finished"),
         timings=timings if isinstance(timings, list) else [],
         clusters=clusters if isinstance(clusters, list) else [],
-        upgrade=upgrade if isinstance(upgrade, dict) else None,
+        upgrade=upgrade,
     )
+
+
+def upgrade_of(data: Any) -> dict[str, Any]:
+    """upgrade.json (docs/DESIGN.md) as the page may trust it: another program writes it, so
+    entries of the wrong shape are dropped (the page says how many), times must be numbers."""
+    if not isinstance(data, dict):
+        return {"dropped": 1}
+    dropped = 0
+
+    def entries(key: str, needs: tuple[str, ...], times: tuple[str, ...]) -> list[dict[str, Any]]:
+        nonlocal dropped
+        raw = data.get(key) or []
+        good = [
+            e
+            for e in (raw if isinstance(raw, list) else [])
+            if isinstance(e, dict)
+            and all(e.get(k) not in (None, "") for k in needs)
+            and all(isinstance(e.get(t), int | float) for t in times)
+            and all(e.get(t) is None or isinstance(e.get(t), int | float) for t in ("start", "end"))
+        ]
+        dropped += (len(raw) if isinstance(raw, list) else 1) - len(good)
+        return [{k: _scalar(v) for k, v in e.items()} for e in good]
+
+    targets = data.get("targets") or []
+    return {
+        "cluster": str(data.get("cluster") or ""),
+        "from": str(data.get("from") or ""),
+        "to": str(data.get("to") or ""),
+        "phases": entries("phases", ("name",), ("start", "end")),
+        "targets": [str(t) for t in targets] if isinstance(targets, list) else [],
+        "disruptions": entries("disruptions", ("target",), ("start", "end")),
+        "nodes": entries("nodes", ("node",), ("start",)),
+        "checks": entries("checks", ("check",), ()),
+        "dropped": dropped,
+    }
+
+
+def _scalar(value: Any) -> Any:
+    return value if value is None or isinstance(value, int | float | bool) else str(value)
 
 
 def load_past(path: Path) -> PastRun:

@@ -379,6 +379,7 @@ def upgrade_view(upgrade: dict[str, Any]) -> dict[str, Any]:
         "counts": verdict_counts(counts),
         "rows": rows,
         "nodes": upgrade.get("nodes", []),
+        "dropped": upgrade.get("dropped", 0),
     }
 
 
