@@ -260,7 +260,7 @@ def cluster_groups(clusters: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ready = sum(1 for n in nodes if n.get("ready"))
         cni = c.get("cni") or {}
         view = {
-            "provider": c.get("provider", "?") + (" (offline images)" if c.get("offline") else ""),
+            "provider": str(c.get("provider") or "?") + (" (offline images)" if c.get("offline") else ""),
             "version": c.get("server_version") or "?",
             "nodes": f"{len(nodes)}: " + ", ".join(f"{n} {role}" for role, n in roles.items()) if nodes else "?",
             "nodes_ready": f"{ready} of {len(nodes)} Ready" if nodes and ready != len(nodes) else "",
