@@ -20,8 +20,8 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     rows: list[dict] = []
     started = time.monotonic()
-    targets = [] if any(a.startswith("suites") for a in argv) else ["suites"]
-    rc = subprocess.call([sys.executable, "-m", "pytest", *targets, "-p", "no:cacheprovider", *argv])
+    # testpaths apply when no path is given: the suites, unless the arguments name modules
+    rc = subprocess.call([sys.executable, "-m", "pytest", "-o", "testpaths=suites", "-p", "no:cacheprovider", *argv])
     total = time.monotonic() - started
     timings = Path(".clusterproof/latest/artifacts/timings.json")
     if timings.exists():

@@ -2,6 +2,7 @@
 No cluster: these tests use no `cluster` fixture, or fail before one would be made."""
 
 import json
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ CLAIMS_MD = """\
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    # a no-op where clusterproof is installed (its entry point loads the plugin under this name);
+    # lets these tests run from a checkout that is not
     pytester.makeconftest('pytest_plugins = ["clusterproof.plugin"]')
     pytester.makefile(".md", CLAIMS=CLAIMS_MD)
     pytester.makeini("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
@@ -193,3 +196,23 @@ def test_the_run_writes_report_html_beside_claims_json_and_prints_its_path(proje
     tests = [t for c in json.loads((art / "claims.json").read_text())["claims"] for t in c["tests"]]
     assert all(t["start"] > 0 and {"setup", "call", "teardown"} <= set(t) for t in tests)
     assert all("start" in row for row in json.loads((art / "timings.json").read_text()))
+
+
+def test_an_installed_clusterproof_loads_its_plugin_without_any_conftest(pytester: pytest.Pytester):
+    """The pytest11 entry point: no conftest wires the plugin, yet its markers, options and claims
+    table are there (pytest loads it as it loads every installed plugin)."""
+    if not any(ep.value == "clusterproof.plugin" for ep in entry_points(group="pytest11")):
+        pytest.skip("clusterproof is not installed (pip install -e .): no pytest11 entry point to load")
+    pytester.makefile(".md", CLAIMS=CLAIMS_MD)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.claim("SVC-01")
+        def test_holds():
+            pass
+        """
+    )
+    result = pytester.runpytest("--strict-markers", "-p", "no:cacheprovider", *claims_args(pytester))
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*= claims =*", "SVC-01*held*"])
