@@ -387,18 +387,8 @@ def pods_ready(
 
     extra = {"field_selector": field_selector} if field_selector else {}
     what = selector or field_selector or "any"
-    return watch_until(
-        core.list_namespaced_pod,
-        done,
-        f"{count} ready pod(s) matching {what} in {namespace}",
-        lambda pods: describe_pods(pods.values()),
-        timeout,
-        final=final,
-        namespace=namespace,
-        label_selector=selector,
-        **extra,
-        **seams,
-    )
+    expected = f"{count} ready pod(s) matching {what} in {namespace}"
+    return _watch_pods(core, namespace, done, final, expected, timeout, label_selector=selector, **extra, **seams)
 
 
 def pod_ready(
@@ -433,16 +423,24 @@ def pod_phase(
         stuck = stuck_container(pod)
         return f"pod {name}: {stuck}" if stuck else None
 
+    expected = f"pod {namespace}/{name} in phase {'/'.join(sorted(wanted))}"
+    return _watch_pods(core, namespace, done, final, expected, timeout, field_selector=f"metadata.name={name}", **seams)
+
+
+def _watch_pods(
+    core: client.CoreV1Api,
+    namespace: str,
+    done: Callable[[dict[str, client.V1Pod]], Any],
+    final: Callable[[dict[str, client.V1Pod]], str | None],
+    expected: str,
+    timeout: float,
+    **kwargs: Any,
+) -> Any:
+    def describe(pods: dict[str, client.V1Pod]) -> str:
+        return describe_pods(pods.values())
+
     return watch_until(
-        core.list_namespaced_pod,
-        done,
-        f"pod {namespace}/{name} in phase {'/'.join(sorted(wanted))}",
-        lambda pods: describe_pods(pods.values()),
-        timeout,
-        final=final,
-        namespace=namespace,
-        field_selector=f"metadata.name={name}",
-        **seams,
+        core.list_namespaced_pod, done, expected, describe, timeout, final=final, namespace=namespace, **kwargs
     )
 
 

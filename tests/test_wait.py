@@ -1,6 +1,7 @@
 """Waits and their timeout messages. Uses a FAKE watch (scripted events, no API server) and a
 FAKE clock that advances per event, so deadlines pass without sleeping."""
 
+import itertools
 from types import SimpleNamespace
 
 import pytest
@@ -344,38 +345,39 @@ def test_only_errors_that_may_go_away_count_as_not_yet(error, retried):
     assert wait.is_not_yet(error) is retried
 
 
-def test_the_hint_ends_the_timeout_message_and_may_depend_on_the_last_state():
+def wait_for_phase(phases, wanted, what, timeout, **kwargs):
+    """until_seen over scripted phases (FAKE reads, the last one repeated), on a fake clock."""
     clock = FakeClock()
+    states = itertools.chain(phases, itertools.repeat(phases[-1]))
+    return wait.until_seen(
+        lambda: next(states),
+        lambda phase: phase == wanted,
+        f"{what} {wanted}",
+        timeout,
+        describe=lambda phase: f"phase {phase}",
+        clock=clock,
+        sleep=clock.sleep,
+        **kwargs,
+    )
+
+
+def test_the_hint_ends_the_timeout_message_and_may_depend_on_the_last_state():
+    def hint(last):
+        return "is the PV controller running?" if last == "phase Pending" else None
+
     with pytest.raises(WaitTimeout) as info:
-        wait.until_seen(
-            lambda: "Pending",
-            lambda phase: phase == "Bound",
-            "claim data Bound",
-            3,
-            describe=lambda phase: f"phase {phase}",
-            hint=lambda last: "is the PV controller running?" if last == "phase Pending" else None,
-            clock=clock,
-            sleep=clock.sleep,
-        )
+        wait_for_phase(["Pending"], "Bound", "claim data", 3, hint=hint)
     assert str(info.value) == (
         "timed out after 3s waiting for claim data Bound; last seen: phase Pending; hint: is the PV controller running?"
     )
 
 
 def test_until_seen_gives_up_on_a_final_state_naming_it_and_the_last_state():
-    clock = FakeClock()
-    states = iter(["Pending", "Failed"])
+    def final(phase):
+        return "a failed recycle" if phase == "Failed" else None
+
     with pytest.raises(WaitGaveUp) as info:
-        wait.until_seen(
-            lambda: next(states),
-            lambda phase: phase == "Available",
-            "PV sample Available",
-            90,
-            describe=lambda phase: f"phase {phase}",
-            final=lambda phase: "a failed recycle" if phase == "Failed" else None,
-            clock=clock,
-            sleep=clock.sleep,
-        )
+        wait_for_phase(["Pending", "Failed"], "Available", "PV sample", 90, final=final)
     assert str(info.value) == (
         "gave up after 1s waiting for PV sample Available: final state a failed recycle; last seen: phase Failed"
     )

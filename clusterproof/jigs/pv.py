@@ -19,10 +19,10 @@ from clusterproof import wait
 from clusterproof.api_answers import ApiAnswer, answer_to, raw_request
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import WaitTimeout
-from clusterproof.jigs import pods
+from clusterproof.jigs import Jig, pods
 from clusterproof.jigs.pv_names import PVNames, host_paths
 from clusterproof.jigs.volume import NodeFiles
-from clusterproof.manifests import Doc, Manifests
+from clusterproof.manifests import Doc
 
 DEFAULT_CLASS_ANNOTATIONS = (
     "storageclass.kubernetes.io/is-default-class",
@@ -83,9 +83,7 @@ def pick_node1(cluster: Cluster) -> Node:
 
 
 @dataclass
-class PVJig:
-    cluster: Cluster
-    manifests: Manifests
+class PVJig(Jig):
     names: PVNames = field(init=False)
     node_files: NodeFiles = field(init=False)
     _paths_registered: bool = field(default=False, init=False)
@@ -93,15 +91,7 @@ class PVJig:
     def __post_init__(self) -> None:
         run_id = self.manifests.values["RUN_ID"]
         self.names = PVNames.for_test(run_id, self.manifests.namespace)
-        self.node_files = NodeFiles(self.cluster, self.manifests.tracker, run_id)
-
-    @property
-    def core(self) -> client.CoreV1Api:
-        return self.cluster.core
-
-    @property
-    def namespace(self) -> str:
-        return self.manifests.namespace
+        self.node_files = NodeFiles(self.cluster, self.tracker, run_id)
 
     @property
     def suffix(self) -> str:
@@ -136,14 +126,14 @@ class PVJig:
             self._remove_recycler_pods_after(doc["metadata"]["name"])
         answer = raw_request(self.cluster, "POST", "/api/v1/persistentvolumes", doc)
         if answer.accepted:
-            self.manifests.tracker.register(self.cluster, answer.body, namespaced=False)
+            self.tracker.register(self.cluster, answer.body, namespaced=False)
         return answer
 
     def track_provisioned(self, name: str) -> None:
         """A PV the provisioner made: its claim's deletion reclaims it; deleted when the test ends
         should it still be there."""
         pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name}}
-        self.manifests.tracker.register(self.cluster, pv, namespaced=False)
+        self.tracker.register(self.cluster, pv, namespaced=False)
 
     def _clean_host_paths(self, docs: list[Doc]) -> None:
         paths = host_paths(docs)
@@ -165,7 +155,7 @@ class PVJig:
                 wait.gone(lambda: self.core.read_persistent_volume(pv_name), f"PV {pv_name}", 30)
             self.cluster.delete_pod_now("default", f"recycler-for-{pv_name}", wait_gone=False)
 
-        self.manifests.tracker.on_cleanup(self.cluster, f"remove the recycler pods of PV {pv_name}", remove)
+        self.tracker.on_cleanup(self.cluster, f"remove the recycler pods of PV {pv_name}", remove)
 
     # --- nodes -----------------------------------------------------------------------------
 
@@ -174,7 +164,7 @@ class PVJig:
         its name. Other tests and processes may hold the same label at once: it is a lease of the
         tracker's, given back when the cluster is let go."""
         node = pick_node1(self.cluster).name
-        self.manifests.tracker.label_node(self.cluster, node, *NODE1_LABEL)
+        self.tracker.label_node(self.cluster, node, *NODE1_LABEL)
         return node
 
     def make_local_path(self, node: str, notes_name: str) -> str:

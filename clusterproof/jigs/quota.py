@@ -12,7 +12,8 @@ from kubernetes import client
 from clusterproof import wait
 from clusterproof.api_answers import ApiAnswer, answer_to
 from clusterproof.cluster import Cluster
-from clusterproof.manifests import Doc, Manifests
+from clusterproof.jigs import Jig
+from clusterproof.manifests import Doc
 from clusterproof.run import RunContext
 
 TEST_QUOTAS = "notes/quota/test-quotas.yaml"
@@ -27,28 +28,15 @@ ADMISSION_HINT = (
 
 
 @dataclass(frozen=True)
-class Admission:
-    """The API server's answer to one create: admitted, or refused in its own words."""
+class Admission(ApiAnswer):
+    """The API server's answer to one create (an ApiAnswer), with what was created."""
 
-    kind: str
-    name: str
-    answer: ApiAnswer
+    kind: str = ""
+    name: str = ""
 
     @property
     def admitted(self) -> bool:
-        return self.answer.accepted
-
-    @property
-    def status(self) -> int:
-        return self.answer.status
-
-    @property
-    def reason(self) -> str:
-        return self.answer.reason
-
-    @property
-    def message(self) -> str:
-        return self.answer.message
+        return self.accepted
 
     def __str__(self) -> str:
         if self.admitted:
@@ -61,11 +49,7 @@ def quantity(value: str | int | None) -> int:
     return int(str(value or "0"))
 
 
-@dataclass
-class QuotaJig:
-    cluster: Cluster
-    manifests: Manifests
-
+class QuotaJig(Jig):
     def apply_quota(self, namespace: str, source: str = TEST_QUOTAS) -> client.V1ResourceQuota:
         """Create the quota, wait until the quota controller has counted the namespace, then
         until the API server's admission has seen it counted (see wait_admission_current)."""
@@ -96,7 +80,7 @@ class QuotaJig:
                 hint=ADMISSION_HINT,
             )
         finally:
-            self.cluster.core.delete_namespaced_resource_quota(name, namespace)
+            self.core.delete_namespaced_resource_quota(name, namespace)
 
     def wait_counted(self, namespace: str, name: str, timeout: float = QUOTA_TIMEOUT) -> client.V1ResourceQuota:
         """Until the quota controller has filled the quota's status (hard and used)."""
@@ -116,7 +100,7 @@ class QuotaJig:
         )
 
     def read(self, namespace: str, name: str) -> client.V1ResourceQuota:
-        return self.cluster.core.read_namespaced_resource_quota(name, namespace)
+        return self.core.read_namespaced_resource_quota(name, namespace)
 
     def used(self, namespace: str, name: str) -> dict[str, int]:
         return used_of(self.read(namespace, name))
@@ -137,13 +121,11 @@ class QuotaJig:
         )
 
     def pods(self, namespace: str, selector: str) -> list[str]:
-        found = self.cluster.core.list_namespaced_pod(namespace, label_selector=selector).items
+        found = self.core.list_namespaced_pod(namespace, label_selector=selector).items
         return sorted(p.metadata.name for p in found)
 
     def event_messages(self, namespace: str, involved: str, reason: str) -> list[str]:
-        events = self.cluster.core.list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={involved}"
-        ).items
+        events = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={involved}").items
         return [e.message for e in events if e.reason == reason]
 
     def create_each(self, source: str | list[Doc], namespace: str) -> list[Admission]:
@@ -154,7 +136,7 @@ class QuotaJig:
     def create(self, doc: Doc, *, dry_run: bool = False) -> Admission:
         """Create one prepared document (dry_run: stored nothing); the API server's answer."""
         answer = answer_to(lambda: self.manifests.create([doc], dry_run=dry_run))
-        return Admission(doc["kind"], doc["metadata"]["name"], answer)
+        return Admission(answer.status, answer.body, answer.warnings, doc["kind"], doc["metadata"]["name"])
 
 
 def used_of(quota: client.V1ResourceQuota) -> dict[str, int]:

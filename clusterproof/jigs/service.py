@@ -21,7 +21,8 @@ from clusterproof import probe, wait
 from clusterproof.api_answers import ApiAnswer, answer_to
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import WaitTimeout
-from clusterproof.manifests import Doc, Manifests
+from clusterproof.jigs import Jig
+from clusterproof.manifests import Doc
 from clusterproof.probe import ANSWER_TIMEOUT, ClientPod, HttpAnswer, SampleResult, hostname_of
 
 NOTES_NODE_PORT_RANGE = (30000, 32767)  # [002] "30000-32767 범위"
@@ -197,23 +198,11 @@ def describe_service(service: client.V1Service) -> str:
 # --- the jig -------------------------------------------------------------------------------
 
 
-@dataclass
-class ServiceJig:
+class ServiceJig(Jig):
     """Per test: builds Services and backends in the test's namespace through its Manifests, and
     checks who answers through them. A Service holding node ports is deleted when the test ends,
     waiting until it is gone, so that a fixed nodePort (30000 in the notes) is free for the next
     test (a tracker step registered at creation: after the namespace's, so it runs before it)."""
-
-    cluster: Cluster
-    manifests: Manifests
-
-    @property
-    def namespace(self) -> str:
-        return self.manifests.namespace
-
-    @property
-    def core(self) -> client.CoreV1Api:
-        return self.cluster.core
 
     # --- backends --------------------------------------------------------------------------
 
@@ -286,7 +275,7 @@ class ServiceJig:
     def _created(self, name: str) -> client.V1Service:
         service = self.read(name)
         if service.spec.type in NODE_PORT_TYPES:
-            self.manifests.tracker.on_cleanup(
+            self.tracker.on_cleanup(
                 self.cluster,
                 f"delete Service {self.namespace}/{name} and wait until it is gone (its node ports free)",
                 lambda: self.delete_service(name),
