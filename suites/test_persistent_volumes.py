@@ -269,7 +269,11 @@ def test_recycle_reclaim_policy_outcome_is_recorded(jig: PVJig, record_property)
     """Recycle is deprecated [001]. What this cluster does with it is recorded (in the test's
     properties): the API accepts it (with or without a warning); after the claim goes, the
     controller runs a recycler pod (1.20: image busybox:1.27) and the PV is Available again,
-    or Failed when that pod failed (offline: the image cannot be pulled). Either passes."""
+    or Failed when that pod failed (offline: the image cannot be pulled). Either passes.
+
+    Observed: the API server's answer to PV pv-recycle (raw POST: its warnings too); after
+    pvc-recycle is deleted, the PV's phase and message and its RecyclerPod /
+    VolumeFailedRecycle events."""
     pv_doc, pvc_doc = jig.load(PV_RECYCLE)
     answer = jig.create_raw(pv_doc)
     assert answer.status == 201, f"the API refused PV pv-recycle (Recycle): {answer}"
