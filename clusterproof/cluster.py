@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
-from clusterproof.errors import NodeExecUnavailable
+# the node-access mechanisms (clusterproof.node_access), importable from here as before
+from clusterproof.node_access import DockerNodeExec, NodeExec, NoNodeExec, kind_node_exec
+
+__all__ = ["CONTROL_PLANE_LABELS", "Cluster", "DockerNodeExec", "Node", "NodeExec", "NoNodeExec", "kind_node_exec"]
 
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
-NODE_EXEC_SKIP = "node exec is not available on an existing cluster (no docker access to nodes)"
 
 
 @dataclass(frozen=True)
@@ -41,57 +42,6 @@ class Node:
             taints=taints,
             is_control_plane=any(label in labels for label in CONTROL_PLANE_LABELS),
         )
-
-
-class NodeExec(Protocol):
-    def __call__(
-        self, node: str, argv: Sequence[str], *, input: str | None, check: bool, timeout: float
-    ) -> subprocess.CompletedProcess[str]: ...
-
-
-class DockerNodeExec:
-    """kind nodes are docker containers named like the nodes."""
-
-    def __init__(self, docker: str = "docker") -> None:
-        self.docker = docker
-
-    def __call__(
-        self, node: str, argv: Sequence[str], *, input: str | None, check: bool, timeout: float
-    ) -> subprocess.CompletedProcess[str]:
-        flags = ["-i"] if input is not None else []
-        return subprocess.run(
-            [self.docker, "exec", *flags, node, *argv],
-            input=input,
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=timeout,
-        )
-
-
-def kind_node_exec(api: client.ApiClient, docker: str = "docker") -> NodeExec | None:
-    """Docker exec for an existing cluster whose nodes are kind containers on this host
-    (providerID kind://docker/<cluster>/<node>), so a kept kind cluster gets node checks too."""
-    nodes = client.CoreV1Api(api).list_node().items
-    if not nodes or not all((n.spec.provider_id or "").startswith("kind://docker/") for n in nodes):
-        return None
-    try:
-        found = subprocess.run(
-            [docker, "inspect", "-f", "{{.State.Running}}", *(n.metadata.name for n in nodes)],
-            capture_output=True, text=True, timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if found.returncode != 0 or set(found.stdout.split()) != {"true"}:
-        return None
-    return DockerNodeExec(docker)
-
-
-class NoNodeExec:
-    def __call__(
-        self, node: str, argv: Sequence[str], *, input: str | None, check: bool, timeout: float
-    ) -> subprocess.CompletedProcess[str]:
-        raise NodeExecUnavailable(NODE_EXEC_SKIP)
 
 
 class Cluster:
@@ -187,8 +137,14 @@ class Cluster:
         self._node_exec = node_exec
 
     @property
+    def node_access(self) -> str:
+        """The mechanism behind node_exec: "docker", "pod" or "none" (suites need not know)."""
+        return self._node_exec.mechanism
+
+    @property
     def can_node_exec(self) -> bool:
-        return not isinstance(self._node_exec, NoNodeExec)
+        """Whether nodes can be reached at all (a given node may still not be: node_exec says)."""
+        return self._node_exec.unavailable() is None
 
     def node_exec(
         self,
@@ -198,7 +154,9 @@ class Cluster:
         check: bool = True,
         timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:
-        """Run argv on a node (kind: `docker exec`). Raises NodeExecUnavailable elsewhere."""
+        """Run argv on a node, answered like subprocess.run (see clusterproof.node_access: docker
+        exec, a host exec pod, or none). Raises NodeExecUnavailable, naming why, where the node
+        cannot be reached (a test meeting it is skipped)."""
         return self._node_exec(node, argv, input=input, check=check, timeout=timeout)
 
     def delete_pod_now(self, namespace: str, name: str, *, wait_gone: bool = True, timeout: float = 60) -> None:
@@ -216,8 +174,10 @@ class Cluster:
             pytest.skip(reason)
 
     def require_node_exec(self) -> None:
-        if not self.can_node_exec:
-            pytest.skip(NODE_EXEC_SKIP)
+        """Skip, saying why, unless nodes can be reached (the `needs_node_exec` marker calls it)."""
+        reason = self._node_exec.unavailable()
+        if reason:
+            pytest.skip(reason)
 
     def require_workers(self, count: int) -> list[Node]:
         workers = self.workers

@@ -33,6 +33,10 @@ class ProbeError(ClusterproofError):
     pass
 
 
+class ExecTimeout(ProbeError):
+    """A command run through the API's exec that had not ended by its deadline."""
+
+
 class WaitTimeout(ClusterproofError):
     """A wait ended without what it waited for: its deadline passed. Says what was expected, what
     was last seen and, when the wait has one, a hint of what to check."""

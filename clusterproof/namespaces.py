@@ -21,6 +21,11 @@ def create_namespace(
 ) -> str:
     body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=dict(labels)))
     cluster.core.create_namespace(body)
+    return wait_usable(cluster, name, timeout)
+
+
+def wait_usable(cluster: Cluster, name: str, timeout: float = SERVICE_ACCOUNT_TIMEOUT) -> str:
+    """Until the namespace's default ServiceAccount exists (pods are refused before)."""
     # Before 1.24 admission also wants the account's token Secret, made a moment later.
     needs_token = cluster.server_version < (1, 24)
 

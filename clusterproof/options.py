@@ -32,6 +32,7 @@ PYTEST_KIND_DEFAULT_NAME = "pytest-kind"
 MIN_KIND_VERSION = (0, 33, 0)
 API_PROBE_TIMEOUT = 5.0
 KIND_DOWNLOAD_ENV = "CLUSTERPROOF_KIND_DOWNLOAD"
+NODE_ACCESS_MODES = ("auto", "docker", "pod", "none")  # clusterproof.node_access.MODES
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -111,6 +112,19 @@ def add_options(parser: pytest.Parser) -> None:
         action="store_true",
         help="run tests marked disruptive on an existing cluster too",
     )
+    group.addoption(
+        "--node-access",
+        choices=NODE_ACCESS_MODES,
+        default="auto",
+        help="how node checks reach a node: docker (kind nodes on this host), pod (a privileged host exec pod "
+        "per node; needs --allow-privileged), none (they skip); auto (default): docker for kind nodes here, "
+        "else pod with --allow-privileged, else none",
+    )
+    group.addoption(
+        "--allow-privileged",
+        action="store_true",
+        help="let clusterproof make privileged pods (hostPID, hostNetwork) on the cluster: node access through a pod",
+    )
 
 
 @dataclass(frozen=True)
@@ -135,6 +149,8 @@ class Settings:
     artifacts_dir: Path
     claims_file: Path
     allow_disruptive: bool
+    node_access: str = "auto"  # auto, docker, pod, none (clusterproof.node_access)
+    allow_privileged: bool = False
 
     @property
     def run_dir(self) -> Path:
@@ -200,7 +216,19 @@ def build_settings(
         artifacts_dir=_path(option("artifacts_dir")) or run_dir / "artifacts",
         claims_file=claims_file or default_claims_file(rootdir),
         allow_disruptive=bool(option("allow_disruptive")),
+        **_node_access_settings(option),
     )
+
+
+def _node_access_settings(option: Callable[[str], Any]) -> dict[str, Any]:
+    mode = option("node_access") or "auto"
+    allow_privileged = bool(option("allow_privileged"))
+    if mode == "pod" and not allow_privileged:
+        raise pytest.UsageError(
+            "--node-access pod makes a privileged pod (hostPID, hostNetwork, the host's namespaces) on each node "
+            "it reaches: pass --allow-privileged too to allow that on this cluster"
+        )
+    return {"node_access": mode, "allow_privileged": allow_privileged}
 
 
 def _k8s_version(value: str | None) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterproof import diagnostics, facts
+from clusterproof import diagnostics, facts, node_access
 from clusterproof.claims import (
     CLAIM_PROPERTY,
     Claim,
@@ -42,7 +42,7 @@ log = logging.getLogger("clusterproof")
 
 MARKERS = (
     "claim(*ids): ties a test to claim IDs of CLAIMS.md (unknown ID = collection error)",
-    "needs_node_exec: needs a shell on the nodes (kind provider); skipped elsewhere",
+    "needs_node_exec: needs a shell on the nodes (--node-access); skipped, saying why, where there is none",
     "disruptive: changes node state; skipped on an existing cluster unless --allow-disruptive",
 )
 WORKER_RUN_ID = "clusterproof_run_id"
@@ -84,6 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
     timing = TimingReporter(config.stash[STOPWATCH])
     config.pluginmanager.register(ClaimsReporter(ClaimLedger(claims), run, timing), "clusterproof-claims")
     config.pluginmanager.register(timing, "clusterproof-timings")
+    config.pluginmanager.register(node_access.UnreachableNodeSkips(), "clusterproof-node-access")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -228,13 +229,30 @@ def _cluster_scope(fixture_name: str, config: pytest.Config) -> str:
 
 
 @pytest.fixture(scope=_cluster_scope)
-def cluster(request: pytest.FixtureRequest, cluster_provider: Provider) -> Iterator[Cluster]:
-    """The cluster under test: one per suite module (default) or per session (--cluster-scope)."""
+def cluster(
+    request: pytest.FixtureRequest,
+    cluster_provider: Provider,
+    tracker: ResourceTracker,
+    run: RunContext,
+    images: ImageCatalogue,
+) -> Iterator[Cluster]:
+    """The cluster under test: one per suite module (default) or per session (--cluster-scope),
+    with its node access (--node-access) for that time."""
     key = request.module.__name__ if request.scope == "module" else "session"
     cluster = cluster_provider.acquire(key)
+    config = request.config
     try:
-        facts.record(cluster, request.config.stash[RUN].artifacts_root() / "cluster.json", key)
-        yield cluster
+        facts.record(cluster, run.artifacts_root() / "cluster.json", key)
+        with node_access.installed(
+            cluster,
+            config.stash[SETTINGS],
+            tracker=tracker,
+            run=run,
+            images=images,
+            note=_note(config),
+            stopwatch=config.stash[STOPWATCH],
+        ):
+            yield cluster
     finally:
         cluster_provider.release(cluster)
 

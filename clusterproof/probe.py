@@ -8,6 +8,7 @@ answering backends is complete, within a request budget.
 
 from __future__ import annotations
 
+import json
 import queue
 import re
 import shlex
@@ -22,9 +23,10 @@ from urllib.parse import urlsplit
 import requests
 from kubernetes import client
 from kubernetes.stream import stream
+from kubernetes.stream.ws_client import ERROR_CHANNEL, STDIN_CHANNEL
 
 from clusterproof import wait
-from clusterproof.errors import ProbeError
+from clusterproof.errors import ExecTimeout, ProbeError
 
 if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
@@ -222,8 +224,12 @@ def exec_in_pod(
     *,
     container: str | None = None,
     timeout: float = 60,
+    stdin: bytes | None = None,
 ) -> ExecResult:
-    """Run argv in a container (no tty, no stdin); returns rc, stdout, stderr."""
+    """Run argv in a container (no tty); returns rc, stdout, stderr. `stdin`, when given, is
+    written to the process's standard input, closed after it where the API server speaks the v5
+    stream protocol (older ones cannot: the command must stop reading by itself, e.g. `head -c`).
+    Raises ExecTimeout when the process has not ended within `timeout` seconds."""
     extra = {"container": container} if container else {}
     # an API client of its own: stream() swaps the client's call_api for the handshake's
     # duration, and a handshake given up on (below) would leave a shared client swapped
@@ -234,7 +240,7 @@ def exec_in_pod(
             pod,
             namespace,
             command=argv,
-            stdin=False,
+            stdin=stdin is not None,
             stdout=True,
             stderr=True,
             tty=False,
@@ -247,19 +253,42 @@ def exec_in_pod(
     out: list[str] = []
     err: list[str] = []
     try:
+        if stdin is not None:
+            ws.write_stdin(stdin)
+            ws.close_channel(STDIN_CHANNEL)  # v5 only; a no-op on older servers
         while ws.is_open():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ProbeError(f"exec in {namespace}/{pod} {argv[:3]}: no exit within {timeout:g}s")
+                raise ExecTimeout(f"exec in {namespace}/{pod} {argv[:3]}: no exit within {timeout:g}s")
             ws.update(timeout=min(remaining, 1.0))
             out.append(ws.read_stdout(timeout=0) or "")
             err.append(ws.read_stderr(timeout=0) or "")
         out.append(ws.read_stdout(timeout=0) or "")
         err.append(ws.read_stderr(timeout=0) or "")
-        rc = ws.returncode
+        rc, failure = exit_status(ws.read_channel(ERROR_CHANNEL, timeout=0))
     finally:
         ws.close()
-    return ExecResult(rc if rc is not None else -1, "".join(out), "".join(err))
+    return ExecResult(rc, "".join(out), "".join(err) + failure)
+
+
+def exit_status(status: str | bytes | None) -> tuple[int, str]:
+    """The exit code in an exec's status channel (a metav1.Status): 0 for Success, the ExitCode
+    cause for NonZeroExitCode; otherwise (the command could not start, no status at all) -1 and
+    the server's message, for stderr."""
+    if isinstance(status, bytes):
+        status = status.decode("utf-8", "replace")
+    try:
+        found = json.loads(status) if status else None
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):
+        return -1, f"exec ended without an exit status{': ' + status if status else ''}"
+    if found.get("status") == "Success":
+        return 0, ""
+    for cause in (found.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode" and str(cause.get("message", "")).lstrip("-").isdigit():
+            return int(cause["message"]), ""
+    return -1, str(found.get("message") or status)
 
 
 def _open_exec_stream(open_stream: Callable[[], Any], what: str) -> Any:

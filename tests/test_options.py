@@ -48,6 +48,8 @@ def options(**given):
         "artifacts_dir": None,
         "claims_file": None,
         "allow_disruptive": False,
+        "node_access": "auto",
+        "allow_privileged": False,
     }
     defaults.update(given)
     return defaults.__getitem__

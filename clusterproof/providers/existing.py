@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from clusterproof.cluster import Cluster, kind_node_exec
+from clusterproof.cluster import Cluster
 
 if TYPE_CHECKING:
     from clusterproof.options import Settings
@@ -35,13 +35,9 @@ class ExistingProvider:
                 offline=self.settings.offline == "yes",
                 kubectl_bin=self.settings.kubectl_bin,
             )
-            node_exec = kind_node_exec(self._cluster.api)
-            if node_exec is not None:
-                self._cluster.use_node_exec(node_exec)
-            self.note(
-                f"using existing cluster: context {self.settings.context}"
-                + (" (kind nodes on this host: node exec through docker)" if node_exec else "")
-            )
+            # node access (docker for kind nodes on this host, a host exec pod, none) is chosen
+            # per use of the cluster: clusterproof.node_access.installed
+            self.note(f"using existing cluster: context {self.settings.context}")
         return self._cluster
 
     def release(self, cluster: Cluster) -> None:

@@ -1,0 +1,550 @@
+"""Node access (clusterproof.node_access): choosing the mechanism, the host exec pod and its
+commands, refusals and unreachable nodes as skip reasons, cleanup through the tracker.
+
+No cluster and no docker: the API server is a FAKE CoreV1Api (FakeCore, below) that keeps nodes,
+namespaces and pods in dicts, and the API's exec is a FAKE function (FakeExec) that records what it
+was asked to run and answers with a programmed exit code and output."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+from kubernetes import client
+from kubernetes.client import ApiException
+
+from clusterproof import node_access
+from clusterproof.cluster import Cluster
+from clusterproof.errors import ExecTimeout, NodeExecUnavailable
+from clusterproof.node_access import (
+    NONE_CHOSEN,
+    NOT_KIND,
+    NSENTER,
+    DockerNodeExec,
+    HostExecPods,
+    NoNodeExec,
+    TimedNodeExec,
+    choose,
+    hostexec_pod,
+    nsenter_argv,
+    why_unreachable,
+    with_input,
+)
+from clusterproof.probe import ExecResult, exit_status
+from clusterproof.timings import Stopwatch
+from clusterproof.tracker import ResourceTracker
+
+PSA_REFUSAL = (
+    'pods "hostexec-w1" is forbidden: violates PodSecurity "restricted:latest": privileged (container '
+    '"hostexec" must not set securityContext.privileged=true), host namespaces (hostNetwork=true, hostPID=true)'
+)
+WEBHOOK_REFUSAL = (
+    'admission webhook "validate.kyverno.svc-fail" denied the request: policy Namespace/cp-x for resource '
+    "violation: disallow-privileged-namespaces"
+)
+
+
+def status_error(status: int, reason: str, message: str) -> ApiException:
+    e = ApiException(status=status, reason=reason)
+    e.body = json.dumps({"kind": "Status", "status": "Failure", "reason": reason, "message": message})
+    return e
+
+
+def node(name, *, unschedulable=False, taints=(), ready="True", provider_id=None):
+    return client.V1Node(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1NodeSpec(
+            unschedulable=unschedulable,
+            provider_id=provider_id,
+            taints=[client.V1Taint(key=k, value=v, effect=e) for k, v, e in taints] or None,
+        ),
+        status=client.V1NodeStatus(
+            conditions=[client.V1NodeCondition(type="Ready", status=ready, reason="KubeletReady")]
+        ),
+    )
+
+
+class FakeCore:
+    """FAKE CoreV1Api: nodes, namespaces and pods in dicts; pods are Ready as soon as made unless
+    their node is in `pending` (then they stay Pending, unschedulable). `refuse_pods` /
+    `refuse_namespaces`: the ApiException admission answers with (dry runs included)."""
+
+    def __init__(self, nodes, *, pending=(), refuse_pods=None, refuse_namespaces=None):
+        self.nodes = {n.metadata.name: n for n in nodes}
+        self.pending = set(pending)
+        self.refuse_pods = refuse_pods
+        self.refuse_namespaces = refuse_namespaces
+        self.namespaces: dict[str, dict] = {}
+        self.pods: dict[tuple[str, str], dict] = {}
+        self.created: list[dict] = []  # pods really made (not dry runs)
+        self.dry_runs: list[dict] = []
+        self.calls: list[tuple] = []
+
+    def create_namespace(self, body):
+        self.calls.append(("create namespace", body.metadata.name))
+        if self.refuse_namespaces:
+            raise self.refuse_namespaces
+        self.namespaces[body.metadata.name] = dict(body.metadata.labels)
+        return body
+
+    def read_namespaced_service_account(self, name, namespace):
+        if namespace not in self.namespaces:
+            raise ApiException(status=404)
+        return SimpleNamespace(secrets=[])
+
+    def list_node(self):
+        return SimpleNamespace(items=list(self.nodes.values()))
+
+    def read_node(self, name):
+        if name not in self.nodes:
+            raise ApiException(status=404, reason="Not Found")
+        return self.nodes[name]
+
+    def create_namespaced_pod(self, namespace, body, dry_run=None):
+        if self.refuse_pods:
+            raise self.refuse_pods
+        if dry_run:
+            self.dry_runs.append(body)
+            return body
+        self.created.append(body)
+        self.pods[(namespace, body["metadata"]["name"])] = body
+        return body
+
+    def read_namespaced_pod(self, name, namespace):
+        body = self.pods.get((namespace, name))
+        if body is None:
+            raise ApiException(status=404)
+        if body["spec"]["nodeName"] in self.pending:
+            condition = client.V1PodCondition(
+                type="PodScheduled", status="False", message="0/3 nodes are available: node(s) were unschedulable"
+            )
+            status = client.V1PodStatus(phase="Pending", conditions=[condition])
+        else:
+            ready = client.V1PodCondition(type="Ready", status="True")
+            status = client.V1PodStatus(phase="Running", conditions=[ready])
+        return client.V1Pod(metadata=client.V1ObjectMeta(name=name, namespace=namespace), status=status)
+
+    def delete_namespaced_pod(self, name, namespace, **kwargs):
+        self.calls.append(("delete pod", namespace, name))
+        self.pods.pop((namespace, name), None)
+
+    def delete_collection_namespaced_pod(self, namespace, **kwargs):
+        self.calls.append(("delete pods", namespace))
+
+    def delete_namespace(self, name, **kwargs):
+        self.calls.append(("delete namespace", name))
+
+    def list_namespace(self, label_selector=None, _request_timeout=None):
+        return SimpleNamespace(items=[])
+
+
+class FakeCluster:
+    """FAKE Cluster: a name, a FakeCore, a provider; what HostExecPods and the tracker use."""
+
+    def __init__(self, core, provider="existing", name="c1"):
+        self.name = name
+        self.core = core
+        self.provider = provider
+        self.api = object()
+        self.offline = False
+        self.server_version = (1, 37)
+
+
+class FakeExec:
+    """FAKE exec_in_pod: records (namespace, pod, argv, stdin, timeout), answers `answer(argv)`."""
+
+    def __init__(self, answer=lambda argv: ExecResult(0, "", "")):
+        self.answer = answer
+        self.calls = []
+
+    def __call__(self, core, namespace, pod, argv, *, stdin=None, timeout=60):
+        self.calls.append(SimpleNamespace(namespace=namespace, pod=pod, argv=argv, stdin=stdin, timeout=timeout))
+        return self.answer(argv)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def host_exec_pods(core, *, answer=None, tracker=None, stopwatch=None):
+    cluster = FakeCluster(core)
+    tracker = tracker or ResourceTracker("run-1", owner="main")
+    clock = FakeClock()
+    pods = HostExecPods(
+        cluster,
+        tracker,
+        namespace="cp-run-1-hostexec-abc123",
+        image="registry.k8s.io/e2e-test-images/agnhost:2.66.1",
+        labels={"clusterproof.io/run-id": "run-1", "clusterproof.io/owner": "main"},
+        exec=FakeExec(answer) if answer else FakeExec(),
+        stopwatch=stopwatch,
+        sleep=clock.sleep,
+        clock=clock,
+        start_timeout=30,
+    )
+    return pods, cluster, tracker
+
+
+# --- choosing ------------------------------------------------------------------------------
+
+
+def make_choice(mode, *, provider="existing", allow_privileged=False, kind_here=False):
+    cluster = FakeCluster(FakeCore([node("w1")]), provider=provider)
+    made = []
+
+    def pods():
+        made.append("pod")
+        return SimpleNamespace(mechanism="pod", unavailable=lambda: None)
+
+    chosen = choose(
+        mode,
+        cluster,
+        allow_privileged=allow_privileged,
+        host_exec_pods=pods,
+        detect_kind=lambda api: DockerNodeExec() if kind_here else None,
+    )
+    return chosen, made
+
+
+def test_auto_uses_docker_for_the_kind_providers_clusters_and_for_kind_nodes_running_here():
+    assert make_choice("auto", provider="kind")[0].mechanism == "docker"
+    assert make_choice("auto", kind_here=True)[0].mechanism == "docker"
+    # docker wins even where privileged pods are allowed: it needs nothing on the cluster
+    chosen, made = make_choice("auto", kind_here=True, allow_privileged=True)
+    assert chosen.mechanism == "docker" and made == []
+
+
+def test_auto_uses_a_host_exec_pod_elsewhere_only_when_privileged_pods_are_allowed():
+    chosen, made = make_choice("auto", allow_privileged=True)
+    assert chosen.mechanism == "pod" and made == ["pod"]
+
+    chosen, made = make_choice("auto")
+    assert chosen.mechanism == "none" and made == []
+    assert "--allow-privileged" in chosen.unavailable()
+    assert "not kind containers on this host" in chosen.unavailable()
+
+
+def test_explicit_modes():
+    assert make_choice("pod", provider="kind", allow_privileged=True)[0].mechanism == "pod"
+    assert make_choice("none", provider="kind")[0].unavailable() == NONE_CHOSEN
+    assert make_choice("docker")[0].unavailable() == NOT_KIND
+    assert make_choice("docker", kind_here=True)[0].mechanism == "docker"
+
+
+def test_no_node_exec_says_why_in_the_skip_and_the_error():
+    none = NoNodeExec("no shell on the nodes: because")
+    cluster = Cluster(
+        name="c", kubeconfig=None, context="c", provider="existing", api=client.ApiClient(), node_exec=none
+    )
+    assert not cluster.can_node_exec and cluster.node_access == "none"
+    with pytest.raises(pytest.skip.Exception, match="no shell on the nodes: because"):
+        cluster.require_node_exec()
+    with pytest.raises(NodeExecUnavailable, match="because"):
+        cluster.node_exec("w1", "true")
+
+
+# --- the host exec pod ---------------------------------------------------------------------------
+
+
+def test_commands_run_in_the_hosts_namespaces_through_nsenter():
+    assert nsenter_argv(["iptables-save", "-t", "nat"]) == [
+        "nsenter", "--target", "1", "--mount", "--uts", "--ipc", "--net", "--pid", "--",
+        "iptables-save", "-t", "nat",
+    ]  # fmt: skip
+    # input: the container's head reads exactly that many bytes, then the command sees end of file
+    assert with_input(["nsenter", "--", "sh"], 5) == ["sh", "-c", 'head -c "$0" | "$@"', "5", "nsenter", "--", "sh"]
+
+
+def test_the_pod_is_privileged_in_the_hosts_namespaces_pinned_to_its_node_and_labelled():
+    pod = hostexec_pod("hostexec-w1", "ns", "w1", "agnhost:1", {"clusterproof.io/run-id": "r1"})
+    spec = pod["spec"]
+    assert spec["nodeName"] == "w1"
+    assert spec["hostPID"] is True and spec["hostNetwork"] is True
+    assert spec["containers"][0]["securityContext"] == {"privileged": True}
+    assert spec["containers"][0]["image"] == "agnhost:1" and spec["containers"][0]["args"] == ["pause"]
+    assert spec["tolerations"] == [{"operator": "Exists", "effect": "NoSchedule"}]  # not NoExecute
+    assert spec["automountServiceAccountToken"] is False
+    labels = pod["metadata"]["labels"]
+    assert labels == {"clusterproof.io/run-id": "r1", "app.kubernetes.io/name": "clusterproof-hostexec"}
+
+
+def test_one_pod_per_node_made_on_first_use_and_reused():
+    core = FakeCore([node("w1"), node("w2")])
+    pods, cluster, _ = host_exec_pods(core)
+    assert core.created == [] and core.namespaces == {}  # nothing before it is needed
+
+    for _ in range(3):
+        pods("w1", ["iptables-save", "-t", "nat"], input=None, check=True, timeout=60)
+    pods("w2", ["cat", "/etc/hostname"], input=None, check=True, timeout=60)
+
+    assert [p["spec"]["nodeName"] for p in core.created] == ["w1", "w2"]
+    ns_labels = core.namespaces["cp-run-1-hostexec-abc123"]
+    assert ns_labels["clusterproof.io/run-id"] == "run-1" and ns_labels["clusterproof.io/owner"] == "main"
+    assert ns_labels["pod-security.kubernetes.io/enforce"] == "privileged"
+    commands = [c.argv for c in pods.exec.calls]
+    # each pod: its entry checked once (nsenter ... true), then the commands
+    assert commands.count(nsenter_argv(["true"])) == 2
+    assert commands.count(nsenter_argv(["iptables-save", "-t", "nat"])) == 3
+    assert {c.pod for c in pods.exec.calls} == {p["metadata"]["name"] for p in core.created}
+
+
+def test_exit_code_output_check_and_input_come_back_like_subprocess():
+    def answer(argv):
+        return ExecResult(3, "out\n", "err\n") if "false" in argv else ExecResult(0, "", "")
+
+    pods, _, _ = host_exec_pods(FakeCore([node("w1")]), answer=answer)
+
+    done = pods("w1", ["false"], input=None, check=False, timeout=60)
+    assert isinstance(done, subprocess.CompletedProcess)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+    assert done.args == nsenter_argv(["false"])
+    with pytest.raises(subprocess.CalledProcessError) as raised:
+        pods("w1", ["false"], input=None, check=True, timeout=60)
+    assert raised.value.returncode == 3 and raised.value.stderr == "err\n"
+
+    pods("w1", ["sh", "-c", "cat > /etc/cni/net.d/10-ptp.conflist"], input="{\"é\": 1}", check=True, timeout=60)
+    last = pods.exec.calls[-1]
+    assert last.stdin == '{"é": 1}'.encode()
+    assert last.argv == with_input(nsenter_argv(["sh", "-c", "cat > /etc/cni/net.d/10-ptp.conflist"]), 9)
+
+
+def test_a_command_that_does_not_end_is_a_timeout_expired():
+    def answer(argv):
+        if argv == nsenter_argv(["true"]):
+            return ExecResult(0, "", "")
+        raise ExecTimeout("exec in ns/pod: no exit within 5s")
+
+    pods, _, _ = host_exec_pods(FakeCore([node("w1")]), answer=answer)
+    with pytest.raises(subprocess.TimeoutExpired):
+        pods("w1", ["sleep", "60"], input=None, check=True, timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("refuse", "expected"),
+    [
+        ({"refuse_pods": status_error(403, "Forbidden", PSA_REFUSAL)}, 'violates PodSecurity "restricted:latest"'),
+        ({"refuse_namespaces": status_error(400, "BadRequest", WEBHOOK_REFUSAL)}, 'webhook "validate.kyverno'),
+    ],
+)
+def test_an_admission_refusal_is_one_skip_reason_in_the_servers_words(refuse, expected):
+    core = FakeCore([node("w1"), node("w2")], **refuse)
+    pods, _, _ = host_exec_pods(core)
+
+    reason = pods.unavailable()
+    assert reason.startswith("node access through a privileged pod refused: ")
+    assert expected in reason and "\n" not in reason
+    for name in ("w1", "w2"):
+        with pytest.raises(NodeExecUnavailable) as raised:
+            pods(name, ["true"], input=None, check=True, timeout=60)
+        assert str(raised.value) == reason
+    assert core.created == [] and pods.exec.calls == []
+
+
+def test_admission_is_asked_by_a_dry_run_before_any_pod_is_made():
+    core = FakeCore([node("w1")])
+    pods, _, _ = host_exec_pods(core)
+    assert pods.unavailable() is None
+    assert len(core.dry_runs) == 1 and core.created == []
+
+
+def test_a_node_that_cannot_have_the_pod_skips_naming_it_and_the_others_run():
+    core = FakeCore([node("w1", unschedulable=True), node("w2"), node("w3")], pending={"w3"})
+    pods, _, _ = host_exec_pods(core)
+
+    with pytest.raises(NodeExecUnavailable, match="node w1 is cordoned"):
+        pods("w1", ["true"], input=None, check=True, timeout=60)
+    assert pods("w2", ["true"], input=None, check=True, timeout=60).returncode == 0
+    with pytest.raises(NodeExecUnavailable) as pending:
+        pods("w3", ["true"], input=None, check=True, timeout=60)
+    message = str(pending.value)
+    assert message.startswith("node w3: no host exec pod:") and "Pending" in message and "unschedulable" in message
+    assert ("delete pod", pods.namespace, core.created[-1]["metadata"]["name"]) in core.calls
+
+    # remembered: asking again makes nothing new
+    made = len(core.created)
+    with pytest.raises(NodeExecUnavailable, match="node w3"):
+        pods("w3", ["true"], input=None, check=True, timeout=60)
+    assert len(core.created) == made
+    assert [p["spec"]["nodeName"] for p in core.created] == ["w2", "w3"]  # none on the cordoned w1
+
+
+def test_what_keeps_a_pod_off_a_node_is_read_from_the_node():
+    assert why_unreachable(node("w1")) is None
+    assert "cordoned" in why_unreachable(node("w1", unschedulable=True))
+    tainted = why_unreachable(node("w1", taints=[("maintenance", "now", "NoExecute"), ("gpu", "", "NoSchedule")]))
+    assert tainted == "node w1 has taint maintenance=now:NoExecute, which the host exec pod does not tolerate"
+    assert "not Ready" in why_unreachable(node("w1", ready="Unknown"))
+    windows = node("win1")
+    windows.metadata.labels = {"kubernetes.io/os": "windows"}
+    assert why_unreachable(windows) == "node win1 runs windows: the host exec pod (nsenter) is for Linux nodes"
+
+
+def test_an_image_without_nsenter_is_the_nodes_skip_reason():
+    answer = lambda argv: ExecResult(-1, "", 'exec: "nsenter": executable file not found in $PATH')  # noqa: E731
+    pods, _, _ = host_exec_pods(FakeCore([node("w1")]), answer=answer)
+    with pytest.raises(NodeExecUnavailable, match="cannot enter the host's namespaces.*nsenter.*not found"):
+        pods("w1", ["true"], input=None, check=True, timeout=60)
+
+
+def test_cleanup_is_a_tracker_step_of_the_clusters_scope_and_nothing_is_made_after_it():
+    core = FakeCore([node("w1")])
+    tracker = ResourceTracker("run-1", owner="main")
+    pods, cluster, _ = host_exec_pods(core, tracker=tracker)
+    with tracker.test_scope(cluster, "t::test_one"):
+        pods("w1", ["true"], input=None, check=True, timeout=60)
+    assert ("delete namespace", pods.namespace) not in core.calls  # the test's end leaves it for the next
+
+    assert tracker.cleanup(cluster) == []
+    assert core.calls[-2:] == [("delete pods", pods.namespace), ("delete namespace", pods.namespace)]
+    with pytest.raises(NodeExecUnavailable, match="already removed"):
+        pods("w1", ["true"], input=None, check=True, timeout=60)
+    assert len(core.created) == 1
+    pods.close()  # idempotent
+    assert core.calls.count(("delete namespace", pods.namespace)) == 1
+
+
+def test_nothing_to_remove_when_nothing_was_made():
+    core = FakeCore([node("w1")], refuse_namespaces=status_error(403, "Forbidden", "namespaces is forbidden"))
+    pods, cluster, tracker = host_exec_pods(core)
+    assert pods.unavailable()
+    tracker.cleanup(cluster)
+    assert ("delete namespace", pods.namespace) not in core.calls
+
+
+def test_each_pods_start_is_a_timings_row():
+    stopwatch = Stopwatch()
+    pods, _, _ = host_exec_pods(FakeCore([node("w1")]), stopwatch=stopwatch)
+    pods("w1", ["true"], input=None, check=True, timeout=60)
+    assert [what for what, _, _ in stopwatch.phases] == ["cluster c1: host exec pod on w1 Ready"]
+
+
+def test_installed_gives_the_cluster_its_access_and_its_commands_cost_to_the_timings(tmp_path):
+    from clusterproof.images import ImageCatalogue
+    from clusterproof.run import RunContext
+
+    run = RunContext("20260101-120000-ab12", tmp_path, tmp_path / "art")
+    tracker = ResourceTracker(run.run_id, owner="gw1")
+    stopwatch, notes = Stopwatch(), []
+    kind = Cluster(name="c", kubeconfig=None, context="c", provider="kind", api=client.ApiClient(), node_exec=None)
+    settings = SimpleNamespace(node_access="pod", allow_privileged=True)
+
+    with node_access.installed(
+        kind, settings, tracker=tracker, run=run, images=ImageCatalogue.load(), note=notes.append, stopwatch=stopwatch
+    ) as timed:
+        assert kind.node_access == "pod" and isinstance(timed.inner, HostExecPods)
+        pods = timed.inner
+        assert pods.namespace.startswith("cp-120000ab12-hostexec-")
+        assert pods.image == "registry.k8s.io/e2e-test-images/agnhost:2.66.1"
+        assert pods.labels == {"clusterproof.io/run-id": run.run_id, "clusterproof.io/owner": "gw1"}
+        timed.inner = FakeMechanism()  # a command, without a cluster
+        timed("w1", ["true"], input=None, check=True, timeout=5)
+    assert len(notes) == 1
+    assert notes[0].startswith("node access on c: pod (a privileged host exec pod") and pods.namespace in notes[0]
+    assert [what.split(" (")[0] for what, _, _ in stopwatch.phases] == ["cluster c: node commands via pod"]
+
+
+# --- timing ----------------------------------------------------------------------------------------
+
+
+class FakeMechanism:
+    """FAKE mechanism: `false` exits 1, anything else 0."""
+
+    mechanism = "pod"
+
+    def unavailable(self):
+        return None
+
+    def __call__(self, node, argv, *, input, check, timeout):
+        return subprocess.CompletedProcess(list(argv), 1 if argv[0] == "false" else 0, "", "")
+
+
+def test_every_command_is_timed_and_logged(caplog):
+    ticks = iter([0.0, 0.25, 1.0, 1.5])
+    timed = TimedNodeExec(FakeMechanism(), clock=lambda: next(ticks))
+    with caplog.at_level(logging.DEBUG, logger="clusterproof.node_access"):
+        assert timed("w1", ["true"], input=None, check=True, timeout=5).returncode == 0
+        with pytest.raises(subprocess.CalledProcessError):
+            timed("w1", ["false"], input=None, check=True, timeout=5)
+    assert timed.mechanism == "pod" and timed.unavailable() is None
+    assert timed.seconds == [0.25, 0.5]
+    assert timed.summary() == "2 commands, median 0.375s, max 0.500s"
+    assert "node exec via pod on w1: true -> rc 0 in 0.250s" in caplog.text
+
+
+# --- the plugin: unreachable nodes skip, bad options stop ------------------------------------------
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest('pytest_plugins = ["clusterproof.plugin"]')
+    pytester.makefile(".md", CLAIMS="## SVC\n| ID | claim | observable |\n|---|---|---|\n| SVC-18 | rules | r |\n")
+    pytester.makeini("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
+    return pytester
+
+
+def test_a_node_check_meeting_an_unreachable_node_is_skipped_naming_it(project):
+    project.makepyfile(
+        """
+        import pytest
+        from clusterproof.errors import NodeExecUnavailable
+
+        @pytest.fixture
+        def needs_w9():
+            raise NodeExecUnavailable("node w9 is cordoned: no host exec pod is placed on it")
+
+        @pytest.mark.claim("SVC-18")
+        def test_rules_on_w1():
+            raise NodeExecUnavailable("node w1 is cordoned: no host exec pod is placed on it")
+
+        def test_fixture_on_w9(needs_w9):
+            pass
+
+        def test_other_nodes_run():
+            pass
+        """
+    )
+    art = project.path / "art"
+    result = project.runpytest(
+        "--claims-file", str(project.path / "CLAIMS.md"), "--artifacts-dir", str(art), "-rs"
+    )
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(["*SKIPPED*node w1 is cordoned: no host exec pod is placed on it*"])
+    result.stdout.fnmatch_lines(["*SKIPPED*node w9 is cordoned*"])
+    claims = json.loads((art / "claims.json").read_text())["claims"]
+    assert claims[0]["verdict"] == "skipped" and "node w1 is cordoned" in claims[0]["reason"]
+
+
+def test_pod_access_without_allow_privileged_is_a_one_line_usage_error(project):
+    project.makepyfile("def test_x():\n    pass\n")
+    result = project.runpytest("--claims-file", str(project.path / "CLAIMS.md"), "--node-access", "pod")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --node-access pod makes a privileged pod *: pass --allow-privileged *"])
+    assert "pod" in node_access.MODES
+
+
+# --- the exec's status -------------------------------------------------------------------------------
+
+
+def test_exit_status_of_an_exec():
+    assert exit_status('{"metadata":{},"status":"Success"}') == (0, "")
+    nonzero = {
+        "status": "Failure",
+        "reason": "NonZeroExitCode",
+        "message": "command terminated with non-zero exit code: exit status 2",
+        "details": {"causes": [{"reason": "ExitCode", "message": "2"}]},
+    }
+    assert exit_status(json.dumps(nonzero)) == (2, "")
+    failed = {"status": "Failure", "reason": "InternalError", "message": 'exec: "nsenter": not found'}
+    assert exit_status(json.dumps(failed).encode()) == (-1, 'exec: "nsenter": not found')
+    assert exit_status("")[0] == -1
+    assert NSENTER[-1] == "--"
