@@ -567,18 +567,31 @@ def describe(mechanism: NodeExec) -> str:
 class UnreachableNodeSkips:
     """pytest plugin: a test (or its fixture) whose node command meets a node that cannot be reached
     (NodeExecUnavailable: no mechanism, a refusal, a cordoned node, a pod that never started) is
-    skipped with that reason, so that node's checks skip and the others run."""
+    skipped with that reason, so that node's checks skip and the others run. Also when a jig or a
+    set-up step re-raised it as another error `from` it (its __cause__)."""
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
         try:
             return (yield)
-        except NodeExecUnavailable as e:
-            pytest.skip(str(e))
+        except Exception as e:
+            _skip_if_unreachable(e)
+            raise
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
         try:
             return (yield)
-        except NodeExecUnavailable as e:
-            pytest.skip(str(e))
+        except Exception as e:
+            _skip_if_unreachable(e)
+            raise
+
+
+def _skip_if_unreachable(error: BaseException) -> None:
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, NodeExecUnavailable):
+            pytest.skip(str(cause))
+        seen.add(id(cause))
+        cause = cause.__cause__

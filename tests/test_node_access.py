@@ -509,17 +509,31 @@ def test_a_node_check_meeting_an_unreachable_node_is_skipped_naming_it(project):
         def test_fixture_on_w9(needs_w9):
             pass
 
+        def test_wrapped_by_a_set_up_step():
+            try:
+                raise NodeExecUnavailable("node w5 is not Ready (NodeStatusUnknown)")
+            except NodeExecUnavailable as e:
+                raise RuntimeError("could not evaluate (set-up: write the file on w5)") from e
+
+        def test_a_handled_refusal_does_not_hide_a_failure():
+            try:
+                raise NodeExecUnavailable("node w6 is cordoned")
+            except NodeExecUnavailable:
+                assert False, "the fallback failed"
+
         def test_other_nodes_run():
             pass
         """
     )
     art = project.path / "art"
     result = project.runpytest(
-        "--claims-file", str(project.path / "CLAIMS.md"), "--artifacts-dir", str(art), "-rs"
+        "--claims-file", str(project.path / "CLAIMS.md"), "--artifacts-dir", str(art), "-rsf"
     )
-    result.assert_outcomes(passed=1, skipped=2)
+    result.assert_outcomes(passed=1, skipped=3, failed=1)
     result.stdout.fnmatch_lines(["*SKIPPED*node w1 is cordoned: no host exec pod is placed on it*"])
     result.stdout.fnmatch_lines(["*SKIPPED*node w9 is cordoned*"])
+    result.stdout.fnmatch_lines(["*SKIPPED*node w5 is not Ready*"])
+    result.stdout.fnmatch_lines(["FAILED *test_a_handled_refusal_does_not_hide_a_failure*"])
     claims = json.loads((art / "claims.json").read_text())["claims"]
     assert claims[0]["verdict"] == "skipped" and "node w1 is cordoned" in claims[0]["reason"]
 
