@@ -283,7 +283,10 @@ class HostExecPods:
             return f"host exec pods of namespace {self.namespace} already removed (the cluster's cleanup ran)"
         if not self._prepared:
             self._prepared = True
-            self._refused = self._prepare()
+            try:
+                self._refused = self._prepare()
+            except client.ApiException as e:  # not allowed to list nodes, an API answering 5xx
+                self._refused = refusal("preparing host exec pods", ApiAnswer.from_exception(e))
             if self._refused:
                 log.warning("%s", self._refused)
         return self._refused

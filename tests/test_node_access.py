@@ -350,6 +350,17 @@ def test_an_admission_refusal_is_one_skip_reason_in_the_servers_words(refuse, ex
     assert core.created == [] and pods.exec.calls == []
 
 
+def test_an_api_error_while_preparing_is_the_reason_too():
+    core = FakeCore([node("w1")])
+    core.list_node = lambda: (_ for _ in ()).throw(status_error(403, "Forbidden", 'nodes is forbidden: User "ci"'))
+    pods, _, _ = host_exec_pods(core)
+    assert pods.unavailable() == (
+        'node access through a privileged pod refused: preparing host exec pods: HTTP 403 Forbidden: '
+        'nodes is forbidden: User "ci"'
+    )
+    assert pods._namespace_made  # made before: removed by the cleanup step
+
+
 def test_admission_is_asked_by_a_dry_run_before_any_pod_is_made():
     core = FakeCore([node("w1")])
     pods, _, _ = host_exec_pods(core)
