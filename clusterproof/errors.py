@@ -70,3 +70,31 @@ class WaitGaveUp(WaitTimeout):
         if self.last_seen != self.final:
             text += f"; last seen: {self.last_seen}"
         return text + (f"; hint: {self.hint}" if self.hint else "")
+
+
+class SetupFailed(ClusterproofError):
+    """A set-up step failed, so the claim's observable was never reached: the test's outcome is
+    `error` ("could not evaluate"), never `failed`. Names the step and why, in the API server's
+    (or the command's) own words."""
+
+    def __init__(self, step: str, cause: str) -> None:
+        self.step = step
+        self.cause = cause
+        Exception.__init__(self, self.text)
+
+    @property
+    def text(self) -> str:
+        return f"could not evaluate (set-up: {self.step}): {self.cause}"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Broken(AssertionError):
+    """The claim's observable itself is broken on this cluster, found before the test body ran
+    (in a fixture, e.g. cluster DNS does not answer): the test's outcome is `failed`, not the
+    `error` pytest gives any failing fixture."""
+
+
+class ClusterUnreachable(ClusterproofError):
+    """The cluster's API server does not answer at all: nothing can be judged (a module error)."""

@@ -13,8 +13,11 @@ cluster.json (schema 1; times in seconds since the epoch):
         "cni": {"name": "kindnet", "source": "DaemonSet kube-system/kindnet", "image": "..."},
         "ingress_classes": [{"name": "nginx", "controller": "k8s.io/ingress-nginx", "default": false}],
         "storage_classes": [{"name": "standard", "provisioner": "rancher.io/local-path", "default": true}],
+        "health": ["kube-proxy: 0 of 3 nodes ready (the DaemonSet was never processed)", ...],
         "errors": ["what could not be read, one line each"]}]}
 
+`health`: what clusterproof.health found wrong with the system components when the cluster was
+handed over (empty: nothing); the claims table and report.html show it first.
 Reading facts never fails a test: whatever cannot be read is named in `errors`.
 """
 
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 
+from clusterproof import health
 from clusterproof.redact import redact
 
 if TYPE_CHECKING:
@@ -79,6 +83,7 @@ def read(cluster: Cluster, key: str = "") -> dict[str, Any]:
         "cni": _guarded(errors, "pod network", lambda: cni_of(cluster.apps, cluster.core, cluster.offline), {}),
         "ingress_classes": _guarded(errors, "IngressClasses", lambda: _ingress_classes(cluster.networking), []),
         "storage_classes": _guarded(errors, "StorageClasses", lambda: _storage_classes(cluster.storage), []),
+        "health": _guarded(errors, "health", lambda: [str(f) for f in health.findings_for(cluster)], []),
         "errors": errors,
     }
     return facts
@@ -99,6 +104,26 @@ def record(cluster: Cluster, path: Path, key: str = "") -> None:
             f.write(redact(json.dumps({"schema": SCHEMA, "clusters": clusters}, indent=2)) + "\n")
     except Exception as e:  # facts are for the report: never fail a test over them
         log.warning("could not record cluster facts in %s: %s", path, e)
+
+
+def health_of(path: Path) -> list[dict[str, Any]]:
+    """[{"cluster": name, "findings": [...]}] for the clusters of cluster.json with health findings
+    (none when the file is missing or unreadable: the health section is for reading, not judging)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    clusters = data.get("clusters") if isinstance(data, dict) else None
+    return [
+        {"cluster": str(c.get("name", "?")), "findings": [str(f) for f in c["health"]]}
+        for c in clusters or []
+        if isinstance(c, dict) and isinstance(c.get("health"), list) and c["health"]
+    ]
+
+
+def health_lines(path: Path) -> list[str]:
+    """The health findings as lines for the terminal (`<cluster>: <finding>`)."""
+    return [f"{h['cluster']}: {finding}" for h in health_of(path) for finding in h["findings"]]
 
 
 @contextlib.contextmanager

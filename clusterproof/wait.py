@@ -566,10 +566,20 @@ def nodes_ready(
     return watch_until(core.list_node, done, "all nodes Ready", describe, timeout, **seams)
 
 
-def daemonsets_ready(apps: client.AppsV1Api, namespace: str, timeout: float = DEFAULT_TIMEOUT, **seams: Any) -> None:
+def daemonsets_ready(
+    apps: client.AppsV1Api,
+    namespace: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    grace: float = 30.0,
+    clock: Clock = time.monotonic,
+    **seams: Any,
+) -> None:
     """Every DaemonSet in `namespace` rolled out: in kube-system, kube-proxy (and kindnet on
     kind's own images): Services and the pod network work only from then on. Listed, not
-    watched: a watch's first ADDED is not yet all of them."""
+    watched: a watch's first ADDED is not yet all of them. Gives up once `grace` seconds have
+    passed without the DaemonSet controller having processed any of them (it is not running)."""
+    started = clock()
 
     def describe(sets: list[Any]) -> str:
         return (
@@ -581,12 +591,21 @@ def daemonsets_ready(apps: client.AppsV1Api, namespace: str, timeout: float = DE
             or "no DaemonSets"
         )
 
+    def final(sets: list[Any]) -> str | None:
+        unprocessed = not any(d.status is not None and d.status.observed_generation for d in sets)
+        if sets and unprocessed and clock() - started >= grace:
+            names = ", ".join(sorted(d.metadata.name for d in sets))
+            return f"no DaemonSet has been processed ({names}): is the DaemonSet controller running?"
+        return None
+
     until_seen(
         lambda: apps.list_namespaced_daemon_set(namespace, _request_timeout=15).items,
         lambda sets: all(daemonset_rolled_out(d) for d in sets),
         f"every DaemonSet in {namespace} Ready on its nodes",
         timeout,
         describe=describe,
+        final=final,
+        clock=clock,
         **seams,
     )
 

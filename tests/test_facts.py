@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from kubernetes import client
 
-from clusterproof import facts
+from clusterproof import facts, health
 
 
 def meta(name, namespace=None, annotations=None, labels=None):
@@ -145,3 +145,21 @@ def test_record_never_raises(tmp_path, caplog):
     blocked.write_text("")
     facts.record(FakeCluster(), blocked / "cluster.json")  # its parent is a file
     assert "could not record cluster facts" in caplog.text
+
+
+def test_health_findings_recorded_at_hand_over_go_into_cluster_json(tmp_path):
+    cluster = FakeCluster(daemonsets=[KUBE_PROXY])
+    cluster.name = "cp-163000ab12-workloads"
+    finding = "no DaemonSet has been processed (kube-proxy): is the DaemonSet controller running?"
+    health.record(cluster, [health.Finding("DaemonSet controller", finding, final=True)])
+    path = tmp_path / "cluster.json"
+    facts.record(cluster, path, "suites.test_workloads")
+    other = FakeCluster()
+    other.name = "cp-163000ab12-quota"
+    health.record(other, [])
+    facts.record(other, path, "suites.test_quota")
+
+    assert json.loads(path.read_text())["clusters"][0]["health"] == [finding]
+    assert facts.health_of(path) == [{"cluster": "cp-163000ab12-workloads", "findings": [finding]}]
+    assert facts.health_lines(path) == [f"cp-163000ab12-workloads: {finding}"]
+    assert facts.health_of(tmp_path / "missing.json") == []

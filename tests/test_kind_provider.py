@@ -9,6 +9,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from clusterproof import health
+from clusterproof.errors import ClusterUnreachable, WaitGaveUp, WaitTimeout
 from clusterproof.options import build_settings
 from clusterproof.providers import kind as kind_provider
 from clusterproof.providers.kind import KindProvider, merged_kind_config
@@ -98,6 +100,9 @@ def provider_for(tmp_path, monkeypatch):
     )
     monkeypatch.setattr(kind_provider.wait, "nodes_ready", lambda core, timeout, count: waited.append(count))
     monkeypatch.setattr(kind_provider.wait, "daemonsets_ready", lambda apps, ns, timeout: waited.append(ns))
+    # FAKE health: the API answers, nothing is found wrong
+    monkeypatch.setattr(kind_provider.health, "require_reachable", lambda cluster: None)
+    monkeypatch.setattr(kind_provider.health, "settle", lambda cluster, window: [])
     monkeypatch.setattr(KindProvider, "_export_kubeconfig_if_exists", lambda self, name, kc: False)
 
     def make(api, **options):
@@ -117,6 +122,7 @@ def provider_for(tmp_path, monkeypatch):
             settings, run, ResourceTracker(settings.run_id), notes.append, offline_api=api, kind_cluster=FakeKindCluster
         )
         provider.waited = waited
+        provider.notes = notes
         return provider
 
     return make
@@ -202,3 +208,46 @@ def test_config_merge_keeps_user_settings():
     assert merged["networking"] == {"podSubnet": "10.244.0.0/16", "disableDefaultCNI": True}
     assert merged["kubeadmConfigPatches"] == ["mine", "theirs"]
     assert base["kubeadmConfigPatches"] == ["mine"]
+
+
+def test_readiness_gates_are_soft_the_cluster_is_handed_over_with_its_health_recorded(provider_for, monkeypatch):
+    """Nodes never Ready, kube-system DaemonSets never processed: the gates end (FAKE waits that
+    time out), the cluster is handed over anyway, and what the (FAKE) probe found is recorded."""
+    windows = []
+
+    def nodes_never(core, timeout, count):
+        raise WaitTimeout("all nodes Ready", "worker: NotReady", timeout)
+
+    def daemonsets_never(apps, ns, timeout):
+        windows.append(timeout)
+        raise WaitGaveUp("every DaemonSet in kube-system Ready", "no DaemonSet has been processed", 30)
+
+    text = "no DaemonSet has been processed (kube-proxy): is the DaemonSet controller running?"
+    found = [health.Finding("DaemonSet controller", text, final=True)]
+    monkeypatch.setattr(kind_provider.wait, "nodes_ready", nodes_never)
+    monkeypatch.setattr(kind_provider.wait, "daemonsets_ready", daemonsets_never)
+    monkeypatch.setattr(kind_provider.health, "settle", lambda cluster, window: found)
+    provider = provider_for(None)
+    cluster = provider.acquire("suites.test_workloads")
+
+    assert FakeKindCluster.made[0].events == ["create"]  # handed over, not deleted
+    assert windows == [kind_provider.DAEMONSETS_AFTER_NODES_TIMEOUT]  # nodes never came: a short DaemonSet gate
+    assert health.findings_for(cluster) == found
+    assert any("nodes ready: not within its window, going on" in n for n in provider.notes)
+    assert any("cluster health: no DaemonSet has been processed" in n for n in provider.notes)
+    phases = [what for what, _, _ in provider.stopwatch.phases]
+    assert phases[-3:] == [
+        "cluster cp-163000ab12-workloads: nodes ready",
+        "cluster cp-163000ab12-workloads: kube-system DaemonSets ready",
+        "cluster cp-163000ab12-workloads: health probe",
+    ]
+
+
+def test_an_api_server_that_does_not_answer_is_the_only_module_error(provider_for, monkeypatch):
+    def unreachable(cluster):
+        raise ClusterUnreachable(f"the API server of cluster {cluster.name} does not answer: ConnectionRefusedError")
+
+    monkeypatch.setattr(kind_provider.health, "require_reachable", unreachable)
+    with pytest.raises(ClusterUnreachable, match="does not answer"):
+        provider_for(None).acquire("session")
+    assert FakeKindCluster.made[0].events == ["create", "delete"]

@@ -316,3 +316,25 @@ def test_an_upgrade_json_of_the_wrong_shape_is_shown_as_far_as_it_goes(runs):
     assert "{&#39;uid&#39;: &#39;a&#39;}" in html
     path.write_text('["not", "an", "object"]')
     assert "1 entry of upgrade.json not of the documented shape" in page_of(runs / "upgrade")
+
+
+def test_cluster_health_is_shown_at_the_top_clusters_with_the_same_findings_together(runs):
+    """cluster.json `health` (what clusterproof.health found at hand-over) comes first on the page."""
+    artifacts = runs / "failures" / "artifacts"
+    data = json.loads((artifacts / "cluster.json").read_text())
+    finding = "kube-proxy: 0 of 3 nodes ready (the DaemonSet was never processed)"
+    for c in data["clusters"][:2]:
+        c["health"] = [finding, "no DaemonSet has been processed (kube-proxy): is the DaemonSet controller running?"]
+    (artifacts / "cluster.json").write_text(json.dumps(data))
+    html = page_of(runs / "failures")
+    text = text_of(html)
+
+    assert text.index("Cluster health") < text.index("Needs a look")
+    health = section(html, "health", "attention")
+    assert health.count(finding) == 1  # two clusters, one list
+    assert "cp-031700c3d4-services, cp-031700c3d4-service-discovery" in health
+    assert "is the DaemonSet controller running?" in health
+
+
+def test_no_health_section_when_nothing_was_found(runs):
+    assert 'id="health"' not in page_of(runs / "held")

@@ -69,6 +69,7 @@ def render(run: Run, past: list[PastRun], page: Path, last: int = HISTORY_RUNS, 
         run_length=svg.duration(run.whole_run["seconds"]) if run.whole_run else _test_span(run),
         counts=verdict_counts(run.counts),
         clusters=cluster_groups(run.clusters),
+        health=health_groups(run.clusters),
         attention=attention(groups),
         groups=groups,
         timeline=svg.run_timeline(run),
@@ -277,6 +278,17 @@ def cluster_groups(clusters: list[dict[str, Any]]) -> list[dict[str, Any]]:
         group = groups.setdefault(key, {**view, "names": []})
         group["names"].append(c.get("name", "?"))
     return list(groups.values())
+
+
+def health_groups(clusters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The clusters' health findings (cluster.json `health`), clusters with the same findings
+    named together: [{"names": [...], "findings": [...]}]."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for c in clusters:
+        found = c.get("health")
+        if isinstance(found, list) and found:
+            groups.setdefault(tuple(str(f) for f in found), []).append(str(c.get("name", "?")))
+    return [{"names": names, "findings": list(findings)} for findings, names in groups.items()]
 
 
 def _classes(items: list[dict[str, Any]] | None, what: str, none: str) -> str:

@@ -1,0 +1,593 @@
+"""Cluster health: a cheap look at the system components, and what it finds wrong in plain words.
+
+A cluster is never refused: whatever state it is in, it is handed over to the tests, and what
+is found wrong here is recorded ("cluster health": cluster.json, claims.json, the top of the
+claims table and of report.html) so that a reader sees the cause before the failures it explains:
+
+    no DaemonSet has been processed (kube-proxy, kindnet): is the DaemonSet controller running?
+    kube-proxy: 0 of 3 nodes ready (the DaemonSet was never processed)
+    CoreDNS pods not ready: coredns-7db6d8ff4d-x2x9q: Running (CrashLoopBackOff)
+    no Endpoints object for Service kube-system/kube-dns (4 min old): is the endpoints controller running?
+    kube-controller-manager: leader lease last renewed 5 min ago (holder ...): is it running?
+
+`probe(cluster)` reads a handful of lists (nodes; kube-system's DaemonSets, pods, Deployments,
+Services, Endpoints, EndpointSlices, leader Leases; local-path-storage's Deployments) and never
+raises: what cannot be read is left out. It works on any cluster (kind or existing).
+
+The same reads answer the jigs' "is waiting pointless?" questions (`routing_cause`,
+`endpoints_cause`, `daemonset_controller_cause`, `provisioner_cause`, `admission_disabled`):
+each returns the cause in words when a shared precondition is known to be broken, else None,
+and is cached per cluster for a few seconds. They are conservative: "unknown" is None, so a
+wait only ends early on positive evidence.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from kubernetes import client
+
+from clusterproof import wait
+from clusterproof.errors import ClusterUnreachable
+
+if TYPE_CHECKING:
+    from clusterproof.cluster import Cluster
+
+REQUEST_TIMEOUT = 10
+SYSTEM = "kube-system"
+ADDON_NAMESPACES = (SYSTEM, "local-path-storage")  # Deployments looked at (CoreDNS, provisioners)
+ENDPOINTS_NAMESPACES = (SYSTEM, "default")
+DNS_LABEL = "k8s-app=kube-dns"  # CoreDNS keeps kube-dns's label (Deployment, pods, Service)
+KUBE_PROXY = "kube-proxy"
+# DaemonSet name prefixes of pod networks that can take kube-proxy's place (no kube-proxy is then fine)
+PROXY_REPLACEMENTS = ("cilium", "kube-router", "antrea-agent", "calico-node")
+EMBEDDED_PROXY_KUBELETS = ("+k3s",)  # distributions whose agent runs kube-proxy itself (no pods)
+LEADER_LEASES = ("kube-controller-manager", "kube-scheduler")
+# provisioner name -> the Deployment that serves it, for provisioners whose pods do not say so
+KNOWN_PROVISIONERS = {"rancher.io/local-path": "local-path-provisioner"}
+SETTLED_AGE = 30.0  # seconds: a system object this old has been seen by its controller if one runs
+STALE_LEASE = 60.0  # seconds without a renewal (and at least 3 lease durations): the leader is gone
+CACHE_SECONDS = 15.0
+SETTLE_INTERVAL = 2.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing found wrong. `final`: waiting will not change it (the hand-over need not wait)."""
+
+    component: str
+    text: str
+    final: bool = False
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Look:
+    """One look at the cluster: each list read at most once, when first needed; a list that
+    cannot be read is empty and named in `unread`."""
+
+    def __init__(self, cluster: Cluster, now: float | None = None) -> None:
+        self.cluster = cluster
+        self.now = time.time() if now is None else now
+        self.unread: list[str] = []
+
+    def _read(self, what: str, fn: Callable[[], Any]) -> list[Any]:
+        try:
+            return list(fn().items)
+        except Exception as e:  # a health look never fails anything
+            self.unread.append(f"{what}: {type(e).__name__} {getattr(e, 'status', '') or ''}".strip())
+            return []
+
+    @cached_property
+    def nodes(self) -> list[client.V1Node]:
+        return self._read("nodes", lambda: self.cluster.core.list_node(_request_timeout=REQUEST_TIMEOUT))
+
+    @cached_property
+    def daemonsets(self) -> list[client.V1DaemonSet]:
+        apps = self.cluster.apps
+        return self._read(
+            "DaemonSets", lambda: apps.list_namespaced_daemon_set(SYSTEM, _request_timeout=REQUEST_TIMEOUT)
+        )
+
+    @cached_property
+    def all_daemonset_names(self) -> list[str]:
+        apps = self.cluster.apps
+        sets = self._read(
+            "DaemonSets (all namespaces)",
+            lambda: apps.list_daemon_set_for_all_namespaces(_request_timeout=REQUEST_TIMEOUT),
+        )
+        return [d.metadata.name for d in sets]
+
+    @cached_property
+    def system_pods(self) -> list[client.V1Pod]:
+        core = self.cluster.core
+        return self._read("pods", lambda: core.list_namespaced_pod(SYSTEM, _request_timeout=REQUEST_TIMEOUT))
+
+    @cached_property
+    def deployments(self) -> list[client.V1Deployment]:
+        apps = self.cluster.apps
+        found: list[client.V1Deployment] = []
+        for ns in ADDON_NAMESPACES:
+            found += self._read(
+                f"Deployments in {ns}",
+                lambda ns=ns: apps.list_namespaced_deployment(ns, _request_timeout=REQUEST_TIMEOUT),
+            )
+        return found
+
+    def pods_in(self, namespace: str) -> list[client.V1Pod]:
+        if namespace == SYSTEM:
+            return self.system_pods
+        core = self.cluster.core
+        return self._read(
+            f"pods in {namespace}", lambda: core.list_namespaced_pod(namespace, _request_timeout=REQUEST_TIMEOUT)
+        )
+
+    @cached_property
+    def services(self) -> list[client.V1Service]:
+        core = self.cluster.core
+        found: list[client.V1Service] = []
+        for ns in ENDPOINTS_NAMESPACES:
+            found += self._read(
+                f"Services in {ns}",
+                lambda ns=ns: core.list_namespaced_service(ns, _request_timeout=REQUEST_TIMEOUT),
+            )
+        return found
+
+    @cached_property
+    def endpoints(self) -> set[tuple[str, str]] | None:
+        """(namespace, name) of the Endpoints objects; None when they cannot be read."""
+        core = self.cluster.core
+        found: set[tuple[str, str]] = set()
+        for ns in ENDPOINTS_NAMESPACES:
+            try:
+                items = core.list_namespaced_endpoints(ns, _request_timeout=REQUEST_TIMEOUT).items
+            except Exception as e:
+                self.unread.append(f"Endpoints in {ns}: {type(e).__name__}")
+                return None
+            found |= {(ns, e.metadata.name) for e in items}
+        return found
+
+    @cached_property
+    def slice_services(self) -> set[tuple[str, str]] | None:
+        """(namespace, Service name) of the EndpointSlices the endpointslice controller made."""
+        found: set[tuple[str, str]] = set()
+        for ns in ENDPOINTS_NAMESPACES:
+            try:
+                items = client.DiscoveryV1Api(self.cluster.api).list_namespaced_endpoint_slice(
+                    ns,
+                    label_selector="endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io",
+                    _request_timeout=REQUEST_TIMEOUT,
+                ).items
+            except Exception as e:
+                self.unread.append(f"EndpointSlices in {ns}: {type(e).__name__}")
+                return None
+            found |= {(ns, (s.metadata.labels or {}).get("kubernetes.io/service-name", "")) for s in items}
+        return found
+
+    def lease(self, name: str) -> client.V1Lease | None:
+        try:
+            return client.CoordinationV1Api(self.cluster.api).read_namespaced_lease(
+                name, SYSTEM, _request_timeout=REQUEST_TIMEOUT
+            )
+        except Exception:  # no leader election, or not allowed to read: nothing to say
+            return None
+
+    def age(self, obj: Any) -> float:
+        created = obj.metadata.creation_timestamp
+        return self.now - created.timestamp() if created is not None else 0.0
+
+    def apiserver_args(self) -> list[str] | None:
+        """kube-apiserver's flags as its (static) mirror pod shows them; None when not visible."""
+        pods = [p for p in self.system_pods if (p.metadata.labels or {}).get("component") == "kube-apiserver"]
+        if not pods:
+            return None
+        container = pods[0].spec.containers[0]
+        return [*(container.command or []), *(container.args or [])]
+
+
+# --- what is wrong ---------------------------------------------------------------------------
+
+
+def probe(cluster: Cluster, *, now: float | None = None) -> list[Finding]:
+    """Everything found wrong with the system components, in plain words (never raises)."""
+    look = Look(cluster, now)
+    found: list[Finding] = []
+    for check in (
+        node_findings,
+        daemonset_findings,
+        kube_proxy_findings,
+        dns_findings,
+        deployment_findings,
+        endpoints_findings,
+        lease_findings,
+    ):
+        try:
+            found += check(look)
+        except Exception as e:  # a bug in one check must not hide the others
+            found.append(Finding("clusterproof", f"health check {check.__name__} failed: {type(e).__name__}: {e}"))
+    return found
+
+
+def node_findings(look: Look) -> list[Finding]:
+    bad = []
+    for node in look.nodes:
+        if wait.node_is_ready(node):
+            continue
+        ready = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None) if node.status else None
+        why = f" ({ready.reason}: {ready.message})" if ready is not None and ready.message else ""
+        bad.append(f"{node.metadata.name}{why}")
+    return [Finding("nodes", f"nodes not Ready: {'; '.join(bad)}")] if bad else []
+
+
+def daemonset_findings(look: Look) -> list[Finding]:
+    sets = look.daemonsets
+    if not sets:
+        return []
+    found = []
+    if not any(_processed(d) for d in sets):
+        names = ", ".join(sorted(d.metadata.name for d in sets))
+        settled = max(look.age(d) for d in sets) >= SETTLED_AGE
+        found.append(
+            Finding(
+                "DaemonSet controller",
+                f"no DaemonSet has been processed ({names}): is the DaemonSet controller running?",
+                final=settled,
+            )
+        )
+    nodes = len(look.nodes)
+    for ds in sorted(sets, key=lambda d: d.metadata.name):
+        name = ds.metadata.name
+        s = ds.status
+        if not _processed(ds):
+            found.append(Finding(name, f"{name}: 0 of {nodes} nodes ready (the DaemonSet was never processed)"))
+            continue
+        desired, ready = s.desired_number_scheduled or 0, s.number_ready or 0
+        if desired == 0 and nodes:
+            found.append(Finding(name, f"{name}: runs on no node (0 of {nodes} nodes wanted)", final=True))
+        elif ready < desired:
+            pods = _pods_of(look.system_pods, ds.spec.selector.match_labels or {})
+            stuck = _stuck(pods)
+            states = f" (pods: {wait.describe_pods(p for p in pods if not wait.pod_is_ready(p))})" if pods else ""
+            found.append(Finding(name, f"{name}: {ready} of {desired} nodes ready{states}", final=bool(stuck)))
+    return found
+
+
+def kube_proxy_findings(look: Look) -> list[Finding]:
+    """kube-proxy not there at all (mode none, or removed): only a finding when nothing else
+    implements Services (a pod network that replaces it, or a distribution that embeds it)."""
+    if any(d.metadata.name == KUBE_PROXY for d in look.daemonsets) or _kube_proxy_pods(look):
+        return []  # its DaemonSet's state is daemonset_findings'
+    replacement = proxy_replacement(look)
+    if replacement or not look.nodes:
+        return []
+    return [
+        Finding(
+            KUBE_PROXY,
+            f"{KUBE_PROXY}: not running on any node (no DaemonSet or pod {SYSTEM}/{KUBE_PROXY}) and no pod "
+            "network that replaces it: nothing implements Services",
+            final=True,
+        )
+    ]
+
+
+def dns_findings(look: Look) -> list[Finding]:
+    state = dns_state(look)
+    return [Finding("CoreDNS", state.problem, final=state.final)] if state.problem else []
+
+
+def deployment_findings(look: Look) -> list[Finding]:
+    found = []
+    for d in look.deployments:
+        if _is_dns(d):
+            continue  # dns_findings
+        name, ns = d.metadata.name, d.metadata.namespace
+        want = d.spec.replicas if d.spec.replicas is not None else 1
+        available = (d.status.available_replicas or 0) if d.status else 0
+        if want == 0:
+            found.append(Finding(name, f"{name}: Deployment {ns}/{name} scaled to 0 replicas", final=True))
+        elif available < want:
+            pods = _pods_of(look.pods_in(ns), (d.spec.selector.match_labels or {}) if d.spec.selector else {})
+            states = f" (pods: {wait.describe_pods(pods)})" if pods else " (no pods)"
+            found.append(
+                Finding(name, f"{name}: {available} of {want} replicas available{states}", final=bool(_stuck(pods)))
+            )
+    return found
+
+
+def endpoints_findings(look: Look) -> list[Finding]:
+    """Services with a selector, old enough, that have no Endpoints object (no EndpointSlice):
+    the endpoints (endpointslice) controller is not running. Evidence from kube-system and default."""
+    settled = [s for s in look.services if s.spec.selector and s.spec.cluster_ip and look.age(s) >= SETTLED_AGE]
+    if not settled:
+        return []
+    found = []
+    for objects, controller, kind in (
+        (look.endpoints, "endpoints controller", "Endpoints object"),
+        (look.slice_services, "endpointslice controller", "EndpointSlice"),
+    ):
+        if objects is None:
+            continue
+        missing = [s for s in settled if (s.metadata.namespace, s.metadata.name) not in objects]
+        if missing and len(missing) == len(settled):
+            names = ", ".join(f"{s.metadata.namespace}/{s.metadata.name} ({_ago(look.age(s))} old)" for s in missing)
+            found.append(
+                Finding(controller, f"no {kind} for Service {names}: is the {controller} running?", final=True)
+            )
+    return found
+
+
+def lease_findings(look: Look) -> list[Finding]:
+    found = []
+    for name in LEADER_LEASES:
+        lease = look.lease(name)
+        spec = lease.spec if lease is not None else None
+        if spec is None or spec.renew_time is None:
+            continue
+        age = look.now - spec.renew_time.timestamp()
+        if age > max(STALE_LEASE, 3 * (spec.lease_duration_seconds or 15)):
+            holder = f" (holder {spec.holder_identity})" if spec.holder_identity else ""
+            found.append(
+                Finding(name, f"{name}: leader lease last renewed {_ago(age)} ago{holder}: is it running?", final=True)
+            )
+    return found
+
+
+# --- cluster DNS ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DnsState:
+    """CoreDNS (or kube-dns) as installed: `installed` False when there is no DNS Deployment and
+    no DNS pod at all (a part the cluster lacks); `problem` says why it cannot answer, if known."""
+
+    installed: bool
+    problem: str = ""
+    final: bool = False
+    pods: str = "none"
+
+
+def dns_state(look: Look) -> DnsState:
+    deployments = [d for d in look.deployments if _is_dns(d) and d.metadata.namespace == SYSTEM]
+    pods = [p for p in look.system_pods if (p.metadata.labels or {}).get("k8s-app") == "kube-dns"]
+    described = wait.describe_pods(pods) if pods else "none"
+    if not deployments and not pods:
+        return DnsState(installed=False)
+    scaled = [d for d in deployments if d.spec.replicas == 0]
+    if scaled and not pods:
+        names = ", ".join(f"{SYSTEM}/{d.metadata.name}" for d in scaled)
+        return DnsState(True, f"CoreDNS: Deployment {names} scaled to 0 replicas: no DNS pods", True, described)
+    if not pods:
+        return DnsState(True, "CoreDNS: no DNS pods (the Deployment has made none)", False, described)
+    not_ready = [p for p in pods if not wait.pod_is_ready(p)]
+    if len(not_ready) == len(pods):
+        stuck = _stuck(pods)
+        return DnsState(True, f"CoreDNS pods not ready: {wait.describe_pods(not_ready)}", bool(stuck), described)
+    return DnsState(True, "", False, described)
+
+
+# --- causes for waits that cannot succeed ----------------------------------------------------
+
+_cache: dict[tuple[str, str], tuple[float, Any]] = {}
+_cache_lock = threading.Lock()
+
+
+def _cached(cluster: Cluster, key: str, fn: Callable[[], Any], *, clock: Callable[[], float] = time.monotonic) -> Any:
+    with _cache_lock:
+        hit = _cache.get((cluster.name, key))
+        if hit is not None and clock() - hit[0] < CACHE_SECONDS:
+            return hit[1]
+    value = fn()
+    with _cache_lock:
+        _cache[(cluster.name, key)] = (clock(), value)
+    return value
+
+
+def forget(cluster: Cluster) -> None:
+    """Drop what is cached about the cluster (it was changed on purpose, or let go)."""
+    with _cache_lock:
+        for key in [k for k in _cache if k[0] == cluster.name]:
+            del _cache[key]
+
+
+def routing_cause(cluster: Cluster) -> str | None:
+    """Why no Service can route, when known: kube-proxy runs (Ready) on no node and nothing
+    replaces it. None when kube-proxy runs somewhere, or when unsure."""
+
+    def look_once() -> str | None:
+        look = Look(cluster)
+        if not look.nodes or proxy_replacement(look):
+            return None
+        pods = _kube_proxy_pods(look)
+        if any(wait.pod_is_ready(p) for p in pods):
+            return None
+        ds = next((d for d in look.daemonsets if d.metadata.name == KUBE_PROXY), None)
+        if ds is None and not pods:
+            where = f"no DaemonSet or pod {SYSTEM}/{KUBE_PROXY}"
+        elif ds is not None and not _processed(ds):
+            where = f"DaemonSet {SYSTEM}/{KUBE_PROXY} never processed: is the DaemonSet controller running?"
+        else:
+            wanted = (ds.status.desired_number_scheduled or 0) if ds is not None and ds.status else len(pods)
+            where = f"0 of {wanted} {KUBE_PROXY} pods ready" + (f": {wait.describe_pods(pods)}" if pods else "")
+        return f"{KUBE_PROXY} runs on no node ({where}): nothing writes the Services' rules"
+
+    return _cached(cluster, "routing", look_once)
+
+
+def endpoints_cause(cluster: Cluster) -> str | None:
+    """Why a Service gets no Endpoints object, when known (the cluster's older Services have none)."""
+
+    def look_once() -> str | None:
+        found = [f for f in endpoints_findings(Look(cluster)) if f.component == "endpoints controller"]
+        return found[0].text if found else None
+
+    return _cached(cluster, "endpoints", look_once)
+
+
+def daemonset_controller_cause(cluster: Cluster) -> str | None:
+    """Why a DaemonSet is never processed, when known (no DaemonSet in kube-system ever was)."""
+
+    def look_once() -> str | None:
+        found = [f for f in daemonset_findings(Look(cluster)) if f.component == "DaemonSet controller" and f.final]
+        return found[0].text if found else None
+
+    return _cached(cluster, "daemonsets", look_once)
+
+
+def provisioner_cause(cluster: Cluster, provisioner: str) -> str | None:
+    """Why `provisioner` makes no PV, when known: its Deployment (KNOWN_PROVISIONERS) is scaled to
+    0 or has no available replica."""
+    deployment = KNOWN_PROVISIONERS.get(provisioner)
+    if deployment is None:
+        return None
+
+    def look_once() -> str | None:
+        try:
+            found = cluster.apps.list_deployment_for_all_namespaces(
+                field_selector=f"metadata.name={deployment}", _request_timeout=REQUEST_TIMEOUT
+            ).items
+        except Exception:
+            return None
+        for d in found:
+            want = d.spec.replicas if d.spec.replicas is not None else 1
+            available = (d.status.available_replicas or 0) if d.status else 0
+            where = f"Deployment {d.metadata.namespace}/{d.metadata.name}"
+            if want == 0:
+                return f"{where} is scaled to 0 replicas: nothing provisions for {provisioner}"
+            if available == 0:
+                return f"{where} has 0 of {want} replicas available: nothing provisions for {provisioner}"
+        return None
+
+    return _cached(cluster, f"provisioner {provisioner}", look_once)
+
+
+def admission_disabled(cluster: Cluster, plugin: str) -> str | None:
+    """kube-apiserver's flag that turns admission plugin `plugin` off, when its mirror pod shows one."""
+
+    def look_once() -> str | None:
+        args = Look(cluster).apiserver_args() or []
+        for arg in args:
+            flag, _, value = arg.partition("=")
+            if flag == "--disable-admission-plugins" and plugin in value.split(","):
+                return f"kube-apiserver runs with {arg}: the {plugin} admission plugin is off"
+        return None
+
+    return _cached(cluster, f"admission {plugin}", look_once)
+
+
+def give_up_after(
+    grace: float, cause: Callable[[], str | None], *, clock: Callable[[], float] = time.monotonic
+) -> Callable[[Any], str | None]:
+    """A wait's `final` (for state it ignores): once `grace` seconds have passed, the cause of a
+    broken shared precondition, when there is one. Within the grace a wait always goes on."""
+    started = clock()
+
+    def final(_: Any = None) -> str | None:
+        return cause() if clock() - started >= grace else None
+
+    return final
+
+
+# --- the hand-over -------------------------------------------------------------------------------
+
+_recorded: dict[str, list[Finding]] = {}
+
+
+def settle(
+    cluster: Cluster,
+    window: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Finding]:
+    """Probe until nothing is found wrong, every finding is final, or `window` seconds passed;
+    what was found last (a young cluster's CoreDNS may still be starting: that is waited for)."""
+    deadline = clock() + window
+    while True:
+        found = probe(cluster)
+        if not found or all(f.final for f in found) or clock() >= deadline:
+            return found
+        sleep(SETTLE_INTERVAL)
+
+
+def record(cluster: Cluster, findings: Iterable[Finding]) -> None:
+    """What the provider found when it handed the cluster over (facts.py writes it out)."""
+    _recorded[cluster.name] = list(findings)
+
+
+def findings_for(cluster: Cluster) -> list[Finding]:
+    """The recorded findings, else a probe now (an existing cluster)."""
+    recorded = _recorded.get(cluster.name)
+    return list(recorded) if recorded is not None else probe(cluster)
+
+
+def require_reachable(cluster: Cluster, timeout: float = REQUEST_TIMEOUT) -> None:
+    """Raise ClusterUnreachable when the API server does not answer at all (the only reason a
+    module errors as a whole)."""
+    try:
+        client.VersionApi(cluster.api).get_code(_request_timeout=timeout)
+    except Exception as e:
+        raise ClusterUnreachable(
+            f"the API server of cluster {cluster.name} does not answer: {type(e).__name__}: {_first_line(e)}"
+        ) from None
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def proxy_replacement(look: Look) -> str | None:
+    """What implements Services instead of kube-proxy pods, when something may."""
+    for name in look.all_daemonset_names:
+        if name.startswith(PROXY_REPLACEMENTS):
+            return f"DaemonSet {name}"
+    for node in look.nodes:
+        kubelet = node.status.node_info.kubelet_version if node.status and node.status.node_info else ""
+        if any(mark in kubelet for mark in EMBEDDED_PROXY_KUBELETS):
+            return f"kubelet {kubelet} (embeds kube-proxy)"
+    return None
+
+
+def _kube_proxy_pods(look: Look) -> list[client.V1Pod]:
+    return [
+        p
+        for p in look.system_pods
+        if (p.metadata.labels or {}).get("k8s-app") == KUBE_PROXY or p.metadata.name.startswith(f"{KUBE_PROXY}-")
+    ]
+
+
+def _processed(ds: client.V1DaemonSet) -> bool:
+    return ds.status is not None and bool(ds.status.observed_generation)
+
+
+def _is_dns(deployment: client.V1Deployment) -> bool:
+    labels = deployment.metadata.labels or {}
+    return labels.get("k8s-app") == "kube-dns" or deployment.metadata.name in ("coredns", "kube-dns")
+
+
+def _pods_of(pods: list[client.V1Pod], match_labels: dict[str, str]) -> list[client.V1Pod]:
+    if not match_labels:
+        return []
+    return [p for p in pods if all((p.metadata.labels or {}).get(k) == v for k, v in match_labels.items())]
+
+
+def _stuck(pods: Iterable[client.V1Pod]) -> list[str]:
+    return [reason for p in pods if (reason := wait.stuck_container(p))]
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else ""

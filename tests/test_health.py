@@ -1,0 +1,372 @@
+"""clusterproof.health on a FAKE cluster: canned API objects from fake clients (no API server),
+one broken component at a time, and what the probe and the wait causes say about it."""
+
+import datetime
+import time
+from types import SimpleNamespace
+
+import pytest
+from kubernetes import client
+
+from clusterproof import health, wait
+from clusterproof.errors import WaitGaveUp
+
+NOW = time.time()
+OLD = datetime.datetime.fromtimestamp(NOW - 600, datetime.UTC)  # 10 min: settled
+YOUNG = datetime.datetime.fromtimestamp(NOW - 5, datetime.UTC)
+
+
+def meta(name, namespace="kube-system", labels=None, created=OLD):
+    return client.V1ObjectMeta(name=name, namespace=namespace, labels=labels or {}, creation_timestamp=created)
+
+
+def node(name, ready=True, kubelet="v1.37.2"):
+    return client.V1Node(
+        metadata=meta(name, None),
+        status=client.V1NodeStatus(
+            conditions=[
+                client.V1NodeCondition(
+                    type="Ready",
+                    status="True" if ready else "False",
+                    reason=None if ready else "KubeletNotReady",
+                    message=None if ready else "container runtime network not ready",
+                )
+            ],
+            node_info=client.V1NodeSystemInfo(
+                kubelet_version=kubelet, architecture="amd64", boot_id="", container_runtime_version="",
+                kernel_version="", kube_proxy_version="", machine_id="", operating_system="linux", os_image="",
+                system_uuid="",
+            ),
+        ),
+    )
+
+
+def daemonset(name, desired=3, ready=3, processed=True, created=OLD):
+    status = client.V1DaemonSetStatus(
+        current_number_scheduled=desired if processed else 0,
+        desired_number_scheduled=desired if processed else 0,
+        number_misscheduled=0,
+        number_ready=ready if processed else 0,
+        observed_generation=1 if processed else None,
+    )
+    return client.V1DaemonSet(
+        metadata=meta(name, labels={"k8s-app": name}, created=created),
+        spec=client.V1DaemonSetSpec(
+            selector=client.V1LabelSelector(match_labels={"k8s-app": name}), template=client.V1PodTemplateSpec()
+        ),
+        status=status,
+    )
+
+
+def pod(name, labels, ready=True, waiting=None):
+    statuses = [
+        client.V1ContainerStatus(
+            name="c",
+            image="i",
+            image_id="",
+            ready=ready,
+            restart_count=3 if waiting else 0,
+            state=client.V1ContainerState(waiting=client.V1ContainerStateWaiting(reason=waiting) if waiting else None),
+        )
+    ]
+    return client.V1Pod(
+        metadata=meta(name, labels=labels),
+        status=client.V1PodStatus(
+            phase="Running",
+            conditions=[client.V1PodCondition(type="Ready", status="True" if ready else "False")],
+            container_statuses=statuses,
+        ),
+    )
+
+
+def deployment(name, namespace="kube-system", replicas=2, available=2, labels=None):
+    return client.V1Deployment(
+        metadata=meta(name, namespace, labels=labels),
+        spec=client.V1DeploymentSpec(
+            replicas=replicas,
+            selector=client.V1LabelSelector(match_labels=labels or {"app": name}),
+            template=client.V1PodTemplateSpec(),
+        ),
+        status=client.V1DeploymentStatus(available_replicas=available),
+    )
+
+
+def service(name, namespace="kube-system", selector=None, created=OLD):
+    return client.V1Service(
+        metadata=meta(name, namespace, created=created),
+        spec=client.V1ServiceSpec(selector=selector, cluster_ip="10.96.0.10"),
+    )
+
+
+DNS_LABELS = {"k8s-app": "kube-dns"}
+
+
+def items(objects):
+    return SimpleNamespace(items=list(objects))
+
+
+class FakeCluster:
+    """FAKE Cluster: a healthy kind cluster unless told otherwise; each list answers from these lists."""
+
+    count = 0
+
+    def __init__(self, **broken):
+        FakeCluster.count += 1
+        self.name = f"fake-{FakeCluster.count}"  # a name of its own: health caches per cluster name
+        self.nodes = [node("cp"), node("w1"), node("w2")]
+        self.daemonsets = [daemonset("kube-proxy"), daemonset("kindnet")]
+        self.pods = [pod(f"kube-proxy-{n}", {"k8s-app": "kube-proxy"}) for n in "abc"] + [
+            pod("coredns-1", DNS_LABELS),
+            pod("coredns-2", DNS_LABELS),
+        ]
+        self.deployments = [
+            deployment("coredns", labels=DNS_LABELS),
+            deployment("local-path-provisioner", "local-path-storage", 1, 1),
+        ]
+        self.services = [service("kube-dns", selector=DNS_LABELS), service("kubernetes", "default")]
+        self.endpoints = {("kube-system", "kube-dns"), ("default", "kubernetes")}
+        self.slices = {("kube-system", "kube-dns"), ("default", "kubernetes")}
+        self.apiserver_args = ["kube-apiserver", "--enable-admission-plugins=NodeRestriction"]
+        for key, value in broken.items():
+            setattr(self, key, value)
+        me = self
+        self.core = SimpleNamespace(
+            list_node=lambda **_: items(me.nodes),
+            list_namespaced_pod=lambda ns, **_: items(
+                [p for p in me.pods + me.apiserver_pods() if p.metadata.namespace == ns]
+            ),
+            list_namespaced_service=lambda ns, **_: items(s for s in me.services if s.metadata.namespace == ns),
+            list_namespaced_endpoints=lambda ns, **_: items(
+                SimpleNamespace(metadata=SimpleNamespace(name=n)) for n_ns, n in me.endpoints if n_ns == ns
+            ),
+        )
+        self.apps = SimpleNamespace(
+            list_namespaced_daemon_set=lambda ns, **_: items(me.daemonsets),
+            list_daemon_set_for_all_namespaces=lambda **_: items(me.daemonsets),
+            list_namespaced_deployment=lambda ns, **_: items(d for d in me.deployments if d.metadata.namespace == ns),
+            list_deployment_for_all_namespaces=lambda field_selector, **_: items(
+                d for d in me.deployments if field_selector == f"metadata.name={d.metadata.name}"
+            ),
+        )
+        self.api = None
+
+    def apiserver_pods(self):
+        container = client.V1Container(name="kube-apiserver", command=self.apiserver_args)
+        return [
+            client.V1Pod(
+                metadata=meta("kube-apiserver-cp", labels={"component": "kube-apiserver"}),
+                spec=client.V1PodSpec(containers=[container]),
+            )
+        ]
+
+
+@pytest.fixture(autouse=True)
+def fake_discovery_and_leases(monkeypatch):
+    """FAKE DiscoveryV1Api / CoordinationV1Api: EndpointSlices from the cluster's `slices`; the
+    controller-manager's lease renewed `lease_age` seconds ago (fresh unless told)."""
+
+    def slices(api, *, cluster_of=lambda: None):
+        raise AssertionError
+
+    class Discovery:
+        def __init__(self, api):
+            pass
+
+        def list_namespaced_endpoint_slice(self, ns, **_):
+            return items(
+                SimpleNamespace(metadata=SimpleNamespace(labels={"kubernetes.io/service-name": n}))
+                for n_ns, n in CURRENT.slices
+                if n_ns == ns
+            )
+
+    class Coordination:
+        def __init__(self, api):
+            pass
+
+        def read_namespaced_lease(self, name, ns, **_):
+            if name != "kube-controller-manager":
+                raise client.ApiException(status=404)
+            renewed = datetime.datetime.fromtimestamp(time.time() - CURRENT.lease_age, datetime.UTC)
+            spec = client.V1LeaseSpec(renew_time=renewed, lease_duration_seconds=15, holder_identity="cp_1234")
+            return client.V1Lease(spec=spec)
+
+    monkeypatch.setattr(health.client, "DiscoveryV1Api", Discovery)
+    monkeypatch.setattr(health.client, "CoordinationV1Api", Coordination)
+
+
+CURRENT = SimpleNamespace(slices=set(), lease_age=2)
+
+
+def cluster(**broken):
+    c = FakeCluster(**{k: v for k, v in broken.items() if k != "lease_age"})
+    CURRENT.slices = c.slices
+    CURRENT.lease_age = broken.get("lease_age", 2)
+    return c
+
+
+def texts(c):
+    return [str(f) for f in health.probe(c)]
+
+
+def test_a_healthy_cluster_has_no_findings_and_no_causes():
+    c = cluster()
+    assert texts(c) == []
+    assert health.routing_cause(c) is None and health.endpoints_cause(c) is None
+    assert health.daemonset_controller_cause(c) is None
+    assert health.provisioner_cause(c, "rancher.io/local-path") is None
+    assert health.admission_disabled(c, "ResourceQuota") is None
+
+
+def test_daemonset_controller_off():
+    c = cluster(
+        daemonsets=[daemonset("kindnet", processed=False), daemonset("kube-proxy", processed=False)],
+        pods=[pod("coredns-1", DNS_LABELS)],
+    )
+    assert texts(c)[:3] == [
+        "no DaemonSet has been processed (kindnet, kube-proxy): is the DaemonSet controller running?",
+        "kindnet: 0 of 3 nodes ready (the DaemonSet was never processed)",
+        "kube-proxy: 0 of 3 nodes ready (the DaemonSet was never processed)",
+    ]
+    assert health.daemonset_controller_cause(c).startswith("no DaemonSet has been processed")
+    assert health.routing_cause(c) == (
+        "kube-proxy runs on no node (DaemonSet kube-system/kube-proxy never processed: is the DaemonSet "
+        "controller running?): nothing writes the Services' rules"
+    )
+
+
+def test_a_young_clusters_unprocessed_daemonsets_are_not_final_yet():
+    c = cluster(daemonsets=[daemonset("kube-proxy", processed=False, created=YOUNG)])
+    found = [f for f in health.probe(c) if f.component == "DaemonSet controller"]
+    assert found and not found[0].final
+    assert health.daemonset_controller_cause(c) is None
+
+
+def test_kube_proxy_removed_from_every_node_and_mode_none():
+    removed = cluster(
+        daemonsets=[daemonset("kube-proxy", desired=0, ready=0), daemonset("kindnet")],
+        pods=[pod("coredns-1", DNS_LABELS)],
+    )
+    assert "kube-proxy: runs on no node (0 of 3 nodes wanted)" in texts(removed)
+    assert health.routing_cause(removed).startswith("kube-proxy runs on no node (0 of 0 kube-proxy pods ready)")
+    mode_none = cluster(daemonsets=[daemonset("kindnet")], pods=[pod("coredns-1", DNS_LABELS)])
+    assert texts(mode_none) == [
+        "kube-proxy: not running on any node (no DaemonSet or pod kube-system/kube-proxy) and no pod network "
+        "that replaces it: nothing implements Services"
+    ]
+    assert "no DaemonSet or pod kube-system/kube-proxy" in health.routing_cause(mode_none)
+
+
+def test_no_kube_proxy_is_fine_where_something_replaces_it():
+    cilium = cluster(daemonsets=[daemonset("cilium")], pods=[pod("coredns-1", DNS_LABELS)])
+    assert texts(cilium) == [] and health.routing_cause(cilium) is None
+    k3s = cluster(
+        daemonsets=[], pods=[pod("coredns-1", DNS_LABELS)], nodes=[node("k3s-1", kubelet="v1.33.1+k3s1")]
+    )
+    assert texts(k3s) == [] and health.routing_cause(k3s) is None
+
+
+def test_a_kube_proxy_pod_that_crashes_is_named_with_its_state():
+    pods = [pod("kube-proxy-a", {"k8s-app": "kube-proxy"}, ready=False, waiting="CrashLoopBackOff")]
+    c = cluster(daemonsets=[daemonset("kube-proxy", desired=1, ready=0)], pods=pods, nodes=[node("cp")])
+    (finding,) = [f for f in health.probe(c) if f.component == "kube-proxy"]
+    assert finding.text == "kube-proxy: 0 of 1 nodes ready (pods: kube-proxy-a: Running (CrashLoopBackOff))"
+    assert finding.final
+
+
+def test_coredns_crashing_scaled_to_zero_or_not_installed():
+    crashing = cluster(pods=[pod("coredns-1", DNS_LABELS, ready=False, waiting="CrashLoopBackOff")])
+    assert "CoreDNS pods not ready: coredns-1: Running (CrashLoopBackOff)" in texts(crashing)
+    scaled = cluster(pods=[], deployments=[deployment("coredns", replicas=0, available=0, labels=DNS_LABELS)])
+    assert texts(scaled) == ["CoreDNS: Deployment kube-system/coredns scaled to 0 replicas: no DNS pods"]
+    state = health.dns_state(health.Look(scaled))
+    assert state.installed and state.final
+    absent = cluster(pods=[], deployments=[])
+    assert not health.dns_state(health.Look(absent)).installed and texts(absent) == []
+
+
+def test_endpoints_and_endpointslice_controllers_off():
+    c = cluster(endpoints={("default", "kubernetes")}, slices=set())
+    assert texts(c) == [
+        "no Endpoints object for Service kube-system/kube-dns (10 min old): is the endpoints controller running?",
+        "no EndpointSlice for Service kube-system/kube-dns (10 min old): is the endpointslice controller running?",
+    ]
+    assert health.endpoints_cause(c).startswith("no Endpoints object for Service kube-system/kube-dns")
+    young = cluster(endpoints=set(), services=[service("kube-dns", selector=DNS_LABELS, created=YOUNG)])
+    assert health.endpoints_cause(young) is None  # not yet evidence
+
+
+def test_local_path_provisioner_scaled_to_zero():
+    scaled = deployment("local-path-provisioner", "local-path-storage", 0, 0)
+    c = cluster(deployments=[deployment("coredns", labels=DNS_LABELS), scaled])
+    assert texts(c) == [
+        "local-path-provisioner: Deployment local-path-storage/local-path-provisioner scaled to 0 replicas"
+    ]
+    assert health.provisioner_cause(c, "rancher.io/local-path") == (
+        "Deployment local-path-storage/local-path-provisioner is scaled to 0 replicas: nothing provisions for "
+        "rancher.io/local-path"
+    )
+    assert health.provisioner_cause(c, "example.com/unknown") is None
+
+
+def test_controller_manager_lease_not_renewed():
+    c = cluster(lease_age=400)
+    assert texts(c) == [
+        "kube-controller-manager: leader lease last renewed 6 min ago (holder cp_1234): is it running?"
+    ]
+
+
+def test_resource_quota_admission_disabled_on_the_api_server():
+    c = cluster(apiserver_args=["kube-apiserver", "--disable-admission-plugins=ResourceQuota,ServiceAccount"])
+    assert health.admission_disabled(c, "ResourceQuota") == (
+        "kube-apiserver runs with --disable-admission-plugins=ResourceQuota,ServiceAccount: the ResourceQuota "
+        "admission plugin is off"
+    )
+
+
+def test_nodes_not_ready_are_named_with_the_kubelets_reason():
+    c = cluster(nodes=[node("cp"), node("w1", ready=False)])
+    assert "nodes not Ready: w1 (KubeletNotReady: container runtime network not ready)" in texts(c)
+
+
+def test_what_cannot_be_read_is_left_out_never_raised():
+    c = cluster()
+    c.core.list_node = lambda **_: (_ for _ in ()).throw(client.ApiException(status=403))
+    assert health.probe(c) == []  # the nodes' findings are left out, the rest still looked at
+    look = health.Look(c)
+    assert look.nodes == [] and look.unread == ["nodes: ApiException 403"]
+
+
+def test_settle_waits_for_a_young_cluster_and_stops_early_when_every_finding_is_final(monkeypatch):
+    answers = iter([[health.Finding("CoreDNS", "CoreDNS pods not ready: coredns-1: Pending")], []])
+    monkeypatch.setattr(health, "probe", lambda c: next(answers))
+    slept = []
+    assert health.settle(SimpleNamespace(name="x"), 60, clock=lambda: 0.0, sleep=slept.append) == []
+    assert slept == [health.SETTLE_INTERVAL]
+    final = [health.Finding("kube-proxy", "kube-proxy: runs on no node", final=True)]
+    monkeypatch.setattr(health, "probe", lambda c: final)
+    assert health.settle(SimpleNamespace(name="x"), 60, clock=lambda: 0.0, sleep=slept.append) == final
+    assert len(slept) == 1
+
+
+def test_give_up_after_waits_out_the_grace_first():
+    now = [0.0]
+    final = health.give_up_after(15, lambda: "kube-proxy runs on no node", clock=lambda: now[0])
+    assert final(None) is None
+    now[0] = 15.0
+    assert final(None) == "kube-proxy runs on no node"
+
+
+def test_the_boot_gate_gives_up_once_no_daemonset_was_processed_within_the_grace():
+    now = [0.0]
+
+    def tick(seconds):
+        now[0] += seconds
+
+    unprocessed = [daemonset("kube-proxy", processed=False), daemonset("kindnet", processed=False)]
+    apps = SimpleNamespace(list_namespaced_daemon_set=lambda ns, **_: items(unprocessed))
+    with pytest.raises(WaitGaveUp) as info:
+        wait.daemonsets_ready(apps, "kube-system", 300, grace=30, clock=lambda: now[0], sleep=tick)
+    assert now[0] == 30.0  # not the whole 300 s
+    assert "no DaemonSet has been processed (kindnet, kube-proxy): is the DaemonSet controller running?" in str(
+        info.value
+    )
