@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 
+from clusterproof.errors import SetupFailed
+
 if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
 
@@ -60,6 +62,24 @@ class ApiAnswer:
     def __str__(self) -> str:
         text = f"HTTP {self.status} accepted" if self.accepted else f"HTTP {self.status} {self.reason}: {self.message}"
         return text + (f" (warnings: {'; '.join(self.warnings)})" if self.warnings else "")
+
+    @property
+    def detail(self) -> str:
+        """str(self) plus the field causes the message does not already spell out."""
+        extra = [f"{c.field}: {c.message}" for c in self.causes if c.message and c.message not in self.message]
+        return str(self) + (f" [causes: {'; '.join(extra)}]" if extra else "")
+
+
+class ApiRefusal(SetupFailed, client.ApiException):
+    """The API server refused to create (or change) an object a test needs for its set-up:
+    `could not evaluate (set-up: create Service svc-nodeport): HTTP 422 Invalid: ...`, in the
+    server's words. Still an ApiException (status, body, headers as the server sent them), so
+    `answer_to` and callers that judge the refusal themselves read it as before."""
+
+    def __init__(self, step: str, error: client.ApiException) -> None:
+        self.answer = ApiAnswer.from_exception(error)
+        self.status, self.reason, self.body, self.headers = error.status, error.reason, error.body, error.headers
+        SetupFailed.__init__(self, step, self.answer.detail)
 
 
 def answer_to(request: Callable[[], Any], *, status: int = 201) -> ApiAnswer:

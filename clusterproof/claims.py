@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from clusterproof import verdicts as outcomes
 from clusterproof.errors import ClaimsError
 from clusterproof.redact import redact
 
@@ -33,6 +34,11 @@ HELD, PARTIAL, FAILED, ERROR, SKIPPED, NO_TEST = (
     "error",
     "skipped",
     "no test",
+)
+COULD_NOT_EVALUATE = "could not evaluate"
+LEGEND = (
+    "failed: the cluster broke the claim (its observable was reached and was not as claimed); "
+    "error: could not evaluate, because a set-up step or fixture failed first (the reason names it)"
 )
 
 
@@ -155,9 +161,11 @@ class ClaimVerdict:
 
     @property
     def reason(self) -> str:
+        """Why not held: a failure's reason as the check words it; an error's as "could not
+        evaluate ..." (the set-up step and its cause), never mistakable for a failure."""
         wanted = {FAILED: ("failed",), ERROR: ("error", "unfinished"), SKIPPED: ("skipped",), PARTIAL: ("skipped",)}
         outcomes = wanted.get(self.verdict, ())
-        reasons = [t.reason for t in self.tests if t.outcome in outcomes and t.reason]
+        reasons = [_worded(t) for t in self.tests if t.outcome in outcomes and t.reason]
         return "; ".join(dict.fromkeys(reasons))
 
 
@@ -181,11 +189,13 @@ class ClaimLedger:
         for key, value in report.user_properties:
             if key == DIAGNOSTICS_PROPERTY:
                 test.diagnostics = str(value)
-        outcome = _phase_outcome(report)
+        # the plugin's verdict (verdicts.classify): a set-up step that failed in the test body is
+        # an error, a broken observable found by a fixture a failure
+        outcome = outcomes.outcome_of(report) or _phase_outcome(report)
         if outcome is None or _RANK[outcome] < _RANK[test.outcome]:
             return
         test.outcome = outcome
-        test.reason = report_reason(report) if outcome != "passed" else ""
+        test.reason = (outcomes.reason_of(report) or report_reason(report)) if outcome != "passed" else ""
         test.message = report_message(report) if outcome in ("failed", "error") else ""
 
     def verdicts(self) -> list[ClaimVerdict]:
@@ -237,6 +247,13 @@ class ClaimLedger:
                 for v in self.verdicts()
             ],
         }
+
+
+def _worded(test: RecordedTest) -> str:
+    """An errored test's reason says that the claim could not be evaluated (set-up failed)."""
+    if test.outcome == "error" and not test.reason.startswith(COULD_NOT_EVALUATE):
+        return f"{COULD_NOT_EVALUATE}: {test.reason}"
+    return test.reason
 
 
 # a later phase may only make a test's outcome worse (teardown error after a pass, ...);

@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from kubernetes import client
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from clusterproof.errors import ManifestError, ManifestNotFound
+from clusterproof.api_answers import ApiRefusal
+from clusterproof.errors import ManifestError, ManifestNotFound, SetupFailed
 
 if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
@@ -143,15 +146,25 @@ def apply(
     dry_run: bool = False,
 ) -> list[Doc]:
     """Create each document (server side, in order); returns the created objects as dicts.
-    dry_run: the API server admits or refuses each one but stores nothing."""
+    dry_run: the API server admits or refuses each one but stores nothing. A refusal is an
+    ApiRefusal (a SetupFailed and an ApiException): `could not evaluate (set-up: create Service
+    np-svc): HTTP 422 Invalid: ...` in the server's words; callers that judge the refusal
+    themselves take it through api_answers.answer_to."""
     created = []
     for doc in docs:
-        resource = cluster.dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+        name = (doc.get("metadata") or {}).get("name", "?")
+        step = f"create {doc['kind']} {name}" + (" (dry run)" if dry_run else "")
+        try:
+            resource = cluster.dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+        except ResourceNotFoundError:
+            raise SetupFailed(step, f"the API server does not serve {doc['apiVersion']} {doc['kind']}") from None
         namespace = doc.get("metadata", {}).get("namespace") if resource.namespaced else None
         if resource.namespaced and not namespace:
-            name = doc.get("metadata", {}).get("name", "?")
             raise ManifestError(f"{doc['kind']}/{name} is namespaced but has no namespace")
-        obj = resource.create(body=doc, namespace=namespace, dry_run="All" if dry_run else None).to_dict()
+        try:
+            obj = resource.create(body=doc, namespace=namespace, dry_run="All" if dry_run else None).to_dict()
+        except client.ApiException as e:
+            raise ApiRefusal(step, e) from e
         if tracker is not None and not dry_run:
             tracker.register(cluster, obj, namespaced=resource.namespaced)
         created.append(obj)

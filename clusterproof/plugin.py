@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from clusterproof import diagnostics, facts, node_access
+from clusterproof import diagnostics, facts, node_access, verdicts
 from clusterproof.claims import (
     CLAIM_PROPERTY,
+    LEGEND,
     Claim,
     ClaimLedger,
     check_claim_markers,
@@ -130,6 +131,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    # failed (the cluster broke the claim) or error (a set-up step failed: could not evaluate)
+    verdicts.classify(report, call.excinfo.value if call.excinfo else None)
     if report.failed and report.when in ("setup", "call"):
         cluster = item.stash.get(ITEM_CLUSTER, None)
         if cluster is not None:
@@ -141,6 +144,13 @@ def pytest_runtest_makereport(
             report.sections.append(("Captured stderr clusterproof diagnostics", text))
             report.user_properties.append(("diagnostics", str(path)))
     return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None:
+    """A set-up step that failed in a test body shows as ERROR; a broken observable a fixture
+    found as FAILED (verdicts.classify)."""
+    return verdicts.teststatus(report)
 
 
 class ClaimsReporter:
@@ -160,12 +170,19 @@ class ClaimsReporter:
         if hasattr(config, "workerinput") or not self.ledger.has_tests:
             return
         tr = terminalreporter
+        clusters = self.run.artifacts_root() / "cluster.json"
+        health = facts.health_of(clusters)
+        if clusters.is_file():  # first: what was wrong with the cluster explains the failures below
+            tr.write_sep("=", "cluster health")
+            tr.write_line("\n".join(facts.health_lines(clusters)) or "nothing found wrong with the system components")
         tr.write_sep("=", "claims")
         tr.write_line(self.ledger.table(width=max(100, shutil.get_terminal_size().columns)))
         counts = self.ledger.counts()
         tr.write_line(", ".join(f"{n} {verdict}" for verdict, n in counts.items()))
+        if counts.get("failed") or counts.get("error"):
+            tr.write_line(LEGEND)
         path = self.run.artifacts_root() / "claims.json"
-        data = {"run_id": self.run.run_id, **self.ledger.to_json()}
+        data = {"run_id": self.run.run_id, "health": health, **self.ledger.to_json()}
         path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         tr.write_line(f"claims.json: {path}")
         self.timing.summary(tr)
@@ -342,6 +359,7 @@ def client_pod(cluster: Cluster, namespace: str, images: ImageCatalogue, run: Ru
             node_name=node_name,
             labels=run.labels,
         )
-        return pod.start(timeout)
+        with verdicts.setup_step(f"start client pod {name}" + (f" on node {node_name}" if node_name else "")):
+            return pod.start(timeout)
 
     return start

@@ -1,11 +1,15 @@
 """manifests.load/prepare/load_raw: namespaces, images, labels. No cluster involved."""
 
+import json
 from pathlib import Path
 
 import pytest
+from kubernetes.client import ApiException
+from kubernetes.dynamic.exceptions import ResourceNotFoundError, UnprocessibleEntityError
 
 from clusterproof import manifests
-from clusterproof.errors import ImageNotFound, ManifestError, ManifestNotFound
+from clusterproof.api_answers import ApiRefusal, answer_to
+from clusterproof.errors import ImageNotFound, ManifestError, ManifestNotFound, SetupFailed
 from clusterproof.images import ImageCatalogue, ImageEntry
 
 RUN = {"clusterproof.io/run-id": "20261122-163000-ab12"}
@@ -252,3 +256,46 @@ def test_apply_dry_run_asks_the_api_server_to_store_nothing_and_tracks_nothing(d
 
     assert resource.calls == [{"name": "probe", "namespace": "ns", "dry_run": query}]
     assert tracker.registered == tracked
+
+
+class _RefusingResource(_FakeResource):
+    """FAKE resource whose create the API server refuses (the dynamic client's own exception)."""
+
+    def create(self, body, namespace, dry_run):
+        refused = ApiException(status=422, reason="Unprocessable Entity")
+        refused.body = json.dumps(
+            {
+                "kind": "Status",
+                "reason": "Invalid",
+                "message": 'Service "np-svc" is invalid: spec.ports[0].nodePort: Invalid value: 30000: provided port '
+                "is not in the valid range. The range of valid ports is 31000-31999",
+                "details": {"causes": [{"field": "spec.ports[0].nodePort", "reason": "FieldValueInvalid"}]},
+            }
+        )
+        raise UnprocessibleEntityError(refused)
+
+
+def test_a_refused_create_is_a_set_up_error_in_the_api_servers_words_naming_the_object():
+    doc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "np-svc", "namespace": "ns"}}
+    with pytest.raises(ApiRefusal) as info:
+        manifests.apply(_fake_cluster(_RefusingResource()), [doc], tracker=_FakeTracker())
+    assert str(info.value) == (
+        'could not evaluate (set-up: create Service np-svc): HTTP 422 Invalid: Service "np-svc" is invalid: '
+        "spec.ports[0].nodePort: Invalid value: 30000: provided port is not in the valid range. The range of valid "
+        "ports is 31000-31999"
+    )
+    assert isinstance(info.value, SetupFailed) and isinstance(info.value, ApiException)
+    # a check that judges the refusal itself still gets the answer
+    answer = answer_to(lambda: manifests.apply(_fake_cluster(_RefusingResource()), [doc], dry_run=True))
+    assert answer.status == 422 and answer.cause_for("spec.ports[0].nodePort") is not None
+
+
+def test_a_kind_the_server_does_not_serve_is_a_set_up_error():
+    def not_served(_self, api_version, kind):
+        raise ResourceNotFoundError(f"No matches found for {{'api_version': '{api_version}', 'kind': '{kind}'}}")
+
+    resources = type("Resources", (), {"get": not_served})()
+    cluster = type("Cluster", (), {"dynamic": type("Dynamic", (), {"resources": resources})()})()
+    doc = {"apiVersion": "networking.k8s.io/v1beta1", "kind": "Ingress", "metadata": {"name": "x", "namespace": "n"}}
+    with pytest.raises(SetupFailed, match=r"set-up: create Ingress x\): the API server does not serve networking"):
+        manifests.apply(cluster, [doc])
