@@ -19,6 +19,7 @@ from clusterproof.jigs import ingress
 from clusterproof.manifests import Manifests
 from clusterproof.run import RunContext
 from clusterproof.tracker import ResourceTracker
+from clusterproof.verdicts import setup_step
 
 MINIMAL = "notes/ingress/minimal-ingress.yaml"
 BACKENDS = "claims/ingress/ingress-backends.yaml"
@@ -28,16 +29,20 @@ EXTERNAL_IPS_PATCH = "notes/ingress/ingress-nginx-controller-externalips.patch.y
 AS_WRITTEN = "notes-as-written/002-minimal-ingress-rootSvc.yaml"
 V047_RECORD = "notes-as-written/000-ingress-nginx-controller-v0.47.0.yaml"
 NO_CONTROLLER_WINDOW = 15.0  # ingress-nginx writes an address into status within seconds of syncing
+# the rules a refusal of the backend Service name 'rootSvc' cites: DNS-1035 label (up to 1.36),
+# "a lowercase RFC 1123 label" (1.37's API server)
+NAME_RULES = ("DNS-1035", "RFC 1123")
 
 
 def start_backends(cluster: Cluster, namespace: str, manifests: Manifests) -> dict[str, str]:
     """Services root-svc and test with one ready pod each (Deployments of 1); returns
     {"root": pod, "test": pod}."""
     manifests.apply(BACKENDS)
-    return {
-        key: wait.pods_ready(cluster.core, namespace, f"app={app}", 1)[0].metadata.name
-        for key, app in (("root", "root-backend"), ("test", "test-backend"))
-    }
+    with setup_step("start the Ingress backends root-backend and test-backend"):
+        return {
+            key: wait.pods_ready(cluster.core, namespace, f"app={app}", 1)[0].metadata.name
+            for key, app in (("root", "root-backend"), ("test", "test-backend"))
+        }
 
 
 def host_for(namespace: str, prefix: str = "") -> str:
@@ -116,7 +121,8 @@ def test_controller_service_lists_external_ips_only_once_they_are_set_to_node_ip
         lambda: ingress.patch_service_spec(cluster, ns, name, saved),
     )
 
-    ingress.patch_service_spec(cluster, ns, name, {"externalIPs": None})
+    with setup_step(f"remove the externalIPs of Service {ns}/{name}"):
+        ingress.patch_service_spec(cluster, ns, name, {"externalIPs": None})
     before = ingress.external_ip_column(cluster, ns, name)
     assert before == "<none>", f"{name} without externalIPs shows EXTERNAL-IP {before!r}, expected <none>"
 
@@ -124,7 +130,8 @@ def test_controller_service_lists_external_ips_only_once_they_are_set_to_node_ip
     values = {f"NODE_IP_{i + 1}": node_ips[i % len(node_ips)] for i in range(3)}
     patch = manifests.render(EXTERNAL_IPS_PATCH, values)[0]["spec"]
     patch["externalIPs"] = list(dict.fromkeys(patch["externalIPs"]))
-    ingress.patch_service_spec(cluster, ns, name, patch)
+    with setup_step(f"patch Service {ns}/{name} with the notes' externalIPs {patch['externalIPs']}"):
+        ingress.patch_service_spec(cluster, ns, name, patch)
     after = ingress.external_ip_column(cluster, ns, name)
     assert set(after.split(",")) == set(patch["externalIPs"]), (
         f"after setting externalIPs {patch['externalIPs']}, {name} shows EXTERNAL-IP {after!r}"
@@ -195,10 +202,12 @@ def test_rewrite_target_changes_the_path_the_backend_sees(
     node, ip = install.node_ips()[0]
 
     # asked directly, the backends do not know these paths: only a rewritten request can succeed
+    # (a sanity check of the set-up: a backend that cannot be asked leaves the claim unevaluated)
     client = client_pod()
     for service, path in (("test", "/testpath/deeper/page"), ("rewrite-backend", "/rewrite/podinfo/name")):
-        direct = client.http(f"http://{cluster_ip(cluster, namespace, service)}{path}")
-        assert direct.status == 404, f"Service {service} asked for {path} directly: HTTP {direct.status}"
+        with setup_step(f"ask Service {service} for {path} directly (expected: its 404)"):
+            direct = client.http(f"http://{cluster_ip(cluster, namespace, service)}{path}")
+            assert direct.status == 404, f"Service {service} asked for {path} directly: HTTP {direct.status}"
 
     cases = (
         (minimal_host, "/testpath/deeper/page", pods["test"], "rewrite-target / (the notes' form)"),
@@ -267,10 +276,12 @@ def test_ingress_without_a_controller_gets_no_address_and_nothing_serves_it(
     host = host_for(namespace)
     backend_names = set(pods.values())
 
-    # the backends themselves work: what is missing is only something serving the Ingress
+    # the backends themselves work: what is missing is only something serving the Ingress (a
+    # sanity check of the set-up: if Service root-svc does not answer, nothing can be concluded)
     client = client_pod()
-    direct = client.await_answer(f"http://{cluster_ip(cluster, namespace, 'root-svc')}/", "Service root-svc")
-    assert direct.body.strip() == pods["root"], f"Service root-svc does not answer directly: {direct.body!r}"
+    with setup_step("check that Service root-svc answers directly (sanity check)"):
+        direct = client.await_answer(f"http://{cluster_ip(cluster, namespace, 'root-svc')}/", "Service root-svc")
+        assert direct.body.strip() == pods["root"], f"Service root-svc does not answer directly: {direct.body!r}"
 
     for node in cluster.nodes:
         for path in ("/", "/testpath"):
@@ -294,11 +305,12 @@ def test_ingress_without_a_controller_gets_no_address_and_nothing_serves_it(
 
 @pytest.mark.claim("ERR-05")
 def test_notes_ingress_with_backend_rootSvc_is_refused_naming_the_service_name_field(
-    cluster: Cluster, namespace: str, manifests: Manifests
+    cluster: Cluster, namespace: str, manifests: Manifests, record_property
 ) -> None:
-    """[002]'s Ingress names its backend Service `rootSvc`, not a valid DNS-1035 name: refused
-    naming that field; with the name fixed it is accepted, but carries no ingressClassName
-    (the default class is filled in where there is one).
+    """[002]'s Ingress names its backend Service `rootSvc`, not a valid Service name (upper case):
+    refused naming that field (citing the DNS-1035 label rule, or from 1.37 on the RFC 1123 label
+    rule: either is the claim; which one is recorded); with the name fixed it is accepted, but
+    carries no ingressClassName (the default class is filled in where there is one).
 
     Observed: the API server's answers to dry-run creates of the manifest as written and fixed."""
     cluster.require(
@@ -314,12 +326,16 @@ def test_notes_ingress_with_backend_rootSvc_is_refused_naming_the_service_name_f
     assert answer.status == 422 and named and "rootSvc" in named.message, (
         f"expected 422 Invalid naming {field} ('rootSvc'); got {answer}, causes {answer.causes}"
     )
-    assert "DNS-1035" in named.message, f"the refusal should cite the DNS-1035 rule: {named.message!r}"
+    cited = [rule for rule in NAME_RULES if rule in named.message]
+    record_property("ERR-05 rule cited", f"{', '.join(cited) or 'none'} ({cluster.git_version}): {named.message}")
+    assert cited, f"the refusal should cite a name rule ({' or '.join(NAME_RULES)} label): {named.message!r}"
 
     # the other flaw: with the name fixed it is accepted, but carries no ingressClassName
     fixed = copy.deepcopy(doc)
     fixed["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] = "root-svc"
-    (accepted,) = manifests.create([fixed], dry_run=True)
+    fixed_answer = answer_to(lambda: manifests.create([fixed], dry_run=True))
+    assert fixed_answer.accepted, f"the notes' Ingress with backend name root-svc was refused: {fixed_answer}"
+    accepted = fixed_answer.body
     class_name = accepted["spec"].get("ingressClassName")
     defaults = ingress.default_classes(ingress.ingress_classes(cluster))
     if defaults:

@@ -20,6 +20,7 @@ from clusterproof.jigs.pods import PodFiles
 from clusterproof.jigs.pv import PVJig
 from clusterproof.jigs.pv_phases import PhaseLog
 from clusterproof.manifests import Manifests
+from clusterproof.verdicts import setup_step
 
 PV_01 = "notes/persistent-volumes/pv-01.yaml"
 PVC_01 = "notes/persistent-volumes/pvc-01.yaml"
@@ -49,15 +50,21 @@ def jig(cluster: Cluster, manifests: Manifests) -> PVJig:
     return PVJig(cluster, manifests)
 
 
+def label_node1(jig: PVJig) -> str:
+    with setup_step("label a node node=node1 (pv-01's nodeAffinity)"):
+        return jig.label_node1()
+
+
 def bind_pv_01(jig: PVJig, node1: str) -> client.V1PersistentVolume:
     """[003]: pv-01 (local, nodeAffinity node=node1, its path made on node1) Available, then
-    pvc-01 binds it; returns pv-01 Bound."""
+    pvc-01 binds it; returns pv-01 Bound. A set-up step (binding is PV-01's observable)."""
     jig.apply(PV_01)
-    jig.make_local_path(node1, "pv-01")
-    jig.wait_pv_phase("pv-01", "Available")
-    jig.apply(PVC_01)
-    jig.wait_claim_bound("pvc-01")
-    return jig.wait_pv_phase("pv-01", "Bound")
+    with setup_step(f"bind pv-01 (local, on {node1}) to pvc-01"):
+        jig.make_local_path(node1, "pv-01")
+        jig.wait_pv_phase("pv-01", "Available")
+        jig.apply(PVC_01)
+        jig.wait_claim_bound("pvc-01")
+        return jig.wait_pv_phase("pv-01", "Bound")
 
 
 def bind_sample_pv_and_write(jig: PVJig, pod_files: PodFiles, text: str) -> str:
@@ -80,7 +87,7 @@ def test_admin_made_pv_is_available_and_a_matching_claim_binds_it(jig: PVJig, na
     `storageClassName: ""` MUST bind it, both then Bound [000, 003].
 
     Observed: pv-01's phase and claimRef before and after pvc-01; pvc-01's volumeName and capacity."""
-    jig.label_node1()
+    label_node1(jig)
     jig.apply(PV_01)
     before = jig.wait_pv_phase("pv-01", "Available")
     assert before.spec.claim_ref is None, f"pv-01 is Available yet claimed by {before.spec.claim_ref}"
@@ -105,7 +112,8 @@ def test_claims_asking_more_capacity_or_a_missing_access_mode_stay_pending(jig: 
     (RWX) against pv-01 (1G, RWO), both then Pending and pv-01 still Available; pvc-01, which
     fits, then binding pv-01."""
     jig.apply(PV_01)
-    jig.wait_pv_phase("pv-01", "Available")
+    with setup_step("wait until pv-01 is Available"):
+        jig.wait_pv_phase("pv-01", "Available")
     jig.apply(PVC_PENDING)  # pvc-too-big (2G, RWO) and pvc-rwx (1G, RWX); pv-01 is 1G, RWO only
 
     for name in ("pvc-too-big", "pvc-rwx"):
@@ -130,12 +138,13 @@ def test_pod_mounts_the_claim_by_name_and_its_data_outlives_the_pod(
 
     Observed: a file pod-volume-3 writes through pvc-01, read back by a new pod of the same
     claim after pod-volume-3 was deleted, and found at pv-01's path on node1."""
-    node1 = jig.label_node1()
+    node1 = label_node1(jig)
     path = bind_pv_01(jig, node1).spec.local.path
 
     jig.start_pod(POD_VOLUME_3)
     pod_files.write("pod-volume-3", "/volume/kept.txt", f"written in {namespace}")
-    jig.cluster.delete_pod_now(namespace, "pod-volume-3")
+    with setup_step("delete pod pod-volume-3"):
+        jig.cluster.delete_pod_now(namespace, "pod-volume-3")
 
     # another name: the kubelet may still be tearing down the old pod-volume-3 on the same node
     jig.start_pod(POD_VOLUME_3, name="pod-volume-3-next")
@@ -165,7 +174,7 @@ def test_local_pv_with_node_affinity_pins_its_pods_to_the_labelled_node(
 
     Observed: where four pods of claim pvc-01 land, although each prefers any other node."""
     cluster.require_workers(2)
-    node1 = jig.label_node1()
+    node1 = label_node1(jig)
     bind_pv_01(jig, node1)
 
     def avoid_node1(doc: dict) -> None:
@@ -197,12 +206,14 @@ def test_retain_keeps_the_released_pv_and_its_data_and_does_not_bind_it_again(
     file written through it still on its node; a new sample-pvc looked at by the PV controller
     (FailedBinding) and left Pending, the PV still Released."""
     jig.apply(PV_SAMPLE)
-    jig.wait_pv_phase("sample", "Available")
     text = f"written in {namespace}"
-    node = bind_sample_pv_and_write(jig, pod_files, text)
+    with setup_step("bind PV sample to sample-pvc and write kept.txt through a pod"):
+        jig.wait_pv_phase("sample", "Available")
+        node = bind_sample_pv_and_write(jig, pod_files, text)
     old_uid = jig.pvc("sample-pvc").metadata.uid
 
-    jig.delete_claim("sample-pvc")
+    with setup_step("delete claim sample-pvc"):
+        jig.delete_claim("sample-pvc")
     released = jig.wait_pv_phase("sample", "Released")
     path = released.spec.host_path.path
     assert released.spec.persistent_volume_reclaim_policy == "Retain"
@@ -254,12 +265,14 @@ def test_deleting_the_claim_deletes_its_dynamically_provisioned_pv(jig: PVJig, c
         f"the default StorageClass {storage_class.metadata.name} reclaims with {storage_class.reclaim_policy}, "
         "not Delete",
     )
-    volume = jig.provision(DYNAMIC_PVC, "dynamic-pvc", storage_class, consumer=PVC_POD)
+    with setup_step(f"provision a PV for dynamic-pvc (StorageClass {storage_class.metadata.name})"):
+        volume = jig.provision(DYNAMIC_PVC, "dynamic-pvc", storage_class, consumer=PVC_POD)
     name = volume.metadata.name
     policy = volume.spec.persistent_volume_reclaim_policy
     assert policy == "Delete", f"PV {name} of class {storage_class.metadata.name} has reclaim policy {policy}"
 
-    jig.delete_claim("dynamic-pvc")
+    with setup_step("delete claim dynamic-pvc"):
+        jig.delete_claim("dynamic-pvc")
     why = f"claim dynamic-pvc is deleted and its PV reclaims with Delete (provisioner {storage_class.provisioner})"
     jig.wait_pv_deleted(name, hint=why)
 
@@ -280,9 +293,9 @@ def test_recycle_reclaim_policy_outcome_is_recorded(jig: PVJig, record_property)
     assert answer.body["spec"]["persistentVolumeReclaimPolicy"] == "Recycle", answer.body["spec"]
     record_property("PV-07 create", f"accepted, warnings: {list(answer.warnings) or 'none'}")
     jig.create([pvc_doc])
-    jig.wait_claim_bound("pvc-recycle")
-
-    jig.delete_claim("pvc-recycle")
+    with setup_step("bind pvc-recycle to pv-recycle, then delete the claim"):
+        jig.wait_claim_bound("pvc-recycle")
+        jig.delete_claim("pvc-recycle")
     outcome = jig.wait_pv_phase("pv-recycle", ("Available", "Failed"), RECYCLE_TIMEOUT)
     name = outcome.metadata.name
     recycler = [e.message for e in jig.pv_events(name) if e.reason == "RecyclerPod"]
@@ -324,8 +337,9 @@ def test_growing_a_claim_is_refused_without_allow_volume_expansion_and_accepted_
     claims of the two classes) from 1Gi to 2Gi, and the sizes they then ask for."""
     jig.create(jig.load(SAMPLE_STORAGECLASS) + jig.load(NO_EXPANSION_CLASS))
     jig.apply(RESIZE_SET)
-    for claim in ("resize-allowed", "resize-refused"):
-        jig.wait_claim_bound(claim)
+    with setup_step("bind resize-allowed and resize-refused"):
+        for claim in ("resize-allowed", "resize-refused"):
+            jig.wait_claim_bound(claim)
 
     no_expansion = jig.name("sample-storageclass-no-expansion")
     refused = jig.try_grow_claim("resize-refused", "2Gi")

@@ -8,6 +8,7 @@ from clusterproof import wait
 from clusterproof.cluster import Cluster
 from clusterproof.jigs.pod_network import Container, peer_ip_seen_by_server
 from clusterproof.manifests import Manifests
+from clusterproof.verdicts import setup_step
 
 TWO_CONTAINERS = "claims/services/two-container-pod.yaml"
 NO_NAT_SERVER = "claims/services/no-nat-server.yaml"
@@ -25,7 +26,8 @@ def test_containers_of_one_pod_share_localhost_and_one_pod_ip(
     netexec; each container's global IPv4 addresses (the pod IP) and network namespace id; in
     another pod, nothing on localhost:8080."""
     manifests.apply(TWO_CONTAINERS)
-    pod = wait.pod_ready(cluster.core, namespace, "two-containers")
+    with setup_step("start pod two-containers"):
+        pod = wait.pod_ready(cluster.core, namespace, "two-containers")
     web = Container(cluster, namespace, "two-containers", "web")
     sidecar = Container(cluster, namespace, "two-containers", "sidecar")
 
@@ -60,8 +62,9 @@ def test_pod_to_pod_traffic_across_nodes_keeps_the_client_pod_ip(
     values = {"SERVER_NODE": server_node.name, "CLIENT_NODE": client_node.name}
     manifests.apply(NO_NAT_SERVER, values=values)
     manifests.apply(NO_NAT_CLIENT, values=values)
-    server = wait.pod_ready(cluster.core, namespace, "no-nat-server")
-    client = wait.pod_ready(cluster.core, namespace, "no-nat-client")
+    with setup_step(f"start pods no-nat-server on {server_node.name} and no-nat-client on {client_node.name}"):
+        server = wait.pod_ready(cluster.core, namespace, "no-nat-server")
+        client = wait.pod_ready(cluster.core, namespace, "no-nat-client")
     assert server.spec.node_name != client.spec.node_name, "server and client pods landed on one node"
     node_ips = {n.internal_ip: n.name for n in cluster.nodes}
     for pod in (server, client):

@@ -2,7 +2,10 @@
 `<NAME>_SERVICE_HOST/_PORT` environment variables, plus the notes' `kubectl exec ... --env`.
 
 DNS checks look names up from a client pod (`dns_client`); they skip, saying what is missing,
-when cluster DNS does not answer and nothing backs the kube-dns Service.
+when cluster DNS is not installed (no CoreDNS/kube-dns Deployment or pod), and fail, saying why,
+when it is installed but cannot answer (scaled to 0, pods not ready, no endpoints, no route).
+What these claims observe is names and variables: reaching the Service behind them is SVC-03's,
+SVC-04's and SVC-08's observable, so a Service that does not route cannot fail them.
 """
 
 from __future__ import annotations
@@ -11,12 +14,10 @@ import shlex
 from collections.abc import Callable
 
 import pytest
-from kubernetes.client import V1Service
 
-from clusterproof import wait
 from clusterproof.cluster import Cluster
 from clusterproof.jigs import dns
-from clusterproof.jigs.service import APP_PODS, SAMPLE_APP, Backends, ServiceJig
+from clusterproof.jigs.service import APP_PODS, ServiceJig
 from clusterproof.manifests import Manifests
 from clusterproof.probe import ClientPod
 
@@ -35,14 +36,9 @@ def jig(cluster: Cluster, manifests: Manifests) -> ServiceJig:
 
 @pytest.fixture
 def dns_client(cluster: Cluster, client_pod: ClientFactory) -> dns.DnsClient:
-    """A client pod whose lookups go to cluster DNS (the test skips when there is none)."""
+    """A client pod whose lookups go to cluster DNS (the test skips when there is none, and
+    fails, naming why, when it is there but cannot answer)."""
     return dns.require_cluster_dns(cluster, client_pod())
-
-
-def sample_service_and_pods(jig: ServiceJig) -> tuple[V1Service, Backends]:
-    """The notes' Service `sample` and its two porter pods (sample-app), ready."""
-    service = jig.create_service(SAMPLE_SERVICE)
-    return service, jig.start_backends(SAMPLE_APP)
 
 
 def env_of(pod: ClientPod) -> dict[str, str]:
@@ -129,25 +125,20 @@ def test_headless_service_name_resolves_to_the_ready_pod_ips(
 
 
 @pytest.mark.claim("SVC-15")
-def test_service_name_resolves_to_its_cluster_ip_and_reaches_a_pod(
+def test_service_name_resolves_to_its_cluster_ip(
     jig: ServiceJig, namespace: str, dns_client: dns.DnsClient
 ) -> None:
     """`<service>.<namespace>.svc.<cluster domain>` MUST resolve to the Service's ClusterIP [001].
 
-    Observed: from a client pod, the A record of `sample`'s full name, the short name `sample`
-    through the pod's search list, and a request to the full name answered by a sample-app pod."""
-    service, pods = sample_service_and_pods(jig)
+    Observed: from a client pod, the A record of `sample`'s full name, and the short name
+    `sample` through the pod's search list."""
+    service = jig.create_service(SAMPLE_SERVICE)  # no pods needed: the names come from the Service
     cluster_ip = service.spec.cluster_ip
     name = dns_client.service_name("sample", namespace)
 
     dns_client.wait_lookup(name, "A", dns.same_set({cluster_ip}), f"A {name} == ClusterIP {cluster_ip}")
     short = dns_client.lookup("sample", "A", search=True)
     assert dns.addresses(short) == {cluster_ip}, f"short name `sample` via the search list: {short}"
-
-    answer = dns_client.pod.await_answer(f"http://{name}:8080/", f"Service sample by its DNS name {name}")
-    assert answer.body.strip() in {f"port-80 {pod}" for pod in pods.names}, (
-        f"{name}:8080 answered {answer.body.strip()!r}, not port 80 of a sample-app pod ({pods})"
-    )
 
 
 @pytest.mark.claim("SVC-16")
@@ -158,23 +149,22 @@ def test_srv_records_give_each_named_port_and_the_service_name(
     and the Service's name as SRV record [001].
 
     Observed: from a client pod, the SRV records of `sample`'s two named ports (8080 and 8443 at
-    sample's full name), and a request to each target:port answered by its container port."""
-    sample_service_and_pods(jig)
+    sample's full name), and the A record of that target (sample's ClusterIP)."""
+    service = jig.create_service(SAMPLE_SERVICE)  # no pods needed: the names come from the Service
     target = dns_client.service_name("sample", namespace) + "."
 
-    for port_name, port, reply in (("http-port", 8080, "port-80"), ("https-port", 8443, "port-443")):
+    for port_name, port in (("http-port", 8080), ("https-port", 8443)):
         name = dns_client.srv_name(port_name, "TCP", "sample", namespace)
         answer = dns_client.wait_lookup(name, "SRV", lambda a: bool(a.records), f"SRV {name}")
         records = [dns.SrvRecord.parse(r) for r in answer.records]
         assert [(r.port, r.target) for r in records] == [(port, target)], (
             f"SRV {name} should give port {port} at {target}; got {answer}"
         )
-        # the SRV answer is enough to connect: its target and port reach the named port's pods
-        answer_http = dns_client.pod.http(f"http://{records[0].target.rstrip('.')}:{records[0].port}/")
-        assert answer_http.body.startswith(reply), (
-            f"{records[0].target}:{records[0].port} from SRV {name} should reach container port "
-            f"{reply[5:]}; answered {answer_http.body.strip()!r}"
-        )
+    # the SRV target is a name that resolves: to the Service's ClusterIP
+    resolved = dns_client.lookup(target, "A")
+    assert dns.addresses(resolved) == {service.spec.cluster_ip}, (
+        f"the SRV target {target} should resolve to sample's ClusterIP {service.spec.cluster_ip}; got {resolved}"
+    )
 
 
 # --- SVC-14 environment variables, ERR-08 the notes' command ------------------------------------
@@ -188,10 +178,9 @@ def test_pods_started_after_a_service_get_its_env_vars_and_earlier_pods_do_not(
     pod started before does not [001].
 
     Observed: the environment of pod `late` (the variables, with `sample`'s ClusterIP and ports)
-    and of pod `early` (none); a request made by `late`'s shell from the variables answered by a
-    sample-app pod."""
+    and of pod `early` (none)."""
     early = client_pod("early")
-    service, _ = sample_service_and_pods(jig)
+    service = jig.create_service(SAMPLE_SERVICE)  # no pods needed: the variables come from the Service
     cluster_ip = service.spec.cluster_ip
     late = client_pod("late")
 
@@ -205,16 +194,6 @@ def test_pods_started_after_a_service_get_its_env_vars_and_earlier_pods_do_not(
     }
     got = {k: env.get(k) for k in expected}
     assert got == expected, f"pod `late`, started after Service sample ({cluster_ip}), has env {got}"
-
-    # the variables are usable as they are: the pod's own shell expands them
-    # (kube-proxy may still be writing the Service's rules: retried for a while)
-    wait.until_seen(
-        lambda: late.sh('curl -sS --max-time 3 "http://$SAMPLE_SERVICE_HOST:$SAMPLE_SERVICE_PORT/"'),
-        lambda reply: reply.stdout.startswith("port-80 sample-app-"),
-        "an answer of a sample-app pod's port 80 at $SAMPLE_SERVICE_HOST:$SAMPLE_SERVICE_PORT from pod late",
-        60,
-        describe=lambda reply: f"curl exit {reply.rc}: {(reply.stdout or reply.stderr).strip()!r}",
-    )
 
     early_sample = sorted(k for k in env_of(early) if k.startswith("SAMPLE_"))
     assert early_sample == [], f"pod `early`, started before Service sample existed, has {early_sample}"

@@ -18,6 +18,7 @@ from clusterproof.jigs.workload import pick_workers
 from clusterproof.manifests import Manifests
 from clusterproof.run import hash_of
 from clusterproof.tracker import ResourceTracker
+from clusterproof.verdicts import setup_step
 
 POD_VOLUME_1 = "notes/volumes/pod-volume-1.yaml"
 POD_VOLUME_2 = "notes/volumes/pod-volume-2.yaml"
@@ -106,10 +107,11 @@ def test_gitrepo_clones_the_repository_into_the_volume_when_the_pod_starts(
     the node needs git) [000, 003].
 
     Observed: the pod Running with the volume's .git/HEAD and .git/config naming the repository
-    (agnhost fake-gitserver behind a Service); skipped, with the kubelet's words, when the node
-    has no git."""
+    (agnhost fake-gitserver on the same node, by pod IP); skipped at once, with the kubelet's
+    words, when the node has no git or its git-repo volume plugin is disabled (1.37+: feature
+    gate GitRepoVolumeDriver)."""
     (node,) = pick_workers(cluster, 1)
-    server = volume.start_git_server(manifests)
+    server = volume.start_git_server(manifests, node)
     pods.create_pod(manifests, "claims/volumes/gitrepo-pod.yaml", values={"GIT_REPO_URL": server.url}, node=node)
     volume.wait_cloned(cluster, namespace, "gitrepo-pod", node)
 
@@ -178,7 +180,8 @@ def write_through_hostpath(
     pods.start_pod(manifests, "claims/volumes/hostpath-writer.yaml", values={"NODE_NAME": node})
     text = f"written on {node} by hostpath-writer in {namespace}"
     pod_files.write("hostpath-writer", f"/host/{namespace}", text)
-    pods.delete_pod(cluster, namespace, "hostpath-writer")
+    with setup_step("delete pod hostpath-writer"):
+        pods.delete_pod(cluster, namespace, "hostpath-writer")
     return text
 
 
@@ -229,7 +232,8 @@ def test_hostpath_types_create_what_is_missing_or_require_the_right_kind_of_file
     the ...OrCreate paths afterwards."""
     (node,) = pick_workers(cluster, 1)
     base = f"{node_files.run_dir}/types-{hash_of(namespace, 6)}"  # short: a socket path has <= 107 bytes
-    paths = volume.prepare_node_paths(node_files, node, base)
+    with setup_step(f"make a directory, file, socket and devices under {base} on node {node}"):
+        paths = volume.prepare_node_paths(node_files, node, base)
     cases = volume.hostpath_cases(paths, base)
     for case in cases:
         values = {"HOSTPATH_TYPE": case.type, "HOSTPATH_PATH": case.path}
@@ -263,7 +267,8 @@ def test_notes_pod_volume_2_runs_once_node_v_exists_and_its_files_land_on_the_no
     Observed: the pod Running after /node-v was made on every node; the file it writes at
     /mount1 read on its node at /node-v."""
     # the notes' pod has no nodeSelector: /node-v must exist wherever it may land
-    made = node_files.make_dir([n.name for n in cluster.nodes], "/node-v")
+    with setup_step("make /node-v on every node"):
+        made = node_files.make_dir([n.name for n in cluster.nodes], "/node-v")
     # another test may use /node-v too: remove it only if this test made it and it is empty
     node_files.keep_clean([n for n, created in made.items() if created], "/node-v", rmdir_only=True)
     node_files.keep_clean(list(made), f"/node-v/{namespace}")

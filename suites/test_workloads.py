@@ -12,6 +12,7 @@ from clusterproof.jigs import pods, workload
 from clusterproof.jigs.pods import PodFiles
 from clusterproof.jigs.volume import NodeFiles
 from clusterproof.manifests import Manifests
+from clusterproof.verdicts import setup_step
 
 FLUENTD = "notes/workloads/fluentd-elasticsearch.yaml"
 FLUENTD_CP = "claims/workloads/fluentd-control-plane-toleration.yaml"
@@ -113,12 +114,15 @@ def test_daemonset_pods_read_their_own_nodes_files_through_hostpath_var_log(
     """A DaemonSet pod MUST read its own node's files through hostPath /var/log [002].
 
     Observed: a marker file written on each node under /var/log, read by the DaemonSet pod on
-    that node as that node's marker."""
-    _, placement = run_daemonset(cluster, namespace, manifests, FLUENTD)
+    that node as that node's marker. (The DaemonSet running is WRK-01's observable: here it is
+    set-up.)"""
+    with setup_step("run the notes' DaemonSet fluentd-elasticsearch"):
+        _, placement = run_daemonset(cluster, namespace, manifests, FLUENTD)
     marker = f"/var/log/clusterproof-{namespace}.marker"
     node_files.keep_clean(placement.nodes, marker)
-    for node in placement.nodes:
-        node_files.write(node, marker, f"node {node} for {namespace}")
+    with setup_step(f"write {marker} on every node"):
+        for node in placement.nodes:
+            node_files.write(node, marker, f"node {node} for {namespace}")
 
     wrong = {}
     for node in sorted(placement.nodes):
@@ -195,15 +199,17 @@ def test_statefulset_pods_keep_their_names_and_their_own_claims_across_deletion(
     web_pvs_and_statefulset(manifests, node_files, node)
     names = ["web-0", "web-1"]
     first = workload.statefulset_pods_ready(cluster, namespace, names)
-    for name, pod in first.items():
-        pod_files.write(name, "/data/owner", f"{name} uid {pod.metadata.uid}")
+    with setup_step("write /data/owner in web-0 and web-1"):
+        for name, pod in first.items():
+            pod_files.write(name, "/data/owner", f"{name} uid {pod.metadata.uid}")
     claims = {name: workload.claim_of(pod, "data") for name, pod in first.items()}
     bound = {c: bound_volume(cluster, namespace, c) for c in claims.values()}
 
     # graceful (1 s): the API keeps each pod until its kubelet has stopped it, so the new web-N
     # cannot overlap the old one (an exec by name could otherwise reach the old container)
-    for name in names:
-        pods.delete_pod(cluster, namespace, name, grace_seconds=1)
+    with setup_step("delete web-0 and web-1"):
+        for name in names:
+            pods.delete_pod(cluster, namespace, name, grace_seconds=1)
     old_uids = [p.metadata.uid for p in first.values()]
     second = workload.statefulset_pods_ready(cluster, namespace, names, not_uids=old_uids)
 

@@ -1,5 +1,7 @@
-"""Jig verbs that need no cluster: how checks describe what they saw, and the PV names of a test.
-FAKE client pods stand in for exec into a cluster (they return scripted samples)."""
+"""Jig verbs that need no cluster: how checks describe what they saw, the PV names of a test, and
+waits that end early on a broken shared precondition. FAKE client pods stand in for exec into a
+cluster (they return scripted samples); FAKE health causes, watches and clusters are
+monkeypatched in where a test needs them."""
 
 from collections import Counter
 from types import SimpleNamespace
@@ -7,7 +9,13 @@ from types import SimpleNamespace
 import pytest
 from kubernetes import client
 
-from clusterproof.errors import WaitTimeout
+from clusterproof import health, wait
+from clusterproof.errors import Broken, WaitGaveUp, WaitTimeout
+from clusterproof.jigs import dns
+from clusterproof.jigs import pods as pods_jig
+from clusterproof.jigs import service as service_jig
+from clusterproof.jigs import volume as volume_jig
+from clusterproof.jigs import workload as workload_jig
 from clusterproof.jigs.pv_names import PV_SET_LABEL, PVNames, host_paths
 from clusterproof.jigs.service import Backends, ServiceJig, answer_mismatch
 from clusterproof.probe import ClientPod, SampleResult
@@ -44,6 +52,12 @@ class FakeClientPod(ClientPod):
 
 
 PODS = Backends((ready_pod("pod-1", "10.244.1.5"), ready_pod("pod-2", "10.244.2.7")))
+
+
+@pytest.fixture(autouse=True)
+def healthy_routing(monkeypatch):
+    """FAKE health: kube-proxy runs (the jig asks before waiting for a first answer)."""
+    monkeypatch.setattr(health, "routing_cause", lambda cluster: None)
 
 
 def test_answer_mismatch_names_who_never_answered_and_who_answered_instead():
@@ -107,3 +121,151 @@ def test_pv_names_keep_tests_apart():
 
     (dynamic,) = names.isolate(docs[2:], dynamic=True)
     assert "selector" not in dynamic["spec"]  # a claim with a selector is never provisioned
+
+
+# --- fail fast on a broken shared precondition, set-up vs observable ---------------------------
+
+
+def test_traffic_through_a_service_gives_up_after_the_grace_when_kube_proxy_runs_nowhere(monkeypatch):
+    cause = "kube-proxy runs on no node (no DaemonSet or pod kube-system/kube-proxy): nothing writes Services' rules"
+    monkeypatch.setattr(health, "routing_cause", lambda cluster: cause)
+    timeouts = []
+
+    class Silent(FakeClientPod):
+        def await_answer(self, url, what, timeout=60):
+            timeouts.append(timeout)
+            return super().await_answer(url, what, timeout)
+
+    jig = ServiceJig(cluster=None, manifests=None)
+    with pytest.raises(AssertionError) as info:
+        jig.assert_answered_by(Silent({}, answers=False), service(), PODS)
+    assert timeouts == [service_jig.BROKEN_GRACE]  # not ANSWER_TIMEOUT
+    assert "gave up after 15s waiting for an HTTP answer from ClusterIP 10.96.0.10:9000 of Service svc-1" in str(
+        info.value
+    )
+    assert f"final state {cause}" in str(info.value)
+
+
+def test_endpoints_wait_gives_up_when_the_endpoints_controller_is_known_to_be_off(monkeypatch):
+    watched = []
+
+    def no_endpoints(list_fn, done, expected, describe, timeout, **kwargs):
+        watched.append(timeout)
+        raise WaitTimeout(expected, "no Endpoints object", timeout)
+
+    monkeypatch.setattr(wait, "watch_until", no_endpoints)
+    cause = "no Endpoints object for Service kube-system/kube-dns (9 min old): is the endpoints controller running?"
+    monkeypatch.setattr(health, "endpoints_cause", lambda cluster: cause)
+    jig = ServiceJig(cluster=SimpleNamespace(core=SimpleNamespace(list_namespaced_endpoints=None)), manifests=None)
+    jig.manifests = SimpleNamespace(namespace="ns")
+    with pytest.raises(WaitGaveUp) as info:
+        jig.wait_endpoints("svc-1", {"10.244.1.5"})
+    assert watched == [service_jig.BROKEN_GRACE]
+    assert str(info.value).startswith(
+        "gave up after 15s waiting for Endpoints ns/svc-1 listing the ready pods {10.244.1.5} as ready: final state "
+        "no Endpoints object for Service kube-system/kube-dns"
+    )
+
+    # nothing known against the controller: the whole timeout, and the message says the whole of it
+    watched.clear()
+    monkeypatch.setattr(health, "endpoints_cause", lambda cluster: None)
+    with pytest.raises(WaitTimeout) as info:
+        jig.wait_endpoints("svc-1", {"10.244.1.5"})
+    assert watched == [service_jig.BROKEN_GRACE, service_jig.ENDPOINTS_TIMEOUT - service_jig.BROKEN_GRACE]
+    assert str(info.value).startswith("timed out after 90s waiting for Endpoints ns/svc-1")
+
+
+def v1_pod(name="p", scheduled=None, waiting=None, running=False):
+    conditions = [client.V1PodCondition(type="PodScheduled", **scheduled)] if scheduled else []
+    state = client.V1ContainerState(
+        waiting=client.V1ContainerStateWaiting(reason=waiting, message="pull access denied") if waiting else None,
+        running=client.V1ContainerStateRunning() if running else None,
+    )
+    status = client.V1ContainerStatus(name="c", image="i", image_id="", ready=False, restart_count=0, state=state)
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name),
+        status=client.V1PodStatus(phase="Pending", conditions=conditions, container_statuses=[status]),
+    )
+
+
+def event(reason, message):
+    return SimpleNamespace(reason=reason, message=message)
+
+
+def test_a_pod_that_did_not_start_for_reasons_no_claim_observes_is_a_set_up_failure():
+    unscheduled = v1_pod(scheduled={"status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available"})
+    assert pods_jig.start_failure_of(unscheduled, []) == "pod p not scheduled: Unschedulable: 0/3 nodes are available"
+    no_image = v1_pod(waiting="ImagePullBackOff")
+    assert pods_jig.start_failure_of(no_image, []) == "pod p: container c ImagePullBackOff: pull access denied"
+    sandbox = [event("FailedCreatePodSandBox", 'plugin type="ptp" failed: no IP addresses available')]
+    assert pods_jig.start_failure_of(v1_pod(), sandbox).startswith("pod p: no sandbox (FailedCreatePodSandBox: ")
+    # a mount that fails or a crashing container is the claim's own business
+    assert pods_jig.start_failure_of(v1_pod(), [event("FailedMount", "hostPath type check failed")]) is None
+    assert pods_jig.start_failure_of(v1_pod(waiting="CrashLoopBackOff"), []) is None
+
+
+def skipping_cluster():
+    """FAKE Cluster: only require(), as the real one (skip unless the condition holds)."""
+    return SimpleNamespace(require=lambda condition, reason: None if condition else pytest.skip(reason))
+
+
+def test_gitrepo_skips_at_once_when_the_kubelets_git_repo_plugin_is_disabled(monkeypatch):
+    message = (
+        'MountVolume.SetUp failed for volume "git-volume" : git-repo volume plugin has been disabled; if necessary, '
+        "it may be re-enabled by enabling the feature-gate `GitRepoVolumeDriver`"
+    )
+    reads = []
+    monkeypatch.setattr(volume_jig, "read_pod", lambda c, ns, name: reads.append(name) or v1_pod(name))
+    monkeypatch.setattr(volume_jig, "failed_mounts", lambda c, ns, name: pods_jig.MountFailures([message]))
+    with pytest.raises(pytest.skip.Exception) as info:
+        volume_jig.wait_cloned(skipping_cluster(), "ns", "gitrepo-pod", "worker", timeout=120)
+    assert len(reads) == 1  # at once, not after 120 s
+    assert str(info.value).startswith(
+        "the kubelet on node worker refuses gitRepo volumes: the git-repo volume plugin is disabled (re-enabled "
+        "only by the feature gate GitRepoVolumeDriver); FailedMount: MountVolume.SetUp failed"
+    )
+
+
+def test_cluster_dns_skips_only_when_not_installed_and_fails_naming_why_when_broken(monkeypatch):
+    cluster = SimpleNamespace(name="c", core=None)
+    monkeypatch.setattr(health, "Look", lambda c: None)
+    monkeypatch.setattr(health, "dns_state", lambda look: health.DnsState(installed=False))
+    with pytest.raises(pytest.skip.Exception, match="cluster DNS is not installed: no CoreDNS/kube-dns Deployment"):
+        dns.require_cluster_dns(cluster, None)
+
+    scaled = "CoreDNS: Deployment kube-system/coredns scaled to 0 replicas: no DNS pods"
+    monkeypatch.setattr(health, "dns_state", lambda look: health.DnsState(True, scaled, final=True))
+    with pytest.raises(Broken, match="cluster DNS cannot answer: CoreDNS: Deployment kube-system/coredns scaled"):
+        dns.require_cluster_dns(cluster, None)
+
+    def crashing(core, namespace, selector, count, timeout):
+        raise WaitGaveUp("1 ready pod(s)", "pod coredns-1: container coredns CrashLoopBackOff", 3)
+
+    monkeypatch.setattr(health, "dns_state", lambda look: health.DnsState(True, "CoreDNS pods not ready: ..."))
+    monkeypatch.setattr(wait, "pods_ready", crashing)
+    with pytest.raises(Broken) as info:
+        dns.require_cluster_dns(cluster, None)
+    assert str(info.value) == (
+        "cluster DNS cannot answer: no CoreDNS pod became ready: pod coredns-1: container coredns CrashLoopBackOff"
+    )
+
+
+def test_daemonset_wait_gives_up_when_no_controller_processes_daemonsets(monkeypatch):
+    unprocessed = client.V1DaemonSet(
+        metadata=client.V1ObjectMeta(name="fluentd-elasticsearch"),
+        spec=client.V1DaemonSetSpec(selector=client.V1LabelSelector(), template=client.V1PodTemplateSpec()),
+        status=client.V1DaemonSetStatus(
+            current_number_scheduled=0, desired_number_scheduled=0, number_misscheduled=0, number_ready=0
+        ),
+    )
+    fake = SimpleNamespace(
+        apps=SimpleNamespace(read_namespaced_daemon_set=lambda name, ns: unprocessed),
+        core=SimpleNamespace(list_namespaced_pod=lambda ns, label_selector: SimpleNamespace(items=[])),
+    )
+    cause = "no DaemonSet has been processed (kindnet, kube-proxy): is the DaemonSet controller running?"
+    monkeypatch.setattr(workload_jig, "DAEMONSET_CONTROLLER_GRACE", 0.0)
+    monkeypatch.setattr(health, "daemonset_controller_cause", lambda cluster: cause)
+    with pytest.raises(WaitGaveUp) as info:
+        workload_jig.daemonset_settled(fake, "ns", "fluentd-elasticsearch", "name=fluentd", timeout=240)
+    assert f"final state {cause}" in str(info.value)
+    assert "the DaemonSet controller has not processed it" in str(info.value)  # last seen

@@ -14,13 +14,17 @@ from dataclasses import dataclass
 import pytest
 from kubernetes import client
 
-from clusterproof import wait
+from clusterproof import health, wait
 from clusterproof.cluster import Cluster
+from clusterproof.errors import Broken, WaitTimeout
 from clusterproof.probe import ClientPod
 
 DNS_SERVICE_LABEL = "k8s-app=kube-dns"  # CoreDNS keeps the kube-dns Service name and label
 DNS_NAMESPACE = "kube-system"
 LOOKUP_TIMEOUT = 60.0  # answers follow Service/Endpoints changes after CoreDNS's cache (kubeadm: `cache 30`)
+DNS_READY_TIMEOUT = 60.0  # a young cluster's CoreDNS pods may still be starting
+DNS_ANSWER_TIMEOUT = 30.0  # ready pods: kube-proxy's rules for the kube-dns Service may lag a little
+DNS_BROKEN_TIMEOUT = 8.0  # when health already names why it cannot answer: two lookups' worth
 
 
 @dataclass(frozen=True)
@@ -170,15 +174,39 @@ def probe_cluster_dns(cluster: Cluster, pod: ClientPod) -> DnsStatus:
 
 
 def require_cluster_dns(cluster: Cluster, pod: ClientPod) -> DnsClient:
-    """`pod` as a DnsClient, once cluster DNS answers. Skip when cluster DNS is simply not there
-    (no answer and nothing behind kube-dns); fail when DNS has ready endpoints yet does not
-    answer: that is a broken cluster, not a missing part."""
-    status = probe_cluster_dns(cluster, pod)
+    """`pod` as a DnsClient, once cluster DNS answers. Skip only when cluster DNS is not installed
+    (no DNS Deployment and no DNS pod in kube-system: a part the cluster lacks). When it is
+    installed but cannot answer (scaled to 0, pods not ready, e.g. CrashLoopBackOff, no ready
+    endpoints, no route to the kube-dns Service) the cluster is broken: `Broken`, naming why
+    (the DNS claims fail, they are not skipped)."""
+    state = health.dns_state(health.Look(cluster))
+    if not state.installed:
+        pytest.skip(
+            f"cluster DNS is not installed: no CoreDNS/kube-dns Deployment or pod in {DNS_NAMESPACE} "
+            f"({DNS_SERVICE_LABEL})"
+        )
+    if state.final:
+        raise Broken(f"cluster DNS cannot answer: {state.problem}")
+    try:
+        wait.pods_ready(cluster.core, DNS_NAMESPACE, DNS_SERVICE_LABEL, 1, DNS_READY_TIMEOUT)
+    except WaitTimeout as e:
+        seen = getattr(e, "final", None) or e.last_seen
+        raise Broken(f"cluster DNS cannot answer: no CoreDNS pod became ready: {seen}") from None
+    known = health.routing_cause(cluster) or health.endpoints_cause(cluster)
+    status = wait.last_seen(
+        lambda: probe_cluster_dns(cluster, pod),
+        lambda found: found.answers,
+        "cluster DNS to answer",
+        DNS_BROKEN_TIMEOUT if known else DNS_ANSWER_TIMEOUT,
+        interval=2,
+    )
     if status.answers:
         return DnsClient(pod, status.resolver)
     if not status.endpoints:
-        pytest.skip(f"cluster DNS does not answer: no CoreDNS/kube-dns endpoints; {status.describe()}")
-    raise AssertionError(f"cluster DNS has ready endpoints but does not answer: {status.describe()}")
+        why = health.endpoints_cause(cluster) or "CoreDNS pods are ready, the kube-dns Service has no ready endpoints"
+    else:
+        why = health.routing_cause(cluster) or "the kube-dns Service has ready endpoints but does not answer"
+    raise Broken(f"cluster DNS does not answer: {why}; {status.describe()}")
 
 
 def _dns_endpoints(cluster: Cluster) -> list[str]:

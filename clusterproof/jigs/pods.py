@@ -12,11 +12,14 @@ from kubernetes import client
 
 from clusterproof import wait
 from clusterproof.cluster import Cluster
+from clusterproof.errors import SetupFailed, WaitTimeout
 from clusterproof.manifests import Manifests
 from clusterproof.probe import ExecResult, exec_in_pod
 
 ABSENT_RC = 3  # exit code of PodFiles.read's script when the path does not exist
 START_TIMEOUT = 120.0
+# container states that say nothing about a claim's own objects: the image cannot be had
+IMAGE_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"})
 
 
 # --- creating and starting -------------------------------------------------------------------
@@ -50,14 +53,50 @@ def start_pod(manifests: Manifests, source: str, **how: Any) -> client.V1Pod:
 
 def started(cluster: Cluster, namespace: str, name: str, timeout: float = START_TIMEOUT) -> client.V1Pod:
     """The pod once Ready. A pod that can never be (ImagePullBackOff, ...) fails at once; a
-    timeout names the pod's last FailedMount event."""
-    return wait.pod_ready(
-        cluster.core,
-        namespace,
-        name,
-        timeout,
-        hint=lambda _: f"last FailedMount of pod {name}: {failed_mounts(cluster, namespace, name).last}",
-    )
+    timeout names the pod's last FailedMount event. A pod that did not start for a reason no
+    claim here observes (never scheduled, its image cannot be pulled, no sandbox: the pod network
+    is broken) is a set-up failure (SetupFailed: the test errors, "could not evaluate"); anything
+    else (a mount that fails, a container that crashes) is the claim's own business."""
+    try:
+        return wait.pod_ready(
+            cluster.core,
+            namespace,
+            name,
+            timeout,
+            hint=lambda _: f"last FailedMount of pod {name}: {failed_mounts(cluster, namespace, name).last}",
+        )
+    except WaitTimeout as e:
+        unrelated = unrelated_start_failure(cluster, namespace, name)
+        if unrelated:
+            raise SetupFailed(f"start pod {name}", f"{unrelated} ({e})") from e
+        raise
+
+
+def unrelated_start_failure(cluster: Cluster, namespace: str, name: str) -> str | None:
+    """Why the pod did not start, when it is none of a claim's business: not scheduled, image
+    not pulled, sandbox not made (FailedCreatePodSandBox)."""
+    try:
+        pod = read_pod(cluster, namespace, name)
+        events = cluster.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+    except client.ApiException:
+        return None
+    return start_failure_of(pod, events)
+
+
+def start_failure_of(pod: client.V1Pod, events: list[client.CoreV1Event]) -> str | None:
+    status = pod.status
+    scheduled = next((c for c in (status.conditions or []) if c.type == "PodScheduled"), None) if status else None
+    if scheduled is not None and scheduled.status == "False":
+        return f"pod {pod.metadata.name} not scheduled: {scheduled.reason}: {scheduled.message}"
+    containers = (status.container_statuses or []) if status else []
+    for s in [*((status.init_container_statuses or []) if status else []), *containers]:
+        waiting = s.state.waiting if s.state else None
+        if waiting is not None and waiting.reason in IMAGE_REASONS:
+            return f"pod {pod.metadata.name}: container {s.name} {waiting.reason}: {waiting.message or ''}".rstrip(": ")
+    sandbox = [e.message for e in events if e.reason == "FailedCreatePodSandBox"]
+    if sandbox and not any(s.state and s.state.running for s in containers):
+        return f"pod {pod.metadata.name}: no sandbox (FailedCreatePodSandBox: {sandbox[-1]})"
+    return None
 
 
 @dataclass

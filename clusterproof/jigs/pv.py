@@ -15,10 +15,10 @@ from typing import Any
 
 from kubernetes import client
 
-from clusterproof import wait
+from clusterproof import health, wait
 from clusterproof.api_answers import ApiAnswer, answer_to, raw_request
 from clusterproof.cluster import Cluster, Node
-from clusterproof.errors import WaitTimeout
+from clusterproof.errors import WaitGaveUp, WaitTimeout
 from clusterproof.jigs import Jig, pods
 from clusterproof.jigs.pv_names import PVNames, host_paths
 from clusterproof.jigs.volume import NodeFiles
@@ -37,6 +37,9 @@ NO_MATCH_REASONS = frozenset({"FailedBinding", "ProvisioningFailed"})
 BIND_TIMEOUT = 90.0  # a claim made before its PV is seen waits for the binder's 15 s resync
 DECISION_TIMEOUT = 45.0
 PROVISION_TIMEOUT = 60.0
+# when the class's provisioner is known not to run (health.provisioner_cause), the claim still gets
+# this long, then the wait gives up naming why
+PROVISIONER_DOWN_GRACE = 15.0
 PV_CONTROLLER_HINT = "is kube-controller-manager's persistentvolume-binder controller running?"
 
 
@@ -280,7 +283,14 @@ class PVJig(Jig):
                 text += "--enable-hostpath-provisioner"
             return text
 
-        bound = wait.pvc_phase(self.core, self.namespace, claim, "Bound", PROVISION_TIMEOUT, hint=hint)
+        down = health.provisioner_cause(self.cluster, storage_class.provisioner)
+        timeout = PROVISIONER_DOWN_GRACE if down else PROVISION_TIMEOUT
+        try:
+            bound = wait.pvc_phase(self.core, self.namespace, claim, "Bound", timeout, hint=hint)
+        except WaitTimeout as e:
+            if down is None or isinstance(e, WaitGaveUp):
+                raise
+            raise WaitGaveUp(e.expected, down, timeout, last_seen=e.last_seen, hint=e.hint) from None
         self.track_provisioned(bound.spec.volume_name)
         return self.core.read_persistent_volume(bound.spec.volume_name)
 

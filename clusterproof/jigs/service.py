@@ -6,6 +6,12 @@ answers through it, one call per observed fact (`assert_answered_by`, `assert_no
 only to node InternalIPs (NodePorts, externalIPs that are node IPs). Each check builds its
 description from the Service and the pods, so a message cannot drift from the manifest.
 Node-side checks read kube-proxy's NAT rules; API checks read refusals as the server words them.
+
+Set-up and observation are kept apart: making backends and Services (an API refusal, pods that
+never start, a node port that stays taken) is a set-up step (SetupFailed: the test errors, could
+not evaluate); the Endpoints a Service gets and who answers through it are what the claims
+observe (a failure). Waits for them end early, naming the cause, when clusterproof.health knows
+the shared precondition is broken (no endpoints controller, kube-proxy on no node).
 """
 
 from __future__ import annotations
@@ -17,16 +23,20 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
-from clusterproof import probe, wait
+from clusterproof import health, probe, wait
 from clusterproof.api_answers import ApiAnswer, answer_to
 from clusterproof.cluster import Cluster, Node
-from clusterproof.errors import WaitTimeout
+from clusterproof.errors import WaitGaveUp, WaitTimeout
 from clusterproof.jigs import Jig
 from clusterproof.manifests import Doc
 from clusterproof.probe import ANSWER_TIMEOUT, ClientPod, HttpAnswer, SampleResult, hostname_of
+from clusterproof.verdicts import setup_step
 
 NOTES_NODE_PORT_RANGE = (30000, 32767)  # [002] "30000-32767 범위"
 ENDPOINTS_TIMEOUT = 90.0
+# When a shared precondition is known broken (clusterproof.health: no endpoints controller, no
+# kube-proxy on any node), a wait that cannot succeed still gets this long, then gives up naming it.
+BROKEN_GRACE = 15.0
 RULES_TIMEOUT = 60.0
 PORT_RELEASE_TIMEOUT = 60.0
 NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
@@ -214,8 +224,10 @@ class ServiceJig(Jig):
             self.manifests.apply(extra)
 
     def ready_backends(self, pods: BackendPods, timeout: float = 120) -> Backends:
-        """The fixture's pods once `count` of them are Ready (a pod that can never be fails at once)."""
-        return Backends(tuple(wait.pods_ready(self.core, self.namespace, pods.selector, pods.count, timeout)))
+        """The fixture's pods once `count` of them are Ready (a pod that can never be fails at
+        once). A set-up step: backends that do not start leave a Service claim unevaluated."""
+        with setup_step(f"start {pods.count} backend pod(s) {pods.selector} of {pods.path}"):
+            return Backends(tuple(wait.pods_ready(self.core, self.namespace, pods.selector, pods.count, timeout)))
 
     def start_backends(self, pods: BackendPods) -> Backends:
         self.add_backends(pods)
@@ -231,13 +243,17 @@ class ServiceJig(Jig):
         return pod
 
     def wait_running(self, name: str) -> client.V1Pod:
-        return wait.pod_phase(self.core, self.namespace, name, "Running")
+        with setup_step(f"start pod {name}"):
+            return wait.pod_phase(self.core, self.namespace, name, "Running")
 
     def delete_pods(self, backends: Backends) -> None:
-        for name in backends.names:
-            self.cluster.delete_pod_now(self.namespace, name, wait_gone=False)
-        for name in backends.names:
-            wait.gone(lambda n=name: self.core.read_namespaced_pod(n, self.namespace), f"pod {self.namespace}/{name}")
+        with setup_step(f"delete the pods {sorted(backends.names)}"):
+            for name in backends.names:
+                self.cluster.delete_pod_now(self.namespace, name, wait_gone=False)
+            for name in backends.names:
+                wait.gone(
+                    lambda n=name: self.core.read_namespaced_pod(n, self.namespace), f"pod {self.namespace}/{name}"
+                )
 
     # --- Services --------------------------------------------------------------------------
 
@@ -250,12 +266,14 @@ class ServiceJig(Jig):
     ) -> client.V1Service:
         """Apply a fixture holding one Service (and maybe its Endpoints); returns the stored Service,
         after its Endpoints list `backends` when given. A fixed nodePort is first waited free
-        cluster-wide (another test may still be releasing it)."""
+        cluster-wide (another test may still be releasing it). Creating is a set-up step (a
+        refusal is SetupFailed in the API server's words); the Endpoints are observed (a failure)."""
         docs = self.manifests.load(path, values=values) if isinstance(path, str) else self.manifests.prepare(path)
         for doc in docs:
             if doc["kind"] == "Service":
                 for port in _fixed_node_ports(doc):
-                    self.wait_node_port_free(port)
+                    with setup_step(f"wait until nodePort {port} is free for Service {doc['metadata']['name']}"):
+                        self.wait_node_port_free(port)
         created = self.manifests.create(docs)
         service = self._created(next(d["metadata"]["name"] for d in created if d["kind"] == "Service"))
         if backends is not None:
@@ -269,7 +287,8 @@ class ServiceJig(Jig):
     def expose(self, *args: str) -> client.V1Service:
         """`kubectl expose ARGS -n <namespace>`; the created Service (named by --name=)."""
         name = next(a.split("=", 1)[1] for a in args if a.startswith("--name="))
-        self.cluster.kubectl("expose", *args, "-n", self.namespace)
+        with setup_step(f"kubectl expose {' '.join(args)}"):
+            self.cluster.kubectl("expose", *args, "-n", self.namespace)
         return self._created(name)
 
     def _created(self, name: str) -> client.V1Service:
@@ -342,16 +361,37 @@ class ServiceJig(Jig):
         expected = f"Endpoints {self.namespace}/{name} listing the ready pods {_fmt(want)} as ready"
         if want_not_ready:
             expected += f" and {_fmt(want_not_ready)} as not ready"
-        return wait.watch_until(
-            self.core.list_namespaced_endpoints,
-            done,
-            expected,
-            describe,
-            timeout,
-            hint=lambda last: "is the endpoints controller running?" if last == "no Endpoints object" else None,
-            namespace=self.namespace,
-            field_selector=f"metadata.name={name}",
-        )
+
+        def watch(seconds: float) -> client.V1Endpoints:
+            return wait.watch_until(
+                self.core.list_namespaced_endpoints,
+                done,
+                expected,
+                describe,
+                seconds,
+                hint=lambda last: "is the endpoints controller running?" if last == "no Endpoints object" else None,
+                namespace=self.namespace,
+                field_selector=f"metadata.name={name}",
+            )
+
+        if timeout <= BROKEN_GRACE:
+            return watch(timeout)
+        # no Endpoints object at all after the grace, and the cluster's older Services have none
+        # either: the endpoints controller is not running, waiting longer is pointless
+        try:
+            return watch(BROKEN_GRACE)
+        except WaitGaveUp:
+            raise
+        except WaitTimeout as e:
+            cause = health.endpoints_cause(self.cluster) if e.last_seen == "no Endpoints object" else None
+            if cause:
+                raise WaitGaveUp(expected, cause, BROKEN_GRACE, last_seen=e.last_seen) from None
+        try:
+            return watch(timeout - BROKEN_GRACE)
+        except WaitGaveUp:
+            raise
+        except WaitTimeout as e:
+            raise WaitTimeout(expected, e.last_seen, timeout, hint=e.hint) from None
 
     def load_balancer_ingress(self, name: str, window: float) -> list[client.V1LoadBalancerIngress]:
         """Watch the Service for `window` seconds; the ingress points it got, or [] if none came."""
@@ -404,7 +444,7 @@ class ServiceJig(Jig):
         (retried while kube-proxy catches up with the Endpoints)."""
         port = service.spec.ports[0].port
         what = f"ClusterIP {service.spec.cluster_ip}:{port} of {describe_service(service)}"
-        answer = client_pod.await_answer(cluster_ip_url(service, port), what)
+        answer = self._first_answer(lambda t: client_pod.await_answer(cluster_ip_url(service, port), what, t))
         who = hostname_of(answer)
         assert who in pods.names, f"{what} answered from {who!r}, not from one of the pods {pods}"
 
@@ -459,7 +499,7 @@ class ServiceJig(Jig):
         """Fresh connections from the client pod until every expected backend answered (after a
         first answer: rules may lag behind the Endpoints); the mismatch, or None."""
         try:
-            pod.await_answer(url, what)
+            self._first_answer(lambda timeout: pod.await_answer(url, what, timeout))
         except WaitTimeout as e:
             result = SampleResult(url, frozenset(expected), errors=[str(e)])
         else:
@@ -469,17 +509,31 @@ class ServiceJig(Jig):
     def _host_mismatch(self, url: str, what: str, expected: set[str]) -> str | None:
         """The same from the test host (node IPs only)."""
         try:
-            wait.until(
-                lambda: probe.require_ok(probe.http_get(url)),
-                f"an HTTP answer from {what} ({url})",
-                ANSWER_TIMEOUT,
-                describe=str,
+            self._first_answer(
+                lambda timeout: wait.until(
+                    lambda: probe.require_ok(probe.http_get(url)),
+                    f"an HTTP answer from {what} ({url})",
+                    timeout,
+                    describe=str,
+                )
             )
         except WaitTimeout as e:
             result = SampleResult(url, frozenset(expected), errors=[str(e)])
         else:
             result = probe.sample_backends(url, expected)
         return answer_mismatch(what, result, expected)
+
+    def _first_answer(self, await_answer: Callable[[float], HttpAnswer]) -> HttpAnswer:
+        """`await_answer(timeout)`: the first answer through a Service. When no Service can route
+        (clusterproof.health.routing_cause: kube-proxy on no node), it gets BROKEN_GRACE seconds,
+        then gives up naming the cause."""
+        cause = health.routing_cause(self.cluster)
+        if cause is None:
+            return await_answer(ANSWER_TIMEOUT)
+        try:
+            return await_answer(BROKEN_GRACE)
+        except WaitTimeout as e:
+            raise WaitGaveUp(e.expected, cause, BROKEN_GRACE, last_seen=e.last_seen) from None
 
     # --- kube-proxy's rules ------------------------------------------------------------------
 
@@ -535,6 +589,7 @@ class ServiceJig(Jig):
             expected,
             timeout,
             describe=lambda found: "; ".join(f"{node}: {p}" for node, p in sorted(found.items()) if p) or "-",
+            final=health.give_up_after(BROKEN_GRACE, lambda: health.routing_cause(self.cluster)),
             interval=2,
         )
 

@@ -12,9 +12,9 @@ from kubernetes import client
 from clusterproof import wait
 from clusterproof.cluster import Cluster
 from clusterproof.jigs.pods import MountFailures, failed_mounts, read_pod, started
-from clusterproof.jigs.service import Backends, ServiceJig
 from clusterproof.manifests import Manifests
 from clusterproof.tracker import ResourceTracker
+from clusterproof.verdicts import setup_step
 
 HOSTPATH_TYPE_FAILURE = "hostPath type check failed"
 HOSTPATH_VOLUME = 'volume "host-path"'  # the template's volume, as the kubelet names it in events
@@ -202,25 +202,29 @@ def hostpath_outcomes(
 
 # --- gitRepo ---------------------------------------------------------------------------------
 
-GIT_SERVER_PORT = 2345
 GIT_CONTAINER_PORT = 8000  # agnhost fake-gitserver listens here
+# the kubelet of 1.37+ (feature gate GitRepoVolumeDriver off by default) refuses gitRepo volumes so
+GITREPO_DISABLED = "git-repo volume plugin has been disabled"
+GITREPO_FEATURE_GATE = "GitRepoVolumeDriver"
 
 
 @dataclass
 class GitServer:
     url: str
-    cluster_ip: str
+    pod_ip: str
 
 
-def start_git_server(manifests: Manifests, name: str = "git-server") -> GitServer:
-    """agnhost fake-gitserver behind a Service, as upstream's gitRepo e2e does; the URL uses the
-    ClusterIP because the kubelet clones on the node, outside the cluster's DNS."""
-    labels = {"app": name}
+def start_git_server(manifests: Manifests, node: str, name: str = "git-server") -> GitServer:
+    """agnhost fake-gitserver, as upstream's gitRepo e2e uses, on `node` (where the gitRepo pod
+    will be): the kubelet clones on the node, outside the cluster's DNS, so the URL is the pod's
+    IP, reached from its own node without a Service, kube-proxy or a route to another node
+    (none of them is what VOL-04 observes). A set-up step (SetupFailed when it does not start)."""
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": labels},
+        "metadata": {"name": name, "labels": {"app": name}},
         "spec": {
+            "nodeName": node,
             "containers": [
                 {
                     "name": "git",
@@ -233,22 +237,17 @@ def start_git_server(manifests: Manifests, name: str = "git-server") -> GitServe
             "terminationGracePeriodSeconds": 0,
         },
     }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name},
-        "spec": {"selector": labels, "ports": [{"port": GIT_SERVER_PORT, "targetPort": "http"}]},
-    }
-    server = started(manifests.cluster, manifests.namespace, manifests.apply_one(pod)["metadata"]["name"])
-    created = ServiceJig(manifests.cluster, manifests).create_service([service], backends=Backends((server,)))
-    ip = created.spec.cluster_ip
-    return GitServer(url=f"http://{ip}:{GIT_SERVER_PORT}", cluster_ip=ip)
+    with setup_step(f"start the git server (agnhost fake-gitserver) on node {node}"):
+        server = started(manifests.cluster, manifests.namespace, manifests.apply_one(pod)["metadata"]["name"])
+    ip = server.status.pod_ip
+    return GitServer(url=f"http://{ip}:{GIT_CONTAINER_PORT}", pod_ip=ip)
 
 
 def wait_cloned(cluster: Cluster, namespace: str, name: str, node: str, timeout: float = 120) -> None:
     """Until the gitRepo pod `name` is Ready (the kubelet cloned the repository into its volume).
-    Skips when the kubelet says the node has no git binary: a part the node lacks, not a broken
-    claim. A timeout names the pod's last FailedMount."""
+    Skips at once when the kubelet says it cannot: the node has no git binary, or the git-repo
+    volume plugin is disabled (1.37+, feature gate GitRepoVolumeDriver): a part the node lacks or
+    was configured without, not a broken claim. A timeout names the pod's last FailedMount."""
 
     def read() -> tuple[client.V1Pod, MountFailures]:
         return read_pod(cluster, namespace, name), failed_mounts(cluster, namespace, name)
@@ -257,17 +256,29 @@ def wait_cloned(cluster: Cluster, namespace: str, name: str, node: str, timeout:
         pod, failures = seen
         if wait.pod_is_ready(pod):
             return "cloned"
-        return next((f"no git: {m}" for m in failures.messages if git_missing(m)), None)
+        for message in failures.messages:
+            if gitrepo_disabled(message):
+                return f"disabled: {message}"
+            if git_missing(message):
+                return f"no git: {message}"
+        return None
 
     result = wait.until_seen(
         read,
         outcome,
-        f"pod {name} on {node} Running (or the kubelet saying it has no git)",
+        f"pod {name} on {node} Running (or the kubelet saying it cannot clone)",
         timeout,
         describe=lambda seen: f"{wait.describe_pods([seen[0]])}; last FailedMount: {seen[1].last}",
         final=lambda seen: wait.never_ready(seen[0]),
     )
-    if result != "cloned":
+    if result.startswith("disabled: "):
+        cluster.require(
+            False,
+            f"the kubelet on node {node} refuses gitRepo volumes: the git-repo volume plugin is disabled "
+            f"(re-enabled only by the feature gate {GITREPO_FEATURE_GATE}); FailedMount: "
+            f"{result.removeprefix('disabled: ')}",
+        )
+    if result.startswith("no git: "):
         message = result.removeprefix("no git: ")
         cluster.require(False, f"node {node} cannot clone a gitRepo volume (no git binary): FailedMount: {message}")
 
@@ -288,3 +299,8 @@ def wait_emptydir_removed(cluster: Cluster, pod: client.V1Pod, volume_name: str,
 def git_missing(message: str) -> bool:
     """The kubelet's error when the node has no git binary."""
     return "executable file not found" in message and "git" in message
+
+
+def gitrepo_disabled(message: str) -> bool:
+    """The kubelet's error when its git-repo volume plugin is disabled (1.37+)."""
+    return GITREPO_DISABLED in message

@@ -4,6 +4,7 @@ they may), StatefulSet pods and their claims, and the container runtime seen fro
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 
 from kubernetes import client
 
-from clusterproof import wait
+from clusterproof import health, wait
 from clusterproof.cluster import Cluster, Node
 
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
@@ -24,6 +25,10 @@ DAEMONSET_TOLERATIONS: tuple[Mapping[str, str], ...] = (
     {"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"},
     {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"},
 )
+# a DaemonSet not processed after this long, while kube-system's never were: no controller runs
+DAEMONSET_CONTROLLER_GRACE = 15.0
+# a DaemonSet not processed after this long is not going to be (the controller acts in milliseconds)
+UNPROCESSED_LIMIT = 45.0
 MASTER_TAINT = "node-role.kubernetes.io/master"
 CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
 
@@ -93,7 +98,10 @@ class Placement:
 
 def daemonset_settled(cluster: Cluster, namespace: str, name: str, selector: str, timeout: float = 240) -> Placement:
     """Until the DaemonSet controller has seen the current spec and every pod it wants is Ready
-    (status and pods agree). A missing controller shows up as a status never observed."""
+    (status and pods agree). A missing controller shows up as a status never observed: the wait
+    gives up after DAEMONSET_CONTROLLER_GRACE when kube-system's DaemonSets were never processed
+    either, after UNPROCESSED_LIMIT in any case."""
+    started = time.monotonic()
 
     def look() -> tuple[client.V1DaemonSet, list[client.V1Pod]]:
         ds = cluster.apps.read_namespaced_daemon_set(name, namespace)
@@ -102,16 +110,26 @@ def daemonset_settled(cluster: Cluster, namespace: str, name: str, selector: str
 
     def settled(seen: tuple[client.V1DaemonSet, list[client.V1Pod]]) -> Placement | None:
         ds, pods = seen
-        desired = ds.status.desired_number_scheduled or 0
+        desired = (ds.status.desired_number_scheduled or 0) if ds.status else 0
         ready = [p for p in pods if wait.pod_is_ready(p)]
         if wait.daemonset_rolled_out(ds) and desired > 0 and len(pods) == desired == len(ready):
             return Placement(tuple(pods), desired)
         return None
 
+    def final(seen: tuple[client.V1DaemonSet, list[client.V1Pod]]) -> str | None:
+        ds, pods = seen
+        if ds.status is not None and ds.status.observed_generation:
+            return stuck(pods)
+        waited = time.monotonic() - started
+        cause = health.daemonset_controller_cause(cluster) if waited >= DAEMONSET_CONTROLLER_GRACE else None
+        if cause is None and waited >= UNPROCESSED_LIMIT:
+            cause = f"the DaemonSet controller has not processed {name} in {waited:.0f} s: is it running?"
+        return cause
+
     def describe(seen: tuple[client.V1DaemonSet, list[client.V1Pod]]) -> str:
         ds, pods = seen
         s = ds.status
-        if not s.observed_generation:
+        if s is None or not s.observed_generation:
             return "the DaemonSet controller has not processed it (no status.observedGeneration): no pods"
         placed = ", ".join(f"{p.metadata.name} on {p.spec.node_name}" for p in pods) or "no pods"
         return (
@@ -125,7 +143,7 @@ def daemonset_settled(cluster: Cluster, namespace: str, name: str, selector: str
         f"DaemonSet {namespace}/{name} to run its pods, all Ready",
         timeout,
         describe=describe,
-        final=lambda seen: stuck(seen[1]),
+        final=final,
     )
 
 
