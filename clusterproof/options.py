@@ -33,6 +33,7 @@ MIN_KIND_VERSION = (0, 33, 0)
 API_PROBE_TIMEOUT = 5.0
 KIND_DOWNLOAD_ENV = "CLUSTERPROOF_KIND_DOWNLOAD"
 NODE_ACCESS_MODES = ("auto", "docker", "pod", "none")  # clusterproof.node_access.MODES
+DEFAULT_STATE_FILE = Path(".clusterproof/upgrade-state.json")
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -108,6 +109,46 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption("--run-id", default=None, help="run id (default: time + random)")
     group.addoption(
+        "--phase",
+        choices=("before", "after"),
+        default=None,
+        help="upgrade validation: `before` creates durable state and records it (state file + ConfigMap); "
+        "`after` compares the upgraded cluster with it, then runs the selected suites",
+    )
+    group.addoption(
+        "--state-file",
+        default=None,
+        metavar="PATH",
+        help=f"the upgrade state file (default: <rootdir>/{DEFAULT_STATE_FILE})",
+    )
+    group.addoption(
+        "--keep-upgrade-state",
+        action="store_true",
+        help="--phase after: keep the durable namespaces and volumes even when every check held",
+    )
+    group.addoption(
+        "--disruption-budget",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="--phase after: seconds a monitored target may be down during the upgrade (more fails UPG-09; "
+        "less than this but more than none is reported as tolerated)",
+    )
+    group.addoption(
+        "--api-disruption-budget",
+        type=float,
+        default=180.0,
+        metavar="SECONDS",
+        help="--phase after: the same for the API server (a single control plane is down while kubeadm "
+        "replaces it)",
+    )
+    group.addoption(
+        "--monitor-file",
+        default=None,
+        metavar="PATH",
+        help="--phase after: what `python -m clusterproof.monitor` wrote (default: <state file>.monitor.jsonl)",
+    )
+    group.addoption(
         "--allow-disruptive",
         action="store_true",
         help="run tests marked disruptive on an existing cluster too",
@@ -151,6 +192,12 @@ class Settings:
     allow_disruptive: bool
     node_access: str = "auto"  # auto, docker, pod, none (clusterproof.node_access)
     allow_privileged: bool = False
+    phase: str | None = None
+    state_file: Path = Path(".clusterproof/upgrade-state.json")
+    keep_upgrade_state: bool = False
+    disruption_budget: float = 30.0
+    api_disruption_budget: float = 180.0
+    monitor_file: Path | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -217,7 +264,39 @@ def build_settings(
         claims_file=claims_file or default_claims_file(rootdir),
         allow_disruptive=bool(option("allow_disruptive")),
         **_node_access_settings(option),
+        **_upgrade_settings(option, rootdir, provider),
     )
+
+
+def _upgrade_settings(option: Callable[[str], Any], rootdir: Path, provider: str) -> dict[str, Any]:
+    phase = option("phase")
+    state_file = _path(option("state_file")) or rootdir / DEFAULT_STATE_FILE
+    if phase and provider == "kind" and not (option("cluster_scope") == "session" and
+                                             (option("keep_clusters") or option("keep_cluster"))):
+        raise pytest.UsageError(
+            f"--phase {phase} needs a cluster that outlives the run: an existing cluster (--kubeconfig, --context, "
+            "--allow-context) or a kept kind cluster (--cluster-scope session --keep-clusters --cluster-name NAME)"
+        )
+    if phase == "after":
+        from clusterproof.upgrade.state import StateError, UpgradeState
+
+        try:
+            UpgradeState.load(state_file)
+        except StateError as e:
+            raise pytest.UsageError(str(e)) from None
+    budget = option("disruption_budget")
+    if budget is not None and budget < 0:
+        raise pytest.UsageError(f"--disruption-budget {budget:g}: seconds, 0 or more")
+    monitor_file = _path(option("monitor_file")) or state_file.with_suffix(".monitor.jsonl")
+    return {
+        "phase": phase,
+        "state_file": state_file,
+        "keep_upgrade_state": bool(option("keep_upgrade_state")),
+        "disruption_budget": 30.0 if budget is None else budget,
+        "api_disruption_budget": option("api_disruption_budget") if option("api_disruption_budget") is not None
+        else 180.0,
+        "monitor_file": monitor_file,
+    }
 
 
 def _node_access_settings(option: Callable[[str], Any]) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from clusterproof.run import TEST_LABEL as TEST_LABEL_KEY
 from clusterproof.run import RunContext, namespace_name, test_label
 from clusterproof.timings import Stopwatch, TimingReporter
 from clusterproof.tracker import OWNER_LABEL, ResourceTracker, install_signal_cleanup
+from clusterproof.upgrade import plugin as upgrade_plugin
 
 log = logging.getLogger("clusterproof")
 
@@ -45,6 +46,7 @@ MARKERS = (
     "claim(*ids): ties a test to claim IDs of CLAIMS.md (unknown ID = collection error)",
     "needs_node_exec: needs a shell on the nodes (--node-access); skipped, saying why, where there is none",
     "disruptive: changes node state; skipped on an existing cluster unless --allow-disruptive",
+    upgrade_plugin.MARKER,
 )
 WORKER_RUN_ID = "clusterproof_run_id"
 
@@ -73,7 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = build_settings(config.getoption, Path(config.rootpath), inherited_run_id=inherited)
     try:
         catalogue = ImageCatalogue.load(image_map=settings.image_map)
-        claims = load_claims(settings.claims_file)
+        claims = {**load_claims(settings.claims_file), **load_claims(upgrade_plugin.UPGRADE_CLAIMS)}
     except (ImageMapError, ClaimsError) as e:
         raise pytest.UsageError(str(e)) from None
     run = RunContext(settings.run_id, settings.run_dir, settings.artifacts_dir)
@@ -83,7 +85,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[CLAIMS] = claims
     config.stash[STOPWATCH] = Stopwatch()
     timing = TimingReporter(config.stash[STOPWATCH])
-    config.pluginmanager.register(ClaimsReporter(ClaimLedger(claims), run, timing), "clusterproof-claims")
+    # UPG rows belong to the table only when an upgrade phase runs
+    ledger_claims = claims if settings.phase else {k: v for k, v in claims.items() if not k.startswith("UPG-")}
+    config.pluginmanager.register(ClaimsReporter(ClaimLedger(ledger_claims), run, timing), "clusterproof-claims")
+    config.pluginmanager.register(upgrade_plugin.UpgradePhase(settings.phase), "clusterproof-upgrade-phase")
+    config.pluginmanager.register(upgrade_plugin, "clusterproof-upgrade")
     config.pluginmanager.register(timing, "clusterproof-timings")
     config.pluginmanager.register(node_access.UnreachableNodeSkips(), "clusterproof-node-access")
 

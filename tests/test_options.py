@@ -50,6 +50,12 @@ def options(**given):
         "allow_disruptive": False,
         "node_access": "auto",
         "allow_privileged": False,
+        "phase": None,
+        "state_file": None,
+        "keep_upgrade_state": False,
+        "disruption_budget": 30.0,
+        "api_disruption_budget": 180.0,
+        "monitor_file": None,
     }
     defaults.update(given)
     return defaults.__getitem__

@@ -48,6 +48,12 @@ def _docker_network_exists(name: str) -> bool:
     return subprocess.run(["docker", "network", "inspect", name], capture_output=True).returncode == 0
 
 
+def _kind_nodes_running() -> bool:
+    found = subprocess.run(["docker", "ps", "-q", "--filter", "label=io.x-k8s.kind.cluster"],
+                           capture_output=True, text=True)
+    return found.returncode != 0 or bool(found.stdout.strip())
+
+
 @contextlib.contextmanager
 def host_hygiene(log=print) -> Iterator[None]:
     sysctls = read_sysctls()
@@ -63,6 +69,7 @@ def host_hygiene(log=print) -> Iterator[None]:
         if not had_network and _docker_network_exists("kind"):
             # fails, harmlessly, while a kept cluster still uses it
             subprocess.run(["docker", "network", "rm", "kind"], capture_output=True)
-        if not had_modules and modules.is_dir() and not any(modules.iterdir()):
+        if not had_modules and modules.is_dir() and not any(modules.iterdir()) and not _kind_nodes_running():
+            # a kept cluster's nodes bind-mount it: removed only when no kind node runs
             with contextlib.suppress(OSError):
                 modules.rmdir()

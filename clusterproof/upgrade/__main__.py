@@ -1,0 +1,155 @@
+"""`python -m clusterproof.upgrade` (tox -e upgrade): an in-place upgrade of a kind cluster, proven.
+
+1. both releases' node images are built (or found cached);
+2. a kind cluster boots at the older release and `--phase before` creates the durable state;
+3. the monitor starts; the cluster is upgraded in place to the next minor (kubeadm's way:
+   clusterproof.offline.kind_upgrade); the monitor stops;
+4. `--phase after` checks the state, then the suites run on the upgraded cluster;
+5. the cluster is deleted (unless --keep-cluster). Where the time went is printed at the end.
+Extra arguments after `--` go to both pytest runs (e.g. `-- -x`); `--suites PATH...` chooses what
+runs again after the upgrade (default: every suite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from clusterproof import run as runs
+from clusterproof.errors import ClusterproofError
+from clusterproof.offline import build, capabilities, kind_upgrade, releases
+
+
+def say(message: str) -> None:
+    print(f"[upgrade] {message}", flush=True)
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, float]] = []
+
+    def measure(self, what: str, started: float) -> None:
+        self.rows.append((what, time.monotonic() - started))
+
+    def table(self) -> str:
+        total = sum(s for _, s in self.rows)
+        return "\n".join([f"  {w:<58} {s:7.1f}s" for w, s in self.rows] + [f"  {'total':<58} {total:7.1f}s"])
+
+
+def pytest_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(prog="python -m clusterproof.upgrade", description=__doc__.split("\n")[0])
+    parser.add_argument("--from", dest="source", default=None, help="release to start from (default: the one "
+                        f"before {releases.DEFAULT})")
+    parser.add_argument("--disruption-budget", type=float, default=30.0, metavar="SECONDS",
+                        help="seconds each data-plane target may be down")
+    parser.add_argument("--api-disruption-budget", type=float, default=180.0, metavar="SECONDS",
+                        help="seconds the API server may be down (one control plane: down while replaced)")
+    parser.add_argument("--suites", nargs="*", default=["suites"], metavar="PATH",
+                        help="what runs after the upgrade checks (default: suites; none: --suites)")
+    parser.add_argument("--keep-cluster", action="store_true")
+    args = parser.parse_args(argv)
+
+    target = releases.release(None)
+    source = releases.release(args.source) if args.source else next(
+        r for r in releases.RELEASES.values() if r.source == "go" and r.minor_number == target.minor_number - 1)
+    target = releases.upgrade_target(source)
+    run_id = runs.new_run_id()
+    name = f"cpup-{runs.short_id(run_id)}"
+    rootdir = Path.cwd()
+    work = rootdir / ".clusterproof" / "upgrades" / run_id
+    work.mkdir(parents=True, exist_ok=True)
+    state_file = work / "state.json"
+    stop_file = work / "monitor.stop"
+    watch = Stopwatch()
+    rc = 0
+    say(f"{source.kube} -> {target.kube} on kind cluster {name}; state and monitor files in {work}")
+    try:
+        started = time.monotonic()
+        builder = build.Builder(log=lambda m: say(f"offline images: {m}"))
+        for release in (source, target):
+            builder.build(release)
+        say("offline images:\n" + builder.report())
+        watch.measure(f"node images {source.kube} and {target.kube} (build or cache check)", started)
+
+        started = time.monotonic()
+        before_id = f"{run_id}-before"
+        rc = subprocess.run(pytest_command(
+            "suites/test_upgrade.py", "--phase", "before", "--k8s-version", source.minor, "--offline", "yes",
+            "--cluster-scope", "session", "--keep-clusters", "--cluster-name", name, "--state-file", str(state_file),
+            "--run-id", before_id, *extra)).returncode
+        watch.measure(f"boot {source.kube} and --phase before", started)
+        if rc != 0:
+            raise ClusterproofError(f"--phase before failed (exit {rc}): nothing upgraded")
+        kubeconfig = runs.run_dir_for(rootdir, before_id) / "clusters" / name / "kubeconfig"
+        context = f"kind-{name}"
+
+        started = time.monotonic()
+        monitor = subprocess.Popen([sys.executable, "-m", "clusterproof.monitor", "--state-file", str(state_file),
+                                    "--kubeconfig", str(kubeconfig), "--context", context,
+                                    "--stop-file", str(stop_file)])
+        monitor_out = state_file.with_suffix(".monitor.jsonl")
+        deadline = time.monotonic() + 60
+        while not monitor_out.exists() and monitor.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)  # the monitor creates its file once every target answered
+        if not monitor_out.exists():
+            monitor.terminate()
+            raise ClusterproofError("the monitor did not start (see its line above): nothing upgraded")
+        try:
+            upgrade = kind_upgrade.KindUpgrade(name, target, log=say, builder=builder)
+            log = upgrade.upgrade()
+            log.write(state_file.with_suffix(".steps.json"))
+            say("in-place upgrade:\n" + log.summary())
+        finally:
+            stop_file.touch()
+            try:
+                monitor.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                monitor.send_signal(signal.SIGTERM)
+                monitor.wait(timeout=30)
+        watch.measure(f"in-place upgrade to {target.kube} (monitored)", started)
+        if monitor.returncode not in (0, None):
+            raise ClusterproofError(f"the monitor exited {monitor.returncode}: see its output above")
+
+        started = time.monotonic()
+        rc = subprocess.run(pytest_command(
+            "suites/test_upgrade.py", *args.suites, "--phase", "after", "--kubeconfig", str(kubeconfig),
+            "--context", context, "--allow-context", context, "--allow-disruptive", "--offline", "yes",
+            "--state-file", str(state_file), "--disruption-budget", f"{args.disruption_budget:g}",
+            "--api-disruption-budget", f"{args.api_disruption_budget:g}",
+            "--run-id", f"{run_id}-after",
+            f"--junitxml={rootdir / '.clusterproof' / 'junit-upgrade.xml'}", *extra)).returncode
+        watch.measure("--phase after and the suites on the upgraded cluster", started)
+    except (ClusterproofError, kind_upgrade.UpgradeError) as e:
+        say(str(e))
+        rc = rc or 1
+    except KeyboardInterrupt:
+        say("interrupted")
+        rc = 130
+    finally:
+        if not args.keep_cluster:
+            started = time.monotonic()
+            kind = capabilities.kind_command(Path(shutil.which("kind") or "kind"), work)
+            subprocess.run([str(kind), "delete", "cluster", "--name", name], capture_output=True)
+            watch.measure(f"kind delete {name}", started)
+        else:
+            say(f"kept kind cluster {name}")
+        say("where the time went:\n" + watch.table())
+    return rc
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
