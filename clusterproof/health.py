@@ -45,7 +45,7 @@ ENDPOINTS_NAMESPACES = (SYSTEM, "default")
 DNS_LABEL = "k8s-app=kube-dns"  # CoreDNS keeps kube-dns's label (Deployment, pods, Service)
 KUBE_PROXY = "kube-proxy"
 # DaemonSet name prefixes of pod networks that can take kube-proxy's place (no kube-proxy is then fine)
-PROXY_REPLACEMENTS = ("cilium", "kube-router", "antrea-agent", "calico-node")
+PROXY_REPLACEMENTS = ("cilium", "kube-router", "antrea-agent", "calico-node", "ovnkube-node", "kube-ovn-cni")
 EMBEDDED_PROXY_KUBELETS = ("+k3s",)  # distributions whose agent runs kube-proxy itself (no pods)
 LEADER_LEASES = ("kube-controller-manager", "kube-scheduler")
 # provisioner name -> the Deployment that serves it, for provisioners whose pods do not say so
@@ -54,6 +54,7 @@ SETTLED_AGE = 30.0  # seconds: a system object this old has been seen by its con
 STALE_LEASE = 60.0  # seconds without a renewal (and at least 3 lease durations): the leader is gone
 CACHE_SECONDS = 15.0
 SETTLE_INTERVAL = 2.0
+SETTLE_STABLE = 30.0  # the same findings this long: not progressing, no use waiting out the window
 
 
 @dataclass(frozen=True)
@@ -505,12 +506,18 @@ def settle(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Finding]:
-    """Probe until nothing is found wrong, every finding is final, or `window` seconds passed;
-    what was found last (a young cluster's CoreDNS may still be starting: that is waited for)."""
+    """Probe until nothing is found wrong, every finding is final, the findings have not changed
+    for SETTLE_STABLE seconds, or `window` seconds passed; what was found last (a young cluster's
+    CoreDNS may still be starting: that is waited for)."""
     deadline = clock() + window
+    last: list[str] = []
+    since = clock()
     while True:
         found = probe(cluster)
-        if not found or all(f.final for f in found) or clock() >= deadline:
+        texts = [f.text for f in found]
+        if texts != last:
+            last, since = texts, clock()
+        if not found or all(f.final for f in found) or clock() >= deadline or clock() - since >= SETTLE_STABLE:
             return found
         sleep(SETTLE_INTERVAL)
 

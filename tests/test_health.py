@@ -370,3 +370,15 @@ def test_the_boot_gate_gives_up_once_no_daemonset_was_processed_within_the_grace
     assert "no DaemonSet has been processed (kindnet, kube-proxy): is the DaemonSet controller running?" in str(
         info.value
     )
+
+
+def test_settle_stops_when_the_findings_do_not_change(monkeypatch):
+    now = [0.0]
+    stuck = [health.Finding("metrics-server", "metrics-server: 0 of 1 replicas available (pods: m-1: Pending)")]
+    monkeypatch.setattr(health, "probe", lambda c: stuck)
+
+    def tick(seconds):
+        now[0] += seconds
+
+    assert health.settle(SimpleNamespace(name="x"), 60, clock=lambda: now[0], sleep=tick) == stuck
+    assert now[0] == health.SETTLE_STABLE  # not the whole window
