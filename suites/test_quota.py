@@ -18,6 +18,7 @@ from clusterproof.cluster import Cluster
 from clusterproof.jigs.quota import ADMISSION_HINT, Admission, PrivateKubeconfig, QuotaJig
 from clusterproof.manifests import Manifests
 from clusterproof.run import RunContext, hash_of
+from clusterproof.verdicts import setup_step
 
 QUOTA = "test-quotas"
 QUOTA_PODS = "claims/quota/quota-pods.yaml"
@@ -161,7 +162,8 @@ def test_quota_status_shows_used_against_hard(quota: QuotaJig, manifests: Manife
     assert_all_admitted(quota.create_each(pods + services + manifests.load(BUSYBOX_NS_RC_2), namespace), namespace)
     quota.wait_used(namespace, QUOTA, {"pods": 2, "services": 1, "replicationcontrollers": 1})
 
-    quota.cluster.core.delete_namespaced_pod("quota-pod-1", namespace, grace_period_seconds=0)
+    with setup_step("delete pod quota-pod-1"):
+        quota.cluster.core.delete_namespaced_pod("quota-pod-1", namespace, grace_period_seconds=0)
     quota.wait_used(namespace, QUOTA, {"pods": 1, "services": 1, "replicationcontrollers": 1})
 
 

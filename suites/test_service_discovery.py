@@ -20,6 +20,7 @@ from clusterproof.jigs import dns
 from clusterproof.jigs.service import APP_PODS, ServiceJig
 from clusterproof.manifests import Manifests
 from clusterproof.probe import ClientPod
+from clusterproof.verdicts import setup_step
 
 HEADLESS = "claims/services/svc-headless.yaml"
 EXTERNAL_NAME = "claims/services/svc-externalname.yaml"
@@ -98,7 +99,8 @@ def test_headless_service_has_no_virtual_ip_and_its_endpoints_are_the_ready_pods
         answer = client.await_answer(f"http://{ip}:8080/", f"endpoint {ip} of svc-headless")
         assert answer.body.strip() == pod, f"endpoint {ip} should be pod {pod}; answered {answer.body.strip()!r}"
 
-    cluster.delete_pod_now(namespace, "pod-2", wait_gone=False)
+    with setup_step("delete pod pod-2"):
+        cluster.delete_pod_now(namespace, "pod-2", wait_gone=False)
     jig.wait_endpoints("svc-headless", {pods.ip_of("pod-1")})
 
 
@@ -117,7 +119,8 @@ def test_headless_service_name_resolves_to_the_ready_pod_ips(
     dns_client.wait_lookup(name, "A", dns.same_set(pods.ips), f"A {name} == ready pod IPs {sorted(pods.ips)}")
 
     ip_1 = pods.ip_of("pod-1")
-    cluster.delete_pod_now(namespace, "pod-2", wait_gone=False)
+    with setup_step("delete pod pod-2"):
+        cluster.delete_pod_now(namespace, "pod-2", wait_gone=False)
     dns_client.wait_lookup(name, "A", dns.same_set({ip_1}), f"A {name} == {ip_1} only, after pod-2 was deleted")
 
 

@@ -60,7 +60,8 @@ def test_emptydir_is_deleted_with_the_pod_and_the_next_pod_starts_empty(
     pod_files.write("pod-volume-1", "/mount1/left-behind", "from the first pod", "container1")
     assert pod_files.read("pod-volume-1", "/mount2/left-behind", "container2") == "from the first pod"
 
-    pods.delete_pod(cluster, namespace, "pod-volume-1")
+    with setup_step("delete pod pod-volume-1"):
+        pods.delete_pod(cluster, namespace, "pod-volume-1")
     if cluster.can_node_exec:
         volume.wait_emptydir_removed(cluster, first, "empty-dir")
     second = pods.start_pod(manifests, POD_VOLUME_1)
@@ -160,8 +161,9 @@ def test_init_container_runs_once_to_completion_before_the_app_and_fills_its_vol
     assert order == ["init", "app"], f"/work/order shows the start order {order}"
 
     # a restart of the app container does not run the init container again
-    pod_files.kill_main_process("init-container-pod", "app")
-    pods.wait_restarted(cluster, namespace, "init-container-pod", "app", more_than=0)
+    with setup_step("restart container app of init-container-pod (its PID 1 signalled)"):
+        pod_files.kill_main_process("init-container-pod", "app")
+        pods.wait_restarted(cluster, namespace, "init-container-pod", "app", more_than=0)
     order = start_order(pod_files.read_lines("init-container-pod", "/work/order", "app", at_least=3))
     assert order == ["init", "app", "app"], f"after an app restart /work/order shows the starts {order}"
 

@@ -56,7 +56,8 @@ def test_daemonset_runs_one_pod_on_every_node_it_tolerates_and_replaces_a_delete
 
     node = sorted(expected - {n.name for n in nodes if n.is_control_plane} or expected)[0]
     old = placement.pod_on(node)
-    cluster.core.delete_namespaced_pod(old.metadata.name, namespace, grace_period_seconds=0)
+    with setup_step(f"delete DaemonSet pod {old.metadata.name} on {node}"):
+        cluster.core.delete_namespaced_pod(old.metadata.name, namespace, grace_period_seconds=0)
     new = workload.replacement_on(cluster, namespace, selector_of(ds), node, old.metadata.uid)
     assert new.metadata.name != old.metadata.name, f"the replacement on {node} reuses the name {new.metadata.name}"
     after = workload.daemonset_settled(cluster, namespace, ds["metadata"]["name"], selector_of(ds))

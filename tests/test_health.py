@@ -382,3 +382,16 @@ def test_settle_stops_when_the_findings_do_not_change(monkeypatch):
 
     assert health.settle(SimpleNamespace(name="x"), 60, clock=lambda: now[0], sleep=tick) == stuck
     assert now[0] == health.SETTLE_STABLE  # not the whole window
+
+
+def test_the_command_line_probe_says_when_the_api_server_does_not_answer(tmp_path, capsys):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: dead\n"
+        "clusters: [{name: dead, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "contexts: [{name: dead, context: {cluster: dead, user: u}}]\n"
+        "users: [{name: u, user: {token: not-a-secret}}]\n"
+    )
+    assert health.main(["--kubeconfig", str(kubeconfig)]) == 2
+    assert "the API server of cluster dead does not answer" in capsys.readouterr().out
+    assert health.main(["--kubeconfig", str(tmp_path / "missing")]) == 2

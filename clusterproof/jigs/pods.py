@@ -211,7 +211,8 @@ def delete_pod(
 def wait_restarted(
     cluster: Cluster, namespace: str, pod: str, container: str, more_than: int, timeout: float = 90
 ) -> client.V1Pod:
-    """Until `container` has restarted more than `more_than` times and is running and ready again."""
+    """Until `container` has restarted more than `more_than` times and is running and ready again
+    (a pod that never started for a reason no claim observes: SetupFailed, as in `started`)."""
 
     def restarted(current: client.V1Pod) -> client.V1Pod | None:
         status = container_status(current, container)
@@ -222,13 +223,19 @@ def wait_restarted(
         status = container_status(current, container)
         return f"restartCount {status.restart_count}, state {status.state.to_dict() if status.state else None}"
 
-    return wait.until_seen(
-        lambda: read_pod(cluster, namespace, pod),
-        restarted,
-        f"container {container} of pod {namespace}/{pod} restarted (restartCount > {more_than}) and ready",
-        timeout,
-        describe=describe,
-    )
+    try:
+        return wait.until_seen(
+            lambda: read_pod(cluster, namespace, pod),
+            restarted,
+            f"container {container} of pod {namespace}/{pod} restarted (restartCount > {more_than}) and ready",
+            timeout,
+            describe=describe,
+        )
+    except WaitTimeout as e:
+        unrelated = unrelated_start_failure(cluster, namespace, pod)  # never scheduled, no image: see started()
+        if unrelated:
+            raise SetupFailed(f"start pod {pod}", f"{unrelated} ({e})") from e
+        raise
 
 
 # --- what the kubelet said ---------------------------------------------------------------------
