@@ -207,6 +207,7 @@ def probe(cluster: Cluster, *, now: float | None = None) -> list[Finding]:
         deployment_findings,
         endpoints_findings,
         lease_findings,
+        admission_findings,
     ):
         try:
             found += check(look)
@@ -337,6 +338,15 @@ def lease_findings(look: Look) -> list[Finding]:
                 Finding(name, f"{name}: leader lease last renewed {_ago(age)} ago{holder}: is it running?", final=True)
             )
     return found
+
+
+def admission_findings(look: Look) -> list[Finding]:
+    """Admission plugins kube-apiserver's flags turn off (as its mirror pod shows them)."""
+    for arg in look.apiserver_args() or []:
+        flag, _, value = arg.partition("=")
+        if flag == "--disable-admission-plugins" and value:
+            return [Finding("kube-apiserver", f"kube-apiserver runs with {arg}: those admission plugins are off", True)]
+    return []
 
 
 # --- cluster DNS ------------------------------------------------------------------------------

@@ -548,9 +548,18 @@ def node_is_ready(node: client.V1Node) -> bool:
 
 
 def nodes_ready(
-    core: client.CoreV1Api, timeout: float = 300.0, *, count: int | None = None, **seams: Any
+    core: client.CoreV1Api,
+    timeout: float = 300.0,
+    *,
+    count: int | None = None,
+    give_up: Callable[[], str | None] | None = None,
+    check_every: float = 15.0,
+    clock: Clock = time.monotonic,
+    **seams: Any,
 ) -> list[client.V1Node]:
-    """Every node Ready (and at least `count` of them, when given)."""
+    """Every node Ready (and at least `count` of them, when given). `give_up()`, asked every
+    `check_every` seconds while they are not, may name why they never will be (a NotReady node
+    posts no status changes a watch would see): the wait then ends at once (WaitGaveUp)."""
 
     def done(nodes: dict[str, client.V1Node]) -> list[client.V1Node]:
         enough = len(nodes) >= (count or 1)
@@ -563,7 +572,23 @@ def nodes_ready(
             or "no nodes"
         )
 
-    return watch_until(core.list_node, done, "all nodes Ready", describe, timeout, **seams)
+    if give_up is None:
+        return watch_until(core.list_node, done, "all nodes Ready", describe, timeout, clock=clock, **seams)
+    started = clock()
+    while True:
+        left = timeout - (clock() - started)
+        try:
+            return watch_until(
+                core.list_node, done, "all nodes Ready", describe, min(left, check_every), clock=clock, **seams
+            )
+        except WaitGaveUp:
+            raise
+        except WaitTimeout as e:
+            cause = give_up()
+            if cause:
+                raise WaitGaveUp("all nodes Ready", cause, clock() - started, last_seen=e.last_seen) from None
+            if left <= check_every:
+                raise WaitTimeout("all nodes Ready", e.last_seen, timeout) from None
 
 
 def daemonsets_ready(

@@ -321,6 +321,10 @@ def test_resource_quota_admission_disabled_on_the_api_server():
         "kube-apiserver runs with --disable-admission-plugins=ResourceQuota,ServiceAccount: the ResourceQuota "
         "admission plugin is off"
     )
+    assert texts(c) == [
+        "kube-apiserver runs with --disable-admission-plugins=ResourceQuota,ServiceAccount: those admission "
+        "plugins are off"
+    ]
 
 
 def test_nodes_not_ready_are_named_with_the_kubelets_reason():
@@ -395,3 +399,30 @@ def test_the_command_line_probe_says_when_the_api_server_does_not_answer(tmp_pat
     assert health.main(["--kubeconfig", str(kubeconfig)]) == 2
     assert "the API server of cluster dead does not answer" in capsys.readouterr().out
     assert health.main(["--kubeconfig", str(tmp_path / "missing")]) == 2
+
+
+def test_the_nodes_gate_gives_up_when_their_pod_network_daemonset_can_never_run():
+    """kindnet is a DaemonSet: with no DaemonSet controller the nodes are never Ready. A NotReady
+    node posts no change a watch would see, so the gate asks the cause between watch slices."""
+    now = [0.0]
+    slices = []
+
+    def no_events(list_fn, **kwargs):  # FAKE watch: nothing happens within the slice
+        now[0] += kwargs["timeout_seconds"]
+        slices.append(kwargs["timeout_seconds"])
+        return iter(())
+
+    causes = iter([None, "no DaemonSet has been processed (kindnet, kube-proxy): is the DaemonSet controller running?"])
+    core = SimpleNamespace(list_node=lambda **_: items([]))
+    with pytest.raises(WaitGaveUp) as info:
+        wait.nodes_ready(
+            core,
+            180,
+            count=3,
+            give_up=lambda: next(causes),
+            clock=lambda: now[0],
+            sleep=lambda s: now.__setitem__(0, now[0] + s),
+            watcher=lambda: SimpleNamespace(stream=no_events, stop=lambda: None),
+        )
+    assert now[0] < 60  # two slices of 15 s (and the watch's own retries), not 180 s
+    assert "is the DaemonSet controller running?" in str(info.value)

@@ -98,7 +98,7 @@ def provider_for(tmp_path, monkeypatch):
             )
         ),
     )
-    monkeypatch.setattr(kind_provider.wait, "nodes_ready", lambda core, timeout, count: waited.append(count))
+    monkeypatch.setattr(kind_provider.wait, "nodes_ready", lambda core, timeout, count, **kw: waited.append(count))
     monkeypatch.setattr(kind_provider.wait, "daemonsets_ready", lambda apps, ns, timeout: waited.append(ns))
     # FAKE health: the API answers, nothing is found wrong
     monkeypatch.setattr(kind_provider.health, "require_reachable", lambda cluster: None)
@@ -215,7 +215,7 @@ def test_readiness_gates_are_soft_the_cluster_is_handed_over_with_its_health_rec
     time out), the cluster is handed over anyway, and what the (FAKE) probe found is recorded."""
     windows = []
 
-    def nodes_never(core, timeout, count):
+    def nodes_never(core, timeout, count, **kw):
         raise WaitTimeout("all nodes Ready", "worker: NotReady", timeout)
 
     def daemonsets_never(apps, ns, timeout):

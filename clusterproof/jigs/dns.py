@@ -24,7 +24,7 @@ DNS_NAMESPACE = "kube-system"
 LOOKUP_TIMEOUT = 60.0  # answers follow Service/Endpoints changes after CoreDNS's cache (kubeadm: `cache 30`)
 DNS_READY_TIMEOUT = 60.0  # a young cluster's CoreDNS pods may still be starting
 DNS_ANSWER_TIMEOUT = 30.0  # ready pods: kube-proxy's rules for the kube-dns Service may lag a little
-DNS_BROKEN_TIMEOUT = 8.0  # when health already names why it cannot answer: two lookups' worth
+DNS_BROKEN_TIMEOUT = 15.0  # when health already names why it cannot answer
 
 
 @dataclass(frozen=True)
@@ -187,11 +187,16 @@ def require_cluster_dns(cluster: Cluster, pod: ClientPod) -> DnsClient:
         )
     if state.final:
         raise Broken(f"cluster DNS cannot answer: {state.problem}")
+    # CoreDNS reaches the API server through the kubernetes Service: without kube-proxy it never gets ready
+    routing = health.routing_cause(cluster)
     try:
-        wait.pods_ready(cluster.core, DNS_NAMESPACE, DNS_SERVICE_LABEL, 1, DNS_READY_TIMEOUT)
+        wait.pods_ready(
+            cluster.core, DNS_NAMESPACE, DNS_SERVICE_LABEL, 1, DNS_BROKEN_TIMEOUT if routing else DNS_READY_TIMEOUT
+        )
     except WaitTimeout as e:
         seen = getattr(e, "final", None) or e.last_seen
-        raise Broken(f"cluster DNS cannot answer: no CoreDNS pod became ready: {seen}") from None
+        why = f"; {routing} (CoreDNS reaches the API server through the kubernetes Service)" if routing else ""
+        raise Broken(f"cluster DNS cannot answer: no CoreDNS pod became ready: {seen}{why}") from None
     known = health.routing_cause(cluster) or health.endpoints_cause(cluster)
     status = wait.last_seen(
         lambda: probe_cluster_dns(cluster, pod),

@@ -14,6 +14,8 @@ from kubernetes import client
 
 from clusterproof import health, wait
 from clusterproof.cluster import Cluster, Node
+from clusterproof.errors import SetupFailed, WaitTimeout
+from clusterproof.jigs import pods as pods_jig
 
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 # Added by the DaemonSet controller to every daemon pod (1.20: pkg/controller/daemon/util).
@@ -198,14 +200,21 @@ def statefulset_pods_ready(
         return ", ".join(("old " if p.metadata.uid in old else "") + wait.describe_pods([p]) for p in pods) or "no pods"
 
     what = ", ".join(names)
-    return wait.until_seen(
-        lambda: cluster.core.list_namespaced_pod(namespace).items,
-        ready,
-        f"pods {what} Ready" + (" (new ones)" if old else ""),
-        timeout,
-        describe=describe,
-        final=lambda pods: stuck(p for p in pods if p.metadata.name in names and p.metadata.uid not in old),
-    )
+    try:
+        return wait.until_seen(
+            lambda: cluster.core.list_namespaced_pod(namespace).items,
+            ready,
+            f"pods {what} Ready" + (" (new ones)" if old else ""),
+            timeout,
+            describe=describe,
+            final=lambda pods: stuck(p for p in pods if p.metadata.name in names and p.metadata.uid not in old),
+        )
+    except WaitTimeout as e:  # never scheduled, no image: not the StatefulSet's doing (see pods.started)
+        for name in names:
+            unrelated = pods_jig.unrelated_start_failure(cluster, namespace, name)
+            if unrelated:
+                raise SetupFailed(f"start pod {name}", f"{unrelated} ({e})") from e
+        raise
 
 
 def claim_of(pod: client.V1Pod, volume: str) -> str | None:

@@ -210,7 +210,13 @@ class KindProvider:
         name = cluster.name
         nodes_ready = self._gate(
             f"cluster {name}: nodes ready",
-            lambda: wait.nodes_ready(cluster.core, NODES_READY_WINDOW, count=node_count),
+            lambda: wait.nodes_ready(
+                cluster.core,
+                NODES_READY_WINDOW,
+                count=node_count,
+                # the pod network of kind's own images is a DaemonSet: without its controller, never Ready
+                give_up=lambda: health.daemonset_controller_cause(cluster),
+            ),
         )
         window = DAEMONSETS_WINDOW if nodes_ready else DAEMONSETS_AFTER_NODES_TIMEOUT
         self._gate(
