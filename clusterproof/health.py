@@ -46,6 +46,9 @@ DNS_LABEL = "k8s-app=kube-dns"  # CoreDNS keeps kube-dns's label (Deployment, po
 KUBE_PROXY = "kube-proxy"
 # DaemonSet name prefixes of pod networks that can take kube-proxy's place (no kube-proxy is then fine)
 PROXY_REPLACEMENTS = ("cilium", "kube-router", "antrea-agent", "calico-node", "ovnkube-node", "kube-ovn-cni")
+# DaemonSets every node needs (kube-proxy, pod networks): one that runs on no node is a finding
+# (others, e.g. a GPU device plugin, may rightly want no node)
+EVERY_NODE_DAEMONSETS = (KUBE_PROXY, "kindnet", "kube-flannel", "flannel", "weave-net", "aws-node", "azure-cni")
 EMBEDDED_PROXY_KUBELETS = ("+k3s",)  # distributions whose agent runs kube-proxy itself (no pods)
 LEADER_LEASES = ("kube-controller-manager", "kube-scheduler")
 # provisioner name -> the Deployment that serves it, for provisioners whose pods do not say so
@@ -232,14 +235,15 @@ def daemonset_findings(look: Look) -> list[Finding]:
     if not sets:
         return []
     found = []
+    controller_off = False  # known, not just young DaemonSets not processed yet
     if not any(_processed(d) for d in sets):
         names = ", ".join(sorted(d.metadata.name for d in sets))
-        settled = max(look.age(d) for d in sets) >= SETTLED_AGE
+        controller_off = max(look.age(d) for d in sets) >= SETTLED_AGE
         found.append(
             Finding(
                 "DaemonSet controller",
                 f"no DaemonSet has been processed ({names}): is the DaemonSet controller running?",
-                final=settled,
+                final=controller_off,
             )
         )
     nodes = len(look.nodes)
@@ -247,10 +251,11 @@ def daemonset_findings(look: Look) -> list[Finding]:
         name = ds.metadata.name
         s = ds.status
         if not _processed(ds):
-            found.append(Finding(name, f"{name}: 0 of {nodes} nodes ready (the DaemonSet was never processed)"))
+            never = f"{name}: 0 of {nodes} nodes ready (the DaemonSet was never processed)"
+            found.append(Finding(name, never, final=controller_off))
             continue
         desired, ready = s.desired_number_scheduled or 0, s.number_ready or 0
-        if desired == 0 and nodes:
+        if desired == 0 and nodes and name.startswith(EVERY_NODE_DAEMONSETS + PROXY_REPLACEMENTS):
             found.append(Finding(name, f"{name}: runs on no node (0 of {nodes} nodes wanted)", final=True))
         elif ready < desired:
             pods = _pods_of(look.system_pods, ds.spec.selector.match_labels or {})
