@@ -69,7 +69,7 @@ def released(leases: Leases, key: str, holder: str) -> tuple[dict[str, str | Non
 def _update(core: client.CoreV1Api, node: str, change: Any) -> None:
     for _ in range(CONFLICT_RETRIES):
         meta = core.read_node(node, _request_timeout=REQUEST_TIMEOUT).metadata
-        labels, leases = change(dict(meta.labels or {}), _leases(meta.annotations or {}))
+        labels, leases = change(dict(meta.labels or {}), leases_in(meta.annotations or {}))
         annotation = json.dumps(leases, sort_keys=True) if leases else None
         body = {
             "metadata": {
@@ -87,7 +87,8 @@ def _update(core: client.CoreV1Api, node: str, change: Any) -> None:
     raise ClusterproofError(f"node {node}: its labels kept changing under us ({CONFLICT_RETRIES} conflicts)")
 
 
-def _leases(annotations: dict[str, str]) -> Leases:
+def leases_in(annotations: dict[str, str]) -> Leases:
+    """The leases a node's annotations hold (none if the annotation is missing or not ours)."""
     text = annotations.get(LEASES_ANNOTATION)
     try:
         leases = json.loads(text) if text else {}

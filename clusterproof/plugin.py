@@ -36,6 +36,7 @@ from clusterproof.providers import Provider, make_provider
 from clusterproof.report import write_run_page
 from clusterproof.run import TEST_LABEL as TEST_LABEL_KEY
 from clusterproof.run import RunContext, namespace_name, test_label
+from clusterproof.sweep import SweepAtStart
 from clusterproof.timings import Stopwatch, TimingReporter
 from clusterproof.tracker import OWNER_LABEL, ResourceTracker, install_signal_cleanup
 from clusterproof.upgrade import plugin as upgrade_plugin
@@ -91,6 +92,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(upgrade_plugin.UpgradePhase(settings.phase), "clusterproof-upgrade-phase")
     config.pluginmanager.register(upgrade_plugin, "clusterproof-upgrade")
     config.pluginmanager.register(timing, "clusterproof-timings")
+    # records this run and sweeps what dead runs left: this host's (with the provider), each cluster's (when acquired)
+    sweep = SweepAtStart(lambda: config.stash[SETTINGS], run, _note(config))
+    config.pluginmanager.register(sweep, "clusterproof-sweep")
     config.pluginmanager.register(node_access.UnreachableNodeSkips(), "clusterproof-node-access")
 
 
@@ -227,7 +231,7 @@ def images(pytestconfig: pytest.Config) -> ImageCatalogue:
 @pytest.fixture(scope="session")
 def tracker(run: RunContext) -> Iterator[ResourceTracker]:
     tracker = ResourceTracker(run.run_id)
-    restore_signals = install_signal_cleanup(tracker.cleanup)
+    restore_signals = install_signal_cleanup(tracker.cleanup, hangup_log=run.run_dir / "hangup.log")
     try:
         yield tracker
     finally:

@@ -56,6 +56,13 @@ def cluster_name(run_id: str, key: str) -> str:
     return f"{prefix}-{rest}" if rest else prefix
 
 
+def cluster_name_patterns(run_id: str, fixed_name: str | None = None) -> tuple[str, ...]:
+    """fnmatch patterns of every kind cluster name a run makes: `cp-<short id>-<key>` (with
+    --cluster-name NAME: NAME itself for the session, `cp-<short id of NAME>-<key>` per module)."""
+    prefix = f"cp-{short_id(fixed_name or run_id)}"
+    return ((fixed_name,) if fixed_name else ()) + (prefix, f"{prefix}-*")
+
+
 def namespace_name(run_id: str, test_name: str, nodeid: str, index: int = 1) -> str:
     """`cp-<short id>-<test slug>-<hash of node id>[-<index>]`: unique per test, <= 63."""
     suffix = f"-{hash_of(nodeid, 4)}" + (f"-{index}" if index > 1 else "")

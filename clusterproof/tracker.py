@@ -9,8 +9,9 @@ runs earlier. Steps belong to a scope:
   first, so it is deleted last, after everything the test made or changed;
 - "cluster": run when the cluster is let go (end of module or session), e.g. node labels shared
   by the tests of a module.
-Whatever is still registered runs at the end of the session, and on SIGINT/SIGTERM. Every step is
-idempotent (404 is success) and a failing step does not stop the others.
+Whatever is still registered runs at the end of the session, and on SIGINT/SIGTERM/SIGHUP
+(install_signal_cleanup); what a killed run could not undo, a later run sweeps (clusterproof.sweep).
+Every step is idempotent (404 is success) and a failing step does not stop the others.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 from kubernetes.client import ApiException, V1DeleteOptions
 
-from clusterproof import node_labels
+from clusterproof import node_labels, stopping
 from clusterproof.run import RUN_LABEL
 
 if TYPE_CHECKING:
@@ -196,7 +199,7 @@ class ResourceTracker:
             self._records.pop(cluster.name, None)
 
     def _delete_registered_namespace(self, cluster: Cluster, name: str) -> None:
-        _delete_namespace(cluster, name)
+        delete_namespace(cluster, name)
         with self._lock:
             record = self._records.get(cluster.name)
             if record is not None:
@@ -241,10 +244,10 @@ def _deleter(cluster: Cluster, obj: TrackedObject) -> Callable[[], None]:
 
 
 def _namespace_deleter(cluster: Cluster, name: str) -> Callable[[], None]:
-    return lambda: _delete_namespace(cluster, name)
+    return lambda: delete_namespace(cluster, name)
 
 
-def _delete_namespace(cluster: Cluster, name: str) -> None:
+def delete_namespace(cluster: Cluster, name: str) -> None:
     # Test servers run as PID 1 and ignore SIGTERM: without this every namespace would
     # wait out the 30 s grace period, holding node ports and cluster-wide names meanwhile.
     cluster.core.delete_collection_namespaced_pod(
@@ -266,28 +269,61 @@ def _run_namespaces(cluster: Cluster, selector: str) -> list[str]:
 
 # --- signals -------------------------------------------------------------------------------
 
+ECHO_SECONDS = 2.0  # signals this soon after the first are the same stop arriving by another way
 
-def install_signal_cleanup(cleanup: Callable[[], object]) -> Callable[[], None]:
-    """SIGINT/SIGTERM: run `cleanup`, then let pytest unwind (its fixture finalizers delete
-    clusters): KeyboardInterrupt for SIGINT, pytest.exit(143) for SIGTERM. A second signal
-    during cleanup acts as if no handler were installed. Returns a function that restores the
-    previous handlers. Only in the main thread (signal handlers cannot be set elsewhere)."""
+
+def install_signal_cleanup(
+    cleanup: Callable[[], object],
+    *,
+    hangup_log: Path | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[], None]:
+    """SIGINT/SIGTERM/SIGHUP: run `cleanup`, then let pytest unwind (its fixture finalizers delete
+    clusters): KeyboardInterrupt for SIGINT, pytest.exit(128 + signal) otherwise.
+
+    SIGHUP means nobody reads our output any more (the terminal closed, or our parent - tox - died:
+    see clusterproof.stopping, asked for here when CLUSTERPROOF_STOP_WITH_PARENT=1): the output
+    goes to `hangup_log` first, whenever SIGHUP comes. Signals within ECHO_SECONDS of the first
+    are that same stop arriving by several ways (a terminal's Ctrl-C reaches pytest and tox, and
+    tox hands it on at once, twice; `timeout` signals the whole group and tox's death adds SIGHUP):
+    ignored. A later signal (SIGHUP aside) acts as if no handler were installed: a second Ctrl-C,
+    or tox's SIGTERM after its interrupt_timeout, stops at once. Returns a function that restores
+    the previous handlers. Only in the main thread (signal handlers cannot be set elsewhere)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.getsignal(s) for s in stopping.STOP_SIGNALS}
+    first: list[tuple[int, float]] = []  # the stop under way: (signal, when)
 
     def restore() -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        restore()
-        log.warning("signal %s: cleaning up", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            stopping.divert_output(hangup_log)
+        if first:
+            if signum == signal.SIGHUP or clock() - first[0][1] < ECHO_SECONDS:
+                return
+            restore()
+            _as_if_unhandled(signum, previous[signum], frame)
+            return
+        first.append((signum, clock()))
+        log.warning("signal %s: cleaning up", name)
         cleanup()
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
-        pytest.exit(f"{signal.Signals(signum).name} received: cleaned up", returncode=128 + signum)
+        pytest.exit(f"{name} received: cleaned up", returncode=128 + signum)
 
     for signum in previous:
         signal.signal(signum, handler)
+    stopping.stop_with_parent()
     return restore
+
+
+def _as_if_unhandled(signum: int, previous: Any, frame: FrameType | None) -> None:
+    if callable(previous):  # Python's own SIGINT handler: KeyboardInterrupt
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:  # the default action: for SIGINT/SIGTERM, the end of the process
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 from kubernetes.client import ApiException
 
-from clusterproof import node_labels
+from clusterproof import node_labels, stopping
 from clusterproof.node_labels import LabelConflict
-from clusterproof.tracker import ResourceTracker, install_signal_cleanup
+from clusterproof.tracker import ECHO_SECONDS, ResourceTracker, install_signal_cleanup
 
 
 class FakeCluster:
@@ -228,12 +228,57 @@ def test_a_lease_change_computed_from_a_stale_node_is_computed_again():
 def test_sigint_runs_cleanup_then_raises_keyboard_interrupt():
     cleaned = []
     before = signal.getsignal(signal.SIGINT)
-    restore = install_signal_cleanup(lambda: cleaned.append(True))
+    now = [100.0]
+    restore = install_signal_cleanup(lambda: cleaned.append(True), clock=lambda: now[0])
     try:
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
         assert cleaned == [True]
-        assert signal.getsignal(signal.SIGINT) is before  # a second Ctrl-C acts normally
+        # tox hands a terminal's Ctrl-C on at once (measured: twice): the same stop, ignored
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert cleaned == [True]
+        now[0] += ECHO_SECONDS
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C later acts normally
+            os.kill(os.getpid(), signal.SIGINT)
+        assert cleaned == [True]
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        restore()
+
+
+def test_sighup_diverts_the_output_then_cleans_up_and_later_ones_only_divert(monkeypatch, tmp_path):
+    """SIGHUP: the terminal closed or the parent (tox) died; what pytest writes goes to a file.
+    stopping.divert_output is replaced by a recorder here (the real one would move this test
+    run's own output: see test_stopping)."""
+    diverted = []
+    monkeypatch.setattr(stopping, "divert_output", lambda path: diverted.append(path))
+    cleaned = []
+    now = [100.0]
+    log = tmp_path / "hangup.log"
+    restore = install_signal_cleanup(lambda: cleaned.append(True), hangup_log=log, clock=lambda: now[0])
+    try:
+        with pytest.raises(pytest.exit.Exception) as info:
+            os.kill(os.getpid(), signal.SIGHUP)
+        assert info.value.returncode == 129 and cleaned == [True] and diverted == [log]
+        now[0] += 60
+        os.kill(os.getpid(), signal.SIGHUP)  # never a reason to stop harder: diverts again, nothing more
+        assert cleaned == [True] and diverted == [log, log]
+    finally:
+        restore()
+
+
+def test_sigterm_with_sighup_just_after_is_one_stop(monkeypatch):
+    """`timeout` signals tox and pytest together; tox dies at once and its death adds SIGHUP."""
+    monkeypatch.setattr(stopping, "divert_output", lambda path: None)
+    cleaned = []
+    restore = install_signal_cleanup(lambda: cleaned.append(True), clock=lambda: 100.0)
+    try:
+        with pytest.raises(pytest.exit.Exception):
+            os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGHUP)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert cleaned == [True]
     finally:
         restore()
 

@@ -1,0 +1,611 @@
+"""What runs that are no longer alive left behind, removed: at the start of a run, and on demand.
+
+    python -m clusterproof.sweep [--dry-run] [--kubeconfig PATH --context NAME --allow-context NAME]
+                                 [--dead RUN_ID] [--no-kind] [--kind-bin PATH]
+
+A run stopped by SIGKILL (an OOM kill, a CI runner torn down) cannot undo what it made. Every run
+records itself (clusterproof.run_records) and a later one judges it (clusterproof.liveness). When a
+run starts (and on demand) it removes, of runs judged dead:
+- on this host: the kind clusters its record names (`cp-<short run id>-<module>`), unless the run
+  kept them (--keep-clusters); then the records of dead runs of which nothing is left;
+- on each cluster it uses: namespaces, PersistentVolumes and StorageClasses labelled
+  `clusterproof.io/run-id=<run id>`, the node-label leases it held (released: the last holder
+  out puts the label back as it was), then its record there.
+
+Never touched: anything of a live run; anything without the suite's run label, and kind clusters
+no record names; anything labelled `clusterproof.io/upgrade-state` (an upgrade's state, kept on
+purpose from `--phase before` to `--phase after`). A run id found on a cluster with no record
+anywhere (a run of an older clusterproof, or one whose record could not be written) counts as dead
+once its newest object is UNRECORDED_AFTER old; until then it is named and left (`--dead RUN_ID`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from clusterproof import liveness, node_labels
+from clusterproof.liveness import Machine, RunRecord, StartOf
+from clusterproof.run import RUN_LABEL, cluster_name_patterns
+from clusterproof.run_records import ClusterRecords, HostRegistry, RunRecorder, registry_dir
+
+if TYPE_CHECKING:
+    from clusterproof.cluster import Cluster
+    from clusterproof.options import Settings
+    from clusterproof.run import RunContext
+
+log = logging.getLogger("clusterproof.sweep")
+
+STATE_LABEL = "clusterproof.io/upgrade-state"  # clusterproof.upgrade.state.STATE_LABEL: never swept
+SELECTOR = f"{RUN_LABEL},!{STATE_LABEL}"
+UNRECORDED_AFTER = 24 * 3600.0  # a run that left no record is dead once its newest object is this old
+RECORD_KEEP = 7 * 24 * 3600.0  # a dead run's host record outlives its kind clusters this long (existing clusters)
+REQUEST_TIMEOUT = 10
+KIND_TIMEOUT = 180
+
+
+@dataclass(frozen=True)
+class Item:
+    """Something a run left: what it is, the run it names, when it was made, how to remove it."""
+
+    what: str
+    run_id: str
+    remove: Callable[[], None] = field(compare=False, repr=False)
+    created: float | None = None
+    verb: str = "delete"  # delete | release
+
+
+@dataclass(frozen=True)
+class Decision:
+    item: Item
+    remove: bool
+    why: str
+
+
+@dataclass
+class Report:
+    removed: list[Decision] = field(default_factory=list)
+    left: list[Decision] = field(default_factory=list)
+    failed: list[Decision] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def lines(self) -> list[str]:
+        out = []
+        for d in self.removed:
+            verb = f"would {d.item.verb}" if self.dry_run else f"{d.item.verb}d"
+            out.append(f"{verb} {d.item.what} (run {d.item.run_id}: {d.why})")
+        alive: dict[str, list[Decision]] = {}
+        for d in self.left:
+            if d.why.startswith("alive"):
+                alive.setdefault(d.item.run_id, []).append(d)
+            else:
+                out.append(f"left alone: {d.item.what} ({d.why})")
+        for run_id, decisions in alive.items():
+            out.append(f"left alone: {len(decisions)} thing(s) of run {run_id}, {decisions[0].why}")
+        out += [f"error: {e}" for e in self.errors]
+        return out
+
+    def merge(self, other: Report) -> Report:
+        self.removed += other.removed
+        self.left += other.left
+        self.failed += other.failed
+        self.errors += other.errors
+        return self
+
+
+# --- deciding (no I/O: the unit tests' subject) ------------------------------------------------
+
+
+def records_by_run(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
+    runs: dict[str, list[RunRecord]] = {}
+    for record in records:
+        runs.setdefault(record.run_id, []).append(record)
+    return runs
+
+
+def decide(
+    items: Iterable[Item],
+    records: Iterable[RunRecord],
+    machine: Machine,
+    *,
+    this_run: str | None = None,
+    dead: Sequence[str] = (),
+    start_of: StartOf = liveness.process_start,
+    now: float | None = None,
+) -> list[Decision]:
+    """Which of `items` (each naming a run id) to remove: those of runs judged dead."""
+    now = time.time() if now is None else now
+    runs = records_by_run(records)
+    by_run: dict[str, list[Item]] = {}
+    for item in items:
+        if item.run_id != this_run:
+            by_run.setdefault(item.run_id, []).append(item)
+    decisions = []
+    for run_id, its in by_run.items():
+        remove, why = _run_is_dead(run_id, its, runs.get(run_id, []), machine, dead, start_of, now)
+        decisions += [Decision(item, remove, why) for item in its]
+    return decisions
+
+
+def _run_is_dead(
+    run_id: str,
+    items: list[Item],
+    records: list[RunRecord],
+    machine: Machine,
+    dead: Sequence[str],
+    start_of: StartOf,
+    now: float,
+) -> tuple[bool, str]:
+    if records:
+        verdict = liveness.judge_run(records, machine, start_of=start_of, now=now)
+        return (False, f"alive: {verdict.why}") if verdict.alive else (True, verdict.why)
+    if run_id in dead:
+        return True, "named dead (--dead), no record says otherwise"
+    ages = [now - i.created for i in items if i.created is not None]
+    if ages and min(ages) > UNRECORDED_AFTER:
+        return True, f"left no record; its newest object is {min(ages) / 3600:.0f}h old"
+    newest = f"its newest object is {min(ages) / 3600:.1f}h old" if ages else "nothing dates it"
+    return False, (
+        f"run {run_id} left no record and {newest} (dead after {UNRECORDED_AFTER / 3600:.0f}h): "
+        f"`python -m clusterproof.sweep --dead {run_id}` removes it"
+    )
+
+
+def kind_owners(name: str, records: Iterable[RunRecord], machine: Machine, docker: str) -> list[RunRecord]:
+    """The records of this host's runs whose kind cluster names match `name` (same docker daemon)."""
+    return [
+        r
+        for r in records
+        if r.provider == "kind"
+        and r.machine.host == machine.host
+        and r.docker == docker
+        and any(fnmatch.fnmatchcase(name, pattern) for pattern in r.kind_clusters)
+    ]
+
+
+def decide_kind(
+    names: Iterable[str],
+    records: Sequence[RunRecord],
+    machine: Machine,
+    *,
+    docker: str = "",
+    this_run: str | None = None,
+    delete: Callable[[str], Callable[[], None]],
+    start_of: StartOf = liveness.process_start,
+    now: float | None = None,
+) -> list[Decision]:
+    """Which kind clusters to delete: those named only by records of dead runs that did not keep
+    them. A `cp-` cluster no record names is reported and left; other names are not ours."""
+    decisions = []
+    for name in names:
+        owners = kind_owners(name, records, machine, docker)
+        runs = records_by_run(owners)
+        if this_run in runs:
+            continue
+        what = f"kind cluster {name}"
+        if not owners:
+            if name.startswith("cp-"):
+                item = Item(what, "?", delete(name))
+                decisions.append(Decision(item, False, "no record of its run on this host names it"))
+            continue
+        verdicts = {rid: liveness.judge_run(rs, machine, start_of=start_of, now=now) for rid, rs in runs.items()}
+        run_id = sorted(runs)[0]
+        item = Item(what, run_id, delete(name))
+        alive = [v.why if len(runs) == 1 else f"run {rid}: {v.why}" for rid, v in verdicts.items() if v.alive]
+        kept = sorted({r.run_id for r in owners if r.keep_clusters})
+        if alive:
+            decisions.append(Decision(item, False, f"alive: {'; '.join(alive)}"))
+        elif kept:
+            decisions.append(Decision(item, False, f"run {', '.join(kept)} kept it (--keep-clusters)"))
+        else:
+            decisions.append(Decision(item, True, "; ".join(v.why for v in verdicts.values())))
+    return decisions
+
+
+def apply(decisions: Iterable[Decision], *, dry_run: bool = False) -> Report:
+    report = Report(dry_run=dry_run)
+    for decision in decisions:
+        if not decision.remove:
+            report.left.append(decision)
+            continue
+        if not dry_run:
+            try:
+                decision.item.remove()
+            except Exception as e:
+                status = getattr(e, "status", None)
+                if status != 404:
+                    report.failed.append(decision)
+                    report.errors.append(f"{decision.item.verb} {decision.item.what}: {_one_line(e)}")
+                    continue
+        report.removed.append(decision)
+    return report
+
+
+# --- this host: kind clusters ------------------------------------------------------------------
+
+
+class KindHost:
+    """`kind get clusters` / `kind delete cluster` (no docker shim needed: deleting runs no
+    privileged container)."""
+
+    def __init__(self, kind: str = "kind", run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> None:
+        self.kind = kind
+        self.run = run
+
+    def clusters(self) -> list[str]:
+        done = self.run([self.kind, "get", "clusters"], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"`kind get clusters` failed: {(done.stderr or '').strip()[:200]}")
+        return [line.strip() for line in done.stdout.splitlines() if line.strip()]
+
+    def deleter(self, name: str, kubeconfig: Path | None) -> Callable[[], None]:
+        def delete() -> None:
+            with tempfile.TemporaryDirectory() as scratch:
+                # kind also removes the cluster's entry from this kubeconfig (the run's own; else none)
+                config = kubeconfig if kubeconfig is not None and kubeconfig.is_file() else Path(scratch) / "none"
+                done = self.run(
+                    [self.kind, "delete", "cluster", "--name", name, "--kubeconfig", str(config)],
+                    capture_output=True,
+                    text=True,
+                    timeout=KIND_TIMEOUT,
+                )
+            if done.returncode != 0:
+                raise RuntimeError(f"kind delete cluster failed: {(done.stderr or '').strip()[-300:]}")
+
+        return delete
+
+
+def sweep_host(
+    kind: KindHost,
+    registry: HostRegistry,
+    *,
+    this_run: str | None = None,
+    dry_run: bool = False,
+    machine: Machine | None = None,
+    docker: str | None = None,
+    start_of: StartOf = liveness.process_start,
+    now: float | None = None,
+) -> Report:
+    """Delete the kind clusters of dead runs on this host, then forget dead runs of which nothing
+    is left here."""
+    machine = machine or liveness.this_machine()
+    docker = os.environ.get("DOCKER_HOST", "") if docker is None else docker
+    now = time.time() if now is None else now
+    with registry.sweeping():
+        records = registry.records()
+        by_key = {r.key: r for r in records}
+        names = kind.clusters()
+
+        def delete(name: str) -> Callable[[], None]:
+            owner = next(iter(kind_owners(name, by_key.values(), machine, docker)), None)
+            kubeconfig = Path(owner.run_dir) / "clusters" / name / "kubeconfig" if owner and owner.run_dir else None
+            return kind.deleter(name, kubeconfig)
+
+        decisions = decide_kind(
+            names, records, machine, docker=docker, this_run=this_run, delete=delete, start_of=start_of, now=now
+        )
+        report = apply(decisions, dry_run=dry_run)
+        if not dry_run:
+            gone = {d.item.what for d in report.removed}
+            left = [n for n in names if f"kind cluster {n}" not in gone]
+            _forget_dead(registry, records, left, machine, docker, this_run, start_of, now)
+    return report
+
+
+def _forget_dead(
+    registry: HostRegistry,
+    records: list[RunRecord],
+    clusters_left: list[str],
+    machine: Machine,
+    docker: str,
+    this_run: str | None,
+    start_of: StartOf,
+    now: float,
+) -> None:
+    for run_id, its in records_by_run(records).items():
+        if run_id == this_run or liveness.judge_run(its, machine, start_of=start_of, now=now).alive:
+            continue
+        if any(kind_owners(name, its, machine, docker) for name in clusters_left):
+            continue  # a kept cluster: the record still says whose it is
+        for record in its:
+            if record.provider == "kind" or now - record.started > RECORD_KEEP:
+                registry.remove(record)
+
+
+# --- a cluster: run-labelled objects, node-label leases, run records ---------------------------
+
+
+class ClusterSide:
+    """What runs left on one cluster. `core`, `storage`: kubernetes CoreV1Api/StorageV1Api (or fakes)."""
+
+    def __init__(self, name: str, core: Any, storage: Any, records: ClusterRecords | None) -> None:
+        self.name = name
+        self.core = core
+        self.storage = storage
+        self.records = records
+
+    @classmethod
+    def of(cls, cluster: Cluster, records: ClusterRecords | None) -> ClusterSide:
+        return cls(cluster.name, cluster.core, cluster.storage, records)
+
+    def items(self) -> list[Item]:
+        """In the order they are removed: namespaces (with what runs in them), PersistentVolumes,
+        StorageClasses, then node-label leases."""
+        from clusterproof.tracker import delete_namespace
+
+        items = []
+        listed = self.core.list_namespace(label_selector=SELECTOR, _request_timeout=REQUEST_TIMEOUT).items
+        for ns in _ours(listed):
+            if (ns.status and ns.status.phase == "Terminating") or ns.metadata.deletion_timestamp:
+                continue
+            name = ns.metadata.name
+            items.append(_item(ns, f"namespace {name}", lambda n=name: delete_namespace(self, n)))
+        listed = self.core.list_persistent_volume(label_selector=SELECTOR, _request_timeout=REQUEST_TIMEOUT).items
+        for pv in _ours(listed):
+            if not pv.metadata.deletion_timestamp:
+                name = pv.metadata.name
+                items.append(_item(pv, f"PersistentVolume {name}", lambda n=name: self._delete_pv(n)))
+        listed = self.storage.list_storage_class(label_selector=SELECTOR, _request_timeout=REQUEST_TIMEOUT).items
+        for sc in _ours(listed):
+            if not sc.metadata.deletion_timestamp:
+                name = sc.metadata.name
+                items.append(_item(sc, f"StorageClass {name}", lambda n=name: self._delete_sc(n)))
+        for node in self.core.list_node(_request_timeout=REQUEST_TIMEOUT).items:
+            leases = node_labels.leases_in(node.metadata.annotations or {})
+            for key, lease in sorted(leases.items()):
+                for holder in lease.get("holders") or []:
+                    items.append(
+                        Item(
+                            f"label {key} on node {node.metadata.name} (lease of {holder})",
+                            str(holder).split("/", 1)[0],
+                            lambda n=node.metadata.name, k=key, h=holder: node_labels.release(self.core, n, k, h),
+                            verb="release",
+                        )
+                    )
+        return items
+
+    def _delete_pv(self, name: str) -> None:
+        self.core.delete_persistent_volume(name, _request_timeout=REQUEST_TIMEOUT)
+
+    def _delete_sc(self, name: str) -> None:
+        self.storage.delete_storage_class(name, _request_timeout=REQUEST_TIMEOUT)
+
+
+def _ours(objects: Iterable[Any]) -> list[Any]:
+    """Labelled with a run id and not an upgrade's state (checked here too, whatever the server did
+    with the selector)."""
+    found = []
+    for obj in objects:
+        labels = obj.metadata.labels or {}
+        if labels.get(RUN_LABEL) and STATE_LABEL not in labels:
+            found.append(obj)
+    return found
+
+
+def _item(obj: Any, what: str, remove: Callable[[], None]) -> Item:
+    created = obj.metadata.creation_timestamp
+    return Item(
+        what,
+        obj.metadata.labels[RUN_LABEL],
+        remove,
+        created=created.timestamp() if isinstance(created, datetime) else None,
+    )
+
+
+def sweep_cluster(
+    side: ClusterSide,
+    host_records: Iterable[RunRecord],
+    *,
+    this_run: str | None = None,
+    dry_run: bool = False,
+    dead: Sequence[str] = (),
+    machine: Machine | None = None,
+    start_of: StartOf = liveness.process_start,
+    now: float | None = None,
+) -> Report:
+    """Remove what dead runs left on this cluster, then the records there of dead runs of which
+    nothing is left."""
+    machine = machine or liveness.this_machine()
+    now = time.time() if now is None else now
+    cluster_records = side.records.records() if side.records is not None else []
+    records = [*host_records, *cluster_records]
+    items = side.items()
+    decisions = decide(items, records, machine, this_run=this_run, dead=dead, start_of=start_of, now=now)
+    report = apply(decisions, dry_run=dry_run)
+    if dry_run or side.records is None:
+        return report
+    still_there = {d.item.run_id for d in (*report.left, *report.failed)}
+    runs = records_by_run(records)
+    for record in cluster_records:
+        if record.run_id == this_run or record.run_id in still_there:
+            continue
+        if not liveness.judge_run(runs[record.run_id], machine, start_of=start_of, now=now).alive:
+            with contextlib.suppress(Exception):
+                side.records.remove(record)
+    return report
+
+
+# --- at the start of a run (registered by the plugin) ------------------------------------------
+
+
+class SweepAtStart:
+    """Records this process (host: when the cluster provider is set up; each cluster: when it is
+    acquired, before anything is made there) and sweeps what dead runs left: the kind clusters of
+    this host (kind provider) and each cluster acquired. Never fails the run: what cannot be done
+    (no docker, an unreachable cluster) is said in one line and skipped."""
+
+    def __init__(
+        self,
+        settings: Callable[[], Settings],
+        run: RunContext,
+        note: Callable[[str], None],
+        *,
+        registry: HostRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.run = run
+        self.note = note
+        self.registry = registry or HostRegistry(registry_dir())
+        self.owner = os.environ.get("PYTEST_XDIST_WORKER", "main")  # as ResourceTracker.owner
+        self.recorder: RunRecorder | None = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
+        result = yield
+        if fixturedef.argname == "cluster_provider" and self.recorder is None:
+            self._started()
+        elif fixturedef.argname == "cluster":
+            self._acquired(result)
+        return result
+
+    def pytest_fixture_post_finalizer(self, fixturedef: pytest.FixtureDef[Any]) -> None:
+        if fixturedef.argname == "cluster" and self.recorder is not None and fixturedef.cached_result:
+            self.recorder.let_go(getattr(fixturedef.cached_result[0], "name", ""))
+
+    def pytest_unconfigure(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None
+
+    def _say(self, report: Report) -> None:
+        for line in report.lines():
+            self.note(f"sweep: {line}")
+
+    def _started(self) -> None:
+        settings = self.settings()
+        kind = settings.provider == "kind"
+        try:
+            record = liveness.new_record(
+                self.run.run_id,
+                self.owner,
+                provider=settings.provider,
+                kind_clusters=cluster_name_patterns(self.run.run_id, settings.kind_cluster_name) if kind else (),
+                keep_clusters=settings.keep_clusters,
+                run_dir=str(self.run.run_dir),
+            )
+            self.recorder = RunRecorder(record, self.registry)
+            self.recorder.start()
+        except Exception as e:
+            self.note(f"sweep: could not record this run in {self.registry.path}: {_one_line(e)}")
+            return
+        if kind:
+            try:
+                kind_host = KindHost(str(settings.kind_bin or "kind"))
+                self._say(sweep_host(kind_host, self.registry, this_run=self.run.run_id))
+            except Exception as e:
+                self.note(f"sweep: kind clusters of this host not swept: {_one_line(e)}")
+
+    def _acquired(self, cluster: Cluster) -> None:
+        if self.recorder is None:
+            return
+        try:
+            records = ClusterRecords.for_cluster(cluster)
+        except Exception as e:
+            self.note(f"sweep: cluster {cluster.name} not swept: {_one_line(e)}")
+            return
+        try:
+            self.recorder.on_cluster(records)  # first: from now on a sweeper elsewhere sees us alive
+        except Exception as e:  # others then see our objects as unrecorded: left alone for a day
+            self.note(f"sweep: could not record this run on cluster {cluster.name}: {_one_line(e)}")
+        try:
+            side = ClusterSide.of(cluster, records)
+            self._say(sweep_cluster(side, self.registry.records(), this_run=self.run.run_id))
+        except Exception as e:
+            self.note(f"sweep: cluster {cluster.name} not swept: {_one_line(e)}")
+
+
+def _one_line(e: BaseException) -> str:
+    status = getattr(e, "status", None)
+    if status is not None:
+        return f"HTTP {status} {getattr(e, 'reason', '')}".strip()
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+# --- on demand ---------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m clusterproof.sweep",
+        description="Remove what clusterproof runs that are no longer alive left behind.",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
+    parser.add_argument("--kubeconfig", default=None, metavar="PATH", help="sweep this cluster too")
+    parser.add_argument("--context", default=None, metavar="NAME", help="the kubeconfig's context (default: current)")
+    parser.add_argument(
+        "--allow-context", action="append", default=[], metavar="NAME", help="required, as for the suite"
+    )
+    parser.add_argument(
+        "--dead", action="append", default=[], metavar="RUN_ID", help="a run that left no record: remove its things"
+    )
+    parser.add_argument("--no-kind", action="store_true", help="leave this host's kind clusters alone")
+    parser.add_argument("--kind-bin", default=None, metavar="PATH", help="kind binary (default: kind on PATH)")
+    args = parser.parse_args(argv)
+
+    registry = HostRegistry(registry_dir())
+    report = Report(dry_run=args.dry_run)
+    if not args.no_kind:
+        kind = args.kind_bin or shutil.which("kind")
+        if kind is None:
+            print("sweep: kind not found on PATH: kind clusters not swept")
+        else:
+            try:
+                report.merge(sweep_host(KindHost(kind), registry, dry_run=args.dry_run))
+            except Exception as e:
+                report.errors.append(f"kind clusters not swept: {_one_line(e)}")
+    if args.kubeconfig or args.context:
+        try:
+            side = _cluster_side(args.kubeconfig, args.context, args.allow_context)
+        except pytest.UsageError as e:
+            print(f"sweep: {e}", file=sys.stderr)
+            return 2
+        try:
+            report.merge(sweep_cluster(side, registry.records(), dry_run=args.dry_run, dead=args.dead))
+        except Exception as e:
+            report.errors.append(f"cluster {side.name} not swept: {_one_line(e)}")
+    lines = report.lines()
+    for line in lines:
+        print(f"sweep: {line}")
+    if not lines:
+        print("sweep: nothing left by dead runs")
+    return 1 if report.errors else 0
+
+
+def _cluster_side(kubeconfig: str | None, context: str | None, allowed: list[str]) -> ClusterSide:
+    from kubernetes import client, config
+
+    from clusterproof.options import read_contexts, resolve_kubeconfig
+
+    path = resolve_kubeconfig(Path(kubeconfig).expanduser() if kubeconfig else None, os.environ)
+    contexts, current = read_contexts(path)
+    context = context or current
+    if not context or context not in contexts:
+        raise pytest.UsageError(f"context {context!r} not in kubeconfig {path}")
+    if context not in allowed:
+        raise pytest.UsageError(
+            f"refusing to sweep context {context!r}: pass --allow-context {context} to let clusterproof delete there"
+        )
+    api = config.new_client_from_config(config_file=str(path), context=context, persist_config=False)
+    records = ClusterRecords(context, client.CoreV1Api(api), client.CoordinationV1Api(api))
+    return ClusterSide(context, client.CoreV1Api(api), client.StorageV1Api(api), records)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,609 @@
+"""The liveness rule, what a sweep selects and removes, the run records, the CLI. All against
+FAKES (declared below): a fake API server (namespaces, PVs, StorageClasses, nodes, Leases) that
+ignores label selectors (so the sweep's own filtering is what is tested), a fake process table,
+a fake kind. No cluster, no docker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+from kubernetes.client import ApiException
+
+from clusterproof import liveness, node_labels, sweep
+from clusterproof.liveness import Machine, RunRecord
+from clusterproof.run import RUN_LABEL, cluster_name_patterns
+from clusterproof.run_records import (
+    RECORDS_NAMESPACE,
+    ClusterRecords,
+    HostRegistry,
+    RunRecorder,
+    lease_name,
+)
+
+HERE = Machine("host-a", "boot-1", "pid:[4026531836]")
+NOW = 1_800_000_000.0
+STATE = sweep.STATE_LABEL
+
+
+def record(run_id, pid=100, start=5000, machine=HERE, heartbeat=NOW, owner="main", **fields):
+    return RunRecord(run_id, owner, pid, start, machine, started=NOW - 600, heartbeat=heartbeat, **fields)
+
+
+def processes(**running):
+    """FAKE process table: pid -> start time (clock ticks)."""
+    table = {int(pid.lstrip("p")): start for pid, start in running.items()}
+    return table.get
+
+
+# --- the liveness rule ----------------------------------------------------------------------------
+
+
+def test_a_run_on_this_machine_is_alive_exactly_while_its_process_runs():
+    r = record("r1", pid=100, start=5000)
+    assert liveness.judge(r, HERE, start_of=processes(p100=5000), now=NOW).alive
+    gone = liveness.judge(r, HERE, start_of=processes(), now=NOW)
+    assert not gone.alive and gone.why == "pid 100 on host-a is gone"
+
+
+def test_a_reused_pid_is_not_the_run():
+    verdict = liveness.judge(record("r1", pid=100, start=5000), HERE, start_of=processes(p100=7777), now=NOW)
+    assert not verdict.alive and "another process" in verdict.why
+
+
+def test_on_this_machine_the_heartbeat_does_not_matter():
+    old = record("r1", heartbeat=NOW - 86400)
+    assert liveness.judge(old, HERE, start_of=processes(p100=5000), now=NOW).alive
+
+
+def test_a_run_elsewhere_is_alive_while_its_heartbeat_is_fresh():
+    elsewhere = Machine("host-b", "boot-9", "pid:[4026531836]")
+    running_here = processes(p100=5000)  # the same PID runs here: irrelevant for another host
+    fresh = record("r1", machine=elsewhere, heartbeat=NOW - 60)
+    stale = record("r1", machine=elsewhere, heartbeat=NOW - liveness.STALE_AFTER - 1)
+    assert liveness.judge(fresh, HERE, start_of=running_here, now=NOW).alive
+    verdict = liveness.judge(stale, HERE, start_of=running_here, now=NOW)
+    assert not verdict.alive and "no heartbeat for 301s" in verdict.why
+
+
+def test_this_host_before_a_reboot_or_in_another_pid_namespace_goes_by_the_heartbeat():
+    for other in (Machine("host-a", "boot-0", HERE.pid_ns), Machine("host-a", "boot-1", "pid:[4026532000]")):
+        stale = record("r1", machine=other, heartbeat=NOW - 3600)
+        verdict = liveness.judge(stale, HERE, start_of=processes(p100=5000), now=NOW)
+        assert not verdict.alive and "another boot or PID namespace" in verdict.why
+        assert liveness.judge(record("r1", machine=other, heartbeat=NOW), HERE, now=NOW).alive
+
+
+def test_an_ended_run_is_dead_even_if_its_process_still_runs():
+    ended = record("r1", ended=NOW - 5)
+    assert not liveness.judge(ended, HERE, start_of=processes(p100=5000), now=NOW).alive
+
+
+def test_a_run_is_alive_while_any_of_its_processes_is():
+    workers = [record("r1", pid=100, owner="gw0"), record("r1", pid=101, start=6000, owner="gw1")]
+    assert liveness.judge_run(workers, HERE, start_of=processes(p101=6000), now=NOW).alive
+    assert not liveness.judge_run(workers, HERE, start_of=processes(), now=NOW).alive
+
+
+def test_process_start_of_this_process_and_of_an_exited_one():
+    assert liveness.process_start(os.getpid()) == liveness.process_start(os.getpid()) is not None
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while liveness.process_start(child.pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)  # exited but not reaped: a zombie counts as gone
+    assert liveness.process_start(child.pid) is None
+    child.wait()
+
+
+def test_records_survive_json_and_junk_is_not_a_record():
+    r = record("r1", provider="kind", kind_clusters=("cp-1-*",), keep_clusters=True, run_dir="/x")
+    assert RunRecord.from_json(r.to_json()) == r
+    newer = json.loads(r.to_json()) | {"from_a_newer_schema": 1}
+    assert RunRecord.from_json(json.dumps(newer)).extra == {"from_a_newer_schema": 1}
+    for junk in ("", "{", "[]", '{"run_id": 1}', json.dumps({"run_id": "x", "pid": "1"})):
+        assert RunRecord.from_json(junk) is None
+
+
+# --- a FAKE API server ----------------------------------------------------------------------------
+
+
+def meta(name, labels=None, created=NOW - 3600, deleting=False, annotations=None):
+    return SimpleNamespace(
+        name=name,
+        labels=labels,
+        annotations=annotations,
+        creation_timestamp=datetime.fromtimestamp(created, UTC),
+        deletion_timestamp=datetime.fromtimestamp(NOW, UTC) if deleting else None,
+    )
+
+
+class FakeApi:
+    """FAKE API server. Lists ignore label selectors (whatever the server does with a selector,
+    the sweep must pick only its own objects). Every change is recorded in `calls`."""
+
+    def __init__(self):
+        self.calls = []
+        self.namespaces = {}
+        self.pvs = {}
+        self.storage_classes = {}
+        self.nodes = {}  # name -> {"labels": {}, "annotations": {}, "version": int}
+        self.leases = {}
+        self.fail = set()  # names whose delete answers 500
+        api = self
+
+        class Core:
+            def list_namespace(self, label_selector=None, _request_timeout=None):
+                return SimpleNamespace(items=list(api.namespaces.values()))
+
+            def delete_collection_namespaced_pod(self, namespace, **kw):
+                api.calls.append(("delete pods", namespace))
+
+            def delete_namespace(self, name, body=None, _request_timeout=None):
+                api._delete(api.namespaces, "namespace", name)
+
+            def create_namespace(self, body, _request_timeout=None):
+                name = body["metadata"]["name"]
+                if name in api.namespaces:
+                    raise ApiException(status=409)
+                api.calls.append(("create namespace", name))
+                api.namespaces[name] = SimpleNamespace(
+                    metadata=meta(name, body["metadata"].get("labels")), status=SimpleNamespace(phase="Active")
+                )
+
+            def list_persistent_volume(self, label_selector=None, _request_timeout=None):
+                return SimpleNamespace(items=list(api.pvs.values()))
+
+            def delete_persistent_volume(self, name, _request_timeout=None):
+                api._delete(api.pvs, "PersistentVolume", name)
+
+            def list_node(self, _request_timeout=None):
+                return SimpleNamespace(items=[self.read_node(n) for n in api.nodes])
+
+            def read_node(self, name, _request_timeout=None):
+                node = api.nodes[name]
+                return SimpleNamespace(
+                    metadata=SimpleNamespace(
+                        name=name,
+                        labels=dict(node["labels"]),
+                        annotations=dict(node["annotations"]),
+                        resource_version=str(node["version"]),
+                    )
+                )
+
+            def patch_node(self, name, body, _request_timeout=None):
+                node = api.nodes[name]
+                api.calls.append(("patch node", name))
+                node["version"] += 1
+                for where in ("labels", "annotations"):
+                    for key, value in body["metadata"].get(where, {}).items():
+                        if value is None:
+                            node[where].pop(key, None)
+                        else:
+                            node[where][key] = value
+
+        class Storage:
+            def list_storage_class(self, label_selector=None, _request_timeout=None):
+                return SimpleNamespace(items=list(api.storage_classes.values()))
+
+            def delete_storage_class(self, name, _request_timeout=None):
+                api._delete(api.storage_classes, "StorageClass", name)
+
+        class Coordination:
+            def patch_namespaced_lease(self, name, namespace, body, _request_timeout=None):
+                if name not in api.leases:
+                    raise ApiException(status=404)
+                api.calls.append(("renew lease", name))
+                api.leases[name] = body
+
+            def create_namespaced_lease(self, namespace, body, _request_timeout=None):
+                if RECORDS_NAMESPACE not in api.namespaces:
+                    raise ApiException(status=404)
+                api.calls.append(("create lease", body["metadata"]["name"]))
+                api.leases[body["metadata"]["name"]] = body
+
+            def list_namespaced_lease(self, namespace, label_selector=None, _request_timeout=None):
+                items = [
+                    SimpleNamespace(
+                        metadata=SimpleNamespace(annotations=b["metadata"]["annotations"]),
+                        spec=SimpleNamespace(
+                            renew_time=datetime.strptime(b["spec"]["renewTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                                tzinfo=UTC
+                            )
+                        ),
+                    )
+                    for b in api.leases.values()
+                ]
+                return SimpleNamespace(items=items)
+
+            def delete_namespaced_lease(self, name, namespace, _request_timeout=None):
+                api._delete(api.leases, "lease", name)
+
+        self.core, self.storage, self.coordination = Core(), Storage(), Coordination()
+
+    def _delete(self, store, kind, name):
+        if name in self.fail:
+            raise ApiException(status=500, reason="Internal Server Error")
+        if name not in store:
+            raise ApiException(status=404)
+        self.calls.append((f"delete {kind}", name))
+        del store[name]
+
+    def namespace(self, name, labels=None, **kw):
+        phase = "Terminating" if kw.get("deleting") else "Active"
+        self.namespaces[name] = SimpleNamespace(metadata=meta(name, labels, **kw), status=SimpleNamespace(phase=phase))
+
+    def pv(self, name, labels=None, **kw):
+        self.pvs[name] = SimpleNamespace(metadata=meta(name, labels, **kw))
+
+    def storage_class(self, name, labels=None, **kw):
+        self.storage_classes[name] = SimpleNamespace(metadata=meta(name, labels, **kw))
+
+    def node(self, name, labels, leases):
+        annotations = {node_labels.LEASES_ANNOTATION: json.dumps(leases)} if leases else {}
+        self.nodes[name] = {"labels": dict(labels), "annotations": annotations, "version": 1}
+
+    def changes(self):
+        return [c for c in self.calls if not c[0].startswith(("renew", "create"))]
+
+    def side(self):
+        return sweep.ClusterSide("fake", self.core, self.storage, ClusterRecords("fake", self.core, self.coordination))
+
+
+def a_shared_cluster():
+    """Dead run `dead` (its PID 100 is gone) and live run `live` (PID 200 runs) on one cluster,
+    beside things that are not the suite's and an upgrade's durable state."""
+    api = FakeApi()
+    api.namespace("cp-dead-a", {RUN_LABEL: "dead"})
+    api.namespace("cp-dead-going", {RUN_LABEL: "dead"}, deleting=True)
+    api.namespace("cp-live-a", {RUN_LABEL: "live"})
+    api.namespace("kube-system")
+    api.namespace("team-x", {"app": "x"})
+    api.namespace("cp-upgrade-durable", {RUN_LABEL: "dead", STATE: "dead"})
+    api.namespace("cp-upgrade-only-state", {STATE: "up1"})
+    api.pv("pv-dead", {RUN_LABEL: "dead"})
+    api.pv("pv-live", {RUN_LABEL: "live"})
+    api.pv("pv-theirs")
+    api.pv("pv-upgrade", {RUN_LABEL: "dead", STATE: "dead"})
+    api.storage_class("sc-dead", {RUN_LABEL: "dead"})
+    api.storage_class("standard")
+    shared = {"value": "node1", "before": None, "holders": ["dead/main", "live/gw0"]}
+    api.node("w1", {"node": "node1"}, {"node": shared})
+    api.node("w2", {"disk": "ssd"}, {"disk": {"value": "ssd", "before": "hdd", "holders": ["dead/main"]}})
+    api.node("w3", {"zone": "a"}, {})
+    records = ClusterRecords("fake", api.core, api.coordination)
+    records.write(record("dead", pid=100))
+    records.write(record("live", pid=200, owner="gw0"))
+    records.write(record("finished", pid=300, ended=NOW - 100))
+    api.calls.clear()
+    return api
+
+
+def test_a_sweep_removes_what_a_dead_run_left_and_nothing_else():
+    api = a_shared_cluster()
+    report = sweep.sweep_cluster(api.side(), [], this_run="me", machine=HERE, start_of=processes(p200=5000), now=NOW)
+    assert api.changes() == [
+        ("delete pods", "cp-dead-a"),
+        ("delete namespace", "cp-dead-a"),
+        ("delete PersistentVolume", "pv-dead"),
+        ("delete StorageClass", "sc-dead"),
+        ("patch node", "w1"),
+        ("patch node", "w2"),
+        ("delete lease", lease_name(record("dead"))),
+        ("delete lease", lease_name(record("finished", pid=300))),
+    ]
+    # node1 is still held by the live run; disk is back to what it was before the dead run
+    assert api.nodes["w1"]["labels"] == {"node": "node1"}
+    assert json.loads(api.nodes["w1"]["annotations"][node_labels.LEASES_ANNOTATION])["node"]["holders"] == ["live/gw0"]
+    assert api.nodes["w2"] == {"labels": {"disk": "hdd"}, "annotations": {}, "version": 2}
+    assert set(api.namespaces) >= {"cp-live-a", "kube-system", "team-x", "cp-upgrade-durable", "cp-upgrade-only-state"}
+    assert set(api.pvs) == {"pv-live", "pv-theirs", "pv-upgrade"} and set(api.storage_classes) == {"standard"}
+    assert list(api.leases) == [lease_name(record("live", pid=200, owner="gw0"))]
+    assert report.lines() == [
+        "deleted namespace cp-dead-a (run dead: pid 100 on host-a is gone)",
+        "deleted PersistentVolume pv-dead (run dead: pid 100 on host-a is gone)",
+        "deleted StorageClass sc-dead (run dead: pid 100 on host-a is gone)",
+        "released label node on node w1 (lease of dead/main) (run dead: pid 100 on host-a is gone)",
+        "released label disk on node w2 (lease of dead/main) (run dead: pid 100 on host-a is gone)",
+        "left alone: 3 thing(s) of run live, alive: pid 200 on host-a is running",
+    ]
+
+
+def test_a_dry_run_says_what_it_would_remove_and_changes_nothing():
+    api = a_shared_cluster()
+    report = sweep.sweep_cluster(
+        api.side(), [], dry_run=True, machine=HERE, start_of=processes(p200=5000), now=NOW
+    )
+    assert api.calls == []
+    assert report.lines()[0] == "would delete namespace cp-dead-a (run dead: pid 100 on host-a is gone)"
+    assert "would release label disk on node w2 (lease of dead/main) (run dead: pid 100 on host-a is gone)" in (
+        report.lines()
+    )
+
+
+def test_a_live_run_recorded_only_on_this_host_is_not_swept():
+    """The cluster holds no record of `live` (its Lease could not be written): the host's counts."""
+    api = FakeApi()
+    api.namespace("cp-live-a", {RUN_LABEL: "live"})
+    host = [record("live", pid=200)]
+    sweep.sweep_cluster(api.side(), host, machine=HERE, start_of=processes(p200=5000), now=NOW)
+    assert api.changes() == []
+
+
+def test_this_run_is_never_swept_whatever_its_record_says():
+    api = FakeApi()
+    api.namespace("cp-me-a", {RUN_LABEL: "me"})
+    sweep.sweep_cluster(api.side(), [], this_run="me", machine=HERE, now=NOW)
+    assert api.changes() == []
+
+
+def test_a_run_that_left_no_record_is_dead_only_once_its_newest_object_is_a_day_old():
+    api = FakeApi()
+    api.namespace("cp-young", {RUN_LABEL: "young"}, created=NOW - 3600)
+    api.namespace("cp-old", {RUN_LABEL: "old"}, created=NOW - 25 * 3600)
+    api.node("w1", {"node": "node1"}, {"node": {"value": "node1", "before": None, "holders": ["undated/main"]}})
+    report = sweep.sweep_cluster(api.side(), [], machine=HERE, now=NOW)
+    assert api.changes() == [("delete pods", "cp-old"), ("delete namespace", "cp-old")]
+    lines = report.lines()
+    assert "deleted namespace cp-old (run old: left no record; its newest object is 25h old)" in lines
+    assert any(
+        line.startswith("left alone: namespace cp-young (run young left no record and its newest object is 1.0h old")
+        and "python -m clusterproof.sweep --dead young" in line
+        for line in lines
+    )
+    assert any(line.startswith("left alone: label node on node w1") and "nothing dates it" in line for line in lines)
+
+
+def test_dead_names_a_run_without_record_but_never_overrules_a_live_record():
+    api = FakeApi()
+    api.namespace("cp-young", {RUN_LABEL: "young"}, created=NOW - 60)
+    api.namespace("cp-live", {RUN_LABEL: "live"}, created=NOW - 60)
+    host = [record("live", pid=200)]
+    sweep.sweep_cluster(api.side(), host, dead=["young", "live"], machine=HERE, start_of=processes(p200=5000), now=NOW)
+    assert api.changes() == [("delete pods", "cp-young"), ("delete namespace", "cp-young")]
+
+
+def test_a_removal_that_fails_is_reported_and_keeps_the_runs_record():
+    api = a_shared_cluster()
+    api.fail.add("pv-dead")
+    report = sweep.sweep_cluster(api.side(), [], machine=HERE, start_of=processes(p200=5000), now=NOW)
+    assert report.errors == ["delete PersistentVolume pv-dead: HTTP 500 Internal Server Error"]
+    assert lease_name(record("dead")) in api.leases  # a later sweep still knows whose it is
+    assert "pv-dead" in api.pvs and "cp-dead-a" not in api.namespaces
+
+
+# --- kind clusters on this host ---------------------------------------------------------------------
+
+
+class FakeKind(sweep.KindHost):
+    """FAKE kind: `clusters` listed, deletes recorded (with the kubeconfig given)."""
+
+    def __init__(self, clusters):
+        self.names = list(clusters)
+        self.deleted = []
+
+        def run(argv, **kw):
+            if argv[1:3] == ["get", "clusters"]:
+                return subprocess.CompletedProcess(argv, 0, "\n".join(self.names) + "\n", "")
+            name, kubeconfig = argv[argv.index("--name") + 1], argv[argv.index("--kubeconfig") + 1]
+            self.deleted.append((name, kubeconfig))
+            self.names.remove(name)
+            return subprocess.CompletedProcess(argv, 0, "", "")
+
+        super().__init__("kind", run=run)
+
+
+def kind_record(run_id, pid, tmp_path, **fields):
+    run_dir = tmp_path / "runs" / run_id
+    return record(
+        run_id, pid=pid, provider="kind", kind_clusters=cluster_name_patterns(run_id), run_dir=str(run_dir), **fields
+    )
+
+
+def test_kind_clusters_of_dead_runs_are_deleted_and_only_those(tmp_path):
+    registry = HostRegistry(tmp_path / "registry")
+    dead = kind_record("20260101-120000-3f2a", 100, tmp_path)
+    live = kind_record("20260101-130000-4b3c", 200, tmp_path)
+    kept = kind_record("20260101-140000-5c4d", 300, tmp_path, keep_clusters=True)
+    for r in (dead, live, kept):
+        registry.write(r)
+    kubeconfig = tmp_path / "runs" / dead.run_id / "clusters" / "cp-1200003f2a-quota" / "kubeconfig"
+    kubeconfig.parent.mkdir(parents=True)
+    kubeconfig.write_text("the run's own kubeconfig")
+    kind = FakeKind(
+        [
+            "cp-1200003f2a-quota",
+            "cp-1200003f2a-services",
+            "cp-1300004b3c-quota",
+            "cp-1400005c4d",
+            "cp-9999999999-volumes",  # a run of this suite no record names
+            "cpup-23001870bb",  # the upgrade's, not a suite run's
+            "kind",
+        ]
+    )
+    report = sweep.sweep_host(kind, registry, machine=HERE, docker="", start_of=processes(p200=5000), now=NOW)
+    assert [name for name, _ in kind.deleted] == ["cp-1200003f2a-quota", "cp-1200003f2a-services"]
+    assert kind.deleted[0][1] == str(kubeconfig)  # kind removes its entry from the run's kubeconfig
+    assert not os.path.exists(kind.deleted[1][1])  # none for that one: kind is given no kubeconfig of anyone's
+    assert report.lines() == [
+        "deleted kind cluster cp-1200003f2a-quota (run 20260101-120000-3f2a: pid 100 on host-a is gone)",
+        "deleted kind cluster cp-1200003f2a-services (run 20260101-120000-3f2a: pid 100 on host-a is gone)",
+        "left alone: kind cluster cp-1400005c4d (run 20260101-140000-5c4d kept it (--keep-clusters))",
+        "left alone: kind cluster cp-9999999999-volumes (no record of its run on this host names it)",
+        "left alone: 1 thing(s) of run 20260101-130000-4b3c, alive: pid 200 on host-a is running",
+    ]
+    # the dead run is forgotten once nothing of it is left; the kept cluster's run is remembered
+    assert {r.run_id for r in registry.records()} == {live.run_id, kept.run_id}
+
+
+def test_kind_dry_run_deletes_nothing_and_forgets_nothing(tmp_path):
+    registry = HostRegistry(tmp_path / "registry")
+    registry.write(kind_record("20260101-120000-3f2a", 100, tmp_path))
+    kind = FakeKind(["cp-1200003f2a-quota"])
+    report = sweep.sweep_host(kind, registry, dry_run=True, machine=HERE, docker="", start_of=processes(), now=NOW)
+    assert kind.deleted == [] and len(registry.records()) == 1
+    assert report.lines() == [
+        "would delete kind cluster cp-1200003f2a-quota (run 20260101-120000-3f2a: pid 100 on host-a is gone)"
+    ]
+
+
+def test_a_kind_cluster_is_owned_only_by_records_of_this_host_and_docker_daemon(tmp_path):
+    elsewhere = Machine("host-b", "boot-9", HERE.pid_ns)
+    other_host = kind_record("20260101-120000-3f2a", 100, tmp_path, machine=elsewhere, heartbeat=NOW - 9999)
+    other_docker = kind_record("20260101-120000-3f2a", 101, tmp_path, docker="tcp://10.0.0.9:2376")
+    assert sweep.kind_owners("cp-1200003f2a-quota", [other_host, other_docker], HERE, "") == []
+
+
+def test_kind_cluster_patterns_match_the_names_the_kind_provider_gives():
+    from clusterproof.providers.kind import KindProvider
+
+    for fixed in (None, "kept"):
+        settings = SimpleNamespace(kind_cluster_name=fixed)
+        provider = KindProvider(settings, SimpleNamespace(run_id="20260101-120000-3f2a"), None, print)
+        patterns = cluster_name_patterns("20260101-120000-3f2a", fixed)
+        for key in ("session", "suites.test_quota", "suites.test_persistent_volumes"):
+            name = provider.name_for(key)
+            assert sweep.kind_owners(name, [record("r", provider="kind", kind_clusters=patterns)], HERE, "")
+    other = cluster_name_patterns("20260101-120000-3f2b")
+    assert not sweep.kind_owners("cp-1200003f2a-quota", [record("r", provider="kind", kind_clusters=other)], HERE, "")
+
+
+# --- the records ----------------------------------------------------------------------------------
+
+
+def test_a_lease_records_the_run_on_the_cluster():
+    api = FakeApi()
+    records = ClusterRecords("fake", api.core, api.coordination)
+    r = record("r1", heartbeat=NOW)
+    records.write(r)
+    assert api.calls == [("create namespace", RECORDS_NAMESPACE), ("create lease", lease_name(r))]
+    assert api.namespaces[RECORDS_NAMESPACE].metadata.labels == {"clusterproof.io/registry": "runs"}
+    lease = api.leases[lease_name(r)]
+    assert lease["spec"]["leaseDurationSeconds"] == liveness.STALE_AFTER
+    assert lease["spec"]["holderIdentity"] == "host-a/100"
+    records.write(liveness.heartbeat(r, now=NOW + 30))
+    assert api.calls[-1] == ("renew lease", lease_name(r))
+    [back] = records.records()
+    assert back.run_id == "r1" and back.heartbeat == pytest.approx(NOW + 30)
+    records.remove(r)
+    records.remove(r)  # gone already: fine
+    assert records.records() == []
+
+
+def test_the_recorder_beats_and_marks_its_end(tmp_path):
+    api = FakeApi()
+    registry = HostRegistry(tmp_path)
+    recorder = RunRecorder(record("r1", heartbeat=1.0), registry, every=0.02)
+    recorder.start()
+    recorder.on_cluster(ClusterRecords("c1", api.core, api.coordination))
+    deadline = time.monotonic() + 10
+    while registry.records()[0].heartbeat == 1.0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert registry.records()[0].heartbeat > 1.0
+    assert ("renew lease", lease_name(record("r1"))) in api.calls
+    recorder.let_go("c1")
+    recorder.close()
+    [host] = registry.records()
+    [there] = ClusterRecords("c1", api.core, api.coordination).records()
+    assert host.ended is not None and there.ended is not None  # let go, yet marked ended at the end
+
+
+def test_the_host_registry_skips_what_is_not_a_record(tmp_path):
+    registry = HostRegistry(tmp_path)
+    registry.write(record("r1"))
+    (tmp_path / "junk.json").write_text("{not json")
+    (tmp_path / "other.json").write_text('{"hello": 1}')
+    assert [r.run_id for r in registry.records()] == ["r1"]
+
+
+# --- at the start of a run, and on demand ---------------------------------------------------------
+
+
+def test_at_start_nothing_that_fails_fails_the_run(tmp_path, monkeypatch):
+    notes = []
+    settings = SimpleNamespace(provider="kind", kind_cluster_name=None, keep_clusters=False, kind_bin=None)
+    run = SimpleNamespace(run_id="20260101-120000-3f2a", run_dir=tmp_path / "run")
+    at_start = sweep.SweepAtStart(lambda: settings, run, notes.append, registry=HostRegistry(tmp_path / "reg"))
+
+    def no_docker(self):
+        raise RuntimeError("`kind get clusters` failed: Cannot connect to the Docker daemon")
+
+    monkeypatch.setattr(sweep.KindHost, "clusters", no_docker)
+    at_start._started()
+    unreachable = SimpleNamespace(name="cp-x", kubeconfig=tmp_path / "missing", context="kind-cp-x")
+    at_start._acquired(unreachable)
+    at_start.pytest_unconfigure()
+    assert notes[0] == "sweep: kind clusters of this host not swept: RuntimeError: `kind get clusters` failed: " \
+        "Cannot connect to the Docker daemon"
+    assert notes[1].startswith("sweep: cluster cp-x not swept: ")
+    [mine] = HostRegistry(tmp_path / "reg").records()  # recorded all the same, and ended
+    assert mine.run_id == run.run_id and mine.ended is not None
+    assert mine.kind_clusters == ("cp-1200003f2a", "cp-1200003f2a-*")
+
+
+def test_the_cli_refuses_a_context_it_was_not_allowed(tmp_path, capsys):
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text("kind: Config\ncurrent-context: prod\ncontexts:\n- name: prod\n  context: {}\n")
+    assert sweep.main(["--no-kind", "--kubeconfig", str(kubeconfig)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "sweep: refusing to sweep context 'prod': pass --allow-context prod to let clusterproof delete there"
+    )
+
+
+def test_the_cli_dry_run_prints_what_it_would_remove(tmp_path, capsys, monkeypatch):
+    api = FakeApi()
+    api.namespace("cp-old", {RUN_LABEL: "old"}, created=time.time() - 48 * 3600)
+    monkeypatch.setenv("CLUSTERPROOF_RUNS_REGISTRY", str(tmp_path / "reg"))
+    monkeypatch.setattr(sweep, "_cluster_side", lambda kubeconfig, context, allowed: api.side())
+    assert sweep.main(["--dry-run", "--no-kind", "--context", "c", "--allow-context", "c"]) == 0
+    assert capsys.readouterr().out == (
+        "sweep: would delete namespace cp-old (run old: left no record; its newest object is 48h old)\n"
+    )
+    assert api.calls == []
+
+
+def test_the_plugin_records_the_run_and_sweeps_each_cluster_it_acquires(pytester, monkeypatch, tmp_path):
+    """In-process pytest run with FAKE cluster fixtures (a conftest overrides `cluster_provider`
+    and `cluster`) and the FAKE API behind the cluster's records and objects."""
+    from clusterproof import plugin
+
+    api = FakeApi()
+    api.namespace("cp-dead-a", {RUN_LABEL: "dead"})
+    registry = HostRegistry(tmp_path / "registry")
+    # a run of this machine whose PID is now another process
+    registry.write(record("dead", pid=os.getpid(), start=-5, machine=liveness.this_machine()))
+    monkeypatch.setenv("CLUSTERPROOF_RUNS_REGISTRY", str(registry.path))
+    monkeypatch.setattr(plugin, "_check_cluster_access_once", lambda config: None)
+    fake_records = classmethod(lambda cls, c: cls(c.name, api.core, api.coordination))
+    fake_side = classmethod(lambda cls, c, records: cls(c.name, api.core, api.storage, records))
+    monkeypatch.setattr(ClusterRecords, "for_cluster", fake_records)
+    monkeypatch.setattr(sweep.ClusterSide, "of", fake_side)
+    pytester.makeconftest(
+        """
+        import pytest
+        from types import SimpleNamespace
+
+        pytest_plugins = ["clusterproof.plugin"]
+
+        @pytest.fixture(scope="session")
+        def cluster_provider():
+            return "FAKE provider"
+
+        @pytest.fixture(scope="module")
+        def cluster(cluster_provider):
+            return SimpleNamespace(name="fake", kubeconfig="none", context="fake")
+        """
+    )
+    pytester.makepyfile("def test_uses_the_cluster(cluster):\n    pass\n")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--context", "fake", "--run-id", "me")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["[[]clusterproof[]] sweep: deleted namespace cp-dead-a (run dead: pid * is gone *)"])
+    assert "cp-dead-a" not in api.namespaces
+    [mine] = [r for r in registry.records() if r.run_id == "me"]
+    assert mine.provider == "existing" and mine.ended is not None and mine.pid == os.getpid()
+    [there] = [r for r in ClusterRecords("fake", api.core, api.coordination).records() if r.run_id == "me"]
+    assert there.ended is not None
