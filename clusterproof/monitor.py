@@ -120,12 +120,19 @@ def http_probe(url: str, session: requests.Session | None = None) -> Callable[[]
             if session is not None:
                 session.close()  # the next request opens a new kept-alive connection
             return False, type(e).__name__
+
     return probe
 
 
 class Monitor:
-    def __init__(self, state: UpgradeState, api: client.ApiClient, out: Path,
-                 say: Callable[[str], None] = print, stop_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        state: UpgradeState,
+        api: client.ApiClient,
+        out: Path,
+        say: Callable[[str], None] = print,
+        stop_file: Path | None = None,
+    ) -> None:
         self.state = state
         self.api = api
         self.core = client.CoreV1Api(api)
@@ -158,8 +165,9 @@ class Monitor:
     # --- start: every target must answer before anything is recorded ---------------------------
 
     def check_start(self) -> list[str]:
-        problems = [f"{name}: {detail}" for name, probe in self.probes.items() if not (r := probe())[0]
-                    for detail in [r[1]]]
+        problems = [
+            f"{name}: {detail}" for name, probe in self.probes.items() if not (r := probe())[0] for detail in [r[1]]
+        ]
         try:
             pods = self.prober_pods()
             missing = sorted(set(self.state.node_ips) - set(pods))
@@ -170,8 +178,9 @@ class Monitor:
         return problems
 
     def prober_pods(self) -> dict[str, str]:
-        pods = self.core.list_namespaced_pod(self.state.namespace, label_selector="app=upgrade-prober",
-                                             _request_timeout=REQUEST_TIMEOUT * 5).items
+        pods = self.core.list_namespaced_pod(
+            self.state.namespace, label_selector="app=upgrade-prober", _request_timeout=REQUEST_TIMEOUT * 5
+        ).items
         return {p.spec.node_name: p.metadata.name for p in pods if p.status.phase == "Running"}
 
     # --- sampling ------------------------------------------------------------------------------
@@ -206,8 +215,9 @@ class Monitor:
             return
         for node, pod in pods.items():
             try:
-                text = self.core.read_namespaced_pod_log(pod, self.state.namespace, since_seconds=since_seconds,
-                                                         _request_timeout=10)
+                text = self.core.read_namespaced_pod_log(
+                    pod, self.state.namespace, since_seconds=since_seconds, _request_timeout=10
+                )
             except Exception:
                 continue
             fresh = [s for line in text.splitlines() if (s := parse_prober_line(line)) and s[0] >= self.started]
@@ -247,11 +257,23 @@ class Monitor:
                     for outage in target.outages:
                         out.write(json.dumps(outage) + "\n")
                 if target.down_since is not None:
-                    out.write(json.dumps({"target": name, "start": target.down_since, "end": now,
-                                          "detail": target.last_error, "open_at_stop": True}) + "\n")
+                    out.write(
+                        json.dumps(
+                            {
+                                "target": name,
+                                "start": target.down_since,
+                                "end": now,
+                                "detail": target.last_error,
+                                "open_at_stop": True,
+                            }
+                        )
+                        + "\n"
+                    )
             summary = {
-                "summary": {name: {"down_seconds": round(t.down_seconds(now), 3), "samples": t.samples,
-                                   "failures": t.failures} for name, t in sorted(targets.items())},
+                "summary": {
+                    name: {"down_seconds": round(t.down_seconds(now), 3), "samples": t.samples, "failures": t.failures}
+                    for name, t in sorted(targets.items())
+                },
                 "started": self.started,
                 "stopped": now,
             }
@@ -298,8 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or args.state_file.with_suffix(".monitor.jsonl")
     try:
-        api = config.new_client_from_config(config_file=str(args.kubeconfig) if args.kubeconfig else None,
-                                            context=args.context or state.context, persist_config=False)
+        api = config.new_client_from_config(
+            config_file=str(args.kubeconfig) if args.kubeconfig else None,
+            context=args.context or state.context,
+            persist_config=False,
+        )
     except Exception as e:
         print(f"monitor: cannot load the kubeconfig (context {args.context or state.context}): {e}", file=sys.stderr)
         return 2
@@ -307,14 +332,20 @@ def main(argv: list[str] | None = None) -> int:
     problems = monitor.check_start()
     if problems:
         monitor.control.close()
-        print("monitor: not starting: targets that do not answer now would read as an outage of the whole "
-              "upgrade: " + "; ".join(problems), file=sys.stderr)
+        print(
+            "monitor: not starting: targets that do not answer now would read as an outage of the whole "
+            "upgrade: " + "; ".join(problems),
+            file=sys.stderr,
+        )
         return 3
     out.write_text("")
     signal.signal(signal.SIGTERM, lambda *_: monitor.stopped.set())
-    say(f"monitor: sampling {len(monitor.probes)} targets and {len(state.node_ips)} in-cluster probers "
-        f"every {INTERVAL}s into {out} (stop: SIGTERM, Ctrl-C" + (f", or {args.stop_file}" if args.stop_file else "")
-        + ")")
+    say(
+        f"monitor: sampling {len(monitor.probes)} targets and {len(state.node_ips)} in-cluster probers "
+        f"every {INTERVAL}s into {out} (stop: SIGTERM, Ctrl-C"
+        + (f", or {args.stop_file}" if args.stop_file else "")
+        + ")"
+    )
     summary = monitor.run()
     for name, numbers in summary["summary"].items():
         say(f"  {name:<40} down {numbers['down_seconds']:7.2f}s ({numbers['failures']}/{numbers['samples']} samples)")

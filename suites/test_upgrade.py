@@ -93,13 +93,15 @@ def test_every_component_is_at_the_target_version(upgrade: UpgradeJig, upgrade_s
 
 @after
 @pytest.mark.claim("UPG-09")
-def test_disruption_stayed_within_budget(upgrade: UpgradeJig, upgrade_state: UpgradeState, upgrade_settings,
-                                         record_property) -> None:
+def test_disruption_stayed_within_budget(
+    upgrade: UpgradeJig, upgrade_state: UpgradeState, upgrade_settings, record_property
+) -> None:
     """UPG-09: while the cluster was upgraded, each monitored target MUST NOT have been down longer than
     --disruption-budget, the API server not longer than --api-disruption-budget (shorter outages are
     reported as tolerated). Observed: the monitor's
     intervals per target (NodePort per node with new and reused connections, the ClusterIP from
     inside on every node, the API server); the monitor's own listener shows the probing side was up."""
-    down = upgrade.assert_disruption_within(upgrade_settings.monitor_file, upgrade_settings.disruption_budget,
-                                            upgrade_settings.api_disruption_budget)
+    down = upgrade.assert_disruption_within(
+        upgrade_settings.monitor_file, upgrade_settings.disruption_budget, upgrade_settings.api_disruption_budget
+    )
     record_property("seconds down", down)

@@ -42,8 +42,13 @@ class Check:
     verdict: str  # held | tolerated | failed
 
     def to_json(self) -> dict[str, str]:
-        return {"claim": self.claim, "check": self.check, "expected": self.expected, "observed": self.observed,
-                "verdict": self.verdict}
+        return {
+            "claim": self.claim,
+            "check": self.check,
+            "expected": self.expected,
+            "observed": self.observed,
+            "verdict": self.verdict,
+        }
 
 
 @dataclass
@@ -60,8 +65,15 @@ class UpgradeJig:
         return {STATE_LABEL: state_id}
 
     def docs(self, name: str, namespace: str | None, state_id: str, values: dict[str, str] | None = None) -> list[Doc]:
-        return load(f"{FIXTURES}/{name}.yaml", namespace, catalogue=self.catalogue, labels=self.labels(state_id),
-                    offline=self.cluster.offline, values=values or {}, fixtures_dir=self.fixtures_dir)
+        return load(
+            f"{FIXTURES}/{name}.yaml",
+            namespace,
+            catalogue=self.catalogue,
+            labels=self.labels(state_id),
+            offline=self.cluster.offline,
+            values=values or {},
+            fixtures_dir=self.fixtures_dir,
+        )
 
     def create(self, name: str, namespace: str | None, state_id: str, values: dict[str, str] | None = None) -> None:
         create_objects(self.cluster, self.docs(name, namespace, state_id, values))  # no tracker: kept
@@ -84,11 +96,13 @@ class UpgradeJig:
         self.checks.append(found)
         return found
 
-    def expect_same(self, claim: str, facts: dict[str, tuple[object, object]]) -> None:
-        """Record each fact; fail naming every one that changed (expected before, seen after)."""
+    def expect_same(
+        self, claim: str, facts: dict[str, tuple[object, object]], *, wording: str = "{} before, {} after"
+    ) -> None:
+        """Record each fact; fail naming every one that differs (by default: before vs after)."""
         checks = [self.record(claim, name, before, after) for name, (before, after) in facts.items()]
         changed = [c for c in checks if c.verdict != "held"]
-        assert not changed, "; ".join(f"{c.check}: {c.expected} before, {c.observed} after" for c in changed)
+        assert not changed, "; ".join(f"{c.check}: " + wording.format(c.expected, c.observed) for c in changed)
 
     # --- before --------------------------------------------------------------------------------
 
@@ -97,16 +111,19 @@ class UpgradeJig:
         namespace = f"cp-upgrade-{short_id(state_id)}"
         quota_namespace = f"{namespace}-quota"
         for ns in (namespace, quota_namespace):
-            self.cluster.core.create_namespace(client.V1Namespace(
-                metadata=client.V1ObjectMeta(name=ns, labels=self.labels(state_id))))
-            wait.until(lambda ns=ns: _default_service_account(self.cluster, ns), f"namespace {ns}'s default ServiceAccount",
-                       60)
+            self.cluster.core.create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=ns, labels=self.labels(state_id)))
+            )
+            wait.until(
+                lambda ns=ns: _default_service_account(self.cluster, ns), f"namespace {ns}'s default ServiceAccount", 60
+            )
         default_class = default_storage_class(self.cluster)
         retain_class = f"cp-upgrade-retain-{short_id(state_id)}"
         for name in ("web", "store", "settings", "prober"):
             self.create(name, namespace, state_id)
-        self.create("retain", namespace, state_id, {"STORAGE_CLASS": retain_class,
-                                                    "PROVISIONER": default_class.provisioner})
+        self.create(
+            "retain", namespace, state_id, {"STORAGE_CLASS": retain_class, "PROVISIONER": default_class.provisioner}
+        )
         self.create("quota", quota_namespace, state_id)
 
         for name in DEPLOYMENTS:
@@ -117,16 +134,24 @@ class UpgradeJig:
         checksums: dict[str, dict[str, str]] = {}
         for pod in store_pods:
             digest = self.run_in(namespace, pod.metadata.name, PAYLOAD.format(path="/data/payload")).split()[0]
-            checksums[f"statefulset {pod.metadata.name}"] = {"pod": pod.metadata.name, "path": "/data/payload",
-                                                              "sha256": digest}
+            checksums[f"statefulset {pod.metadata.name}"] = {
+                "pod": pod.metadata.name,
+                "path": "/data/payload",
+                "sha256": digest,
+            }
         retained = self.pod_of(namespace, "upgrade-retained")
         digest = self.run_in(namespace, retained.metadata.name, PAYLOAD.format(path="/data/payload")).split()[0]
         checksums["retained volume"] = {"app": "upgrade-retained", "path": "/data/payload", "sha256": digest}
         node = sorted(n.name for n in self.cluster.workers or self.cluster.nodes)[0]
         path = f"/host/{state_id}.data"
-        checksums["hostPath file"] = {"node": node, "path": path, "sha256": self.host_file(namespace, node, path, write=True)}
-        wait.until(lambda: _quota_full(self.cluster, quota_namespace), "ResourceQuota at-limit counted at its limit",
-                   60)
+        checksums["hostPath file"] = {
+            "node": node,
+            "path": path,
+            "sha256": self.host_file(namespace, node, path, write=True),
+        }
+        wait.until(
+            lambda: _quota_full(self.cluster, quota_namespace), "ResourceQuota at-limit counted at its limit", 60
+        )
 
         state = UpgradeState(
             run_id=state_id,
@@ -143,9 +168,13 @@ class UpgradeJig:
             restarts=restarts(self.cluster, namespace),
         )
         state.save(state_file)
-        self.cluster.core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-            metadata=client.V1ObjectMeta(name=CONFIGMAP, labels=self.labels(state_id)),
-            data={"state.json": state.to_json()}))
+        self.cluster.core.create_namespaced_config_map(
+            namespace,
+            client.V1ConfigMap(
+                metadata=client.V1ObjectMeta(name=CONFIGMAP, labels=self.labels(state_id)),
+                data={"state.json": state.to_json()},
+            ),
+        )
         return state
 
     def host_file(self, namespace: str, node: str, path: str, *, write: bool) -> str:
@@ -172,8 +201,11 @@ class UpgradeJig:
         found["ConfigMap settings"] = {"uid": core.read_namespaced_config_map("settings", namespace).metadata.uid}
         for name in ("web", "web-np"):
             svc = core.read_namespaced_service(name, namespace)
-            found[f"Service {name}"] = {"uid": svc.metadata.uid, "clusterIP": svc.spec.cluster_ip,
-                                        **({"nodePort": svc.spec.ports[0].node_port} if name == "web-np" else {})}
+            found[f"Service {name}"] = {
+                "uid": svc.metadata.uid,
+                "clusterIP": svc.spec.cluster_ip,
+                **({"nodePort": svc.spec.ports[0].node_port} if name == "web-np" else {}),
+            }
         return found
 
     def bound_volumes(self, namespace: str) -> dict[str, dict[str, Any]]:
@@ -181,8 +213,12 @@ class UpgradeJig:
         for claim in self.cluster.core.list_namespaced_persistent_volume_claim(namespace).items:
             if claim.spec.volume_name:
                 pv = self.cluster.core.read_persistent_volume(claim.spec.volume_name)
-                volumes[pv.metadata.name] = {"claim": claim.metadata.name, "claim_uid": claim.metadata.uid,
-                                             "phase": pv.status.phase, "reclaim": pv.spec.persistent_volume_reclaim_policy}
+                volumes[pv.metadata.name] = {
+                    "claim": claim.metadata.name,
+                    "claim_uid": claim.metadata.uid,
+                    "phase": pv.status.phase,
+                    "reclaim": pv.spec.persistent_volume_reclaim_policy,
+                }
         return volumes
 
     # --- after ---------------------------------------------------------------------------------
@@ -217,15 +253,18 @@ class UpgradeJig:
                 wait.pod_ready(self.cluster.core, state.namespace, where["pod"], READY_TIMEOUT)
                 after = self.sha256_or_absent(state.namespace, where["pod"], where["path"])
             elif "app" in where:
-                after = self.sha256_or_absent(state.namespace, self.pod_of(state.namespace, where["app"]).metadata.name,
-                                              where["path"])
+                after = self.sha256_or_absent(
+                    state.namespace, self.pod_of(state.namespace, where["app"]).metadata.name, where["path"]
+                )
             else:
                 after = self.host_file(state.namespace, where["node"], where["path"], write=False)
             facts[f"sha256 of {what} ({where['path']})"] = (where["sha256"], after)
         self.expect_same("UPG-04", facts)
 
     def sha256_or_absent(self, namespace: str, pod: str, path: str) -> str:
-        return self.run_in(namespace, pod, f"test -e {path} || {{ echo absent; exit 0; }}; {CHECKSUM.format(path=path)}").split()[0]
+        return self.run_in(
+            namespace, pod, f"test -e {path} || {{ echo absent; exit 0; }}; {CHECKSUM.format(path=path)}"
+        ).split()[0]
 
     def assert_deployment_scales(self, state: UpgradeState, replicas: int = 3) -> None:
         apps = self.cluster.apps
@@ -235,7 +274,9 @@ class UpgradeJig:
             ready = len(wait.pods_ready(self.cluster.core, state.namespace, "app=upgrade-web", replicas, READY_TIMEOUT))
         finally:
             apps.patch_namespaced_deployment_scale("web", state.namespace, {"spec": {"replicas": 2}})
-        self.expect_same("UPG-05", {"Deployment web scaled": (replicas, ready)})
+        self.expect_same(
+            "UPG-05", {"Deployment web scaled": (replicas, ready)}, wording="expected {} ready pods, found {}"
+        )
 
     def assert_statefulset_writes(self, state: UpgradeState) -> None:
         pod = sorted(w["pod"] for w in state.checksums.values() if "pod" in w)[0]
@@ -258,23 +299,44 @@ class UpgradeJig:
         if answer.accepted:
             self.cluster.core.delete_namespaced_config_map("one-too-many", state.quota_namespace)
         refused = answer.status == 403 and "exceeded quota" in answer.message
-        check = self.record("UPG-06", "a third ConfigMap under ResourceQuota at-limit (count/configmaps: 2)",
-                            "refused: 403 exceeded quota", "refused: 403 exceeded quota" if refused else str(answer))
+        check = self.record(
+            "UPG-06",
+            "a third ConfigMap under ResourceQuota at-limit (count/configmaps: 2)",
+            "refused: 403 exceeded quota",
+            "refused: 403 exceeded quota" if refused else str(answer),
+        )
         assert check.verdict == "held", (
-            f"a third ConfigMap in {state.quota_namespace}: expected 403 exceeded quota; the API server answered {answer}")
+            f"a third ConfigMap in {state.quota_namespace}: expected 403 exceeded quota; "
+            f"the API server answered {answer}"
+        )
 
     def assert_configmap_reaches_a_new_pod(self, state: UpgradeState) -> None:
         old = self.pod_of(state.namespace, "upgrade-consumer")
         self.cluster.core.delete_namespaced_pod(old.metadata.name, state.namespace, grace_period_seconds=0)
-        new = wait.until(lambda: next((p for p in self.cluster.core.list_namespaced_pod(
-            state.namespace, label_selector="app=upgrade-consumer").items
-            if p.metadata.name != old.metadata.name and wait.pod_is_ready(p)), None),
-            "a new consumer pod Ready", READY_TIMEOUT)
+        new = wait.until(
+            lambda: next(
+                (
+                    p
+                    for p in self.cluster.core.list_namespaced_pod(
+                        state.namespace, label_selector="app=upgrade-consumer"
+                    ).items
+                    if p.metadata.name != old.metadata.name and wait.pod_is_ready(p)
+                ),
+                None,
+            ),
+            "a new consumer pod Ready",
+            READY_TIMEOUT,
+        )
         env = self.run_in(state.namespace, new.metadata.name, "echo $GREETING").strip()
         file = self.run_in(state.namespace, new.metadata.name, "cat /etc/settings/greeting").strip()
         expected = "hello-from-before-the-upgrade"
-        self.expect_same("UPG-07", {"env GREETING of a new pod": (expected, env),
-                                    "file /etc/settings/greeting of a new pod": (expected, file)})
+        self.expect_same(
+            "UPG-07",
+            {
+                "env GREETING of a new pod": (expected, env),
+                "file /etc/settings/greeting of a new pod": (expected, file),
+            },
+        )
 
     def assert_versions(self, target: str | None) -> None:
         server = client.VersionApi(self.cluster.api).get_code().git_version
@@ -282,12 +344,13 @@ class UpgradeJig:
         target = target or server
         facts: dict[str, tuple[object, object]] = {f"kubelet on {n}": (target, v) for n, v in nodes.items()}
         from clusterproof.upgrade.state import version_tuple
+
         newer = sorted(n for n, v in nodes.items() if version_tuple(v) > version_tuple(server))
         facts["kubelets newer than the API server"] = ("none", ", ".join(newer) or "none")
         proxy = self.cluster.apps.read_namespaced_daemon_set("kube-proxy", "kube-system")
         image = proxy.spec.template.spec.containers[0].image
         facts["kube-proxy image tag"] = (target, image.rsplit(":", 1)[-1])
-        self.expect_same("UPG-08", facts)
+        self.expect_same("UPG-08", facts, wording="expected {}, found {}")
 
     def assert_disruption_within(self, monitor_file: Path, budget: float, api_budget: float) -> dict[str, float]:
         """Seconds down per monitored target against its budget (`api_budget` for the API server):
@@ -296,16 +359,22 @@ class UpgradeJig:
         from clusterproof.monitor import read_monitor_file
 
         if not monitor_file.is_file():
-            pytest.skip(f"no monitor output at {monitor_file}: run `python -m clusterproof.monitor --state-file "
-                        "<state file>` while the cluster is upgraded")
+            pytest.skip(
+                f"no monitor output at {monitor_file}: run `python -m clusterproof.monitor --state-file "
+                "<state file>` while the cluster is upgraded"
+            )
         outages, summary = read_monitor_file(monitor_file)
         if summary is None:
-            raise AssertionError(f"{monitor_file} has no summary line: the monitor did not finish (stop it with "
-                                 "SIGTERM, Ctrl-C or its stop file, not SIGKILL)")
+            raise AssertionError(
+                f"{monitor_file} has no summary line: the monitor did not finish (stop it with "
+                "SIGTERM, Ctrl-C or its stop file, not SIGKILL)"
+            )
         down = {name: float(v["down_seconds"]) for name, v in summary["summary"].items()}
         if down.get("control", 0.0) > 0:
-            raise AssertionError(f"the monitor's own listener was down {down['control']:.1f}s: the probing side "
-                                 "was at fault, the cluster's disruption cannot be judged from this file")
+            raise AssertionError(
+                f"the monitor's own listener was down {down['control']:.1f}s: the probing side "
+                "was at fault, the cluster's disruption cannot be judged from this file"
+            )
         over = {}
         for name, seconds in sorted(down.items()):
             if name == "control":
@@ -314,18 +383,25 @@ class UpgradeJig:
             verdict = "held" if seconds == 0 else ("tolerated" if seconds <= allowed else "failed")
             self.record("UPG-09", f"down during the upgrade: {name}", f"<= {allowed:g}s", f"{seconds:.1f}s", verdict)
             if verdict == "failed":
-                worst = max((o for o in outages if o.get("target") == name), default={},
-                            key=lambda o: o["end"] - o["start"])
-                over[name] = f"{seconds:.1f}s of {allowed:g}s allowed" + (f" (longest {worst['end'] - worst['start']:.1f}s, last error "
-                                                  f"{worst.get('detail') or '?'})" if worst else "")
+                worst = max(
+                    (o for o in outages if o.get("target") == name), default={}, key=lambda o: o["end"] - o["start"]
+                )
+                over[name] = f"{seconds:.1f}s of {allowed:g}s allowed" + (
+                    f" (longest {worst['end'] - worst['start']:.1f}s, last error {worst.get('detail') or '?'})"
+                    if worst
+                    else ""
+                )
         assert not over, "disruption over budget: " + "; ".join(f"{k}: {v}" for k, v in over.items())
         return down
 
     def restarts_since(self, state: UpgradeState) -> dict[str, int]:
         """Containers that restarted since `before` (kubeadm restarts the static pods), by how often."""
         now = restarts(self.cluster, state.namespace)
-        return {name: count - state.restarts.get(name, 0) for name, count in sorted(now.items())
-                if count > state.restarts.get(name, 0)}
+        return {
+            name: count - state.restarts.get(name, 0)
+            for name, count in sorted(now.items())
+            if count > state.restarts.get(name, 0)
+        }
 
     def assert_recorded(self, state: UpgradeState, state_file: Path) -> None:
         """The state file and its ConfigMap copy say the same, and every checksum is there."""
@@ -348,8 +424,10 @@ class UpgradeJig:
                 _delete_ignoring_404(lambda pv=pv: self.cluster.core.delete_persistent_volume(pv))
         for sc in self.cluster.storage.list_storage_class(label_selector=f"{STATE_LABEL}={state.run_id}").items:
             _delete_ignoring_404(lambda sc=sc: self.cluster.storage.delete_storage_class(sc.metadata.name))
-        note(f"upgrade state of {state.run_id} removed (namespaces {state.namespace}, {state.quota_namespace}, "
-             f"{len(state.volumes)} PVs' Retain leftovers, the hostPath file)")
+        note(
+            f"upgrade state of {state.run_id} removed (namespaces {state.namespace}, {state.quota_namespace}, "
+            f"{len(state.volumes)} PVs' Retain leftovers, the hostPath file)"
+        )
 
     def run_host_cleanup(self, namespace: str, node: str, path: str) -> None:
         name = f"hostpath-cleanup-{int(time.time())}"
@@ -358,7 +436,9 @@ class UpgradeJig:
             wait.pod_ready(self.cluster.core, namespace, name, READY_TIMEOUT)
             self.run_in(namespace, name, f"rm -f {path}")
         finally:
-            _delete_ignoring_404(lambda: self.cluster.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0))
+            _delete_ignoring_404(
+                lambda: self.cluster.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+            )
 
 
 def default_storage_class(cluster: Cluster) -> client.V1StorageClass:

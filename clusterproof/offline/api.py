@@ -75,8 +75,10 @@ def kind_config_overrides(version: str | None = None) -> dict:
     release = releases.release(version)
     patches = []
     if release.minor_number >= 24:
-        patches.append("kind: KubeletConfiguration\ncgroupDriver: cgroupfs\n"
-                       + ("failCgroupV1: false\n" if release.minor_number >= 31 else ""))
+        patches.append(
+            "kind: KubeletConfiguration\ncgroupDriver: cgroupfs\n"
+            + ("failCgroupV1: false\n" if release.minor_number >= 31 else "")
+        )
     return {"networking": {"disableDefaultCNI": True}, "kubeadmConfigPatches": patches}
 
 

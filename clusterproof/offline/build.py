@@ -78,8 +78,9 @@ class Step:
 
     @property
     def hash(self) -> str:
-        return recipe_hash(*self.recipe, *(f"{k}={v}" for k, v in sorted(self.env.items())),
-                           *(s.hash for s in self.after))
+        return recipe_hash(
+            *self.recipe, *(f"{k}={v}" for k, v in sorted(self.env.items())), *(s.hash for s in self.after)
+        )
 
     @property
     def tag(self) -> str:
@@ -132,10 +133,13 @@ def _compile_pause(source: Path, target: Path, release: Release) -> float:
         raise BuildError("pause: gcc is missing (apt-get install gcc libc6-dev): pause is compiled from pause.c")
     done = subprocess.run(
         ["gcc", "-Os", "-static", f"-DVERSION=v{release.pause}", "-o", str(target), str(source)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
-        raise BuildError(f"pause: gcc -static failed: {gomod.first_error_line(done.stderr)} (apt-get install libc6-dev)")
+        raise BuildError(
+            f"pause: gcc -static failed: {gomod.first_error_line(done.stderr)} (apt-get install libc6-dev)"
+        )
     subprocess.run(["strip", str(target)], capture_output=True)
     return time.monotonic() - started
 
@@ -145,15 +149,22 @@ def _compile_pause(source: Path, target: Path, release: Release) -> float:
 
 def steps(release: Release) -> dict[str, Step]:
     """Every step the node image of `release` needs, by name; "node" is the last."""
-    node_rootfs = Step("node-rootfs", _files("node-rootfs.sh"), script="node-rootfs.sh", image="clusterproof/node-rootfs")
+    node_rootfs = Step(
+        "node-rootfs", _files("node-rootfs.sh"), script="node-rootfs.sh", image="clusterproof/node-rootfs"
+    )
     workload_rootfs = Step(
-        "workload-rootfs", _files("workload-rootfs.sh"), script="workload-rootfs.sh", image="clusterproof/workload-rootfs"
+        "workload-rootfs",
+        _files("workload-rootfs.sh"),
+        script="workload-rootfs.sh",
+        image="clusterproof/workload-rootfs",
     )
     go_recipe = _source_of(gomod, programs)
     agnhost_release = releases.RELEASES[releases.AGNHOST_FROM]
     agnhost = Step(
-        "go-agnhost", (*go_recipe, agnhost_release.kube, releases.AGNHOST_TAG),
-        go=_go_kubernetes(agnhost_release, with_agnhost=True, only_agnhost=True), marker="bin/.done",
+        "go-agnhost",
+        (*go_recipe, agnhost_release.kube, releases.AGNHOST_TAG),
+        go=_go_kubernetes(agnhost_release, with_agnhost=True, only_agnhost=True),
+        marker="bin/.done",
     )
     if release.source == "debian":
         kube, runtime, etcd, extra = _debian_steps(release)
@@ -161,47 +172,89 @@ def steps(release: Release) -> dict[str, Step]:
         storage: tuple[str, ...] = ()
     else:
         kube = Step(
-            f"go-kubernetes-{release.minor}", (*go_recipe, release.kube),
-            go=_go_kubernetes(release, with_agnhost=False), marker="bin/.done",
+            f"go-kubernetes-{release.minor}",
+            (*go_recipe, release.kube),
+            go=_go_kubernetes(release, with_agnhost=False),
+            marker="bin/.done",
         )
-        runtime = Step("go-containerd", (*go_recipe, releases.CONTAINERD), go=_go_program(programs.containerd),
-                       marker="bin/.done")
-        etcd = Step(f"go-etcd-{release.etcd}", (*go_recipe, release.etcd),
-                    go=_go_program(lambda: programs.etcd(release)), marker="bin/.done")
-        coredns = Step(f"go-coredns-{release.coredns}", (*go_recipe, release.coredns),
-                       go=_go_program(lambda: programs.coredns(release)), marker="bin/.done")
-        local_path = Step("go-local-path-provisioner", (*go_recipe, releases.LOCAL_PATH_PROVISIONER),
-                          go=_go_program(programs.local_path_provisioner), marker="bin/.done")
+        runtime = Step(
+            "go-containerd", (*go_recipe, releases.CONTAINERD), go=_go_program(programs.containerd), marker="bin/.done"
+        )
+        etcd = Step(
+            f"go-etcd-{release.etcd}",
+            (*go_recipe, release.etcd),
+            go=_go_program(lambda: programs.etcd(release)),
+            marker="bin/.done",
+        )
+        coredns = Step(
+            f"go-coredns-{release.coredns}",
+            (*go_recipe, release.coredns),
+            go=_go_program(lambda: programs.coredns(release)),
+            marker="bin/.done",
+        )
+        local_path = Step(
+            "go-local-path-provisioner",
+            (*go_recipe, releases.LOCAL_PATH_PROVISIONER),
+            go=_go_program(programs.local_path_provisioner),
+            marker="bin/.done",
+        )
         extra = {"COREDNS_BIN": (coredns, "bin"), "LOCAL_PATH_BIN": (local_path, "bin")}
         containerd_config = "files/containerd.toml"
         storage = ("files/local-path-storage.yaml",)
     images_env = {
-        "KUBE_VERSION": release.kube, "REGISTRY": release.registry, "ETCD_TAG": release.etcd_tag,
-        "COREDNS_TAG": release.coredns, "PAUSE_TAG": release.pause, "AGNHOST_TAG": releases.AGNHOST_TAG,
+        "KUBE_VERSION": release.kube,
+        "REGISTRY": release.registry,
+        "ETCD_TAG": release.etcd_tag,
+        "COREDNS_TAG": release.coredns,
+        "PAUSE_TAG": release.pause,
+        "AGNHOST_TAG": releases.AGNHOST_TAG,
         "LOCAL_PATH_TAG": releases.LOCAL_PATH_PROVISIONER,
     }
     inputs: dict[str, Input] = {
-        "BIN": (kube, "bin"), "ETCD_BIN": (etcd, "bin"), "AGNHOST_BIN": (agnhost, "bin"),
-        "NODE_ROOTFS": (node_rootfs, "TAG"), "WORKLOAD_ROOTFS": (workload_rootfs, "TAG"), **extra,
+        "BIN": (kube, "bin"),
+        "ETCD_BIN": (etcd, "bin"),
+        "AGNHOST_BIN": (agnhost, "bin"),
+        "NODE_ROOTFS": (node_rootfs, "TAG"),
+        "WORKLOAD_ROOTFS": (workload_rootfs, "TAG"),
+        **extra,
     }
     images = Step(
-        f"images-{release.minor}", _files("images.sh", "files/iptables-wrapper"),
-        after=tuple(s for s, _ in inputs.values()), script="images.sh", marker="images.tar",
-        inputs=inputs, env=images_env,
+        f"images-{release.minor}",
+        _files("images.sh", "files/iptables-wrapper"),
+        after=tuple(s for s, _ in inputs.values()),
+        script="images.sh",
+        marker="images.tar",
+        inputs=inputs,
+        env=images_env,
     )
     node = Step(
         f"node-{release.minor}",
-        _files("node.sh", "files/entrypoint", "files/kubelet.service", "files/10-kubeadm.conf",
-               "files/containerd.service", containerd_config, *storage),
-        after=(images, node_rootfs, kube, runtime), script="node.sh",
-        image="clusterproof/node", tag_prefix=release.kube,
-        inputs={"BIN": (kube, "bin"), "RUNTIME_BIN": (runtime, "bin"), "NODE_ROOTFS": (node_rootfs, "TAG"),
-                "IMAGES_TAR": (images, "images.tar")},
-        env={"KUBE_VERSION": release.kube, "CONTAINERD_CONFIG": Path(containerd_config).name,
-             "STORAGE_MANIFEST": Path(storage[0]).name if storage else ""},
+        _files(
+            "node.sh",
+            "files/entrypoint",
+            "files/kubelet.service",
+            "files/10-kubeadm.conf",
+            "files/containerd.service",
+            containerd_config,
+            *storage,
+        ),
+        after=(images, node_rootfs, kube, runtime),
+        script="node.sh",
+        image="clusterproof/node",
+        tag_prefix=release.kube,
+        inputs={
+            "BIN": (kube, "bin"),
+            "RUNTIME_BIN": (runtime, "bin"),
+            "NODE_ROOTFS": (node_rootfs, "TAG"),
+            "IMAGES_TAR": (images, "images.tar"),
+        },
+        env={
+            "KUBE_VERSION": release.kube,
+            "CONTAINERD_CONFIG": Path(containerd_config).name,
+            "STORAGE_MANIFEST": Path(storage[0]).name if storage else "",
+        },
     )
-    graph = [node_rootfs, workload_rootfs, agnhost, kube, runtime, etcd, *(s for s, _ in extra.values()), images,
-             node]
+    graph = [node_rootfs, workload_rootfs, agnhost, kube, runtime, etcd, *(s for s, _ in extra.values()), images, node]
     found = {s.name: s for s in graph}
     found["node"] = node
     return found
@@ -210,19 +263,39 @@ def steps(release: Release) -> dict[str, Step]:
 def _debian_steps(release: Release) -> tuple[Step, Step, Step, dict[str, Input]]:
     """The legacy release: Debian bookworm's kubernetes source package, compiled with
     bullseye's Go 1.15; containerd 1.6 and etcd 3.4 from Debian's packages."""
-    builder = Step("debian-builder", _files("builder-rootfs.sh"), script="builder-rootfs.sh",
-                   image="clusterproof/builder")
-    source = Step("debian-source", _files("k8s-source.sh"), script="k8s-source.sh", marker="src/.done",
-                  env={"KUBE_VERSION": release.kube})
-    kube = Step(
-        f"debian-kubernetes-{release.minor}", _files("k8s-binaries.sh"), after=(builder, source),
-        script="k8s-binaries.sh", marker="bin/.done",
-        inputs={"BUILDER": (builder, "TAG"), "SRC_DIR": (source, "src")}, env={"KUBE_VERSION": release.kube},
+    builder = Step(
+        "debian-builder", _files("builder-rootfs.sh"), script="builder-rootfs.sh", image="clusterproof/builder"
     )
-    runtime = Step("debian-containerd", _files("debian-packages.sh"), script="debian-packages.sh", marker="bin/.done",
-                   env={"PACKAGE": "containerd=1.6.20~ds1-1+deb12u3", "BINARIES": "containerd containerd-shim-runc-v2 ctr"})
-    etcd = Step("debian-etcd", _files("debian-packages.sh"), script="debian-packages.sh", marker="bin/.done",
-                env={"PACKAGE": f"etcd-server={release.etcd}-4+b4", "BINARIES": "etcd"})
+    source = Step(
+        "debian-source",
+        _files("k8s-source.sh"),
+        script="k8s-source.sh",
+        marker="src/.done",
+        env={"KUBE_VERSION": release.kube},
+    )
+    kube = Step(
+        f"debian-kubernetes-{release.minor}",
+        _files("k8s-binaries.sh"),
+        after=(builder, source),
+        script="k8s-binaries.sh",
+        marker="bin/.done",
+        inputs={"BUILDER": (builder, "TAG"), "SRC_DIR": (source, "src")},
+        env={"KUBE_VERSION": release.kube},
+    )
+    runtime = Step(
+        "debian-containerd",
+        _files("debian-packages.sh"),
+        script="debian-packages.sh",
+        marker="bin/.done",
+        env={"PACKAGE": "containerd=1.6.20~ds1-1+deb12u3", "BINARIES": "containerd containerd-shim-runc-v2 ctr"},
+    )
+    etcd = Step(
+        "debian-etcd",
+        _files("debian-packages.sh"),
+        script="debian-packages.sh",
+        marker="bin/.done",
+        env={"PACKAGE": f"etcd-server={release.etcd}-4+b4", "BINARIES": "etcd"},
+    )
     return kube, runtime, etcd, {}
 
 
@@ -253,8 +326,7 @@ class Builder:
 
     def env_for(self, step: Step) -> dict[str, str]:
         out = step.output_dir(self.cache)
-        env = {"CACHE_DIR": str(self.cache), "STEP": step.name, "RECIPE_HASH": step.hash, "OUT": str(out),
-               **step.env}
+        env = {"CACHE_DIR": str(self.cache), "STEP": step.name, "RECIPE_HASH": step.hash, "OUT": str(out), **step.env}
         if step.image:
             env["TAG"] = step.tag
         for var, (source, what) in step.inputs.items():
@@ -298,8 +370,11 @@ class Builder:
             self.log(f"[{step.name}] building ({step.script})")
             out.mkdir(parents=True, exist_ok=True)
             proc = subprocess.run(
-                ["bash", str(RECIPES / str(step.script))], env={**os.environ, **self.env_for(step)},
-                stdout=subprocess.PIPE, stderr=None, text=True,
+                ["bash", str(RECIPES / str(step.script))],
+                env={**os.environ, **self.env_for(step)},
+                stdout=subprocess.PIPE,
+                stderr=None,
+                text=True,
             )
             if proc.returncode != 0:
                 raise BuildError(f"build step {step.name!r} failed (exit {proc.returncode}); its output is above")
@@ -318,7 +393,8 @@ class Builder:
         if step.image:
             listed = subprocess.run(
                 ["docker", "images", step.image, "--format", "{{.Repository}}:{{.Tag}}"],
-                capture_output=True, text=True,
+                capture_output=True,
+                text=True,
             ).stdout.split()
             prefix = f"{step.image}:{step.tag_prefix}-" if step.tag_prefix else f"{step.image}:"
             stale = [ref for ref in listed if ref != step.tag and ref.startswith(prefix)]
@@ -351,8 +427,13 @@ class Builder:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m clusterproof.offline")
     parser.add_argument("command", choices=("build", "tag"), nargs="?", default="build")
-    parser.add_argument("--k8s-version", action="append", default=[], metavar="X.Y",
-                        help=f"release(s) to build: {', '.join(releases.RELEASES)} (default {releases.DEFAULT})")
+    parser.add_argument(
+        "--k8s-version",
+        action="append",
+        default=[],
+        metavar="X.Y",
+        help=f"release(s) to build: {', '.join(releases.RELEASES)} (default {releases.DEFAULT})",
+    )
     args = parser.parse_args(argv)
     try:
         wanted = [releases.release(v) for v in args.k8s_version] or [releases.release(None)]

@@ -64,15 +64,18 @@ class GoEnv:
         }
 
     def run(self, args: list[str], cwd: Path, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.go, *args], cwd=cwd, env=self.env(), capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            [self.go, *args], cwd=cwd, env=self.env(), capture_output=True, text=True, timeout=timeout
+        )
 
 
 def go_version(go: str = "go") -> tuple[int, int] | None:
     """(1, 26) for go1.26.8; None when there is no Go toolchain."""
     if shutil.which(go) is None:
         return None
-    out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, env={**os.environ, "GOTOOLCHAIN": "local"})
+    out = subprocess.run(
+        [go, "env", "GOVERSION"], capture_output=True, text=True, env={**os.environ, "GOTOOLCHAIN": "local"}
+    )
     found = re.match(r"go(\d+)\.(\d+)", out.stdout.strip())
     return (int(found.group(1)), int(found.group(2))) if found else None
 
@@ -127,7 +130,7 @@ def local_replaces(go_mod: str) -> list[str]:
     for line in go_mod.splitlines():
         line = line.strip()
         if line.startswith("replace "):
-            line = line[len("replace "):].strip()
+            line = line[len("replace ") :].strip()
         parts = line.split("=>")
         if len(parts) == 2 and parts[1].strip().startswith(("./", "../")):
             found.append(parts[0].split()[0])
@@ -171,7 +174,9 @@ def build(
     try:
         tidy = env.run(["mod", "tidy"], workdir, DOWNLOAD_TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise GoBuildError(f"{program.component}: go mod tidy took over {DOWNLOAD_TIMEOUT}s (a slow module proxy?)") from None
+        raise GoBuildError(
+            f"{program.component}: go mod tidy took over {DOWNLOAD_TIMEOUT}s (a slow module proxy?)"
+        ) from None
     if tidy.returncode != 0:
         raise GoBuildError(f"{program.component}: resolving its modules failed: {first_error_line(tidy.stderr)}")
     out.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,9 @@ def _docker_network_exists(name: str) -> bool:
 
 
 def _kind_nodes_running() -> bool:
-    found = subprocess.run(["docker", "ps", "-q", "--filter", "label=io.x-k8s.kind.cluster"],
-                           capture_output=True, text=True)
+    found = subprocess.run(
+        ["docker", "ps", "-q", "--filter", "label=io.x-k8s.kind.cluster"], capture_output=True, text=True
+    )
     return found.returncode != 0 or bool(found.stdout.strip())
 
 

@@ -29,8 +29,14 @@ ADMIN = "--kubeconfig=/etc/kubernetes/admin.conf"
 DRAIN_TIMEOUT = 180
 READY_TIMEOUT = 180
 # what kubectl says while the API server restarts (RBAC not loaded yet reads as forbidden)
-API_AWAY = ("connection refused", "is forbidden", "currently unable to handle", "EOF", "TLS handshake timeout",
-            "ServiceUnavailable")
+API_AWAY = (
+    "connection refused",
+    "is forbidden",
+    "currently unable to handle",
+    "EOF",
+    "TLS handshake timeout",
+    "ServiceUnavailable",
+)
 COMMAND_TIMEOUT = 900
 
 
@@ -50,8 +56,13 @@ class UpgradeLog:
         self.phases.append({"name": name, "start": started, "end": time.time()})
 
     def to_json(self) -> dict:
-        return {"cluster": self.cluster, "from": self.source, "to": self.target, "phases": self.phases,
-                "nodes": self.nodes}
+        return {
+            "cluster": self.cluster,
+            "from": self.source,
+            "to": self.target,
+            "phases": self.phases,
+            "nodes": self.nodes,
+        }
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
@@ -70,9 +81,17 @@ class KindNode:
 def kind_nodes(cluster: str, docker: str = "docker") -> list[KindNode]:
     """The cluster's node containers, control plane first (the order kubeadm upgrades them)."""
     out = subprocess.run(
-        [docker, "ps", "--filter", f"label={KIND_CLUSTER_LABEL}={cluster}",
-         "--format", f'{{{{.Names}}}} {{{{.Label "{KIND_ROLE_LABEL}"}}}}'],
-        capture_output=True, text=True, check=True,
+        [
+            docker,
+            "ps",
+            "--filter",
+            f"label={KIND_CLUSTER_LABEL}={cluster}",
+            "--format",
+            f'{{{{.Names}}}} {{{{.Label "{KIND_ROLE_LABEL}"}}}}',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\n")
     nodes = [KindNode(*line.split()) for line in out if line.strip()]
     nodes = [n for n in nodes if n.role in ("control-plane", "worker")]
@@ -82,8 +101,14 @@ def kind_nodes(cluster: str, docker: str = "docker") -> list[KindNode]:
 
 
 class KindUpgrade:
-    def __init__(self, cluster: str, target: Release, log: Callable[[str], None] = print,
-                 builder: build.Builder | None = None, docker: str = "docker") -> None:
+    def __init__(
+        self,
+        cluster: str,
+        target: Release,
+        log: Callable[[str], None] = print,
+        builder: build.Builder | None = None,
+        docker: str = "docker",
+    ) -> None:
         self.cluster = cluster
         self.target = target
         self.say = log
@@ -92,13 +117,15 @@ class KindUpgrade:
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def run(self, node: str, *argv: str, stdin: Path | None = None, timeout: float = COMMAND_TIMEOUT,
-            what: str = "") -> str:
+    def run(
+        self, node: str, *argv: str, stdin: Path | None = None, timeout: float = COMMAND_TIMEOUT, what: str = ""
+    ) -> str:
         flags = ["-i"] if stdin else []
         try:
             with open(stdin, "rb") if stdin else open("/dev/null", "rb") as feed:
-                done = subprocess.run([self.docker, "exec", *flags, node, *argv], stdin=feed,
-                                      capture_output=True, timeout=timeout)
+                done = subprocess.run(
+                    [self.docker, "exec", *flags, node, *argv], stdin=feed, capture_output=True, timeout=timeout
+                )
         except subprocess.TimeoutExpired:
             raise UpgradeError(f"{node}: {what or argv[0]} still running after {timeout:.0f}s") from None
         out = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
@@ -124,8 +151,10 @@ class KindUpgrade:
         self.builder.ensure(graph["node"])
         return kube.output_dir(self.builder.cache) / "bin", images.output_dir(self.builder.cache) / "images.tar"
 
-    def upgrade(self) -> UpgradeLog:
-        """Upgrade every node not at the target yet (so an interrupted upgrade can be resumed)."""
+    def upgrade(self, leave: set[str] = frozenset()) -> UpgradeLog:
+        """Upgrade every node not at the target yet (so an interrupted upgrade can be resumed);
+        `leave`: nodes (or name suffixes, `worker2`) whose kubelet stays at the old release (to
+        rehearse a bad upgrade)."""
         nodes = kind_nodes(self.cluster, self.docker)
         first = nodes[0]
         versions = {n.name: self.version_of(n.name) for n in nodes}
@@ -145,8 +174,20 @@ class KindUpgrade:
         for node in pending:
             started = time.time()
             self.say(f"{node.name}: loading {self.target.kube}'s images into containerd")
-            self.run(node.name, "ctr", "-n", "k8s.io", "images", "import", "--all-platforms", "--snapshotter",
-                     "overlayfs", "-", stdin=images_tar, what="ctr images import")
+            self.run(
+                node.name,
+                "ctr",
+                "-n",
+                "k8s.io",
+                "images",
+                "import",
+                "--all-platforms",
+                "--snapshotter",
+                "overlayfs",
+                "-",
+                stdin=images_tar,
+                what="ctr images import",
+            )
             upgrade_log.phase(f"{node.name}: images loaded", started)
 
         if self.server_version(first.name) != self.target.kube:
@@ -156,35 +197,60 @@ class KindUpgrade:
             plan = self.run(first.name, "kubeadm", "upgrade", "plan", self.target.kube, what="kubeadm upgrade plan")
             self.say("  " + "\n  ".join(line for line in plan.splitlines() if "->" in line or "COMPONENT" in line))
             self.say(f"{first.name}: kubeadm upgrade apply {self.target.kube}")
-            self.run(first.name, "kubeadm", "upgrade", "apply", self.target.kube, "--yes",
-                     *self.preflight_waivers(first.name), what="kubeadm upgrade apply")
+            self.run(
+                first.name,
+                "kubeadm",
+                "upgrade",
+                "apply",
+                self.target.kube,
+                "--yes",
+                *self.preflight_waivers(first.name),
+                what="kubeadm upgrade apply",
+            )
             self.wait_api_ready(first.name)
             upgrade_log.phase(f"{first.name}: kubeadm upgrade apply", started)
 
         for node in pending:
+            if any(node.name == n or node.name.endswith(f"-{n}") for n in leave):
+                self.say(f"{node.name}: left at {versions[node.name]} (asked)")
+                continue
             started = time.time()
             self.say(f"{node.name}: drain, upgrade, kubelet restart, uncordon")
             self.drain(first.name, node.name)
             if node is not first:
                 self.copy_in(node.name, bin_dir / "kubeadm", "/usr/bin/kubeadm")
-                self.run(node.name, "kubeadm", "upgrade", "node", *self.preflight_waivers(node.name),
-                         what="kubeadm upgrade node")
+                self.run(
+                    node.name,
+                    "kubeadm",
+                    "upgrade",
+                    "node",
+                    *self.preflight_waivers(node.name),
+                    what="kubeadm upgrade node",
+                )
             for binary in ("kubelet", "kubectl"):
                 self.copy_in(node.name, bin_dir / binary, f"/usr/bin/{binary}")
-            self.run(node.name, "sh", "-c", "systemctl daemon-reload && systemctl restart kubelet",
-                     what="kubelet restart")
-            self.kubectl(first.name, "wait", "--for=condition=Ready", f"node/{node.name}",
-                         f"--timeout={READY_TIMEOUT}s", what=f"node {node.name} Ready")
+            self.run(
+                node.name, "sh", "-c", "systemctl daemon-reload && systemctl restart kubelet", what="kubelet restart"
+            )
+            self.kubectl(
+                first.name,
+                "wait",
+                "--for=condition=Ready",
+                f"node/{node.name}",
+                f"--timeout={READY_TIMEOUT}s",
+                what=f"node {node.name} Ready",
+            )
             self.kubectl(first.name, "uncordon", node.name, what=f"uncordon {node.name}")
             self.run(node.name, "sh", "-c", f"echo {self.target.kube} >/kind/version", what="record the version")
-            upgrade_log.nodes.append({"node": node.name, "start": started, "end": time.time(), "from": source,
-                                      "to": self.target.kube})
+            upgrade_log.nodes.append(
+                {"node": node.name, "start": started, "end": time.time(), "from": source, "to": self.target.kube}
+            )
             upgrade_log.phase(f"{node.name}: upgraded", started)
         return upgrade_log
 
     def server_version(self, control_plane: str) -> str:
         out = self.run(control_plane, "kubectl", ADMIN, "version", "-o", "json", what="kubectl version")
-        return json.loads(out[out.index("{"):])["serverVersion"]["gitVersion"]
+        return json.loads(out[out.index("{") :])["serverVersion"]["gitVersion"]
 
     def wait_api_ready(self, control_plane: str) -> None:
         """After a control-plane component or kubelet restart: /readyz ok (RBAC and the other
@@ -192,8 +258,12 @@ class KindUpgrade:
         deadline = time.monotonic() + READY_TIMEOUT
         last = ""
         while time.monotonic() < deadline:
-            done = subprocess.run([self.docker, "exec", control_plane, "kubectl", ADMIN, "get", "--raw", "/readyz"],
-                                  capture_output=True, text=True, timeout=30)
+            done = subprocess.run(
+                [self.docker, "exec", control_plane, "kubectl", ADMIN, "get", "--raw", "/readyz"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             if done.returncode == 0 and done.stdout.strip() == "ok":
                 return
             last = ((done.stdout + done.stderr).strip().splitlines() or ["?"])[-1]
@@ -208,8 +278,16 @@ class KindUpgrade:
         return ["--ignore-preflight-errors=SystemVerification"] if v1 and self.target.minor_number >= 35 else []
 
     def drain(self, control_plane: str, node: str) -> None:
-        self.kubectl(control_plane, "drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--force",
-                     f"--timeout={DRAIN_TIMEOUT}s", what=f"drain {node}")
+        self.kubectl(
+            control_plane,
+            "drain",
+            node,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--force",
+            f"--timeout={DRAIN_TIMEOUT}s",
+            what=f"drain {node}",
+        )
 
     def kubectl(self, control_plane: str, *args: str, what: str, attempts: int = 3) -> str:
         """kubectl on the control plane, again after the API server is back when it was away: a
@@ -221,6 +299,8 @@ class KindUpgrade:
             except UpgradeError as e:
                 if attempt == attempts or not any(s in str(e) for s in API_AWAY):
                     raise
-                self.say(f"{control_plane}: {what}: the API server went away ({attempt}/{attempts}); again once it is ready")
+                self.say(
+                    f"{control_plane}: {what}: the API server went away ({attempt}/{attempts}); again once it is ready"
+                )
                 self.wait_api_ready(control_plane)
         raise AssertionError("unreachable")

@@ -9,7 +9,13 @@ from clusterproof.offline import gomod
 from clusterproof.offline.releases import CONTAINERD, LOCAL_PATH_PROVISIONER, Release
 
 KUBE_COMMANDS = (
-    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubelet", "kubeadm", "kubectl",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+    "kubelet",
+    "kubeadm",
+    "kubectl",
 )
 VERSION_PACKAGES = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
 NO_COMMIT = "0" * 40
@@ -19,10 +25,44 @@ BUILD_DATE = "2026-01-01T00:00:00Z"  # fixed: the same recipe gives the same bin
 # additions); the cloud-provider and tracing plugins are left out (their dependencies are most
 # of CoreDNS's build time). Order does not matter here: dnsserver.Directives sets it.
 COREDNS_PLUGINS = (
-    "acl", "any", "auto", "autopath", "bind", "bufsize", "cache", "cancel", "chaos", "debug", "dns64", "errors",
-    "file", "forward", "header", "health", "hosts", "k8s_external", "kubernetes", "loadbalance", "local", "log",
-    "loop", "metadata", "metrics", "minimal", "nsid", "pprof", "ready", "reload", "rewrite", "root", "secondary",
-    "template", "timeouts", "tls", "transfer", "whoami",
+    "acl",
+    "any",
+    "auto",
+    "autopath",
+    "bind",
+    "bufsize",
+    "cache",
+    "cancel",
+    "chaos",
+    "debug",
+    "dns64",
+    "errors",
+    "file",
+    "forward",
+    "header",
+    "health",
+    "hosts",
+    "k8s_external",
+    "kubernetes",
+    "loadbalance",
+    "local",
+    "log",
+    "loop",
+    "metadata",
+    "metrics",
+    "minimal",
+    "nsid",
+    "pprof",
+    "ready",
+    "reload",
+    "rewrite",
+    "root",
+    "secondary",
+    "template",
+    "timeouts",
+    "tls",
+    "transfer",
+    "whoami",
 )
 
 ETCD_MAIN = """package main
@@ -106,7 +146,9 @@ def containerd() -> gomod.GoProgram:
         module=base,
         version=CONTAINERD,
         packages=(f"{base}/cmd/containerd", f"{base}/cmd/containerd-shim-runc-v2", f"{base}/cmd/ctr"),
-        ldflags=gomod.version_ldflags((f"{base}/version",), {"Version": CONTAINERD.lstrip("v"), "Revision": "clusterproof"}),
+        ldflags=gomod.version_ldflags(
+            (f"{base}/version",), {"Version": CONTAINERD.lstrip("v"), "Revision": "clusterproof"}
+        ),
         tags="no_btrfs no_devmapper no_zfs",
     )
 

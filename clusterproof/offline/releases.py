@@ -58,17 +58,32 @@ class Release:
 
 RELEASES = {
     "1.37": Release(
-        kube="v1.37.2", source="go", registry="registry.k8s.io",
-        etcd="3.7.0", etcd_tag="3.7.0-0", coredns="v1.14.6", pause="3.10.2",
+        kube="v1.37.2",
+        source="go",
+        registry="registry.k8s.io",
+        etcd="3.7.0",
+        etcd_tag="3.7.0-0",
+        coredns="v1.14.6",
+        pause="3.10.2",
     ),
     "1.36": Release(
-        kube="v1.36.3", source="go", registry="registry.k8s.io",
-        etcd="3.6.8", etcd_tag="3.6.8-0", coredns="v1.14.2", pause="3.10.2",
+        kube="v1.36.3",
+        source="go",
+        registry="registry.k8s.io",
+        etcd="3.6.8",
+        etcd_tag="3.6.8-0",
+        coredns="v1.14.2",
+        pause="3.10.2",
     ),
     # The notes' own era (master taint, v1beta1 Ingress served): the nightly's legacy row.
     "1.20": Release(
-        kube="v1.20.2", source="debian", registry="k8s.gcr.io",
-        etcd="3.4.23", etcd_tag="3.4.13-0", coredns="", pause="3.2",
+        kube="v1.20.2",
+        source="debian",
+        registry="k8s.gcr.io",
+        etcd="3.4.23",
+        etcd_tag="3.4.13-0",
+        coredns="",
+        pause="3.2",
     ),
 }
 DEFAULT = "1.37"

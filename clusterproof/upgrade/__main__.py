@@ -13,6 +13,7 @@ runs again after the upgrade (default: every suite).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 from clusterproof import run as runs
+from clusterproof import stopping
 from clusterproof.errors import ClusterproofError
 from clusterproof.offline import build, capabilities, kind_upgrade, releases
 
@@ -48,23 +50,61 @@ def pytest_command(*args: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(prog="python -m clusterproof.upgrade", description=__doc__.split("\n")[0])
-    parser.add_argument("--from", dest="source", default=None, help="release to start from (default: the one "
-                        f"before {releases.DEFAULT})")
-    parser.add_argument("--disruption-budget", type=float, default=30.0, metavar="SECONDS",
-                        help="seconds each data-plane target may be down")
-    parser.add_argument("--api-disruption-budget", type=float, default=180.0, metavar="SECONDS",
-                        help="seconds the API server may be down (one control plane: down while replaced)")
-    parser.add_argument("--suites", nargs="*", default=["suites"], metavar="PATH",
-                        help="what runs after the upgrade checks (default: suites; none: --suites)")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        help=f"release to start from (default: the one before {releases.DEFAULT})",
+    )
+    parser.add_argument(
+        "--disruption-budget",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds each data-plane target may be down",
+    )
+    parser.add_argument(
+        "--api-disruption-budget",
+        type=float,
+        default=180.0,
+        metavar="SECONDS",
+        help="seconds the API server may be down (one control plane: down while replaced)",
+    )
+    parser.add_argument(
+        "--suites",
+        nargs="*",
+        default=["suites"],
+        metavar="PATH",
+        help="what runs after the upgrade checks (default: suites; none: --suites)",
+    )
     parser.add_argument("--keep-cluster", action="store_true")
+    parser.add_argument(
+        "--leave-at-old",
+        action="append",
+        default=[],
+        metavar="NODE",
+        help="rehearse a bad upgrade: leave this node's kubelet at the old release",
+    )
+    parser.add_argument(
+        "--during",
+        default=None,
+        metavar="SHELL",
+        help="rehearse a bad upgrade: a shell command run after the in-place upgrade while the "
+        "monitor still watches (env: KUBECONFIG, CONTEXT, NAMESPACE, CLUSTER)",
+    )
     args = parser.parse_args(argv)
 
     target = releases.release(None)
-    source = releases.release(args.source) if args.source else next(
-        r for r in releases.RELEASES.values() if r.source == "go" and r.minor_number == target.minor_number - 1)
+    source = (
+        releases.release(args.source)
+        if args.source
+        else next(
+            r for r in releases.RELEASES.values() if r.source == "go" and r.minor_number == target.minor_number - 1
+        )
+    )
     target = releases.upgrade_target(source)
     run_id = runs.new_run_id()
     name = f"cpup-{runs.short_id(run_id)}"
@@ -86,10 +126,27 @@ def main(argv: list[str] | None = None) -> int:
 
         started = time.monotonic()
         before_id = f"{run_id}-before"
-        rc = subprocess.run(pytest_command(
-            "suites/test_upgrade.py", "--phase", "before", "--k8s-version", source.minor, "--offline", "yes",
-            "--cluster-scope", "session", "--keep-clusters", "--cluster-name", name, "--state-file", str(state_file),
-            "--run-id", before_id, *extra)).returncode
+        rc, _ = stopping.call(
+            pytest_command(
+                "suites/test_upgrade.py",
+                "--phase",
+                "before",
+                "--k8s-version",
+                source.minor,
+                "--offline",
+                "yes",
+                "--cluster-scope",
+                "session",
+                "--keep-clusters",
+                "--cluster-name",
+                name,
+                "--state-file",
+                str(state_file),
+                "--run-id",
+                before_id,
+                *extra,
+            )
+        )
         watch.measure(f"boot {source.kube} and --phase before", started)
         if rc != 0:
             raise ClusterproofError(f"--phase before failed (exit {rc}): nothing upgraded")
@@ -97,9 +154,21 @@ def main(argv: list[str] | None = None) -> int:
         context = f"kind-{name}"
 
         started = time.monotonic()
-        monitor = subprocess.Popen([sys.executable, "-m", "clusterproof.monitor", "--state-file", str(state_file),
-                                    "--kubeconfig", str(kubeconfig), "--context", context,
-                                    "--stop-file", str(stop_file)])
+        monitor = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "clusterproof.monitor",
+                "--state-file",
+                str(state_file),
+                "--kubeconfig",
+                str(kubeconfig),
+                "--context",
+                context,
+                "--stop-file",
+                str(stop_file),
+            ]
+        )
         monitor_out = state_file.with_suffix(".monitor.jsonl")
         deadline = time.monotonic() + 60
         while not monitor_out.exists() and monitor.poll() is None and time.monotonic() < deadline:
@@ -109,9 +178,22 @@ def main(argv: list[str] | None = None) -> int:
             raise ClusterproofError("the monitor did not start (see its line above): nothing upgraded")
         try:
             upgrade = kind_upgrade.KindUpgrade(name, target, log=say, builder=builder)
-            log = upgrade.upgrade()
+            log = upgrade.upgrade(leave=set(args.leave_at_old))
             log.write(state_file.with_suffix(".steps.json"))
             say("in-place upgrade:\n" + log.summary())
+            if args.during:
+                durable = json.loads(state_file.read_text())["namespace"]
+                say(f"--during: {args.during}")
+                subprocess.run(
+                    ["bash", "-c", args.during],
+                    env={
+                        **os.environ,
+                        "KUBECONFIG": str(kubeconfig),
+                        "CONTEXT": context,
+                        "NAMESPACE": durable,
+                        "CLUSTER": name,
+                    },
+                )
         finally:
             stop_file.touch()
             try:
@@ -124,13 +206,33 @@ def main(argv: list[str] | None = None) -> int:
             raise ClusterproofError(f"the monitor exited {monitor.returncode}: see its output above")
 
         started = time.monotonic()
-        rc = subprocess.run(pytest_command(
-            "suites/test_upgrade.py", *args.suites, "--phase", "after", "--kubeconfig", str(kubeconfig),
-            "--context", context, "--allow-context", context, "--allow-disruptive", "--offline", "yes",
-            "--state-file", str(state_file), "--disruption-budget", f"{args.disruption_budget:g}",
-            "--api-disruption-budget", f"{args.api_disruption_budget:g}",
-            "--run-id", f"{run_id}-after",
-            f"--junitxml={rootdir / '.clusterproof' / 'junit-upgrade.xml'}", *extra)).returncode
+        rc, _ = stopping.call(
+            pytest_command(
+                "suites/test_upgrade.py",
+                *args.suites,
+                "--phase",
+                "after",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--context",
+                context,
+                "--allow-context",
+                context,
+                "--allow-disruptive",
+                "--offline",
+                "yes",
+                "--state-file",
+                str(state_file),
+                "--disruption-budget",
+                f"{args.disruption_budget:g}",
+                "--api-disruption-budget",
+                f"{args.api_disruption_budget:g}",
+                "--run-id",
+                f"{run_id}-after",
+                f"--junitxml={rootdir / '.clusterproof' / 'junit-upgrade.xml'}",
+                *extra,
+            )
+        )
         watch.measure("--phase after and the suites on the upgraded cluster", started)
     except (ClusterproofError, kind_upgrade.UpgradeError) as e:
         say(str(e))

@@ -76,13 +76,23 @@ def check_state_against(cluster, state: UpgradeState, source: str) -> None:
             )
 
 
-def upgrade_record(state: UpgradeState, target: str, checks: list[dict], monitor_file: Path,
-                   steps_file: Path, budget: float) -> dict:
+def upgrade_record(
+    state: UpgradeState, target: str, checks: list[dict], monitor_file: Path, steps_file: Path, budget: float
+) -> dict:
     """upgrade.json for the report: phases and node upgrades (from the kind upgrade's steps file, if
     any), disruption intervals (from the monitor), the before/after checks."""
-    record: dict = {"schema": 1, "cluster": state.context, "from": state.server_version, "to": target,
-                    "budget_seconds": budget, "phases": [], "nodes": [], "targets": [], "disruptions": [],
-                    "checks": checks}
+    record: dict = {
+        "schema": 1,
+        "cluster": state.context,
+        "from": state.server_version,
+        "to": target,
+        "budget_seconds": budget,
+        "phases": [],
+        "nodes": [],
+        "targets": [],
+        "disruptions": [],
+        "checks": checks,
+    }
     if steps_file.is_file():
         steps = json.loads(steps_file.read_text())
         record["phases"], record["nodes"] = steps.get("phases", []), steps.get("nodes", [])
@@ -115,8 +125,9 @@ def upgrade_settings(pytestconfig: pytest.Config):
 
 
 @pytest.fixture(scope="module")
-def upgrade_state(request: pytest.FixtureRequest, cluster, upgrade, upgrade_settings, run,
-                  pytestconfig: pytest.Config) -> Iterator[UpgradeState]:
+def upgrade_state(
+    request: pytest.FixtureRequest, cluster, upgrade, upgrade_settings, run, pytestconfig: pytest.Config
+) -> Iterator[UpgradeState]:
     """--phase after: what --phase before recorded, checked against this cluster (else one line and
     the run ends). At the module's end: upgrade.json, then the state removed if every test passed."""
     from kubernetes import client
@@ -138,8 +149,10 @@ def upgrade_state(request: pytest.FixtureRequest, cluster, upgrade, upgrade_sett
     (run.artifacts_root() / "upgrade.json").write_text(json.dumps(record, indent=2) + "\n")
     note = _note(pytestconfig)
     if request.session.testsfailed > failed_before:
-        note(f"upgrade checks failed: the durable state of {state.run_id} is kept as evidence "
-             f"(namespaces {state.namespace}, {state.quota_namespace}; state file {settings.state_file})")
+        note(
+            f"upgrade checks failed: the durable state of {state.run_id} is kept as evidence "
+            f"(namespaces {state.namespace}, {state.quota_namespace}; state file {settings.state_file})"
+        )
     elif settings.keep_upgrade_state:
         note(f"--keep-upgrade-state: the durable state of {state.run_id} is kept")
     else:

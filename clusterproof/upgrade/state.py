@@ -54,7 +54,9 @@ class UpgradeState:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise StateError(f"{source}: not a clusterproof upgrade state file (JSON error at line {e.lineno})") from None
+            raise StateError(
+                f"{source}: not a clusterproof upgrade state file (JSON error at line {e.lineno})"
+            ) from None
         if not isinstance(data, dict) or "cluster_uid" not in data or "schema" not in data:
             raise StateError(f"{source}: not a clusterproof upgrade state file (no cluster_uid/schema)")
         if data["schema"] > SCHEMA:

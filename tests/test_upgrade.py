@@ -1,0 +1,137 @@
+"""The upgrade phases without a cluster: the state file's refusals (other cluster, newer schema,
+downgrade, missing), which tests each phase runs, the monitor's outage arithmetic and the
+record the report reads. Items and clusters are fakes (SimpleNamespace), declared as such."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from clusterproof import monitor
+from clusterproof.upgrade import plugin as upgrade_plugin
+from clusterproof.upgrade.state import SCHEMA, StateError, UpgradeState
+
+
+def state(**given) -> UpgradeState:
+    base = dict(
+        run_id="r1",
+        cluster_uid="uid-a",
+        context="kind-x",
+        server_version="v1.36.3",
+        node_versions={"n1": "v1.36.3"},
+        node_ips={"n1": "10.0.0.1"},
+        namespace="cp-upgrade-r1",
+        quota_namespace="cp-upgrade-r1-quota",
+    )
+    return UpgradeState(**{**base, **given})
+
+
+def test_state_round_trips_through_its_file(tmp_path):
+    path = tmp_path / "s.json"
+    state(checksums={"f": {"sha256": "a" * 64}}).save(path)
+    assert UpgradeState.load(path) == state(
+        checksums={"f": {"sha256": "a" * 64}}, created=UpgradeState.load(path).created
+    )
+
+
+def test_missing_state_file_is_one_line(tmp_path):
+    with pytest.raises(
+        StateError, match=r"^--phase after needs the state file --phase before wrote: .* does not exist"
+    ):
+        UpgradeState.load(tmp_path / "none.json")
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({**json.loads(state().to_json()), "schema": SCHEMA + 1}))
+    with pytest.raises(StateError, match="written by a newer clusterproof"):
+        UpgradeState.load(path)
+
+
+def test_not_a_state_file(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text("{}")
+    with pytest.raises(StateError, match="not a clusterproof upgrade state file"):
+        UpgradeState.load(path)
+
+
+def test_another_clusters_state_is_refused():
+    with pytest.raises(
+        StateError, match=r"belongs to another cluster \(kube-system UID uid-a, this cluster's is uid-b\)"
+    ):
+        state().check_cluster("uid-b", "v1.37.2", "s.json")
+
+
+def test_a_downgrade_is_refused():
+    with pytest.raises(StateError, match="runs v1.35.0 but ran v1.36.3 before: a downgrade"):
+        state().check_cluster("uid-a", "v1.35.0", "s.json")
+    state().check_cluster("uid-a", "v1.36.3", "s.json")  # same version: allowed (nothing upgraded yet)
+
+
+def item(name: str, phase: str | None) -> SimpleNamespace:
+    """Fake pytest item: a name and the upgrade_phase marker."""
+    marker = SimpleNamespace(args=(phase,)) if phase else None
+    return SimpleNamespace(name=name, get_closest_marker=lambda _: marker)
+
+
+ITEMS = [
+    item("svc", None),
+    item("after1", "after"),
+    item("before1", "before"),
+    item("vol", None),
+    item("after2", "after"),
+]
+
+
+@pytest.mark.parametrize(
+    "phase, kept",
+    [
+        (None, ["svc", "vol"]),
+        ("before", ["before1"]),
+        ("after", ["after1", "after2", "svc", "vol"]),
+    ],
+)
+def test_each_phase_runs_its_tests_and_after_runs_first(phase, kept):
+    selected, _ = upgrade_plugin.select(ITEMS, phase)
+    assert [i.name for i in selected] == kept
+
+
+def test_outages_are_intervals_from_the_first_failure_to_the_next_success():
+    target = monitor.outages_from_samples(
+        "t", [(1.0, True, ""), (2.0, False, "refused"), (2.5, False, "timeout"), (3.0, True, ""), (4.0, False, "x")]
+    )
+    assert target.outages == [{"target": "t", "start": 2.0, "end": 3.0, "detail": "timeout"}]
+    assert target.down_seconds(now=5.0) == pytest.approx(1.0 + 1.0)  # the open one counts until now
+
+
+def test_prober_lines_parse_and_garbage_is_skipped():
+    assert monitor.parse_prober_line("1796079667.51 up") == (1796079667.51, True, "")
+    assert monitor.parse_prober_line("1796079667.51 down curl: (7) refused") == (
+        1796079667.51,
+        False,
+        "curl: (7) refused",
+    )
+    assert monitor.parse_prober_line("bash: oops") is None
+
+
+def test_upgrade_record_joins_steps_monitor_and_checks(tmp_path):
+    steps = tmp_path / "s.steps.json"
+    steps.write_text(
+        json.dumps(
+            {"phases": [{"name": "apply", "start": 5, "end": 9}], "nodes": [{"node": "n1", "start": 9, "end": 12}]}
+        )
+    )
+    mon = tmp_path / "s.monitor.jsonl"
+    mon.write_text(
+        json.dumps({"target": "apiserver", "start": 6, "end": 8})
+        + "\n"
+        + json.dumps({"summary": {"apiserver": {"down_seconds": 2}}, "started": 1, "stopped": 20})
+        + "\n"
+    )
+    record = upgrade_plugin.upgrade_record(state(), "v1.37.2", [{"check": "c"}], mon, steps, 30)
+    assert record["from"] == "v1.36.3" and record["to"] == "v1.37.2"
+    assert record["disruptions"] == [{"target": "apiserver", "start": 6, "end": 8}]
+    assert [p["name"] for p in record["phases"]] == ["monitor", "apply"]
+    assert record["nodes"][0]["node"] == "n1" and record["targets"] == ["apiserver"]
