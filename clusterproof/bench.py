@@ -2,6 +2,10 @@
 
     python -m clusterproof.bench [pytest options...]                   (tox -e bench)
     python -m clusterproof.bench --soak N [pytest options and paths]    (tox -e bench -- --soak 20 suites/test_quota.py)
+    python -m clusterproof.bench --compare [pytest options and paths]   (tox -e bench -- --compare)
+
+--compare runs the same tests twice, a cluster per module booted when the module starts, then
+booted while the previous module runs, and prints both side by side with their ratio.
 
 Runs the suites (or the modules named) with the given options and prints the run's own
 timings: the offline image build or cache check, each cluster's create / pod network /
@@ -44,6 +48,7 @@ KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m clusterproof.bench", add_help=False)
     parser.add_argument("--soak", type=int, default=0, metavar="N")
+    parser.add_argument("--compare", action="store_true")
     ours, pytest_args = parser.parse_known_args(argv)
     if ours.soak and _option(pytest_args, "--run-id") is not None:
         print("bench: --soak gives each run its own --run-id: do not pass one", file=sys.stderr)
@@ -54,6 +59,8 @@ def main(argv: list[str]) -> int:
     if ours.soak:
         iterations = soak(ours.soak, pytest_args, MachineProbes(pytest_args), stops=stops)
         return 0 if iterations and all(i.rc == 0 for i in iterations) else 1
+    if ours.compare:
+        return compare(pytest_args, stops)
     return timed_run(pytest_args)
 
 
@@ -75,6 +82,66 @@ def timed_run(argv: list[str]) -> int:
     out.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"bench: {out}")
     return rc
+
+
+# --- two cluster strategies, side by side ------------------------------------------------------
+
+STRATEGIES = (
+    ("a cluster per module, booted when the module starts", ["--cluster-prefetch", "off"]),
+    ("a cluster per module, booted while the previous module runs", ["--cluster-prefetch", "on"]),
+)
+
+
+def module_rows(timings: list[dict]) -> dict[str, float]:
+    """What each strategy is compared on: every module (incl. its cluster), the cluster phases
+    summed, the whole run."""
+    rows: dict[str, float] = {}
+    for r in timings:
+        what = r["what"]
+        if what.startswith("module ") or what == "whole run":
+            rows[what] = r["seconds"]
+        elif what.startswith("cluster "):
+            phase = what.split(": ", 1)[-1]
+            rows[f"clusters: {phase} (sum)"] = rows.get(f"clusters: {phase} (sum)", 0.0) + r["seconds"]
+    return rows
+
+
+def side_by_side(results: list[tuple[str, dict[str, float], int]]) -> str:
+    (name_a, a, rc_a), (name_b, b, rc_b) = results
+    keys = list(dict.fromkeys([*a, *b]))
+    width = max(len(k) for k in keys)
+    lines = [f"  {'':<{width}}  {'A':>9}  {'B':>9}  {'B/A':>6}"]
+    for k in keys:
+        x, y = a.get(k), b.get(k)
+        ratio = f"{y / x:6.2f}" if x and y is not None else "     -"
+        lines.append(f"  {k:<{width}}  {_s(x)}  {_s(y)}  {ratio}")
+    lines += [f"  A: {name_a} (exit {rc_a})", f"  B: {name_b} (exit {rc_b})"]
+    return "\n".join(lines)
+
+
+def _s(value: float | None) -> str:
+    return f"{value:8.1f}s" if value is not None else "        -"
+
+
+def compare(pytest_args: list[str], stops: list[int]) -> int:
+    """The same tests under both strategies, one after the other, on the same commit and machine."""
+    results = []
+    for name, flags in STRATEGIES:
+        if stops:
+            break
+        print(f"bench: {name}", flush=True)
+        rc, _ = stopping.call([*PYTEST, *pytest_args, *flags], hangup_log=RUNS.parent / "bench-hangup.log")
+        timings = Path(".clusterproof/latest/artifacts/timings.json")
+        rows = module_rows(json.loads(timings.read_text())) if timings.exists() else {}
+        results.append((name, rows, rc))
+    if len(results) < 2:
+        return 1
+    table = side_by_side(results)
+    print("\nbench: the two strategies side by side\n" + table)
+    out = Path(".clusterproof/bench-compare.json")
+    out.write_text(json.dumps([{"strategy": n, "rows": r, "rc": rc} for n, r, rc in results], indent=2) + "\n")
+    print(f"bench: {out}")
+    return max(rc for _, _, rc in results)
 
 
 def _stop_between_runs(stops: list[int]) -> None:

@@ -52,6 +52,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="one cluster per suite module (default) or one for the whole session",
     )
     group.addoption(
+        "--cluster-prefetch",
+        choices=("on", "off"),
+        default="on",
+        help="kind, one cluster per module: boot the next module's cluster while the current module runs "
+        "(one ahead, when the host has 2 CPUs and 2 GiB free; default on)",
+    )
+    group.addoption(
         "--keep-clusters",
         action="store_true",
         help="do not delete kind clusters after use (pytest-kind-ng's --keep-cluster too)",
@@ -192,6 +199,7 @@ class Settings:
     allow_disruptive: bool
     node_access: str = "auto"  # auto, docker, pod, none (clusterproof.node_access)
     allow_privileged: bool = False
+    cluster_prefetch: bool = True
     phase: str | None = None
     state_file: Path = Path(".clusterproof/upgrade-state.json")
     keep_upgrade_state: bool = False
@@ -264,6 +272,7 @@ def build_settings(
         claims_file=claims_file or default_claims_file(rootdir),
         allow_disruptive=bool(option("allow_disruptive")),
         **_node_access_settings(option),
+        cluster_prefetch=option("cluster_prefetch") != "off",
         **_upgrade_settings(option, rootdir, provider),
     )
 

@@ -60,6 +60,7 @@ ITEM_CLUSTER = pytest.StashKey[Cluster]()
 ITEM_NAMESPACES = pytest.StashKey[list[str]]()
 ITEM_STARTED = pytest.StashKey[float]()
 STOPWATCH = pytest.StashKey[Stopwatch]()
+MODULE_ORDER = pytest.StashKey[list[str]]()
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -120,6 +121,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for item in items:
         # user_properties travel with every report (to the xdist controller, into JUnit)
         item.user_properties.extend((CLAIM_PROPERTY, cid) for cid in claim_ids(item))
+    # the order modules will need their clusters in (an xdist worker runs only some of them: none)
+    if not hasattr(config, "workerinput"):
+        config.stash[MODULE_ORDER] = [i.module.__name__ for i in items
+                                      if "cluster" in getattr(i, "fixturenames", ()) and getattr(i, "module", None)]
 
 
 def _check_cluster_access_once(config: pytest.Config) -> None:
@@ -245,6 +250,8 @@ def cluster_provider(pytestconfig: pytest.Config, run: RunContext, tracker: Reso
     provider = make_provider(
         pytestconfig.stash[SETTINGS], run, tracker, _note(pytestconfig), pytestconfig.stash[STOPWATCH]
     )
+    if hasattr(provider, "plan") and pytestconfig.stash[SETTINGS].cluster_scope == "module":
+        provider.plan(pytestconfig.stash.get(MODULE_ORDER, []))
     try:
         yield provider
     finally:

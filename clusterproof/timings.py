@@ -23,6 +23,9 @@ class Stopwatch:
 
     phases: list[tuple[str, float, float]] = field(default_factory=list)
 
+    def record(self, what: str, seconds: float) -> None:
+        self.phases.append((what, seconds, time.time() - seconds))
+
     @contextlib.contextmanager
     def measure(self, what: str) -> Iterator[None]:
         wall, started = time.time(), time.monotonic()

@@ -114,3 +114,15 @@ def test_a_stop_ends_the_soak_after_that_run(tmp_path):
 def test_soak_refuses_a_run_id_of_its_own(capsys):
     assert bench.main(["--soak", "2", "--run-id", "x"]) == 2
     assert "each run its own --run-id" in capsys.readouterr().err
+
+
+def test_two_strategies_are_compared_per_module_with_their_ratio():
+    from clusterproof import bench
+
+    a = bench.module_rows([{"what": "module suites/test_quota.py", "seconds": 60.0},
+                           {"what": "cluster cp-1-quota: kind create", "seconds": 20.0},
+                           {"what": "cluster cp-1-pod: kind create", "seconds": 22.0},
+                           {"what": "whole run", "seconds": 100.0}])
+    assert a == {"module suites/test_quota.py": 60.0, "clusters: kind create (sum)": 42.0, "whole run": 100.0}
+    table = bench.side_by_side([("A way", a, 0), ("B way", {**a, "whole run": 50.0}, 0)])
+    assert "whole run" in table and "0.50" in table and "A: A way (exit 0)" in table

@@ -251,3 +251,41 @@ def test_an_api_server_that_does_not_answer_is_the_only_module_error(provider_fo
     with pytest.raises(ClusterUnreachable, match="does not answer"):
         provider_for(None).acquire("session")
     assert FakeKindCluster.made[0].events == ["create", "delete"]
+
+
+def test_the_next_modules_cluster_boots_while_the_current_module_runs(provider_for, monkeypatch):
+    monkeypatch.setattr(kind_provider, "host_room", lambda: None)  # FAKE: the host has room
+    provider = provider_for(FakeOfflineApi(offline=False))
+    provider.plan(["suites.test_a", "suites.test_b", "suites.test_c"])
+    first = provider.acquire("suites.test_a")
+    provider._ahead["suites.test_b"].result()  # booted in the background
+    assert [k.name for k in FakeKindCluster.made] == ["cp-163000ab12-a", "cp-163000ab12-b"]
+    provider.release(first)
+    second = provider.acquire("suites.test_b")  # handed over, and test_c starts booting
+    assert second.name == "cp-163000ab12-b" and list(provider._ahead) == ["suites.test_c"]
+    provider.close()  # the one booting ahead is deleted too
+    assert all(k.events == ["create", "delete"] for k in FakeKindCluster.made)
+    assert len(FakeKindCluster.made) == 3
+
+
+def test_no_boot_ahead_when_switched_off_or_without_room(provider_for, monkeypatch):
+    provider = provider_for(FakeOfflineApi(offline=False), cluster_prefetch="off")
+    provider.plan(["suites.test_a", "suites.test_b"])
+    provider.acquire("suites.test_a")
+    assert not provider._ahead
+    monkeypatch.setattr(kind_provider, "host_room", lambda: "1 CPU")  # FAKE: no room
+    roomless = provider_for(FakeOfflineApi(offline=False))
+    roomless.plan(["suites.test_a", "suites.test_b"])
+    roomless.acquire("suites.test_a")
+    assert not roomless._ahead
+    provider.close()
+    roomless.close()
+
+
+def test_host_room_reads_available_memory(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 24000000 kB\nMemAvailable:  1000000 kB\n")
+    assert kind_provider.host_room(meminfo, cpus=2) == "1.0 GiB of memory available"
+    meminfo.write_text("MemAvailable: 20000000 kB\n")
+    assert kind_provider.host_room(meminfo, cpus=2) is None
+    assert kind_provider.host_room(meminfo, cpus=1) == "1 CPU"

@@ -51,6 +51,7 @@ def options(**given):
         "node_access": "auto",
         "allow_privileged": False,
         "phase": None,
+        "cluster_prefetch": "on",
         "state_file": None,
         "keep_upgrade_state": False,
         "disruption_budget": 30.0,

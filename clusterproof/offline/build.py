@@ -13,12 +13,14 @@ leaves no marker, so it never poisons the cache.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import inspect
 import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,7 +99,14 @@ def _files(*names: str) -> tuple[Path, ...]:
 
 
 def _source_of(*objects: object) -> tuple[str, ...]:
-    return tuple(inspect.getsource(o) for o in objects)  # type: ignore[arg-type]
+    """The code's meaning, not its layout: reformatting or a comment rebuilds nothing."""
+    return tuple(ast.dump(ast.parse(textwrap.dedent(inspect.getsource(o)))) for o in objects)  # type: ignore[arg-type]
+
+
+def _go_recipe(program: gomod.GoProgram, *code: object) -> tuple[str, ...]:
+    """What a Go step's output depends on: the wrapper module's spec (module, version, packages,
+    replaces, flags, main source) and the build code (gomod, and any action code named)."""
+    return (*_source_of(gomod, *code), repr(program))
 
 
 # --- Go actions ----------------------------------------------------------------------------------
@@ -110,7 +119,7 @@ def _go_kubernetes(release: Release, *, with_agnhost: bool, only_agnhost: bool =
         upstream = gomod.download(env, component, "k8s.io/kubernetes", release.kube, builder.cache / "go" / "work")
         program = programs.kubernetes(release, (upstream / "go.mod").read_text(), with_agnhost=with_agnhost)
         if only_agnhost:
-            program = programs.only(program, "k8s.io/kubernetes/test/images/agnhost", f"agnhost {releases.AGNHOST_TAG}")
+            program = programs.only(program, programs.AGNHOST, f"agnhost {releases.AGNHOST_TAG}")
         seconds = gomod.build(env, program, out, builder.cache / "go" / "work" / step.name, log=builder.step_log(step))
         if not only_agnhost:
             seconds["pause"] = _compile_pause(programs.pause_source(upstream), out / "pause", release)
@@ -158,11 +167,13 @@ def steps(release: Release) -> dict[str, Step]:
         script="workload-rootfs.sh",
         image="clusterproof/workload-rootfs",
     )
-    go_recipe = _source_of(gomod, programs)
     agnhost_release = releases.RELEASES[releases.AGNHOST_FROM]
+    agnhost_program = programs.only(
+        programs.kubernetes(agnhost_release, "", with_agnhost=True), programs.AGNHOST, f"agnhost {releases.AGNHOST_TAG}"
+    )
     agnhost = Step(
         "go-agnhost",
-        (*go_recipe, agnhost_release.kube, releases.AGNHOST_TAG),
+        _go_recipe(agnhost_program, _go_kubernetes),
         go=_go_kubernetes(agnhost_release, with_agnhost=True, only_agnhost=True),
         marker="bin/.done",
     )
@@ -173,28 +184,28 @@ def steps(release: Release) -> dict[str, Step]:
     else:
         kube = Step(
             f"go-kubernetes-{release.minor}",
-            (*go_recipe, release.kube),
+            _go_recipe(programs.kubernetes(release, "", with_agnhost=False), _go_kubernetes, _compile_pause),
             go=_go_kubernetes(release, with_agnhost=False),
             marker="bin/.done",
         )
         runtime = Step(
-            "go-containerd", (*go_recipe, releases.CONTAINERD), go=_go_program(programs.containerd), marker="bin/.done"
+            "go-containerd", _go_recipe(programs.containerd()), go=_go_program(programs.containerd), marker="bin/.done"
         )
         etcd = Step(
             f"go-etcd-{release.etcd}",
-            (*go_recipe, release.etcd),
+            _go_recipe(programs.etcd(release)),
             go=_go_program(lambda: programs.etcd(release)),
             marker="bin/.done",
         )
         coredns = Step(
             f"go-coredns-{release.coredns}",
-            (*go_recipe, release.coredns),
+            _go_recipe(programs.coredns(release)),
             go=_go_program(lambda: programs.coredns(release)),
             marker="bin/.done",
         )
         local_path = Step(
             "go-local-path-provisioner",
-            (*go_recipe, releases.LOCAL_PATH_PROVISIONER),
+            _go_recipe(programs.local_path_provisioner()),
             go=_go_program(programs.local_path_provisioner),
             marker="bin/.done",
         )

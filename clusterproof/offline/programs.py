@@ -17,6 +17,7 @@ KUBE_COMMANDS = (
     "kubeadm",
     "kubectl",
 )
+AGNHOST = "k8s.io/kubernetes/test/images/agnhost"
 VERSION_PACKAGES = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
 NO_COMMIT = "0" * 40
 BUILD_DATE = "2026-01-01T00:00:00Z"  # fixed: the same recipe gives the same binaries
@@ -83,7 +84,7 @@ def kubernetes(release: Release, upstream_go_mod: str, *, with_agnhost: bool) ->
     go, godebug = gomod.directives(upstream_go_mod)
     packages = tuple(f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS)
     if with_agnhost:
-        packages += ("k8s.io/kubernetes/test/images/agnhost",)
+        packages += (AGNHOST,)
     version = {
         "gitVersion": release.kube,
         "gitCommit": NO_COMMIT,

@@ -13,9 +13,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import logging
+import os
 import re
 import subprocess
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
     from clusterproof.tracker import ResourceTracker
 
 OFFLINE_API = "clusterproof.offline.api"
+log = logging.getLogger("clusterproof.kind")
 # The readiness gates are bounded and soft: after its window a gate hands the cluster over as it
 # is, and what the health probe finds wrong is recorded (clusterproof.health). Healthy: nodes
 # Ready 9-11 s after `kind create`, kube-proxy with them.
@@ -106,6 +111,9 @@ class KindProvider:
         self._node_image: str | None = None
         self._kind_path: Path | None = None
         self._live: dict[str, KindCluster] = {}
+        self._plan: list[str] = []
+        self._ahead: dict[str, Future[Cluster]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-ahead")
         self._kept: list[str] = []
 
     # --- once per session ------------------------------------------------------------------
@@ -166,7 +174,39 @@ class KindProvider:
             return cluster_name(self.settings.kind_cluster_name, key)
         return cluster_name(self.run.run_id, key)
 
+    # --- clusters ready when a module needs them -----------------------------------------------
+
+    def plan(self, keys: list[str]) -> None:
+        """The modules' keys in run order: while one module runs, the next one's cluster boots
+        (one ahead at most, and only where the host has the room)."""
+        self._plan = list(dict.fromkeys(keys))
+
     def acquire(self, key: str) -> Cluster:
+        ahead = self._ahead.pop(key, None)
+        if ahead is not None:
+            started = time.monotonic()
+            cluster = ahead.result()  # its failure is this module's, raised here
+            waited = time.monotonic() - started
+            self.stopwatch.record(f"cluster {cluster.name}: waited for its boot ahead", waited)
+            self.note(f"kind cluster {cluster.name} booted while the previous module ran (waited {waited:.1f}s)")
+        else:
+            cluster = self._boot(key, self.note)
+        self._boot_next(key)
+        return cluster
+
+    def _boot_next(self, key: str) -> None:
+        if key not in self._plan or not self.settings.cluster_prefetch:
+            return
+        following = self._plan[self._plan.index(key) + 1:]
+        if not following or following[0] in self._ahead:
+            return
+        room = host_room()
+        if room:
+            log.info("not booting %s ahead: %s", following[0], room)
+            return
+        self._ahead[following[0]] = self._pool.submit(self._boot, following[0], log.info)
+
+    def _boot(self, key: str, note: Note) -> Cluster:
         self._prepare()
         name = self.name_for(key)
         cluster_dir = self.run.private_dir("clusters", name)
@@ -179,9 +219,9 @@ class KindProvider:
         self._live[name] = kind
         try:
             if self._export_kubeconfig_if_exists(name, kubeconfig):
-                self.note(f"reusing kind cluster {name}")
+                note(f"reusing kind cluster {name}")
             else:
-                self.note(f"creating kind cluster {name} (about a minute)")
+                note(f"creating kind cluster {name} (about half a minute)")
             with self.stopwatch.measure(f"cluster {name}: kind create"):
                 kind.create(config_file=config_path)
             kubeconfig.chmod(0o600)
@@ -197,13 +237,13 @@ class KindProvider:
             if self._active_api is not None:
                 with self.stopwatch.measure(f"cluster {name}: pod network (offline)"):
                     self._active_api.configure_cluster(cluster)
-            self._hand_over(cluster, len(config.get("nodes") or [1]))
+            self._hand_over(cluster, len(config.get("nodes") or [1]), note)
         except BaseException:
             self._delete(name)
             raise
         return cluster
 
-    def _hand_over(self, cluster: Cluster, node_count: int) -> None:
+    def _hand_over(self, cluster: Cluster, node_count: int, note: Note) -> None:
         """Wait a bounded time for the nodes and kube-system's DaemonSets, then for whatever the
         health probe still finds wrong; record it and hand the cluster over either way. Only an API
         server that does not answer at all stops here (ClusterUnreachable: the module errors)."""
@@ -228,7 +268,7 @@ class KindProvider:
             findings = health.settle(cluster, HEALTH_WINDOW)
         health.record(cluster, findings)
         if findings:
-            self.note(f"cluster {name} handed over as it is; cluster health: " + "; ".join(map(str, findings)))
+            note(f"cluster {name} handed over as it is; cluster health: " + "; ".join(map(str, findings)))
 
     def _gate(self, what: str, gate: Callable[[], object]) -> bool:
         """Run a readiness wait; its end without success is noted, never raised."""
@@ -281,10 +321,31 @@ class KindProvider:
 
     def close(self) -> None:
         try:
+            for future in self._ahead.values():  # a cluster booting ahead is deleted once it is up
+                with contextlib.suppress(BaseException):
+                    future.result()
+            self._ahead.clear()
+            self._pool.shutdown(wait=True)
             for name in list(self._live):
                 self._delete(name)
         finally:
             self._session.close()
+
+
+MIN_AVAILABLE_MEMORY = 2 * 1024**3  # a 3-node cluster takes about 0.7 GB; the tests' own pods more
+
+
+def host_room(meminfo: Path = Path("/proc/meminfo"), cpus: int | None = None) -> str | None:
+    """Why this host has no room for a second cluster booting beside a running module, or None."""
+    cpus = os.cpu_count() if cpus is None else cpus
+    if (cpus or 1) < 2:
+        return f"{cpus} CPU"
+    with contextlib.suppress(OSError, StopIteration, ValueError):
+        line = next(x for x in meminfo.read_text().splitlines() if x.startswith("MemAvailable:"))
+        available = int(line.split()[1]) * 1024
+        if available < MIN_AVAILABLE_MEMORY:
+            return f"{available / 1024**3:.1f} GiB of memory available"
+    return None
 
 
 def _remove_empty_scratch_dir(name: str) -> None:
