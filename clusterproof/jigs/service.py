@@ -480,7 +480,7 @@ class ServiceJig(Jig):
         port = service.spec.ports[0].port
         nodes = {n.internal_ip: n.name for n in self.cluster.nodes}
         problems = []
-        for ip in service.spec.external_i_ps or []:
+        for ip in service.spec.external_ips or []:
             where = f" (node {nodes[ip]})" if ip in nodes else ""
             what = f"externalIP {ip}:{port}{where} of {describe_service(service)}"
             problems.append(self._host_mismatch(f"http://{ip}:{port}/", what, pods.names))
