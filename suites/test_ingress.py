@@ -114,7 +114,7 @@ def test_controller_service_lists_external_ips_only_once_they_are_set_to_node_ip
     install = ingress.require_ingress_nginx(cluster)
     ns, name = install.namespace, ingress.CONTROLLER_SERVICE
     spec = install.service.spec
-    saved = {"externalIPs": spec.external_i_ps, "externalTrafficPolicy": spec.external_traffic_policy}
+    saved = {"externalIPs": spec.external_ips, "externalTrafficPolicy": spec.external_traffic_policy}
     tracker.on_cleanup(
         cluster,
         f"restore externalIPs of Service {ns}/{name}",
