@@ -21,6 +21,9 @@ from clusterproof.redact import redact
 
 CLAIM_PROPERTY = "claim"
 DIAGNOSTICS_PROPERTY = "diagnostics"  # user property: path of the test's diagnostics.txt
+# user property: what the verdict was observed on (e.g. an ingress controller and its version), named in
+# the claim's reason
+OBSERVED_ON_PROPERTY = "observed on"
 MESSAGE_MAX = 4000  # a failure's full message in claims.json (the reason is its first line)
 _ROW = re.compile(r"^\|\s*([A-Z]+-\d+)\s*\|(.*)\|(.*)\|\s*$")
 _SECTION = re.compile(r"^##\s+(.*)$")
@@ -116,6 +119,7 @@ class RecordedTest:
     reason: str = "did not finish (interrupted)"
     message: str = ""  # the whole failure message (failed, error)
     diagnostics: str = ""  # path of diagnostics.txt, when one was written
+    observed_on: str = ""  # what the outcome was observed on (OBSERVED_ON_PROPERTY)
     start: float | None = None  # setup's start, seconds since the epoch
     durations: dict[str, float] = field(default_factory=dict)  # setup / call / teardown, seconds
 
@@ -125,6 +129,8 @@ class RecordedTest:
             data["message"] = redact(self.message)
         if self.diagnostics:
             data["diagnostics"] = self.diagnostics
+        if self.observed_on:
+            data["observed_on"] = self.observed_on
         if self.start is not None:
             data["start"] = round(self.start, 3)
             data.update({phase: round(seconds, 3) for phase, seconds in self.durations.items()})
@@ -166,7 +172,13 @@ class ClaimVerdict:
         wanted = {FAILED: ("failed",), ERROR: ("error", "unfinished"), SKIPPED: ("skipped",), PARTIAL: ("skipped",)}
         outcomes = wanted.get(self.verdict, ())
         reasons = [_worded(t) for t in self.tests if t.outcome in outcomes and t.reason]
-        return "; ".join(dict.fromkeys(reasons))
+        reason = "; ".join(dict.fromkeys(reasons))
+        # what a held, failed or errored verdict was observed on (a skip's reason says it already)
+        seen = [t.observed_on for t in self.tests if t.observed_on and t.outcome != "skipped"]
+        if not seen:
+            return reason
+        observed = "observed on " + "; ".join(dict.fromkeys(seen))
+        return f"{reason} ({observed})" if reason else observed
 
 
 class ClaimLedger:
@@ -189,6 +201,8 @@ class ClaimLedger:
         for key, value in report.user_properties:
             if key == DIAGNOSTICS_PROPERTY:
                 test.diagnostics = str(value)
+            if key == OBSERVED_ON_PROPERTY:
+                test.observed_on = str(value)
         # the plugin's verdict (verdicts.classify): a set-up step that failed in the test body is
         # an error, a broken observable found by a fixture a failure
         outcome = outcomes.outcome_of(report) or _phase_outcome(report)

@@ -173,6 +173,13 @@ def add_options(parser: pytest.Parser) -> None:
         action="store_true",
         help="let clusterproof make privileged pods (hostPID, hostNetwork) on the cluster: node access through a pod",
     )
+    group.addoption(
+        "--ingress-class",
+        default=None,
+        metavar="NAME",
+        help="existing clusters: the IngressClass whose controller the ingress checks test (default: the "
+        "cluster's default IngressClass); kind clusters get the controller the suite installs",
+    )
 
 
 @dataclass(frozen=True)
@@ -200,6 +207,7 @@ class Settings:
     node_access: str = "auto"  # auto, docker, pod, none (clusterproof.node_access)
     allow_privileged: bool = False
     cluster_prefetch: bool = True
+    ingress_class: str | None = None  # --ingress-class (existing clusters)
     phase: str | None = None
     state_file: Path = Path(".clusterproof/upgrade-state.json")
     keep_upgrade_state: bool = False
@@ -273,6 +281,7 @@ def build_settings(
         allow_disruptive=bool(option("allow_disruptive")),
         **_node_access_settings(option),
         cluster_prefetch=option("cluster_prefetch") != "off",
+        ingress_class=_ingress_class(option, provider),
         **_upgrade_settings(option, rootdir, provider),
     )
 
@@ -306,6 +315,16 @@ def _upgrade_settings(option: Callable[[str], Any], rootdir: Path, provider: str
         else 180.0,
         "monitor_file": monitor_file,
     }
+
+
+def _ingress_class(option: Callable[[str], Any], provider: str) -> str | None:
+    name = option("ingress_class")
+    if name and provider == "kind":
+        raise pytest.UsageError(
+            f"--ingress-class {name}: picks the class of an existing cluster (--kubeconfig/--context); on a "
+            "kind cluster of the run the suite installs its own controller (ingress-nginx, offline Traefik)"
+        )
+    return name or None
 
 
 def _node_access_settings(option: Callable[[str], Any]) -> dict[str, Any]:
@@ -351,6 +370,7 @@ class Probes:
     api_version: Callable[[Path, str, float], str] = lambda k, c, t: probe_api(k, c, t)
     pytest_kind_version: Callable[[], str] = lambda: _pytest_kind_version()
     kind_version: Callable[[Path], str] = lambda kind: kind_binary_version(kind)
+    ingress_classes: Callable[[Path, str, float], list[Any]] = lambda k, c, t: list_ingress_classes(k, c, t)
 
 
 def check_cluster_access(
@@ -427,7 +447,19 @@ def _check_existing(settings: Settings, probes: Probes, env: Mapping[str, str]) 
             f"{context} to let clusterproof create and delete objects there"
         )
     probes.api_version(kubeconfig, context, API_PROBE_TIMEOUT)
+    if settings.ingress_class:
+        _check_ingress_class(settings.ingress_class, probes.ingress_classes(kubeconfig, context, API_PROBE_TIMEOUT))
     return dataclasses.replace(settings, kubeconfig=kubeconfig, context=context)
+
+
+def _check_ingress_class(wanted: str, classes: list[Any]) -> None:
+    """--ingress-class must name an IngressClass of the cluster: one line listing them otherwise."""
+    from clusterproof.jigs.ingress import IngressClassNotFound, check_class
+
+    try:
+        check_class(wanted, classes)
+    except IngressClassNotFound as e:
+        raise pytest.UsageError(str(e)) from None
 
 
 def resolve_kubeconfig(given: Path | None, env: Mapping[str, str]) -> Path:
@@ -498,6 +530,26 @@ def probe_api(kubeconfig: Path, context: str, timeout: float) -> str:
             f"{server}: {type(e).__name__}: {one_line(str(e))}"
         ) from None
     return info.git_version
+
+
+def list_ingress_classes(kubeconfig: Path, context: str, timeout: float) -> list[Any]:
+    """The cluster's IngressClasses (clusterproof.jigs.ingress.ClassInfo), one request, no retries."""
+    from kubernetes import client, config
+
+    from clusterproof.jigs.ingress import ClassInfo
+
+    api = config.new_client_from_config(config_file=str(kubeconfig), context=context, persist_config=False)
+    api.configuration.retries = False
+    try:
+        found = client.NetworkingV1Api(api).list_ingress_class(_request_timeout=(timeout, timeout)).items
+    except client.ApiException as e:
+        raise pytest.UsageError(
+            f"--ingress-class: listing the IngressClasses of context {context!r} was refused: "
+            f"HTTP {e.status} {e.reason}"
+        ) from None
+    finally:
+        api.close()
+    return [ClassInfo.of(c) for c in found]
 
 
 def _without_userinfo(url: str) -> str:

@@ -58,6 +58,7 @@ CLAIMS = pytest.StashKey[dict[str, Claim]]()
 ACCESS_CHECKED = pytest.StashKey[bool]()
 ITEM_CLUSTER = pytest.StashKey[Cluster]()
 ITEM_NAMESPACES = pytest.StashKey[list[str]]()
+ITEM_DIAGNOSED = pytest.StashKey[list[str]]()  # namespaces the test did not make, diagnosed too
 ITEM_STARTED = pytest.StashKey[float]()
 STOPWATCH = pytest.StashKey[Stopwatch]()
 MODULE_ORDER = pytest.StashKey[list[str]]()
@@ -153,7 +154,8 @@ def pytest_runtest_makereport(
         if cluster is not None:
             # the cluster's components' errors from this test's time only (plus clock slack)
             since = int(time.time() - item.stash.get(ITEM_STARTED, time.time())) + 5
-            text = diagnostics.collect(cluster, item.stash.get(ITEM_NAMESPACES, []), since_seconds=since)
+            namespaces = [*item.stash.get(ITEM_NAMESPACES, []), *item.stash.get(ITEM_DIAGNOSED, [])]
+            text = diagnostics.collect(cluster, namespaces, since_seconds=since)
             path = diagnostics.write(text, item.config.stash[RUN].artifacts_for(item.nodeid))
             # a "Captured stderr" section is what junit_logging puts into the JUnit XML
             report.sections.append(("Captured stderr clusterproof diagnostics", text))
@@ -231,6 +233,18 @@ def run(pytestconfig: pytest.Config) -> RunContext:
 @pytest.fixture(scope="session")
 def images(pytestconfig: pytest.Config) -> ImageCatalogue:
     return pytestconfig.stash[CATALOGUE]
+
+
+@pytest.fixture(scope="session")
+def settings(pytestconfig: pytest.Config) -> Settings:
+    """The run's options (e.g. --ingress-class), checked."""
+    return pytestconfig.stash[SETTINGS]
+
+
+@pytest.fixture(scope="session")
+def stopwatch(pytestconfig: pytest.Config) -> Stopwatch:
+    """Rows of "where the time went" (`stopwatch.measure(what)`), e.g. a controller's install."""
+    return pytestconfig.stash[STOPWATCH]
 
 
 @pytest.fixture(scope="session")
@@ -330,6 +344,14 @@ def make_namespace(
         return create_namespace(cluster, name, labels)
 
     return make
+
+
+@pytest.fixture
+def diagnose_namespace(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """diagnose_namespace(name): a namespace the test did not make (a shared controller's) goes
+    into its failure diagnostics too. Nothing else changes: it is not deleted with the test."""
+    names = request.node.stash.setdefault(ITEM_DIAGNOSED, [])
+    return lambda name: None if name in names else names.append(name)
 
 
 @pytest.fixture

@@ -1,28 +1,41 @@
-"""Ingress and the bare-metal ingress-nginx install [000, 002], and the notes' broken Ingress examples.
+"""Ingress and the bare-metal ingress controller install [000, 002], and the notes' broken Ingress examples.
 
-ING-01..05 need ingress-nginx (detected, never assumed); they skip saying what is missing. ING-06 and
-the ERR checks need no controller. HTTP(S) from the test host goes to node InternalIPs only.
+The module tests one ingress controller: the one of `--ingress-class` (an existing cluster), of the
+cluster's default IngressClass, or the one it installs itself the bare-metal way, as the notes do, when
+nothing implements a class (a kind cluster of the run: always): ingress-nginx at a pinned release where
+a registry answers, Traefik (built from its Go module) offline, where no ingress-nginx image can be had.
+The install is timed, made once per module and removed when the module ends; the claims table names
+the controller and version each verdict was observed on ("observed on").
+
+ING-02, ING-03 and ING-05 are Ingress behaviour and run on any controller; ING-01 (ingress-nginx's own
+install) and ING-04 (its rewrite-target annotation) skip on another, naming it. ING-06 and the ERR
+checks need no controller. HTTP(S) from the test host goes to node InternalIPs only.
 """
 
 from __future__ import annotations
 
 import copy
-import ssl
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from clusterproof import wait
 from clusterproof.api_answers import answer_to
+from clusterproof.claims import OBSERVED_ON_PROPERTY
 from clusterproof.cluster import Cluster
 from clusterproof.errors import ProbeError
+from clusterproof.images import ImageCatalogue
 from clusterproof.jigs import ingress
 from clusterproof.manifests import Manifests
+from clusterproof.options import Settings
 from clusterproof.run import RunContext
+from clusterproof.timings import Stopwatch
 from clusterproof.tracker import ResourceTracker
 from clusterproof.verdicts import setup_step
 
 MINIMAL = "notes/ingress/minimal-ingress.yaml"
 BACKENDS = "claims/ingress/ingress-backends.yaml"
+PATH_BACKENDS = "claims/ingress/path-backends.yaml"
 REWRITE = "claims/ingress/rewrite-ingress.yaml"
 TLS = "claims/ingress/tls-ingress.yaml"
 EXTERNAL_IPS_PATCH = "notes/ingress/ingress-nginx-controller-externalips.patch.yaml"
@@ -34,10 +47,56 @@ NO_CONTROLLER_WINDOW = 15.0  # ingress-nginx writes an address into status withi
 NAME_RULES = ("DNS-1035", "RFC 1123")
 
 
-def start_backends(cluster: Cluster, namespace: str, manifests: Manifests) -> dict[str, str]:
+# --- the controller under test -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def controller_under_test(
+    cluster: Cluster,
+    tracker: ResourceTracker,
+    run: RunContext,
+    images: ImageCatalogue,
+    settings: Settings,
+    stopwatch: Stopwatch,
+) -> Iterator[ingress.UnderTest]:
+    """Chosen, and installed when nothing implements a class, once per module. What the install
+    creates is registered in a cleanup scope of its own that ends with the module (its namespace
+    first: deleted last, taking the cluster-scoped objects it owns along). A failed install is
+    kept until then too, so each test that needs it reports it with the install's namespace in
+    its diagnostics."""
+    with tracker.test_scope(cluster, "ingress controller install"):
+        install = ingress.install_for(cluster.offline)
+        manifests = Manifests(
+            cluster,
+            install.namespace,
+            catalogue=images,
+            labels=run.labels,
+            tracker=tracker,
+            fixtures_dir=settings.fixtures_dir,
+        )
+        yield ingress.controller_under_test(cluster, settings.ingress_class, manifests, stopwatch)
+
+
+@pytest.fixture
+def controller(
+    controller_under_test: ingress.UnderTest,
+    diagnose_namespace: Callable[[str], None],
+    record_property: Callable[[str, object], None],
+) -> ingress.Controller:
+    """The ingress controller under test (skips when there is none to test; a failed install
+    fails the test). Its namespace goes into the test's failure diagnostics, and what it is into
+    the claims table."""
+    if controller_under_test.namespace:
+        diagnose_namespace(controller_under_test.namespace)
+    found = controller_under_test.get()
+    record_property(OBSERVED_ON_PROPERTY, found.describe())
+    return found
+
+
+def start_backends(cluster: Cluster, namespace: str, manifests: Manifests, source: str = BACKENDS) -> dict[str, str]:
     """Services root-svc and test with one ready pod each (Deployments of 1); returns
     {"root": pod, "test": pod}."""
-    manifests.apply(BACKENDS)
+    manifests.apply(source)
     with setup_step("start the Ingress backends root-backend and test-backend"):
         return {
             key: wait.pods_ready(cluster.core, namespace, f"app={app}", 1)[0].metadata.name
@@ -53,33 +112,41 @@ def cluster_ip(cluster: Cluster, namespace: str, service: str) -> str:
     return cluster.core.read_namespaced_service(service, namespace).spec.cluster_ip
 
 
+def for_controller(docs: list[dict], controller: ingress.Controller, host: str) -> list[dict]:
+    """The notes' Ingresses for the class under test, with one host per test (apart on a shared controller)."""
+    return ingress.set_host(ingress.set_class(docs, controller.class_name), host)
+
+
 # --- ING-01 / ING-02: the install --------------------------------------------------------------
 
 
 @pytest.mark.claim("ING-01")
-def test_bare_metal_ingress_nginx_runs_a_controller_behind_a_node_port_service(cluster: Cluster) -> None:
+def test_bare_metal_ingress_nginx_runs_a_controller_behind_a_node_port_service(
+    cluster: Cluster, controller: ingress.Controller
+) -> None:
     """The bare-metal ingress-nginx install MUST give a Running controller, Completed admission
     Jobs, a NodePort controller Service (80, 443) and a ClusterIP admission Service (443) in
-    `ingress-nginx` [000]. Skipped when it is not installed.
+    `ingress-nginx` [000]. Skipped on another controller, naming it.
 
     Observed: those objects and their states; nginx's 404 for an unknown host on the
     controller's node port of every node that serves it."""
-    install = ingress.require_ingress_nginx(cluster, serving=False)
-    ns = install.namespace
-    running = [p.metadata.name for p in install.ready_pods if p.status.phase == "Running"]
-    assert running, f"no Running, Ready controller pod in {ns}: {wait.describe_pods(install.pods)}"
+    controller.require_ingress_nginx("ING-01 (the bare-metal ingress-nginx install)")
+    ns = controller.namespace
+    pods = controller.pods()
+    running = [p.metadata.name for p in pods if wait.pod_is_ready(p) and p.status.phase == "Running"]
+    assert running, f"no Running, Ready controller pod in {ns}: {wait.describe_pods(pods)}"
 
     for job_name in ingress.ADMISSION_JOBS:
         job = ingress.read_job(cluster, ns, job_name)
         assert job is not None, f"no admission Job {ns}/{job_name} (a Helm install deletes its hook Jobs)"
-        pods = cluster.core.list_namespaced_pod(ns, label_selector=f"job-name={job_name}").items
-        phases = {p.metadata.name: p.status.phase for p in pods}
+        job_pods = cluster.core.list_namespaced_pod(ns, label_selector=f"job-name={job_name}").items
+        phases = {p.metadata.name: p.status.phase for p in job_pods}
         completed = (job.status.succeeded or 0) >= 1 and "Succeeded" in phases.values()
         assert completed, (
             f"admission Job {ns}/{job_name} should have Completed: succeeded={job.status.succeeded}, pods {phases}"
         )
 
-    service = install.service
+    service = controller.service
     assert service is not None, f"no Service {ns}/{ingress.CONTROLLER_SERVICE}"
     ports = {p.port: p.node_port for p in service.spec.ports or []}
     assert service.spec.type == "NodePort" and {80, 443} <= set(ports) and all(ports[p] for p in (80, 443)), (
@@ -93,7 +160,7 @@ def test_bare_metal_ingress_nginx_runs_a_controller_behind_a_node_port_service(c
     )
 
     # the node port is served by nginx on every node (an unknown host gets nginx's 404)
-    for node, ip in install.node_ips():
+    for node, ip in controller.node_ips():
         try:
             answer = ingress.get(ip, ports[80], "/", "no-such-host.clusterproof.test")
         except ProbeError as e:
@@ -103,17 +170,17 @@ def test_bare_metal_ingress_nginx_runs_a_controller_behind_a_node_port_service(c
 
 @pytest.mark.claim("ING-02")
 def test_controller_service_lists_external_ips_only_once_they_are_set_to_node_ips(
-    cluster: Cluster, manifests: Manifests, tracker: ResourceTracker
+    cluster: Cluster, controller: ingress.Controller, manifests: Manifests, tracker: ResourceTracker
 ) -> None:
     """The controller Service MUST show no EXTERNAL-IP until `externalIPs` is set to node IPs,
-    and then list them [000]. Skipped without a serving ingress-nginx.
+    and then list them [000], whatever the controller.
 
     Observed: `kubectl get service`'s EXTERNAL-IP column with externalIPs removed and then set
-    to the node IPs (as the notes' patch does); nginx's 404 on port 80 of each external IP. The
-    Service's own externalIPs come back when the test ends."""
-    install = ingress.require_ingress_nginx(cluster)
-    ns, name = install.namespace, ingress.CONTROLLER_SERVICE
-    spec = install.service.spec
+    to the node IPs (as the notes' patch does); the controller's 404 for an unknown host on port
+    80 of each external IP. The Service's own externalIPs come back when the test ends."""
+    service = controller.require_service()
+    ns, name = controller.namespace, controller.service_name
+    spec = service.spec
     saved = {"externalIPs": spec.external_ips, "externalTrafficPolicy": spec.external_traffic_policy}
     tracker.on_cleanup(
         cluster,
@@ -137,14 +204,10 @@ def test_controller_service_lists_external_ips_only_once_they_are_set_to_node_ip
         f"after setting externalIPs {patch['externalIPs']}, {name} shows EXTERNAL-IP {after!r}"
     )
 
-    # port 80 of each external IP now leads to the controller (nginx's 404 for an unknown host)
+    # port 80 of each external IP now leads to the controller (its 404 for an unknown host)
+    controller.assert_serving()
     for ip in patch["externalIPs"]:
-        ingress.wait_answer(
-            lambda ip=ip: ingress.get(ip, 80, "/", "no-such-host.clusterproof.test"),
-            lambda a: a.status == 404,
-            f"nginx's 404 from external IP {ip}:80",
-            timeout=30,
-        )
+        controller.assert_unknown_host_not_found(ip, 80, "external IP")
 
 
 # --- ING-03..05: routing through the controller --------------------------------------------------
@@ -152,54 +215,44 @@ def test_controller_service_lists_external_ips_only_once_they_are_set_to_node_ip
 
 @pytest.mark.claim("ING-03")
 def test_one_ingress_routes_each_path_prefix_to_its_own_service(
-    cluster: Cluster, namespace: str, manifests: Manifests
+    cluster: Cluster, controller: ingress.Controller, namespace: str, manifests: Manifests
 ) -> None:
     """One Ingress MUST route each path prefix (`/` and `/testpath`, pathType Prefix) to its own
-    Service [000, 002]. Skipped without a serving ingress-nginx.
+    Service [000, 002], whatever the controller.
 
-    Observed: through the controller's node port on every serving node, with the Ingress's host,
-    /, /other/page, /testpath and /testpath/x each answered by the pod behind its Service."""
-    install = ingress.require_ingress_nginx(cluster)
-    pods = start_backends(cluster, namespace, manifests)
+    Observed: a ready controller pod; through the controller's node port on every serving node,
+    with the Ingress's host, /, /other/page, /testpath and /testpath/x each answered by a pod of
+    the Service the Ingress's rule names for it (both backends answer their name on every path)."""
+    controller.require_service()
+    controller.assert_serving()
+    start_backends(cluster, namespace, manifests, PATH_BACKENDS)
     host = host_for(namespace)
-    manifests.apply(ingress.set_host(manifests.load(MINIMAL), host))
-    port = install.node_port(80)
-    nodes = install.node_ips()
+    (created,) = manifests.create(for_controller(manifests.load(MINIMAL), controller, host))
+    routes = ingress.path_services(created)
 
-    expected = {"/": pods["root"], "/other/page": pods["root"], "/testpath": pods["test"], "/testpath/x": pods["test"]}
-    first_node, first_ip = nodes[0]
-    ingress.wait_answer(
-        lambda: ingress.get(first_ip, port, "/testpath", host),
-        ingress.answers_with(pods["test"]),
-        f"/testpath routed to Service test ({pods['test']}) via {first_node} {first_ip}:{port}",
-    )
-    for node, ip in nodes:
-        for path, pod in expected.items():
-            answer = ingress.get(ip, port, path, host)
-            assert answer.ok and answer.body.strip() == pod, (
-                f"{path} (Host {host}) via {node} {ip}:{port} should reach {pod}; "
-                f"got HTTP {answer.status} {answer.body.strip()[:80]!r}"
-            )
+    for path in ("/testpath", "/testpath/x", "/", "/other/page"):
+        controller.assert_path_routed(namespace, host, path, ingress.service_for(routes, path))
 
 
 @pytest.mark.claim("ING-04")
 def test_rewrite_target_changes_the_path_the_backend_sees(
-    cluster: Cluster, namespace: str, manifests: Manifests, client_pod
+    cluster: Cluster, controller: ingress.Controller, namespace: str, manifests: Manifests, client_pod
 ) -> None:
-    """The `rewrite-target` annotation MUST rewrite the path the backend sees [002]. Skipped
-    without a serving ingress-nginx.
+    """The `rewrite-target` annotation MUST rewrite the path the backend sees [002]. An
+    ingress-nginx annotation: skipped on another controller, naming it.
 
     Observed: the backends answering 404 for the paths asked directly (only a rewritten request
     can succeed), then, through the controller, those paths answered by the backends: the notes'
     `rewrite-target: /` and a capture-group form `/$2`."""
-    install = ingress.require_ingress_nginx(cluster)
+    controller.require_ingress_nginx("ING-04 (the nginx.ingress.kubernetes.io/rewrite-target annotation)")
+    controller.assert_serving()
     pods = start_backends(cluster, namespace, manifests)
     minimal_host, rewrite_host = host_for(namespace), host_for(namespace, "rewrite.")
-    manifests.apply(ingress.set_host(manifests.load(MINIMAL), minimal_host))
-    manifests.apply(ingress.set_host(manifests.load(REWRITE), rewrite_host))
+    manifests.create(for_controller(manifests.load(MINIMAL), controller, minimal_host))
+    manifests.create(for_controller(manifests.load(REWRITE), controller, rewrite_host))
     rewrite_pod = wait.pod_ready(cluster.core, namespace, "rewrite-backend").metadata.name
-    port = install.node_port(80)
-    node, ip = install.node_ips()[0]
+    port = controller.node_port(80)
+    node, ip = controller.node_ips()[0]
 
     # asked directly, the backends do not know these paths: only a rewritten request can succeed
     # (a sanity check of the set-up: a backend that cannot be asked leaves the claim unevaluated)
@@ -224,35 +277,32 @@ def test_rewrite_target_changes_the_path_the_backend_sees(
 
 @pytest.mark.claim("ING-05")
 def test_ingress_terminates_https_with_the_tls_secret_for_its_host(
-    cluster: Cluster, namespace: str, manifests: Manifests
+    cluster: Cluster, controller: ingress.Controller, namespace: str, manifests: Manifests
 ) -> None:
-    """An Ingress MUST terminate HTTPS with its TLS Secret for its host [000]. Skipped without a
-    serving ingress-nginx (or the `cryptography` package to make the certificate).
+    """An Ingress MUST terminate HTTPS with its TLS Secret for its host [000], whatever the
+    controller. Skipped without the `cryptography` package (to make the certificate).
 
-    Observed: HTTPS with SNI of the Ingress's host on the controller's 443 node port of every
-    serving node: the Secret's self-signed certificate, verified, and the backend's answer; for
-    another name, a different certificate (the controller's default)."""
-    install = ingress.require_ingress_nginx(cluster)
+    Observed: a ready controller pod; HTTPS with SNI of the Ingress's host on the controller's 443
+    node port of every serving node: the Secret's self-signed certificate (another one is named
+    by its subject, and so is the certificate the Secret holds), verified, and the backend's
+    answer; for another name, a different certificate (the controller's default)."""
     ingress.require_cryptography()
+    controller.require_service()
+    controller.assert_serving()
     pods = start_backends(cluster, namespace, manifests)
     host = host_for(namespace, "tls.")
     cert_pem, key_pem = ingress.self_signed_certificate(host)
     values = {"TLS_CRT_B64": ingress.b64(cert_pem), "TLS_KEY_B64": ingress.b64(key_pem)}
-    manifests.apply(ingress.set_host(manifests.load(TLS, values=values), host))
-    port = install.node_port(443)
-    ours = ssl.PEM_cert_to_DER_cert(cert_pem.decode("ascii"))
+    manifests.create(for_controller(manifests.load(TLS, values=values), controller, host))
 
-    for node, ip in install.node_ips():
-        answer = ingress.wait_answer(
-            lambda ip=ip: ingress.https_get_sni(ip, port, host, "/", cert_pem),
-            lambda a: a.certificate == ours and a.status == 200 and a.body.strip() == pods["root"],
-            f"HTTPS with SNI {host} via {node} {ip}:{port}: our certificate, answered by {pods['root']}",
-        )
-        assert answer.certificate == ours
+    controller.assert_serves_certificate(namespace, "tls-secret", host, cert_pem, pods["root"])
 
     # the certificate is chosen by SNI: another name gets the controller's default one, not ours
-    other = ingress.presented_certificate(install.node_ips()[0][1], port, host_for(namespace, "other."))
-    assert other != ours, "the controller presented the Secret's certificate for a host the Ingress does not name"
+    other_host = host_for(namespace, "other.")
+    other = ingress.presented_certificate(controller.node_ips()[0][1], controller.node_port(443), other_host)
+    assert other != ingress.der_of(cert_pem), (
+        f"{controller.describe()} presented the Secret's certificate for {other_host}, a host the Ingress does not name"
+    )
 
 
 # --- ING-06: a declaration only -----------------------------------------------------------------

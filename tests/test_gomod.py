@@ -124,3 +124,47 @@ def test_old_go_toolchain(fake_go, monkeypatch):
 def test_go_env_keeps_caches_under_the_offline_cache(tmp_path):
     env = gomod.GoEnv(Path("/c")).env()
     assert env["GOMODCACHE"] == "/c/go/mod" and env["GOCACHE"] == "/c/go/build" and env["CGO_ENABLED"] == "0"
+
+
+TRAEFIK_GO_MOD = """module github.com/traefik/traefik/v3
+
+go 1.25.0
+
+require (
+\tgithub.com/gorilla/mux v1.8.1 // indirect
+)
+
+// Containous forks
+replace (
+\tgithub.com/abbot/go-http-auth => github.com/containous/go-http-auth v0.4.1-0.20200324110947-a37a7636d23e
+\tgithub.com/gorilla/mux => github.com/containous/mux v0.0.0-20250523120546-41b6ec3aed59 // a fork
+)
+
+replace github.com/traefik/traefik/dynamic/ext => ./pkg/config/dynamic/ext
+
+// ambiguous import
+exclude github.com/tencentcloud/tencentcloud-sdk-go v3.0.83+incompatible
+"""
+
+
+def test_forks_and_excludes_of_a_go_mod_are_read_and_local_paths_left_out():
+    assert gomod.module_replaces(TRAEFIK_GO_MOD) == {
+        "github.com/abbot/go-http-auth": "github.com/containous/go-http-auth v0.4.1-0.20200324110947-a37a7636d23e",
+        "github.com/gorilla/mux": "github.com/containous/mux v0.0.0-20250523120546-41b6ec3aed59",
+    }
+    assert gomod.module_excludes(TRAEFIK_GO_MOD) == (
+        "github.com/tencentcloud/tencentcloud-sdk-go v3.0.83+incompatible",
+    )
+    assert gomod.module_replaces(UPSTREAM) == {"example.com/other": "example.com/other v1.2.3"}
+
+
+def test_traefik_wrapper_repeats_upstreams_forks_and_excludes_and_stamps_the_version():
+    program = programs.traefik(TRAEFIK_GO_MOD)
+    files = gomod.wrapper_files(program)
+    go_mod = files["go.mod"]
+    assert "go 1.25.0" in go_mod and f"require github.com/traefik/traefik/v3 {releases.TRAEFIK}" in go_mod
+    assert "\tgithub.com/gorilla/mux => github.com/containous/mux v0.0.0-20250523120546-41b6ec3aed59" in go_mod
+    assert "exclude (\n\tgithub.com/tencentcloud/tencentcloud-sdk-go v3.0.83+incompatible\n)" in go_mod
+    assert "dynamic/ext" not in go_mod
+    assert files["tools.go"].count('_ "github.com/traefik/traefik/v3/cmd/traefik"') == 1
+    assert f"-X github.com/traefik/traefik/v3/pkg/version.Version={releases.TRAEFIK}" in program.ldflags

@@ -192,3 +192,16 @@ def test_iptables_wrapper_picks_the_busier_backend_once_even_under_concurrent_ca
     (fake_xtables.parent / "calls").write_text("")
     assert run_wrapper(fake_xtables, "ip6tables", "-L").wait() == 0
     assert (fake_xtables.parent / "calls").read_text() == "nft ip6tables -L\n"
+
+
+def test_go_built_releases_preload_the_offline_ingress_controller_and_the_legacy_one_does_not():
+    for minor in ("1.37", "1.36"):
+        graph = build.steps(releases.release(minor))
+        images = graph[f"images-{minor}"]
+        assert images.inputs["TRAEFIK_BIN"] == (graph["go-traefik"], "bin")
+        assert images.env["TRAEFIK_TAG"] == releases.TRAEFIK and graph["go-traefik"] in images.after
+    assert (
+        build.steps(releases.release("1.37"))["go-traefik"].hash
+        == build.steps(releases.release("1.36"))["go-traefik"].hash
+    )
+    assert "go-traefik" not in build.steps(releases.release("1.20"))

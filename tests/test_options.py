@@ -52,6 +52,7 @@ def options(**given):
         "allow_privileged": False,
         "phase": None,
         "cluster_prefetch": "on",
+        "ingress_class": None,
         "state_file": None,
         "keep_upgrade_state": False,
         "disruption_budget": 30.0,
@@ -308,3 +309,26 @@ def test_k8s_version_names_a_release(tmp_path, given, minor):
 def test_unknown_k8s_version_lists_the_releases(tmp_path):
     msg = usage_error(settings, tmp_path, k8s_version="1.30")
     assert msg.startswith("--k8s-version 1.30: the offline build makes 1.37 (v1.37.2), 1.36 (v1.36.3), 1.20 (v1.20.2)")
+
+
+# --- --ingress-class ----------------------------------------------------------------------------
+
+
+def test_ingress_class_is_for_existing_clusters_only(tmp_path):
+    msg = usage_error(settings, tmp_path, ingress_class="traefik")
+    assert msg.startswith("--ingress-class traefik: picks the class of an existing cluster")
+
+
+def test_ingress_class_naming_no_class_of_the_cluster_is_one_line_listing_them(tmp_path, kubeconfig):
+    from clusterproof.jigs.ingress import ClassInfo
+
+    classes = [ClassInfo("nginx", "k8s.io/ingress-nginx", default=True), ClassInfo("traefik", "traefik.io/x")]
+    probes = fake_probes()
+    probes = Probes(**{**probes.__dict__, "ingress_classes": lambda k, c, t: classes})  # FAKE IngressClass list
+    wrong = existing(tmp_path, kubeconfig, allow_context=["kind-dev"], ingress_class="contour")
+    assert usage_error(check_cluster_access, wrong, probes) == (
+        "--ingress-class contour: the cluster has no IngressClass 'contour' "
+        "(IngressClasses: nginx (k8s.io/ingress-nginx, default), traefik (traefik.io/x))"
+    )
+    right = existing(tmp_path, kubeconfig, allow_context=["kind-dev"], ingress_class="traefik")
+    assert check_cluster_access(right, probes).ingress_class == "traefik"

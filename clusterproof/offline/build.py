@@ -128,6 +128,15 @@ def _go_kubernetes(release: Release, *, with_agnhost: bool, only_agnhost: bool =
     return action
 
 
+def _go_traefik(builder: Builder, step: Step, out: Path) -> dict[str, float]:
+    """Traefik, whose go.mod replaces modules by forks: the wrapper repeats them (see programs.traefik)."""
+    env = builder.go_env
+    component = f"traefik {releases.TRAEFIK}"
+    upstream = gomod.download(env, component, programs.TRAEFIK_MODULE, releases.TRAEFIK, builder.cache / "go" / "work")
+    program = programs.traefik((upstream / "go.mod").read_text())
+    return gomod.build(env, program, out, builder.cache / "go" / "work" / step.name, log=builder.step_log(step))
+
+
 def _go_program(make: Callable[[], gomod.GoProgram]) -> GoAction:
     def action(builder: Builder, step: Step, out: Path) -> dict[str, float]:
         work = builder.cache / "go" / "work" / step.name
@@ -209,7 +218,13 @@ def steps(release: Release) -> dict[str, Step]:
             go=_go_program(programs.local_path_provisioner),
             marker="bin/.done",
         )
-        extra = {"COREDNS_BIN": (coredns, "bin"), "LOCAL_PATH_BIN": (local_path, "bin")}
+        # the ingress controller of offline clusters (ingress-nginx cannot be built: clusterproof.jigs.ingress)
+        traefik = Step("go-traefik", _go_recipe(programs.traefik(""), _go_traefik), go=_go_traefik, marker="bin/.done")
+        extra = {
+            "COREDNS_BIN": (coredns, "bin"),
+            "LOCAL_PATH_BIN": (local_path, "bin"),
+            "TRAEFIK_BIN": (traefik, "bin"),
+        }
         containerd_config = "files/containerd.toml"
         storage = ("files/local-path-storage.yaml",)
     images_env = {
@@ -220,6 +235,7 @@ def steps(release: Release) -> dict[str, Step]:
         "PAUSE_TAG": release.pause,
         "AGNHOST_TAG": releases.AGNHOST_TAG,
         "LOCAL_PATH_TAG": releases.LOCAL_PATH_PROVISIONER,
+        "TRAEFIK_TAG": releases.TRAEFIK,
     }
     inputs: dict[str, Input] = {
         "BIN": (kube, "bin"),

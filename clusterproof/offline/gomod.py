@@ -39,7 +39,9 @@ class GoProgram:
     module: str  # the module required by the wrapper
     version: str
     packages: tuple[str, ...]  # main packages to build (import paths); empty: the wrapper's own main
-    replaces: Mapping[str, str] = field(default_factory=dict)  # module -> version
+    # module -> version (the same module, published), or "other/module version" (a fork)
+    replaces: Mapping[str, str] = field(default_factory=dict)
+    excludes: tuple[str, ...] = ()  # "module version" lines the upstream go.mod excludes
     main_go: str | None = None  # source of the wrapper's own main package
     main_name: str = ""  # the binary built from main_go
     ldflags: str = "-s -w"
@@ -137,6 +139,41 @@ def local_replaces(go_mod: str) -> list[str]:
     return found
 
 
+def module_replaces(go_mod: str) -> dict[str, str]:
+    """Replacements of a go.mod by other published modules (`github.com/gorilla/mux =>
+    github.com/containous/mux v0.0.0-...`): {left side: "module version"}. A wrapper module must
+    repeat them: replace lines of a dependency's go.mod are ignored."""
+    found = {}
+    for line in _directive_lines(go_mod, "replace"):
+        left, arrow, right = line.partition("=>")
+        target = right.split()
+        if arrow and len(target) == 2 and not target[0].startswith(("./", "../")):
+            found[" ".join(left.split())] = " ".join(target)
+    return found
+
+
+def module_excludes(go_mod: str) -> tuple[str, ...]:
+    """`exclude` lines of a go.mod ("module version"): like replaces, only the main module's count."""
+    return tuple(" ".join(line.split()) for line in _directive_lines(go_mod, "exclude") if len(line.split()) == 2)
+
+
+def _directive_lines(go_mod: str, verb: str) -> list[str]:
+    """The bodies of `verb ...` lines and of `verb ( ... )` blocks, comments removed."""
+    found, block = [], False
+    for raw in go_mod.splitlines():
+        line = raw.split("//", 1)[0].strip()
+        if block:
+            if line == ")":
+                block = False
+            elif line:
+                found.append(line)
+        elif line == f"{verb} (":
+            block = True
+        elif line.startswith(f"{verb} "):
+            found.append(line[len(verb) + 1 :].strip())
+    return found
+
+
 def directives(go_mod: str) -> tuple[str, tuple[str, ...]]:
     """The `go` version and the `godebug` lines of a go.mod."""
     go = re.search(r"^go (\S+)", go_mod, re.M)
@@ -151,8 +188,10 @@ def wrapper_files(program: GoProgram) -> dict[str, str]:
     lines += [f"require {program.module} v{program.version.lstrip('v')}", ""]
     if program.replaces:
         lines.append("replace (")
-        lines += [f"\t{mod} => {mod} {ver}" for mod, ver in sorted(program.replaces.items())]
+        lines += [f"\t{mod} => {_target(mod, ver)}" for mod, ver in sorted(program.replaces.items())]
         lines.append(")")
+    if program.excludes:
+        lines += ["", "exclude (", *(f"\t{line}" for line in program.excludes), ")"]
     files = {"go.mod": "\n".join(lines) + "\n"}
     if program.main_go is not None:
         files["main.go"] = program.main_go
@@ -205,6 +244,11 @@ def version_ldflags(packages: tuple[str, ...], values: Mapping[str, str]) -> str
     for pkg in packages:
         flags += [f"-X {pkg}.{key}={value}" for key, value in values.items()]
     return " ".join(flags)
+
+
+def _target(module: str, version: str) -> str:
+    """The right side of a replace: the same module at `version`, or "other/module version"."""
+    return version if " " in version else f"{module} {version}"
 
 
 def _go_version_text(env: GoEnv) -> str:

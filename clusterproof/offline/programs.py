@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from clusterproof.offline import gomod
-from clusterproof.offline.releases import CONTAINERD, LOCAL_PATH_PROVISIONER, Release
+from clusterproof.offline.releases import CONTAINERD, LOCAL_PATH_PROVISIONER, TRAEFIK, Release
 
 KUBE_COMMANDS = (
     "kube-apiserver",
@@ -18,6 +18,7 @@ KUBE_COMMANDS = (
     "kubectl",
 )
 AGNHOST = "k8s.io/kubernetes/test/images/agnhost"
+TRAEFIK_MODULE = "github.com/traefik/traefik/v3"
 VERSION_PACKAGES = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
 NO_COMMIT = "0" * 40
 BUILD_DATE = "2026-01-01T00:00:00Z"  # fixed: the same recipe gives the same binaries
@@ -162,6 +163,26 @@ def local_path_provisioner() -> gomod.GoProgram:
         version=LOCAL_PATH_PROVISIONER,
         packages=(module,),
         ldflags=f"-s -w -X main.VERSION={LOCAL_PATH_PROVISIONER}",
+    )
+
+
+def traefik(upstream_go_mod: str) -> gomod.GoProgram:
+    """The Traefik binary (its Kubernetes Ingress provider among the rest: cmd/traefik has no
+    plugin selection). `upstream_go_mod`: Traefik's own go.mod, whose forks (replace lines) and
+    excludes the wrapper repeats."""
+    module = TRAEFIK_MODULE
+    go, godebug = gomod.directives(upstream_go_mod)
+    version = {"Version": TRAEFIK, "BuildDate": BUILD_DATE}
+    return gomod.GoProgram(
+        component=f"traefik {TRAEFIK}",
+        module=module,
+        version=TRAEFIK,
+        packages=(f"{module}/cmd/traefik",),
+        replaces=gomod.module_replaces(upstream_go_mod),
+        excludes=gomod.module_excludes(upstream_go_mod),
+        ldflags=gomod.version_ldflags((f"{module}/pkg/version",), version),
+        godebug=godebug,
+        go_directive=go,
     )
 
 

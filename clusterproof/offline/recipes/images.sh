@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The images a cluster of one release and the suites need, each a one-layer import of a small
 # directory, named as kubeadm of that release and upstream's manifests name them.
-# Inputs: BIN (kube binaries + pause), ETCD_BIN, AGNHOST_BIN, COREDNS_BIN and LOCAL_PATH_BIN
-# (Go-built releases only), NODE_ROOTFS, WORKLOAD_ROOTFS (images), REGISTRY, KUBE_VERSION,
-# ETCD_TAG, COREDNS_TAG, PAUSE_TAG, AGNHOST_TAG, LOCAL_PATH_TAG, OUT, RECIPE_HASH.
+# Inputs: BIN (kube binaries + pause), ETCD_BIN, AGNHOST_BIN, COREDNS_BIN, LOCAL_PATH_BIN and
+# TRAEFIK_BIN (Go-built releases only), NODE_ROOTFS, WORKLOAD_ROOTFS (images), REGISTRY, KUBE_VERSION,
+# ETCD_TAG, COREDNS_TAG, PAUSE_TAG, AGNHOST_TAG, LOCAL_PATH_TAG, TRAEFIK_TAG, OUT, RECIPE_HASH.
 . "$(dirname "$0")/lib.sh"
 : "${BIN:?}" "${ETCD_BIN:?}" "${AGNHOST_BIN:?}" "${NODE_ROOTFS:?}" "${WORKLOAD_ROOTFS:?}" "${OUT:?}"
 : "${RECIPE_HASH:?}" "${REGISTRY:?}" "${KUBE_VERSION:?}" "${ETCD_TAG:?}" "${PAUSE_TAG:?}" "${AGNHOST_TAG:?}"
@@ -109,10 +109,19 @@ if [ -n "${LOCAL_PATH_BIN:-}" ]; then
     --change 'ENTRYPOINT ["/usr/bin/local-path-provisioner"]'
 fi
 
+# Traefik: the ingress controller of offline clusters (no ingress-nginx image can be built here), under
+# the official image's name; a static binary, run as 65532 with a read-only root (its /tmp is a volume)
+if [ -n "${TRAEFIK_BIN:-}" ]; then
+  tf="$work/traefik"; mkdir -p "$tf/etc" "$tf/tmp"; chmod 1777 "$tf/tmp"
+  cp "$TRAEFIK_BIN/traefik" "$tf/traefik"
+  echo 'nonroot:x:65532:65532::/home/nonroot:/sbin/nologin' >"$tf/etc/passwd"
+  import_dir "$tf" "docker.io/library/traefik:${TRAEFIK_TAG:?}" --change 'ENTRYPOINT ["/traefik"]' --change 'EXPOSE 80'
+fi
+
 mkdir -p "$OUT"
 docker save -o "$OUT/images.tar.tmp" "${refs[@]}"
 mv "$OUT/images.tar.tmp" "$OUT/images.tar"
 echo "${refs[@]}" >"$OUT/refs"
 # the images this recipe replaced under the same names are dangling now
-docker image prune -f --filter "label=org.clusterproof.recipe" >/dev/null
+docker image prune -f --filter "label=org.clusterproof.recipe" >/dev/null 2>&1 || true  # another build may be pruning
 log "saved ${#refs[@]} images to $OUT/images.tar ($(du -sh "$OUT/images.tar" | cut -f1))"
