@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Compile Kubernetes 1.20.2 (and pause) inside the
-# builder image. Inputs: BUILDER (image), SRC_DIR (source package), OUT (binaries land here).
+# builder image. Inputs: BUILDER (image), SRC_DIR (source package), OUT (binaries land in OUT/bin).
 . "$(dirname "$0")/lib.sh"
 : "${BUILDER:?}" "${SRC_DIR:?}" "${OUT:?}" "${KUBE_VERSION:=v1.20.2}" "${KUBE_COMMIT:=faecb196815e248d3ecfb03c680a4507229c2a56}"
+OUT="$OUT/bin"
 mkdir -p "$OUT" "$CACHE_DIR/go-build-cache"
 log "compiling kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy pause (several minutes on 2 cores)"
 docker run --rm \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian bookworm's kubernetes source package (1.20.2 with vendor/), downloaded once.
 . "$(dirname "$0")/lib.sh"
-: "${OUT:?}"; out="$OUT"
+: "${OUT:?}"; out="$OUT/src"
 mkdir -p "$out"
 if ! ls "$out"/kubernetes_*.orig.tar.gz >/dev/null 2>&1; then
   apt_private_update
