@@ -89,7 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STOPWATCH] = Stopwatch()
     timing = TimingReporter(config.stash[STOPWATCH])
     # UPG rows belong to the table only when an upgrade phase runs
-    ledger_claims = claims if settings.phase else {k: v for k, v in claims.items() if not k.startswith("UPG-")}
+    ledger_claims = upgrade_plugin.claims_for_phase(claims, settings.phase)
     config.pluginmanager.register(ClaimsReporter(ClaimLedger(ledger_claims), run, timing), "clusterproof-claims")
     config.pluginmanager.register(upgrade_plugin.UpgradePhase(settings.phase), "clusterproof-upgrade-phase")
     config.pluginmanager.register(upgrade_plugin, "clusterproof-upgrade")

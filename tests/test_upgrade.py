@@ -135,3 +135,10 @@ def test_upgrade_record_joins_steps_monitor_and_checks(tmp_path):
     assert record["disruptions"] == [{"target": "apiserver", "start": 6, "end": 8}]
     assert [p["name"] for p in record["phases"]] == ["monitor", "apply"]
     assert record["nodes"][0]["node"] == "n1" and record["targets"] == ["apiserver"]
+
+
+def test_each_phase_tables_its_own_claims():
+    claims = {k: k for k in ("SVC-01", "UPG-01", "UPG-02", "UPG-09")}
+    assert list(upgrade_plugin.claims_for_phase(claims, None)) == ["SVC-01"]
+    assert list(upgrade_plugin.claims_for_phase(claims, "before")) == ["UPG-01"]
+    assert list(upgrade_plugin.claims_for_phase(claims, "after")) == ["SVC-01", "UPG-02", "UPG-09"]

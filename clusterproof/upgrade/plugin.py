@@ -23,6 +23,17 @@ MARKER = "upgrade_phase(name): before/after test of an upgrade; runs only with -
 UPGRADE_CLAIMS = Path(__file__).parent.parent / "data" / "UPGRADE-CLAIMS.md"
 
 
+BEFORE_CLAIMS = ("UPG-01",)  # what --phase before shows; --phase after shows the other UPG rows
+
+
+def claims_for_phase(claims: dict, phase: str | None) -> dict:
+    """The claims table's rows: the notes' claims, and the UPG rows of the phase that runs."""
+    if phase == "before":
+        return {k: v for k, v in claims.items() if k in BEFORE_CLAIMS}
+    return {k: v for k, v in claims.items()
+            if not k.startswith("UPG-") or (phase == "after" and k not in BEFORE_CLAIMS)}
+
+
 def phase_of(item: pytest.Item) -> str | None:
     marker = item.get_closest_marker("upgrade_phase")
     return str(marker.args[0]) if marker else None
