@@ -140,7 +140,7 @@ def test_traffic_through_a_service_gives_up_after_the_grace_when_kube_proxy_runs
     with pytest.raises(AssertionError) as info:
         jig.assert_answered_by(Silent({}, answers=False), service(), PODS)
     assert timeouts == [service_jig.BROKEN_GRACE]  # not ANSWER_TIMEOUT
-    assert "gave up after 15s waiting for an HTTP answer from ClusterIP 10.96.0.10:9000 of Service svc-1" in str(
+    assert "gave up after 5s waiting for an HTTP answer from ClusterIP 10.96.0.10:9000 of Service svc-1" in str(
         info.value
     )
     assert f"final state {cause}" in str(info.value)
@@ -162,7 +162,7 @@ def test_endpoints_wait_gives_up_when_the_endpoints_controller_is_known_to_be_of
         jig.wait_endpoints("svc-1", {"10.244.1.5"})
     assert watched == [service_jig.BROKEN_GRACE]
     assert str(info.value).startswith(
-        "gave up after 15s waiting for Endpoints ns/svc-1 listing the ready pods {10.244.1.5} as ready: final state "
+        "gave up after 5s waiting for Endpoints ns/svc-1 listing the ready pods {10.244.1.5} as ready: final state "
         "no Endpoints object for Service kube-system/kube-dns"
     )
 
