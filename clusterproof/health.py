@@ -88,6 +88,28 @@ class Look:
             self.unread.append(f"{what}: {type(e).__name__} {getattr(e, 'status', '') or ''}".strip())
             return []
 
+    def _read_in(self, kind: str, namespaces: Iterable[str], list_in: Callable[[str], Any]) -> list[Any]:
+        """`kind` in each namespace (`list_in(namespace)`); one that cannot be read is named in `unread`."""
+        found: list[Any] = []
+        for ns in namespaces:
+            found += self._read(f"{kind} in {ns}", lambda ns=ns: list_in(ns))
+        return found
+
+    def _keys_in(
+        self, kind: str, list_in: Callable[[str], Any], key: Callable[[Any], str]
+    ) -> set[tuple[str, str]] | None:
+        """(namespace, key(object)) of `kind` in ENDPOINTS_NAMESPACES; None (named in `unread`) as
+        soon as one namespace cannot be read."""
+        found: set[tuple[str, str]] = set()
+        for ns in ENDPOINTS_NAMESPACES:
+            try:
+                items = list_in(ns).items
+            except Exception as e:
+                self.unread.append(f"{kind} in {ns}: {type(e).__name__}")
+                return None
+            found |= {(ns, key(item)) for item in items}
+        return found
+
     @cached_property
     def nodes(self) -> list[client.V1Node]:
         return self._read("nodes", lambda: self.cluster.core.list_node(_request_timeout=REQUEST_TIMEOUT))
@@ -116,13 +138,11 @@ class Look:
     @cached_property
     def deployments(self) -> list[client.V1Deployment]:
         apps = self.cluster.apps
-        found: list[client.V1Deployment] = []
-        for ns in ADDON_NAMESPACES:
-            found += self._read(
-                f"Deployments in {ns}",
-                lambda ns=ns: apps.list_namespaced_deployment(ns, _request_timeout=REQUEST_TIMEOUT),
-            )
-        return found
+        return self._read_in(
+            "Deployments",
+            ADDON_NAMESPACES,
+            lambda ns: apps.list_namespaced_deployment(ns, _request_timeout=REQUEST_TIMEOUT),
+        )
 
     def pods_in(self, namespace: str) -> list[client.V1Pod]:
         if namespace == SYSTEM:
@@ -135,44 +155,34 @@ class Look:
     @cached_property
     def services(self) -> list[client.V1Service]:
         core = self.cluster.core
-        found: list[client.V1Service] = []
-        for ns in ENDPOINTS_NAMESPACES:
-            found += self._read(
-                f"Services in {ns}",
-                lambda ns=ns: core.list_namespaced_service(ns, _request_timeout=REQUEST_TIMEOUT),
-            )
-        return found
+        return self._read_in(
+            "Services",
+            ENDPOINTS_NAMESPACES,
+            lambda ns: core.list_namespaced_service(ns, _request_timeout=REQUEST_TIMEOUT),
+        )
 
     @cached_property
     def endpoints(self) -> set[tuple[str, str]] | None:
         """(namespace, name) of the Endpoints objects; None when they cannot be read."""
         core = self.cluster.core
-        found: set[tuple[str, str]] = set()
-        for ns in ENDPOINTS_NAMESPACES:
-            try:
-                items = core.list_namespaced_endpoints(ns, _request_timeout=REQUEST_TIMEOUT).items
-            except Exception as e:
-                self.unread.append(f"Endpoints in {ns}: {type(e).__name__}")
-                return None
-            found |= {(ns, e.metadata.name) for e in items}
-        return found
+        return self._keys_in(
+            "Endpoints",
+            lambda ns: core.list_namespaced_endpoints(ns, _request_timeout=REQUEST_TIMEOUT),
+            lambda e: e.metadata.name,
+        )
 
     @cached_property
     def slice_services(self) -> set[tuple[str, str]] | None:
         """(namespace, Service name) of the EndpointSlices the endpointslice controller made."""
-        found: set[tuple[str, str]] = set()
-        for ns in ENDPOINTS_NAMESPACES:
-            try:
-                items = client.DiscoveryV1Api(self.cluster.api).list_namespaced_endpoint_slice(
-                    ns,
-                    label_selector="endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io",
-                    _request_timeout=REQUEST_TIMEOUT,
-                ).items
-            except Exception as e:
-                self.unread.append(f"EndpointSlices in {ns}: {type(e).__name__}")
-                return None
-            found |= {(ns, (s.metadata.labels or {}).get("kubernetes.io/service-name", "")) for s in items}
-        return found
+        return self._keys_in(
+            "EndpointSlices",
+            lambda ns: client.DiscoveryV1Api(self.cluster.api).list_namespaced_endpoint_slice(
+                ns,
+                label_selector="endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io",
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
+            lambda s: (s.metadata.labels or {}).get("kubernetes.io/service-name", ""),
+        )
 
     def lease(self, name: str) -> client.V1Lease | None:
         try:
