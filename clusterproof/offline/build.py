@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from clusterproof.errors import ClusterproofError
 from clusterproof.offline import gomod, programs, releases
@@ -98,6 +99,11 @@ def _files(*names: str) -> tuple[Path, ...]:
     return tuple(RECIPES / n for n in ("lib.sh", *names))
 
 
+def _script_step(name: str, script: str, *files: str, **settings: Any) -> Step:
+    """A step run by a bash recipe: hashed on lib.sh, the script and the other `files` it uses."""
+    return Step(name, _files(script, *files), script=script, **settings)
+
+
 def _source_of(*objects: object) -> tuple[str, ...]:
     """The code's meaning, not its layout: reformatting or a comment rebuilds nothing."""
     return tuple(ast.dump(ast.parse(textwrap.dedent(inspect.getsource(o)))) for o in objects)  # type: ignore[arg-type]
@@ -137,12 +143,20 @@ def _go_traefik(builder: Builder, step: Step, out: Path) -> dict[str, float]:
     return gomod.build(env, program, out, builder.cache / "go" / "work" / step.name, log=builder.step_log(step))
 
 
-def _go_program(make: Callable[[], gomod.GoProgram]) -> GoAction:
+def _go_step(name: str, program: gomod.GoProgram, go: GoAction, *code: object) -> Step:
+    """A Go build into bin/ by `go`, hashed on `program` and the build code (gomod and `code`:
+    the action's own, where it has any; see _go_recipe)."""
+    return Step(name, _go_recipe(program, *code), go=go, marker="bin/.done")
+
+
+def _program_step(name: str, make: Callable[[], gomod.GoProgram]) -> Step:
+    """A Go step that builds the program `make` returns, as gomod builds any wrapper module."""
+
     def action(builder: Builder, step: Step, out: Path) -> dict[str, float]:
         work = builder.cache / "go" / "work" / step.name
         return gomod.build(builder.go_env, make(), out, work, log=builder.step_log(step))
 
-    return action
+    return _go_step(name, make(), action)
 
 
 def _compile_pause(source: Path, target: Path, release: Release) -> float:
@@ -167,59 +181,36 @@ def _compile_pause(source: Path, target: Path, release: Release) -> float:
 
 def steps(release: Release) -> dict[str, Step]:
     """Every step the node image of `release` needs, by name; "node" is the last."""
-    node_rootfs = Step(
-        "node-rootfs", _files("node-rootfs.sh"), script="node-rootfs.sh", image="clusterproof/node-rootfs"
-    )
-    workload_rootfs = Step(
-        "workload-rootfs",
-        _files("workload-rootfs.sh"),
-        script="workload-rootfs.sh",
-        image="clusterproof/workload-rootfs",
-    )
+    node_rootfs = _script_step("node-rootfs", "node-rootfs.sh", image="clusterproof/node-rootfs")
+    workload_rootfs = _script_step("workload-rootfs", "workload-rootfs.sh", image="clusterproof/workload-rootfs")
     agnhost_release = releases.RELEASES[releases.AGNHOST_FROM]
     agnhost_program = programs.only(
         programs.kubernetes(agnhost_release, "", with_agnhost=True), programs.AGNHOST, f"agnhost {releases.AGNHOST_TAG}"
     )
-    agnhost = Step(
+    agnhost = _go_step(
         "go-agnhost",
-        _go_recipe(agnhost_program, _go_kubernetes),
-        go=_go_kubernetes(agnhost_release, with_agnhost=True, only_agnhost=True),
-        marker="bin/.done",
+        agnhost_program,
+        _go_kubernetes(agnhost_release, with_agnhost=True, only_agnhost=True),
+        _go_kubernetes,
     )
     if release.source == "debian":
         kube, runtime, etcd, extra = _debian_steps(release)
         containerd_config = "files/containerd-1.6.toml"
         storage: tuple[str, ...] = ()
     else:
-        kube = Step(
+        kube = _go_step(
             f"go-kubernetes-{release.minor}",
-            _go_recipe(programs.kubernetes(release, "", with_agnhost=False), _go_kubernetes, _compile_pause),
-            go=_go_kubernetes(release, with_agnhost=False),
-            marker="bin/.done",
+            programs.kubernetes(release, "", with_agnhost=False),
+            _go_kubernetes(release, with_agnhost=False),
+            _go_kubernetes,
+            _compile_pause,
         )
-        runtime = Step(
-            "go-containerd", _go_recipe(programs.containerd()), go=_go_program(programs.containerd), marker="bin/.done"
-        )
-        etcd = Step(
-            f"go-etcd-{release.etcd}",
-            _go_recipe(programs.etcd(release)),
-            go=_go_program(lambda: programs.etcd(release)),
-            marker="bin/.done",
-        )
-        coredns = Step(
-            f"go-coredns-{release.coredns}",
-            _go_recipe(programs.coredns(release)),
-            go=_go_program(lambda: programs.coredns(release)),
-            marker="bin/.done",
-        )
-        local_path = Step(
-            "go-local-path-provisioner",
-            _go_recipe(programs.local_path_provisioner()),
-            go=_go_program(programs.local_path_provisioner),
-            marker="bin/.done",
-        )
+        runtime = _program_step("go-containerd", programs.containerd)
+        etcd = _program_step(f"go-etcd-{release.etcd}", lambda: programs.etcd(release))
+        coredns = _program_step(f"go-coredns-{release.coredns}", lambda: programs.coredns(release))
+        local_path = _program_step("go-local-path-provisioner", programs.local_path_provisioner)
         # the ingress controller of offline clusters (ingress-nginx cannot be built: clusterproof.jigs.ingress)
-        traefik = Step("go-traefik", _go_recipe(programs.traefik(""), _go_traefik), go=_go_traefik, marker="bin/.done")
+        traefik = _go_step("go-traefik", programs.traefik(""), _go_traefik, _go_traefik)
         extra = {
             "COREDNS_BIN": (coredns, "bin"),
             "LOCAL_PATH_BIN": (local_path, "bin"),
@@ -245,28 +236,25 @@ def steps(release: Release) -> dict[str, Step]:
         "WORKLOAD_ROOTFS": (workload_rootfs, "TAG"),
         **extra,
     }
-    images = Step(
+    images = _script_step(
         f"images-{release.minor}",
-        _files("images.sh", "files/iptables-wrapper"),
+        "images.sh",
+        "files/iptables-wrapper",
         after=tuple(s for s, _ in inputs.values()),
-        script="images.sh",
         marker="images.tar",
         inputs=inputs,
         env=images_env,
     )
-    node = Step(
+    node = _script_step(
         f"node-{release.minor}",
-        _files(
-            "node.sh",
-            "files/entrypoint",
-            "files/kubelet.service",
-            "files/10-kubeadm.conf",
-            "files/containerd.service",
-            containerd_config,
-            *storage,
-        ),
+        "node.sh",
+        "files/entrypoint",
+        "files/kubelet.service",
+        "files/10-kubeadm.conf",
+        "files/containerd.service",
+        containerd_config,
+        *storage,
         after=(images, node_rootfs, kube, runtime),
-        script="node.sh",
         image="clusterproof/node",
         tag_prefix=release.kube,
         inputs={
@@ -290,40 +278,26 @@ def steps(release: Release) -> dict[str, Step]:
 def _debian_steps(release: Release) -> tuple[Step, Step, Step, dict[str, Input]]:
     """The legacy release: Debian bookworm's kubernetes source package, compiled with
     bullseye's Go 1.15; containerd 1.6 and etcd 3.4 from Debian's packages."""
-    builder = Step(
-        "debian-builder", _files("builder-rootfs.sh"), script="builder-rootfs.sh", image="clusterproof/builder"
-    )
-    source = Step(
-        "debian-source",
-        _files("k8s-source.sh"),
-        script="k8s-source.sh",
-        marker="src/.done",
-        env={"KUBE_VERSION": release.kube},
-    )
-    kube = Step(
+    builder = _script_step("debian-builder", "builder-rootfs.sh", image="clusterproof/builder")
+    source = _script_step("debian-source", "k8s-source.sh", marker="src/.done", env={"KUBE_VERSION": release.kube})
+    kube = _script_step(
         f"debian-kubernetes-{release.minor}",
-        _files("k8s-binaries.sh"),
+        "k8s-binaries.sh",
         after=(builder, source),
-        script="k8s-binaries.sh",
         marker="bin/.done",
         inputs={"BUILDER": (builder, "TAG"), "SRC_DIR": (source, "src")},
         env={"KUBE_VERSION": release.kube},
     )
-    runtime = Step(
-        "debian-containerd",
-        _files("debian-packages.sh"),
-        script="debian-packages.sh",
-        marker="bin/.done",
-        env={"PACKAGE": "containerd=1.6.20~ds1-1+deb12u3", "BINARIES": "containerd containerd-shim-runc-v2 ctr"},
+    runtime = _debian_package_step(
+        "debian-containerd", "containerd=1.6.20~ds1-1+deb12u3", "containerd containerd-shim-runc-v2 ctr"
     )
-    etcd = Step(
-        "debian-etcd",
-        _files("debian-packages.sh"),
-        script="debian-packages.sh",
-        marker="bin/.done",
-        env={"PACKAGE": f"etcd-server={release.etcd}-4+b4", "BINARIES": "etcd"},
-    )
+    etcd = _debian_package_step("debian-etcd", f"etcd-server={release.etcd}-4+b4", "etcd")
     return kube, runtime, etcd, {}
+
+
+def _debian_package_step(name: str, package: str, binaries: str) -> Step:
+    """`binaries` (space-separated) of one Debian package (name=version), into bin/."""
+    return _script_step(name, "debian-packages.sh", marker="bin/.done", env={"PACKAGE": package, "BINARIES": binaries})
 
 
 def node_image_tag(release: Release | None = None) -> str:
