@@ -35,7 +35,7 @@ import shlex
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -575,19 +575,21 @@ class UnreachableNodeSkips:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
-        try:
-            return (yield)
-        except Exception as e:
-            _skip_if_unreachable(e)
-            raise
+        return (yield from _skipping_unreachable())
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
-        try:
-            return (yield)
-        except Exception as e:
-            _skip_if_unreachable(e)
-            raise
+        return (yield from _skipping_unreachable())
+
+
+def _skipping_unreachable() -> Generator[None, Any, Any]:
+    """Both wrappers' body: the hook's result, or its error turned into a skip where it is (or was
+    raised from) NodeExecUnavailable."""
+    try:
+        return (yield)
+    except Exception as e:
+        _skip_if_unreachable(e)
+        raise
 
 
 def _skip_if_unreachable(error: BaseException) -> None:
