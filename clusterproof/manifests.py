@@ -248,39 +248,38 @@ class Manifests:
     def image(self, name: str) -> str:
         return self.catalogue.ref(name, offline=self.cluster.offline)
 
+    def _values(self, values: Mapping[str, str] | None) -> dict[str, str]:
+        """Placeholder values: this set's defaults, a call's own winning."""
+        return {**self.values, **(values or {})}
+
+    def _bound(self, namespace: str | None, values: Mapping[str, str] | None) -> dict[str, Any]:
+        """What `load` and `prepare` take from this set: its namespace unless one is given, its
+        catalogue and labels, the cluster's offline flag, and the placeholder values."""
+        return {
+            "namespace": namespace or self.namespace,
+            "catalogue": self.catalogue,
+            "labels": self.labels,
+            "offline": self.cluster.offline,
+            "values": self._values(values),
+        }
+
     def load(
         self, path: str | Path, namespace: str | None = None, *, values: Mapping[str, str] | None = None
     ) -> list[Doc]:
-        return load(
-            path,
-            namespace or self.namespace,
-            catalogue=self.catalogue,
-            labels=self.labels,
-            offline=self.cluster.offline,
-            values={**self.values, **(values or {})},
-            fixtures_dir=self.fixtures_dir,
-        )
+        return load(path, **self._bound(namespace, values), fixtures_dir=self.fixtures_dir)
 
     def load_raw(self, path: str | Path) -> RawManifest:
         return load_raw(path, fixtures_dir=self.fixtures_dir)
 
     def render(self, path: str | Path, values: Mapping[str, str] | None = None) -> list[Any]:
         """Documents with placeholders filled, nothing else (e.g. a *.patch.yaml body)."""
-        return render(path, {**self.values, **(values or {})}, fixtures_dir=self.fixtures_dir)
+        return render(path, self._values(values), fixtures_dir=self.fixtures_dir)
 
     def prepare(
         self, docs: list[Any], namespace: str | None = None, *, values: Mapping[str, str] | None = None
     ) -> list[Doc]:
         """Like load, for documents a test built itself."""
-        return prepare(
-            docs,
-            namespace or self.namespace,
-            catalogue=self.catalogue,
-            labels=self.labels,
-            offline=self.cluster.offline,
-            values={**self.values, **(values or {})},
-            source="<inline>",
-        )
+        return prepare(docs, **self._bound(namespace, values), source="<inline>")
 
     def apply(
         self,
