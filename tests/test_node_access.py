@@ -496,11 +496,8 @@ def test_every_command_is_timed_and_logged(caplog):
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeconftest('pytest_plugins = ["clusterproof.plugin"]')
-    pytester.makefile(".md", CLAIMS="## SVC\n| ID | claim | observable |\n|---|---|---|\n| SVC-18 | rules | r |\n")
-    pytester.makeini("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
-    return pytester
+def project(plugin_project) -> pytest.Pytester:
+    return plugin_project("## SVC\n| ID | claim | observable |\n|---|---|---|\n| SVC-18 | rules | r |\n")
 
 
 def test_a_node_check_meeting_an_unreachable_node_is_skipped_naming_it(project):

@@ -18,13 +18,8 @@ CLAIMS_MD = """\
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    # a no-op where clusterproof is installed (its entry point loads the plugin under this name);
-    # lets these tests run from a checkout that is not
-    pytester.makeconftest('pytest_plugins = ["clusterproof.plugin"]')
-    pytester.makefile(".md", CLAIMS=CLAIMS_MD)
-    pytester.makeini("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
-    return pytester
+def project(plugin_project) -> pytest.Pytester:
+    return plugin_project(CLAIMS_MD)
 
 
 def claims_args(pytester: pytest.Pytester, *extra: str) -> list[str]:

@@ -165,11 +165,8 @@ CLAIMS_MD = """\
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeconftest('pytest_plugins = ["clusterproof.plugin"]')
-    pytester.makefile(".md", CLAIMS=CLAIMS_MD)
-    pytester.makeini("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
-    return pytester
+def project(plugin_project) -> pytest.Pytester:
+    return plugin_project(CLAIMS_MD)
 
 
 def test_terminal_and_claims_json_say_error_for_a_failed_set_up_step_and_failed_for_a_broken_cluster(project):
