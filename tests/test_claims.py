@@ -4,6 +4,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from reports_by_hand import claim_report
 
 from clusterproof.claims import ClaimLedger, load_claims, parse_claims
 from clusterproof.errors import ClaimsError
@@ -26,20 +27,8 @@ CLAIMS_MD = """\
 """
 
 
-def report(nodeid, when, outcome, claims=("SVC-01",), longrepr=None):
-    return pytest.TestReport(
-        nodeid=nodeid,
-        location=("x.py", 1, nodeid),
-        keywords={},
-        outcome=outcome,
-        longrepr=longrepr,
-        when=when,
-        user_properties=[("claim", c) for c in claims],
-    )
-
-
 def passed(nodeid, claims):
-    return [report(nodeid, w, "passed", claims) for w in ("setup", "call", "teardown")]
+    return [claim_report(nodeid, w, "passed", claims) for w in ("setup", "call", "teardown")]
 
 
 def test_parse_claims_reads_rows_in_order_with_sections():
@@ -65,14 +54,14 @@ def test_verdicts_held_failed_error_skipped_partial_and_no_test():
     ledger = ClaimLedger(parse_claims(CLAIMS_MD))
     for r in passed("t.py::test_a", ("SVC-01",)):
         ledger.record(r)
-    ledger.record(report("t.py::test_b", "setup", "passed", ("SVC-02",)))
-    ledger.record(report("t.py::test_b", "call", "failed", ("SVC-02",), longrepr="E  assert 1 == 2"))
-    ledger.record(report("t.py::test_c", "setup", "skipped", ("NS-01",), ("t.py", 3, "Skipped: no CoreDNS")))
+    ledger.record(claim_report("t.py::test_b", "setup", "passed", ("SVC-02",)))
+    ledger.record(claim_report("t.py::test_b", "call", "failed", ("SVC-02",), longrepr="E  assert 1 == 2"))
+    ledger.record(claim_report("t.py::test_c", "setup", "skipped", ("NS-01",), ("t.py", 3, "Skipped: no CoreDNS")))
     for r in passed("t.py::test_d", ("NS-02",)):
         ledger.record(r)
-    ledger.record(report("t.py::test_e", "setup", "skipped", ("NS-02",), ("t.py", 3, "Skipped: needs 2 workers")))
-    ledger.record(report("t.py::test_f", "call", "passed", ("NS-03",)))
-    ledger.record(report("t.py::test_f", "teardown", "failed", ("NS-03",), longrepr="cleanup broke"))
+    ledger.record(claim_report("t.py::test_e", "setup", "skipped", ("NS-02",), ("t.py", 3, "Skipped: needs 2 workers")))
+    ledger.record(claim_report("t.py::test_f", "call", "passed", ("NS-03",)))
+    ledger.record(claim_report("t.py::test_f", "teardown", "failed", ("NS-03",), longrepr="cleanup broke"))
     verdicts = {v.claim.id: v for v in ledger.verdicts()}
     assert {k: v.verdict for k, v in verdicts.items()} == {
         "SVC-01": "held",
@@ -104,7 +93,7 @@ def test_one_test_may_carry_several_claims():
 
 def test_table_has_one_row_per_claim_and_json_has_the_tests():
     ledger = ClaimLedger(parse_claims(CLAIMS_MD))
-    ledger.record(report("t.py::test_b", "call", "failed", ("SVC-02",), longrepr="E  boom"))
+    ledger.record(claim_report("t.py::test_b", "call", "failed", ("SVC-02",), longrepr="E  boom"))
     lines = ledger.table(width=100).splitlines()
     assert lines[0].split() == ["claim", "verdict", "test(s)", "reason"]
     assert len(lines) == 7
@@ -117,14 +106,14 @@ def test_table_has_one_row_per_claim_and_json_has_the_tests():
 
 def test_reports_without_claims_are_ignored():
     ledger = ClaimLedger(parse_claims(CLAIMS_MD))
-    ledger.record(report("t.py::test_x", "call", "failed", ()))
+    ledger.record(claim_report("t.py::test_x", "call", "failed", ()))
     assert not ledger.has_tests
 
 
 def test_a_test_interrupted_after_setup_is_an_error_not_held():
     ledger = ClaimLedger(parse_claims(CLAIMS_MD))
-    ledger.record(report("t.py::test_slow", "setup", "passed", ("SVC-01",)))
-    ledger.record(report("t.py::test_slow", "teardown", "passed", ("SVC-01",)))
+    ledger.record(claim_report("t.py::test_slow", "setup", "passed", ("SVC-01",)))
+    ledger.record(claim_report("t.py::test_slow", "teardown", "passed", ("SVC-01",)))
     verdict = {v.claim.id: v for v in ledger.verdicts()}["SVC-01"]
     assert verdict.verdict == "error"
     assert verdict.reason == "did not finish (interrupted)"
@@ -141,17 +130,16 @@ def test_json_carries_each_tests_times_message_and_diagnostics_redacted():
     )
     for when, outcome, start, seconds in timed:
         ledger.record(
-            pytest.TestReport(
-                nodeid="t.py::test_b",
-                location=("t.py", 1, "test_b"),
-                keywords={},
-                outcome=outcome,
-                longrepr=crash if outcome == "failed" else None,
-                when=when,
+            claim_report(
+                "t.py::test_b",
+                when,
+                outcome,
+                ("SVC-02",),
+                crash if outcome == "failed" else None,
+                properties=[("diagnostics", DIAGNOSTICS)] * (when == "call"),
                 duration=seconds,
                 start=start,
                 stop=start + seconds,
-                user_properties=[("claim", "SVC-02")] + [("diagnostics", DIAGNOSTICS)] * (when == "call"),
             )
         )
     data = ledger.to_json()

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client import ApiException
+from reports_by_hand import claim_report
 
 from clusterproof import wait
 from clusterproof.claims import OBSERVED_ON_PROPERTY, ClaimLedger, parse_claims
@@ -408,15 +409,7 @@ def test_the_claims_table_names_what_each_verdict_was_observed_on():
     on = f"traefik {releases.TRAEFIK} (IngressClass traefik, installed by this run)"
 
     def report(nodeid, claim, when, outcome, longrepr=None):
-        return pytest.TestReport(
-            nodeid=nodeid,
-            location=("x.py", 1, nodeid),
-            keywords={},
-            outcome=outcome,
-            longrepr=longrepr,
-            when=when,
-            user_properties=[("claim", claim), (OBSERVED_ON_PROPERTY, on)],
-        )
+        return claim_report(nodeid, when, outcome, (claim,), longrepr, properties=[(OBSERVED_ON_PROPERTY, on)])
 
     for when in ("setup", "call", "teardown"):
         ledger.record(report("t::routes", "ING-03", when, "passed"))

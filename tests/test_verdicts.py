@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 from kubernetes import client
+from reports_by_hand import claim_report
 
 from clusterproof import verdicts
 from clusterproof.api_answers import ApiRefusal, answer_to
@@ -93,15 +94,7 @@ def test_skips_broken_observables_and_nested_steps_pass_through_unchanged():
 
 
 def report(when, outcome="failed", claims=("SVC-01",)):
-    return pytest.TestReport(
-        nodeid=f"t.py::test_{claims[0]}",
-        location=("t.py", 1, "test_x"),
-        keywords={},
-        outcome=outcome,
-        longrepr="E   something",
-        when=when,
-        user_properties=[("claim", c) for c in claims],
-    )
+    return claim_report(f"t.py::test_{claims[0]}", when, outcome, claims, longrepr="E   something")
 
 
 def test_classify_marks_setup_failures_in_the_body_as_errors_and_broken_fixtures_as_failures():
