@@ -36,7 +36,7 @@ NOTES_NODE_PORT_RANGE = (30000, 32767)  # [002] "30000-32767 범위"
 ENDPOINTS_TIMEOUT = 90.0
 # When a shared precondition is known broken (clusterproof.health: no endpoints controller, no
 # kube-proxy on any node), a wait that cannot succeed still gets this long, then gives up naming it.
-BROKEN_GRACE = 5.0  # a known-broken precondition (kube-proxy on no node, no endpoints controller): a wait gets this long, once per wait
+BROKEN_GRACE = 5.0
 RULES_TIMEOUT = 60.0
 PORT_RELEASE_TIMEOUT = 60.0
 NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
