@@ -483,3 +483,36 @@ def test_an_install_that_does_not_get_ready_fails_naming_the_pod_unless_its_imag
         f"could not evaluate (set-up: install ingress controller traefik {releases.TRAEFIK}): pod traefik-1: "
         "container traefik ErrImageNeverPull (docker.io/library/traefik:v3.6.12)"
     )
+
+
+def test_a_host_longer_than_a_common_name_still_gets_a_certificate_that_verifies(tmp_path):
+    """The hosts carry the test's namespace and can pass X.509's 64-character CN cap: the
+    certificate names the host in its SAN, and a verified HTTPS request with that SNI succeeds
+    against a local TLS listener serving it."""
+    import socket
+    import ssl
+    import threading
+
+    host = "tls." + "n" * 60 + ".clusterproof.test"
+    cert, key = ingress.self_signed_certificate(host)
+    (tmp_path / "tls.crt").write_bytes(cert)
+    (tmp_path / "tls.key").write_bytes(key)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve_one() -> None:
+        connection, _ = listener.accept()
+        with server_context.wrap_socket(connection, server_side=True) as tls:
+            tls.recv(65536)
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nroot")
+
+    server = threading.Thread(target=serve_one, daemon=True)
+    server.start()
+    try:
+        answer = ingress.https_get_sni("127.0.0.1", listener.getsockname()[1], host, "/", cert)
+    finally:
+        server.join(5)
+        listener.close()
+    assert (answer.status, answer.body) == (200, "root")
+    assert answer.certificate == ssl.PEM_cert_to_DER_cert(cert.decode())

@@ -961,14 +961,16 @@ def require_cryptography() -> None:
 
 
 def self_signed_certificate(host: str) -> tuple[bytes, bytes]:
-    """(certificate PEM, key PEM) for `host` (CN and SAN), valid for a day."""
+    """(certificate PEM, key PEM) for `host` (SAN, and CN when it fits), valid for a day."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    # X.509 caps the CN at 64 characters; clients check the SAN, the CN is only a label
+    common_name = host if len(host) <= 64 else "clusterproof self-signed"
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
