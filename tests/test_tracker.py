@@ -226,6 +226,9 @@ def test_a_lease_change_computed_from_a_stale_node_is_computed_again():
 
 
 def test_sigint_runs_cleanup_then_raises_keyboard_interrupt():
+    # a process started in the background by a non-interactive shell (a CI script) has SIGINT
+    # ignored; the later Ctrl-C acts as the handler found, so give it Python's own
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
     cleaned = []
     before = signal.getsignal(signal.SIGINT)
     now = [100.0]
@@ -245,6 +248,7 @@ def test_sigint_runs_cleanup_then_raises_keyboard_interrupt():
         assert signal.getsignal(signal.SIGINT) is before
     finally:
         restore()
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_sighup_diverts_the_output_then_cleans_up_and_later_ones_only_divert(monkeypatch, tmp_path):
