@@ -61,7 +61,7 @@ class FakeOfflineApi:
     def kind_config_overrides(self, version):
         return {"networking": {"disableDefaultCNI": True}, "kubeadmConfigPatches": ["kind: ClusterConfiguration\n"]}
 
-    def configure_cluster(self, cluster):
+    def configure_cluster(self, cluster, node_count):
         self.calls.append(f"configure {cluster.name}")
 
 
@@ -187,7 +187,7 @@ def test_kept_clusters_are_not_deleted(provider_for):
 
 def test_failed_set_up_deletes_the_half_made_cluster(provider_for):
     api = FakeOfflineApi(offline=True)
-    api.configure_cluster = lambda cluster: (_ for _ in ()).throw(RuntimeError("no podCIDR"))
+    api.configure_cluster = lambda cluster, node_count: (_ for _ in ()).throw(RuntimeError("no podCIDR"))
     provider = provider_for(api)
     with pytest.raises(RuntimeError):
         provider.acquire("session")

@@ -205,3 +205,35 @@ def test_go_built_releases_preload_the_offline_ingress_controller_and_the_legacy
         == build.steps(releases.release("1.36"))["go-traefik"].hash
     )
     assert "go-traefik" not in build.steps(releases.release("1.20"))
+
+
+def test_the_pod_network_waits_for_every_node_of_the_kind_config_to_register():
+    """`kind create` can return before the last worker's Node exists: configuring the two that
+    are there would leave the third NotReady for good. FAKE cluster: list_node answers two nodes,
+    then three; node_exec records what each node was given."""
+    from types import SimpleNamespace
+
+    from kubernetes import client
+
+    from clusterproof.offline import api
+
+    def node(route: podnetwork.NodeRoute) -> client.V1Node:
+        return client.V1Node(
+            metadata=client.V1ObjectMeta(name=route.name),
+            spec=client.V1NodeSpec(pod_cidr=route.pod_cidr),
+            status=client.V1NodeStatus(addresses=[client.V1NodeAddress(type="InternalIP", address=route.ip)]),
+        )
+
+    answers = [NODES[:2], NODES]
+
+    def list_node() -> SimpleNamespace:
+        routes = answers.pop(0) if len(answers) > 1 else answers[0]
+        return SimpleNamespace(items=[node(r) for r in routes])
+
+    configured: list[str] = []
+    cluster = SimpleNamespace(
+        core=SimpleNamespace(list_node=list_node),
+        node_exec=lambda name, *argv, input: configured.append(name),
+    )
+    api.configure_cluster(cluster, 3)
+    assert configured == ["cp", "w1", "w2"]

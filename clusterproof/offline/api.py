@@ -82,8 +82,10 @@ def kind_config_overrides(version: str | None = None) -> dict:
     return {"networking": {"disableDefaultCNI": True}, "kubeadmConfigPatches": patches}
 
 
-def configure_cluster(cluster: Cluster) -> None:
-    """Pod networking on every node, once the controller-manager has given each a podCIDR."""
+def configure_cluster(cluster: Cluster, node_count: int) -> None:
+    """Pod networking on every node, once all `node_count` have registered and the
+    controller-manager has given each a podCIDR. (`kind create` can return before the last
+    worker's Node exists: on a busy host, a cluster configured then kept that node NotReady.)"""
     from clusterproof.wait import until
 
     def routes() -> list[podnetwork.NodeRoute] | None:
@@ -97,9 +99,9 @@ def configure_cluster(cluster: Cluster) -> None:
             for n in nodes
             if n.spec.pod_cidr
         ]
-        return found if found and len(found) == len(nodes) else None
+        return found if len(found) == len(nodes) >= node_count else None
 
-    nodes = until(routes, "every node to have a spec.podCIDR", timeout=POD_CIDR_TIMEOUT)
+    nodes = until(routes, f"all {node_count} nodes registered, each with a spec.podCIDR", timeout=POD_CIDR_TIMEOUT)
     for node in nodes:
         script = podnetwork.node_script(node, [o for o in nodes if o.name != node.name])
         cluster.node_exec(node.name, "sh", "-c", script, input=podnetwork.conflist(node.pod_cidr))

@@ -3,7 +3,7 @@
 Offline hooks (clusterproof.offline.api, imported when first needed so the framework works
 without it): resolve_offline(mode, kind_image) -> bool, ensure_images(version, log) -> node
 image tag, stock_image(version) -> kind's published image or None, kind_command(kind_path,
-run_dir) -> Path, kind_config_overrides(version) -> dict, configure_cluster(cluster),
+run_dir) -> Path, kind_config_overrides(version) -> dict, configure_cluster(cluster, node_count),
 host_hygiene(log) (a context manager around all kind use of the session). `version` is
 --k8s-version (None: the default release).
 """
@@ -234,10 +234,11 @@ class KindProvider:
                 offline=self._offline,
                 kubectl_bin=self.settings.kubectl_bin,
             )
+            node_count = len(config.get("nodes") or [1])
             if self._active_api is not None:
                 with self.stopwatch.measure(f"cluster {name}: pod network (offline)"):
-                    self._active_api.configure_cluster(cluster)
-            self._hand_over(cluster, len(config.get("nodes") or [1]), note)
+                    self._active_api.configure_cluster(cluster, node_count)
+            self._hand_over(cluster, node_count, note)
         except BaseException:
             self._delete(name)
             raise
