@@ -101,7 +101,8 @@ def module_rows(timings: list[dict]) -> dict[str, float]:
         if what.startswith("module ") or what == "whole run":
             rows[what] = r["seconds"]
         elif what.startswith("cluster "):
-            phase = what.split(": ", 1)[-1]
+            # "node commands via docker (67 commands, median …)": the phase, not its details
+            phase = what.split(": ", 1)[-1].split(" (", 1)[0]
             rows[f"clusters: {phase} (sum)"] = rows.get(f"clusters: {phase} (sum)", 0.0) + r["seconds"]
     return rows
 

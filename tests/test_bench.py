@@ -122,7 +122,14 @@ def test_two_strategies_are_compared_per_module_with_their_ratio():
     a = bench.module_rows([{"what": "module suites/test_quota.py", "seconds": 60.0},
                            {"what": "cluster cp-1-quota: kind create", "seconds": 20.0},
                            {"what": "cluster cp-1-pod: kind create", "seconds": 22.0},
+                           {"what": "cluster cp-1-pod: node commands via docker (9 commands)", "seconds": 1.0},
+                           {"what": "cluster cp-1-quota: node commands via docker (3 commands)", "seconds": 0.5},
                            {"what": "whole run", "seconds": 100.0}])
-    assert a == {"module suites/test_quota.py": 60.0, "clusters: kind create (sum)": 42.0, "whole run": 100.0}
+    assert a == {
+        "module suites/test_quota.py": 60.0,
+        "clusters: kind create (sum)": 42.0,
+        "clusters: node commands via docker (sum)": 1.5,
+        "whole run": 100.0,
+    }
     table = bench.side_by_side([("A way", a, 0), ("B way", {**a, "whole run": 50.0}, 0)])
     assert "whole run" in table and "0.50" in table and "A: A way (exit 0)" in table
