@@ -516,3 +516,22 @@ def test_a_host_longer_than_a_common_name_still_gets_a_certificate_that_verifies
         listener.close()
     assert (answer.status, answer.body) == (200, "root")
     assert answer.certificate == ssl.PEM_cert_to_DER_cert(cert.decode())
+
+
+def test_a_route_wait_gives_up_at_once_naming_a_controller_scaled_to_zero_mid_test():
+    """The controller served when the test began, then was scaled to zero: the node port refuses
+    connections. The wait stops at the first refusal with the controller's state, not after 90 s
+    of "connection refused". (The fetch is FAKE: it raises what a refused connection raises.)"""
+    from clusterproof.errors import ProbeError
+
+    def refused() -> ingress.HttpAnswer:
+        raise ProbeError("GET http://172.19.0.4:31995/testpath: ConnectionError: refused")
+
+    scaled = "Deployment traefik/traefik: 0 of 0 replicas ready (scaled to zero): nothing runs the controller"
+    causes = iter([None, scaled])
+    with pytest.raises(WaitGaveUp) as gave_up:
+        ingress.wait_answer(
+            refused, lambda a: a.ok, "/testpath answered by Service test", timeout=30, never=lambda: next(causes)
+        )
+    assert "scaled to zero): nothing runs the controller" in str(gave_up.value)
+    assert "connection" in str(gave_up.value).lower()

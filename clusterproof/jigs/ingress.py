@@ -349,6 +349,7 @@ class Controller:
             lambda a: a.status == 404,
             f"the 404 of ingress controller {self.describe()} for an unknown host via {where} {ip}:{port}",
             timeout=timeout,
+            never=self.scaled_to_zero,
         )
 
     def assert_path_routed(self, namespace: str, host: str, path: str, service: str) -> None:
@@ -363,6 +364,7 @@ class Controller:
                 f"{path} (Host {host}) via {node} {ip}:{port} answered by a pod of Service {service} "
                 f"({', '.join(sorted(backends))}) through {self.describe()}",
                 hint=lambda _: service_state(self.cluster, namespace, service),
+                never=self.scaled_to_zero,
             )
 
     def assert_serves_certificate(self, namespace: str, secret: str, host: str, cert_pem: bytes, backend: str) -> None:
@@ -375,12 +377,13 @@ class Controller:
         for node, ip in self.node_ips():
             where = f"{node} {ip}:{port}"
             wait.until_seen(
-                lambda ip=ip: presented_certificate(ip, port, host),
+                unless(self.scaled_to_zero, lambda ip=ip: presented_certificate(ip, port, host)),
                 lambda der: der == ours or None,
                 f"the certificate of Secret {secret} ({certificate_subject(ours)}) for SNI {host} via {where} "
                 f"from {self.describe()}",
                 ROUTE_TIMEOUT,
                 describe=lambda der: f"certificate {certificate_subject(der)}",
+                final=lambda _: self.scaled_to_zero(),
                 hint=lambda _: secret_certificate_state(self.cluster, namespace, secret, host),
             )
             wait_answer(
@@ -388,6 +391,7 @@ class Controller:
                 lambda a: a.status == 200 and a.body.strip() == backend,
                 f"HTTPS with SNI {host} via {where}, verified against Secret {secret}'s certificate, answered "
                 f"by {backend}",
+                never=self.scaled_to_zero,
             )
 
 
@@ -928,6 +932,21 @@ def get(ip: str, port: int, path: str, host: str, *, timeout: float = 3) -> Http
     return http_get(f"http://{ip}:{port}{path}", headers={"Host": host}, timeout=timeout)
 
 
+def unless(never: Callable[[], str | None], fetch: Callable[[], A]) -> Callable[[], A]:
+    """`fetch`, where no answer at all (ProbeError) gives up at once when `never()` names a cause."""
+
+    def read() -> A:
+        try:
+            return fetch()
+        except ProbeError as e:
+            cause = never()
+            if cause:
+                raise wait.Never(cause, str(e)) from None
+            raise
+
+    return read
+
+
 def wait_answer(
     fetch: Callable[[], A],
     matches: Callable[[A], bool],
@@ -935,15 +954,19 @@ def wait_answer(
     timeout: float = ROUTE_TIMEOUT,
     *,
     hint: wait.Hint = None,
+    never: Callable[[], str | None] | None = None,
 ) -> A:
     """Repeat `fetch` (an HttpAnswer or TlsAnswer; no answer at all is a ProbeError, retried)
-    until its answer matches; a timeout names the last answer (and the hint, when given)."""
+    until its answer matches; a timeout names the last answer (and the hint, when given).
+    `never()`, asked whenever the answer is wrong or missing, names a cause no waiting cures
+    (the controller scaled to zero): the wait gives up at once with it."""
     return wait.until_seen(
-        fetch,
+        unless(never, fetch) if never else fetch,
         lambda answer: answer if matches(answer) else None,
         expected,
         timeout,
         describe=lambda answer: f"HTTP {answer.status} {answer.body.strip()[:120]!r}",
+        final=(lambda _: never()) if never else None,
         hint=hint,
     )
 
