@@ -372,6 +372,12 @@ def test_a_foreign_certificate_in_the_tls_secret_is_named_by_its_subject():
         "which does not name tls.ns-1.clusterproof.test"
     )
     assert ingress.certificate_subject(b"") == "none presented"
+    # nothing rewrites the test's own Secret: a foreign certificate there ends the wait at once
+    assert ingress.secret_names_another_host(cluster, "ns-1", "tls-secret", "tls.ns-1.clusterproof.test") == (
+        "Secret tls-secret holds a certificate for CN=other.example (SAN other.example), "
+        "which does not name tls.ns-1.clusterproof.test"
+    )
+    assert ingress.secret_names_another_host(cluster, "ns-1", "tls-secret", "other.example") is None
 
 
 def test_offline_nodes_without_the_controller_image_are_named():

@@ -383,7 +383,9 @@ class Controller:
                 f"from {self.describe()}",
                 ROUTE_TIMEOUT,
                 describe=lambda der: f"certificate {certificate_subject(der)}",
-                final=lambda _: self.scaled_to_zero(),
+                final=lambda _: (
+                    self.scaled_to_zero() or secret_names_another_host(self.cluster, namespace, secret, host)
+                ),
                 hint=lambda _: secret_certificate_state(self.cluster, namespace, secret, host),
             )
             wait_answer(
@@ -859,20 +861,37 @@ def certificate_subject(der: bytes) -> str:
 def secret_certificate_state(cluster: Cluster, namespace: str, secret: str, host: str) -> str:
     """What certificate the test's own TLS Secret holds now (its tls.crt only), and whether it names
     `host`: the hint of a wrong certificate."""
+    subject, problem = _secret_subject(cluster, namespace, secret)
+    if problem:
+        return problem
+    return _names_another_host(secret, subject, host) or f"Secret {secret} holds a certificate for {subject}"
+
+
+def secret_names_another_host(cluster: Cluster, namespace: str, secret: str, host: str) -> str | None:
+    """The test's own TLS Secret holds a certificate that does not name `host`: nothing changes it
+    while the test waits, so no controller will ever present the Secret's certificate for `host`."""
+    subject, problem = _secret_subject(cluster, namespace, secret)
+    return None if problem else _names_another_host(secret, subject, host)
+
+
+def _names_another_host(secret: str, subject: str, host: str) -> str | None:
+    return None if host in subject else f"Secret {secret} holds a certificate for {subject}, which does not name {host}"
+
+
+def _secret_subject(cluster: Cluster, namespace: str, secret: str) -> tuple[str, str | None]:
+    """(subject of the Secret's tls.crt, or why there is none to read)."""
     try:
         data = cluster.core.read_namespaced_secret(secret, namespace).data or {}
     except ApiException as e:
-        return f"Secret {secret} cannot be read: HTTP {e.status} {e.reason}"
+        return "", f"Secret {secret} cannot be read: HTTP {e.status} {e.reason}"
     if "tls.crt" not in data:
-        return f"Secret {secret} has no tls.crt"
+        return "", f"Secret {secret} has no tls.crt"
     pem = base64.b64decode(data["tls.crt"]).decode("ascii", "replace")
     try:
         der = ssl.PEM_cert_to_DER_cert(pem)
     except ValueError:
-        return f"Secret {secret}'s tls.crt is not a PEM certificate"
-    subject = certificate_subject(der)
-    names = "" if host in subject else f", which does not name {host}"
-    return f"Secret {secret} holds a certificate for {subject}{names}"
+        return "", f"Secret {secret}'s tls.crt is not a PEM certificate"
+    return certificate_subject(der), None
 
 
 # --- Ingress documents -------------------------------------------------------------------------
