@@ -279,7 +279,11 @@ def test_notes_pod_volume_2_runs_once_node_v_exists_and_its_files_land_on_the_no
     text = f"written in pod-volume-2 of {namespace}"
     pod_files.write("pod-volume-2", f"/mount1/{namespace}", text)
     on_node = node_files.read(pod.spec.node_name, f"/node-v/{namespace}")
-    assert on_node == text, f"node {pod.spec.node_name} has {on_node!r} at /node-v/{namespace}, written in the pod"
+    found = "no file" if on_node is None else repr(on_node)
+    assert on_node == text, (
+        f"pod-volume-2 wrote {text!r} at /mount1/{namespace}; "
+        f"node {pod.spec.node_name} has {found} at /node-v/{namespace}"
+    )
 
 
 # --- [003] manifests as printed (no indentation) ----------------------------------------------
