@@ -609,3 +609,25 @@ def test_the_plugin_records_the_run_and_sweeps_each_cluster_it_acquires(pytester
     assert mine.provider == "existing" and mine.ended is not None and mine.pid == os.getpid()
     [there] = [r for r in ClusterRecords("fake", api.core, api.coordination).records() if r.run_id == "me"]
     assert there.ended is not None
+
+
+def test_a_kind_delete_racing_the_dead_runs_own_is_done_when_the_cluster_is_gone(tmp_path):
+    """Measured: a run SIGKILLed during its `kind delete` leaves that child running; the sweep's
+    own delete then fails on containers already removed. FAKE kind: the first delete fails while
+    the other finishes; the cluster is then gone, which is all the sweep wanted."""
+    registry = HostRegistry(tmp_path / "registry")
+    registry.write(kind_record("20260101-120000-3f2a", 100, tmp_path))
+    kind = FakeKind(["cp-1200003f2a-quota"])
+    real_run = kind.run
+
+    def racing(argv, **kw):
+        if argv[1] == "delete":
+            kind.names.remove("cp-1200003f2a-quota")  # the dead run's own kind delete finished first
+            return subprocess.CompletedProcess(argv, 1, "", 'ERROR: failed to delete cluster: "docker rm" failed')
+        return real_run(argv, **kw)
+
+    kind.run = racing
+    report = sweep.sweep_host(kind, registry, machine=HERE, docker="", start_of=processes(), now=NOW)
+    assert report.lines() == [
+        "deleted kind cluster cp-1200003f2a-quota (run 20260101-120000-3f2a: pid 100 on host-a is gone)"
+    ]
