@@ -120,6 +120,11 @@ def side_by_side(results: list[tuple[str, dict[str, float], int]]) -> str:
     return "\n".join(lines)
 
 
+def _say_now(line: str) -> None:
+    """A line as soon as it is known: under tox or CI our stdout is a pipe (block-buffered)."""
+    print(line, flush=True)
+
+
 def _s(value: float | None) -> str:
     return f"{value:8.1f}s" if value is not None else "        -"
 
@@ -199,11 +204,12 @@ def soak(
     probes: Probes,
     *,
     stops: list[int] | None = None,
-    say: Callable[[str], None] = print,
+    say: Callable[[str], None] | None = None,
     runs: Path = RUNS,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[Iteration]:
     stops = [] if stops is None else stops
+    say = say or _say_now
     before = _host_things(probes)
     iterations: list[Iteration] = []
     for index in range(1, n + 1):
