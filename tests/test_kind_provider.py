@@ -289,3 +289,25 @@ def test_host_room_reads_available_memory(tmp_path):
     meminfo.write_text("MemAvailable: 20000000 kB\n")
     assert kind_provider.host_room(meminfo, cpus=2) is None
     assert kind_provider.host_room(meminfo, cpus=1) == "1 CPU"
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), pytest.exit.Exception("SIGHUP received: cleaned up")])
+def test_a_stop_during_kind_delete_finishes_the_delete_then_stops(provider_for, stop):
+    """SIGINT (KeyboardInterrupt) or SIGTERM/SIGHUP (pytest.exit, an Exception) arriving while kind
+    deletes the cluster: subprocess.run kills kind on the way out. Measured: the stop was then
+    swallowed as "could not delete kind cluster …: SIGHUP received". Now the delete is made again
+    and the stop goes on. FAKE kind: the first delete raises the stop."""
+    provider = provider_for(None)
+    cluster = provider.acquire("session")
+    kind = FakeKindCluster.made[0]
+
+    def delete():
+        kind.events.append("delete")
+        if kind.events.count("delete") == 1:
+            raise stop
+
+    kind.delete = delete
+    with pytest.raises(type(stop)):
+        provider.release(cluster)
+    assert kind.events == ["create", "delete", "delete"]
+    assert not any("could not delete" in n for n in provider.notes)

@@ -316,6 +316,13 @@ class KindProvider:
         try:
             with self.stopwatch.measure(f"cluster {name}: kind delete"):
                 kind.delete()
+        except (KeyboardInterrupt, pytest.exit.Exception):
+            # a stop came during the delete, and killed `kind delete` on its way out: finish, then stop
+            try:
+                kind.delete()
+            except Exception as e:
+                self.note(f"could not delete kind cluster {name}: {e}")
+            raise
         except Exception as e:
             self.note(f"could not delete kind cluster {name}: {e}")
         _remove_empty_scratch_dir(name)
