@@ -585,7 +585,8 @@ def controller_under_test(
             return UnderTest(
                 skip=f"no ingress controller to install offline: the nodes have no {', '.join(missing)} (the offline "
                 "node images of the Go-built releases carry it: python -m clusterproof.offline build; the legacy "
-                f"1.20 image has none); {INGRESS_NGINX_OFFLINE}",
+                "1.20 image has none: Traefik >= v3.1 finds endpoints through discovery.k8s.io/v1 EndpointSlices, "
+                f"which Kubernetes 1.20 does not serve); {INGRESS_NGINX_OFFLINE}",
                 plan=chosen,
             )
     try:
