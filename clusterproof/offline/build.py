@@ -149,14 +149,14 @@ def _go_step(name: str, program: gomod.GoProgram, go: GoAction, *code: object) -
     return Step(name, _go_recipe(program, *code), go=go, marker="bin/.done")
 
 
-def _program_step(name: str, make: Callable[[], gomod.GoProgram]) -> Step:
-    """A Go step that builds the program `make` returns, as gomod builds any wrapper module."""
+def _program_step(name: str, program: gomod.GoProgram) -> Step:
+    """A Go step that builds `program` as gomod builds any wrapper module."""
 
     def action(builder: Builder, step: Step, out: Path) -> dict[str, float]:
         work = builder.cache / "go" / "work" / step.name
-        return gomod.build(builder.go_env, make(), out, work, log=builder.step_log(step))
+        return gomod.build(builder.go_env, program, out, work, log=builder.step_log(step))
 
-    return _go_step(name, make(), action)
+    return _go_step(name, program, action)
 
 
 def _compile_pause(source: Path, target: Path, release: Release) -> float:
@@ -205,10 +205,10 @@ def steps(release: Release) -> dict[str, Step]:
             _go_kubernetes,
             _compile_pause,
         )
-        runtime = _program_step("go-containerd", programs.containerd)
-        etcd = _program_step(f"go-etcd-{release.etcd}", lambda: programs.etcd(release))
-        coredns = _program_step(f"go-coredns-{release.coredns}", lambda: programs.coredns(release))
-        local_path = _program_step("go-local-path-provisioner", programs.local_path_provisioner)
+        runtime = _program_step("go-containerd", programs.containerd())
+        etcd = _program_step(f"go-etcd-{release.etcd}", programs.etcd(release))
+        coredns = _program_step(f"go-coredns-{release.coredns}", programs.coredns(release))
+        local_path = _program_step("go-local-path-provisioner", programs.local_path_provisioner())
         # the ingress controller of offline clusters (ingress-nginx cannot be built: clusterproof.jigs.ingress)
         traefik = _go_step("go-traefik", programs.traefik(""), _go_traefik, _go_traefik)
         extra = {
