@@ -131,19 +131,28 @@ def until_seen(
     *,
     describe: Callable[[S], str],
     final: Callable[[S], str | None] | None = None,
+    never: Callable[[], str | None] | None = None,
     interval: float = 1.0,
     **seams: Any,
 ) -> T:
     """until() for a condition on state read once per attempt: `done(state)` decides, `final(state)`
     names a state that can never become done (the wait gives up at once), and a timeout describes
-    the last state read (without reading it again)."""
+    the last state read (without reading it again). `never()` names a cause outside what is read
+    (a controller scaled to zero): asked after every attempt that failed, also when the read
+    itself raised a "not yet" error (no answer at all), it ends the wait at once too."""
     last: list[S] = []
 
     def attempt() -> T | None:
-        last[:] = [read()]
+        try:
+            last[:] = [read()]
+        except Exception as e:
+            reason = never() if never is not None and is_not_yet(e) else None
+            if reason:
+                raise Never(reason, f"{type(e).__name__}: {e}") from None
+            raise
         result = done(last[0])
-        if not result and final is not None:
-            reason = final(last[0])
+        if not result:
+            reason = (final(last[0]) if final is not None else None) or (never() if never is not None else None)
             if reason:
                 raise Never(reason, describe(last[0]))
         return result

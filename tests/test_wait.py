@@ -383,6 +383,17 @@ def test_until_seen_gives_up_on_a_final_state_naming_it_and_the_last_state():
     )
 
 
+def test_until_seen_gives_up_when_a_cause_outside_the_state_says_never():
+    """`never()` is asked after a wrong state as after a read that raised a "not yet" error."""
+    causes = iter([None, "the controller is scaled to zero"])
+    with pytest.raises(WaitGaveUp) as info:
+        wait_for_phase(["Pending"], "Available", "PV sample", 90, never=lambda: next(causes))
+    assert str(info.value) == (
+        "gave up after 1s waiting for PV sample Available: final state the controller is scaled to zero; "
+        "last seen: phase Pending"
+    )
+
+
 def test_pod_wait_stops_at_once_on_image_pull_backoff_with_the_state_in_the_message():
     """Before: the wait sat out its whole deadline (120 s here). After: it ends on the event that
     shows the final state (the fake clock moves 1 s per event: 2 s)."""

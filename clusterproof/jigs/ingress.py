@@ -377,15 +377,14 @@ class Controller:
         for node, ip in self.node_ips():
             where = f"{node} {ip}:{port}"
             wait.until_seen(
-                unless(self.scaled_to_zero, lambda ip=ip: presented_certificate(ip, port, host)),
+                lambda ip=ip: presented_certificate(ip, port, host),
                 lambda der: der == ours or None,
                 f"the certificate of Secret {secret} ({certificate_subject(ours)}) for SNI {host} via {where} "
                 f"from {self.describe()}",
                 ROUTE_TIMEOUT,
                 describe=lambda der: f"certificate {certificate_subject(der)}",
-                final=lambda _: (
-                    self.scaled_to_zero() or secret_names_another_host(self.cluster, namespace, secret, host)
-                ),
+                final=lambda _: secret_names_another_host(self.cluster, namespace, secret, host),
+                never=self.scaled_to_zero,
                 hint=lambda _: secret_certificate_state(self.cluster, namespace, secret, host),
             )
             wait_answer(
@@ -952,21 +951,6 @@ def get(ip: str, port: int, path: str, host: str, *, timeout: float = 3) -> Http
     return http_get(f"http://{ip}:{port}{path}", headers={"Host": host}, timeout=timeout)
 
 
-def unless(never: Callable[[], str | None], fetch: Callable[[], A]) -> Callable[[], A]:
-    """`fetch`, where no answer at all (ProbeError) gives up at once when `never()` names a cause."""
-
-    def read() -> A:
-        try:
-            return fetch()
-        except ProbeError as e:
-            cause = never()
-            if cause:
-                raise wait.Never(cause, str(e)) from None
-            raise
-
-    return read
-
-
 def wait_answer(
     fetch: Callable[[], A],
     matches: Callable[[A], bool],
@@ -981,12 +965,12 @@ def wait_answer(
     `never()`, asked whenever the answer is wrong or missing, names a cause no waiting cures
     (the controller scaled to zero): the wait gives up at once with it."""
     return wait.until_seen(
-        unless(never, fetch) if never else fetch,
+        fetch,
         lambda answer: answer if matches(answer) else None,
         expected,
         timeout,
         describe=lambda answer: f"HTTP {answer.status} {answer.body.strip()[:120]!r}",
-        final=(lambda _: never()) if never else None,
+        never=never,
         hint=hint,
     )
 
