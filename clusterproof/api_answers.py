@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kubernetes import client
 
@@ -19,6 +19,19 @@ from clusterproof.errors import SetupFailed
 
 if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
+
+T = TypeVar("T")
+
+
+def unless_missing(call: Callable[[], T]) -> T | None:
+    """`call()`'s answer, or None where its object is not there (HTTP 404); any other refusal raises.
+    For "read it, or None" and "delete it if it is still there"."""
+    try:
+        return call()
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
 
 
 @dataclass(frozen=True)

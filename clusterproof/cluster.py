@@ -13,10 +13,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
-# the node-access mechanisms (clusterproof.node_access), importable from here as before
-from clusterproof.node_access import DockerNodeExec, NodeExec, NoNodeExec, kind_node_exec
-
-__all__ = ["CONTROL_PLANE_LABELS", "Cluster", "DockerNodeExec", "Node", "NodeExec", "NoNodeExec", "kind_node_exec"]
+from clusterproof import wait
+from clusterproof.node_exec import NodeExec, NoNodeExec
 
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 
@@ -154,7 +152,7 @@ class Cluster:
         check: bool = True,
         timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:
-        """Run argv on a node, answered like subprocess.run (see clusterproof.node_access: docker
+        """Run argv on a node, answered like subprocess.run (see clusterproof.node_exec: docker
         exec, a host exec pod, or none). Raises NodeExecUnavailable, naming why, where the node
         cannot be reached (a test meeting it is skipped)."""
         return self._node_exec(node, argv, input=input, check=check, timeout=timeout)
@@ -164,8 +162,6 @@ class Cluster:
         the API no longer has it."""
         self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
         if wait_gone:
-            from clusterproof import wait
-
             wait.gone(lambda: self.core.read_namespaced_pod(name, namespace), f"pod {namespace}/{name}", timeout)
 
     def require(self, condition: object, reason: str) -> None:

@@ -1,4 +1,27 @@
-"""Errors of the framework. Each message is one line a person can act on."""
+"""Errors of the framework, and `one_line`: any text or error as one line of a message a person can act on."""
+
+from __future__ import annotations
+
+from clusterproof.redact import redact
+
+ONE_LINE_LIMIT = 160
+
+
+def one_line(
+    text_or_error: object, limit: int | None = ONE_LINE_LIMIT, *, first_line: bool = False, redacted: bool = True
+) -> str:
+    """`text_or_error` (an error: its str()) as one line of a message: credentials redacted (unless
+    `redacted=False`); every run of whitespace, line breaks too, made one space, or with `first_line`
+    only the first line that is not blank (the rest of a traceback or an HTTP answer dropped); longer
+    than `limit` characters: cut to `limit`, ending in "..." (`limit=None`: never cut)."""
+    text = str(text_or_error)
+    if redacted:
+        text = redact(text)
+    if first_line:
+        lines = text.strip().splitlines()
+        text = lines[0] if lines else ""
+    line = " ".join(text.split())
+    return line if limit is None or len(line) <= limit else line[: limit - 3] + "..."
 
 
 class ClusterproofError(Exception):

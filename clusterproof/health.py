@@ -14,16 +14,12 @@ claims table and of report.html) so that a reader sees the cause before the fail
 Services, Endpoints, EndpointSlices, leader Leases; local-path-storage's Deployments) and never
 raises: what cannot be read is left out. It works on any cluster (kind or existing).
 
-The same reads answer the jigs' "is waiting pointless?" questions (`routing_cause`,
-`endpoints_cause`, `daemonset_controller_cause`, `provisioner_cause`, `admission_disabled`):
-each returns the cause in words when a shared precondition is known to be broken, else None,
-and is cached per cluster for a few seconds. They are conservative: "unknown" is None, so a
-wait only ends early on positive evidence.
+The same reads answer the jigs' "is waiting pointless?" questions: clusterproof.causes. The
+command line is clusterproof.health_cli (`python -m clusterproof.health_cli`).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 
-from clusterproof import wait
-from clusterproof.errors import ClusterUnreachable
+from clusterproof.errors import ClusterUnreachable, one_line
+from clusterproof.pod_states import daemonset_processed, describe_pods, node_is_ready, pod_is_ready, stuck_container
 
 if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
@@ -51,11 +47,8 @@ PROXY_REPLACEMENTS = ("cilium", "kube-router", "antrea-agent", "calico-node", "o
 EVERY_NODE_DAEMONSETS = (KUBE_PROXY, "kindnet", "kube-flannel", "flannel", "weave-net", "aws-node", "azure-cni")
 EMBEDDED_PROXY_KUBELETS = ("+k3s",)  # distributions whose agent runs kube-proxy itself (no pods)
 LEADER_LEASES = ("kube-controller-manager", "kube-scheduler")
-# provisioner name -> the Deployment that serves it, for provisioners whose pods do not say so
-KNOWN_PROVISIONERS = {"rancher.io/local-path": "local-path-provisioner"}
 SETTLED_AGE = 30.0  # seconds: a system object this old has been seen by its controller if one runs
 STALE_LEASE = 60.0  # seconds without a renewal (and at least 3 lease durations): the leader is gone
-CACHE_SECONDS = 15.0
 SETTLE_INTERVAL = 2.0
 SETTLE_STABLE = 30.0  # the same findings this long: not progressing, no use waiting out the window
 
@@ -232,7 +225,7 @@ def probe(cluster: Cluster, *, now: float | None = None) -> list[Finding]:
 def node_findings(look: Look) -> list[Finding]:
     bad = []
     for node in look.nodes:
-        if wait.node_is_ready(node):
+        if node_is_ready(node):
             continue
         ready = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None) if node.status else None
         why = f" ({ready.reason}: {ready.message})" if ready is not None and ready.message else ""
@@ -246,7 +239,7 @@ def daemonset_findings(look: Look) -> list[Finding]:
         return []
     found = []
     controller_off = False  # known, not just young DaemonSets not processed yet
-    if not any(_processed(d) for d in sets):
+    if not any(daemonset_processed(d) for d in sets):
         names = ", ".join(sorted(d.metadata.name for d in sets))
         controller_off = max(look.age(d) for d in sets) >= SETTLED_AGE
         found.append(
@@ -260,7 +253,7 @@ def daemonset_findings(look: Look) -> list[Finding]:
     for ds in sorted(sets, key=lambda d: d.metadata.name):
         name = ds.metadata.name
         s = ds.status
-        if not _processed(ds):
+        if not daemonset_processed(ds):
             never = f"{name}: 0 of {nodes} nodes ready (the DaemonSet was never processed)"
             found.append(Finding(name, never, final=controller_off))
             continue
@@ -270,7 +263,7 @@ def daemonset_findings(look: Look) -> list[Finding]:
         elif ready < desired:
             pods = _pods_of(look.system_pods, ds.spec.selector.match_labels or {})
             stuck = _stuck(pods)
-            states = f" (pods: {wait.describe_pods(p for p in pods if not wait.pod_is_ready(p))})" if pods else ""
+            states = f" (pods: {describe_pods(p for p in pods if not pod_is_ready(p))})" if pods else ""
             found.append(Finding(name, f"{name}: {ready} of {desired} nodes ready{states}", final=bool(stuck)))
     return found
 
@@ -278,7 +271,7 @@ def daemonset_findings(look: Look) -> list[Finding]:
 def kube_proxy_findings(look: Look) -> list[Finding]:
     """kube-proxy not there at all (mode none, or removed): only a finding when nothing else
     implements Services (a pod network that replaces it, or a distribution that embeds it)."""
-    if any(d.metadata.name == KUBE_PROXY for d in look.daemonsets) or _kube_proxy_pods(look):
+    if any(d.metadata.name == KUBE_PROXY for d in look.daemonsets) or kube_proxy_pods(look):
         return []  # its DaemonSet's state is daemonset_findings'
     replacement = proxy_replacement(look)
     if replacement or not look.nodes:
@@ -310,7 +303,7 @@ def deployment_findings(look: Look) -> list[Finding]:
             found.append(Finding(name, f"{name}: Deployment {ns}/{name} scaled to 0 replicas", final=True))
         elif available < want:
             pods = _pods_of(look.pods_in(ns), (d.spec.selector.match_labels or {}) if d.spec.selector else {})
-            states = f" (pods: {wait.describe_pods(pods)})" if pods else " (no pods)"
+            states = f" (pods: {describe_pods(pods)})" if pods else " (no pods)"
             found.append(
                 Finding(name, f"{name}: {available} of {want} replicas available{states}", final=bool(_stuck(pods)))
             )
@@ -381,7 +374,7 @@ class DnsState:
 def dns_state(look: Look) -> DnsState:
     deployments = [d for d in look.deployments if _is_dns(d) and d.metadata.namespace == SYSTEM]
     pods = [p for p in look.system_pods if (p.metadata.labels or {}).get("k8s-app") == "kube-dns"]
-    described = wait.describe_pods(pods) if pods else "none"
+    described = describe_pods(pods) if pods else "none"
     if not deployments and not pods:
         return DnsState(installed=False)
     scaled = [d for d in deployments if d.spec.replicas == 0]
@@ -390,133 +383,11 @@ def dns_state(look: Look) -> DnsState:
         return DnsState(True, f"CoreDNS: Deployment {names} scaled to 0 replicas: no DNS pods", True, described)
     if not pods:
         return DnsState(True, "CoreDNS: no DNS pods (the Deployment has made none)", False, described)
-    not_ready = [p for p in pods if not wait.pod_is_ready(p)]
+    not_ready = [p for p in pods if not pod_is_ready(p)]
     if len(not_ready) == len(pods):
         stuck = _stuck(pods)
-        return DnsState(True, f"CoreDNS pods not ready: {wait.describe_pods(not_ready)}", bool(stuck), described)
+        return DnsState(True, f"CoreDNS pods not ready: {describe_pods(not_ready)}", bool(stuck), described)
     return DnsState(True, "", False, described)
-
-
-# --- causes for waits that cannot succeed ----------------------------------------------------
-
-_cache: dict[tuple[str, str], tuple[float, Any]] = {}
-_cache_lock = threading.Lock()
-
-
-def _cached(cluster: Cluster, key: str, fn: Callable[[], Any], *, clock: Callable[[], float] = time.monotonic) -> Any:
-    with _cache_lock:
-        hit = _cache.get((cluster.name, key))
-        if hit is not None and clock() - hit[0] < CACHE_SECONDS:
-            return hit[1]
-    value = fn()
-    with _cache_lock:
-        _cache[(cluster.name, key)] = (clock(), value)
-    return value
-
-
-def forget(cluster: Cluster) -> None:
-    """Drop what is cached about the cluster (it was changed on purpose, or let go)."""
-    with _cache_lock:
-        for key in [k for k in _cache if k[0] == cluster.name]:
-            del _cache[key]
-
-
-def routing_cause(cluster: Cluster) -> str | None:
-    """Why no Service can route, when known: kube-proxy runs (Ready) on no node and nothing
-    replaces it. None when kube-proxy runs somewhere, or when unsure."""
-
-    def look_once() -> str | None:
-        look = Look(cluster)
-        if not look.nodes or proxy_replacement(look):
-            return None
-        pods = _kube_proxy_pods(look)
-        if any(wait.pod_is_ready(p) for p in pods):
-            return None
-        ds = next((d for d in look.daemonsets if d.metadata.name == KUBE_PROXY), None)
-        if ds is None and not pods:
-            where = f"no DaemonSet or pod {SYSTEM}/{KUBE_PROXY}"
-        elif ds is not None and not _processed(ds):
-            where = f"DaemonSet {SYSTEM}/{KUBE_PROXY} never processed: is the DaemonSet controller running?"
-        else:
-            wanted = (ds.status.desired_number_scheduled or 0) if ds is not None and ds.status else len(pods)
-            where = f"0 of {wanted} {KUBE_PROXY} pods ready" + (f": {wait.describe_pods(pods)}" if pods else "")
-        return f"{KUBE_PROXY} runs on no node ({where}): nothing writes the Services' rules"
-
-    return _cached(cluster, "routing", look_once)
-
-
-def endpoints_cause(cluster: Cluster) -> str | None:
-    """Why a Service gets no Endpoints object, when known (the cluster's older Services have none)."""
-
-    def look_once() -> str | None:
-        found = [f for f in endpoints_findings(Look(cluster)) if f.component == "endpoints controller"]
-        return found[0].text if found else None
-
-    return _cached(cluster, "endpoints", look_once)
-
-
-def daemonset_controller_cause(cluster: Cluster) -> str | None:
-    """Why a DaemonSet is never processed, when known (no DaemonSet in kube-system ever was)."""
-
-    def look_once() -> str | None:
-        found = [f for f in daemonset_findings(Look(cluster)) if f.component == "DaemonSet controller" and f.final]
-        return found[0].text if found else None
-
-    return _cached(cluster, "daemonsets", look_once)
-
-
-def provisioner_cause(cluster: Cluster, provisioner: str) -> str | None:
-    """Why `provisioner` makes no PV, when known: its Deployment (KNOWN_PROVISIONERS) is scaled to
-    0 or has no available replica."""
-    deployment = KNOWN_PROVISIONERS.get(provisioner)
-    if deployment is None:
-        return None
-
-    def look_once() -> str | None:
-        try:
-            found = cluster.apps.list_deployment_for_all_namespaces(
-                field_selector=f"metadata.name={deployment}", _request_timeout=REQUEST_TIMEOUT
-            ).items
-        except Exception:
-            return None
-        for d in found:
-            want = d.spec.replicas if d.spec.replicas is not None else 1
-            available = (d.status.available_replicas or 0) if d.status else 0
-            where = f"Deployment {d.metadata.namespace}/{d.metadata.name}"
-            if want == 0:
-                return f"{where} is scaled to 0 replicas: nothing provisions for {provisioner}"
-            if available == 0:
-                return f"{where} has 0 of {want} replicas available: nothing provisions for {provisioner}"
-        return None
-
-    return _cached(cluster, f"provisioner {provisioner}", look_once)
-
-
-def admission_disabled(cluster: Cluster, plugin: str) -> str | None:
-    """kube-apiserver's flag that turns admission plugin `plugin` off, when its mirror pod shows one."""
-
-    def look_once() -> str | None:
-        args = Look(cluster).apiserver_args() or []
-        for arg in args:
-            flag, _, value = arg.partition("=")
-            if flag == "--disable-admission-plugins" and plugin in value.split(","):
-                return f"kube-apiserver runs with {arg}: the {plugin} admission plugin is off"
-        return None
-
-    return _cached(cluster, f"admission {plugin}", look_once)
-
-
-def give_up_after(
-    grace: float, cause: Callable[[], str | None], *, clock: Callable[[], float] = time.monotonic
-) -> Callable[[Any], str | None]:
-    """A wait's `final` (for state it ignores): once `grace` seconds have passed, the cause of a
-    broken shared precondition, when there is one. Within the grace a wait always goes on."""
-    started = clock()
-
-    def final(_: Any = None) -> str | None:
-        return cause() if clock() - started >= grace else None
-
-    return final
 
 
 # --- the hand-over -------------------------------------------------------------------------------
@@ -565,7 +436,8 @@ def require_reachable(cluster: Cluster, timeout: float = REQUEST_TIMEOUT) -> Non
         client.VersionApi(cluster.api).get_code(_request_timeout=timeout)
     except Exception as e:
         raise ClusterUnreachable(
-            f"the API server of cluster {cluster.name} does not answer: {type(e).__name__}: {_first_line(e)}"
+            f"the API server of cluster {cluster.name} does not answer: "
+            f"{type(e).__name__}: {one_line(e, 200, first_line=True)}"
         ) from None
 
 
@@ -584,16 +456,12 @@ def proxy_replacement(look: Look) -> str | None:
     return None
 
 
-def _kube_proxy_pods(look: Look) -> list[client.V1Pod]:
+def kube_proxy_pods(look: Look) -> list[client.V1Pod]:
     return [
         p
         for p in look.system_pods
         if (p.metadata.labels or {}).get("k8s-app") == KUBE_PROXY or p.metadata.name.startswith(f"{KUBE_PROXY}-")
     ]
-
-
-def _processed(ds: client.V1DaemonSet) -> bool:
-    return ds.status is not None and bool(ds.status.observed_generation)
 
 
 def _is_dns(deployment: client.V1Deployment) -> bool:
@@ -608,7 +476,7 @@ def _pods_of(pods: list[client.V1Pod], match_labels: dict[str, str]) -> list[cli
 
 
 def _stuck(pods: Iterable[client.V1Pod]) -> list[str]:
-    return [reason for p in pods if (reason := wait.stuck_container(p))]
+    return [reason for p in pods if (reason := stuck_container(p))]
 
 
 def _ago(seconds: float) -> str:
@@ -618,43 +486,3 @@ def _ago(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds // 60} min"
     return f"{seconds // 3600} h"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else ""
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m clusterproof.health --kubeconfig PATH [--context NAME]`: the probe on any cluster,
-    read-only; prints one finding a line and exits 1 when there are any (2: the API does not answer)."""
-    import argparse
-    import os
-    from pathlib import Path
-
-    from kubernetes import config
-
-    from clusterproof.cluster import Cluster
-
-    parser = argparse.ArgumentParser(prog="python -m clusterproof.health", description=main.__doc__)
-    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config")))
-    parser.add_argument("--context", help="default: the kubeconfig's current context")
-    args = parser.parse_args(argv)
-    try:
-        context = args.context or config.list_kube_config_contexts(config_file=args.kubeconfig)[1]["name"]
-        cluster = Cluster.from_kubeconfig(Path(args.kubeconfig), context, name=context, provider="existing")
-    except (config.ConfigException, OSError) as e:
-        print(f"--kubeconfig {args.kubeconfig}: {e}")
-        return 2
-    try:
-        require_reachable(cluster)
-    except ClusterUnreachable as e:
-        print(e)
-        return 2
-    found = probe(cluster)
-    print("\n".join(map(str, found)) or f"{context}: nothing found wrong with the system components")
-    return 1 if found else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -26,7 +26,8 @@ from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL, STDIN_CHANNEL
 
 from clusterproof import wait
-from clusterproof.errors import ExecTimeout, ProbeError
+from clusterproof.api_answers import unless_missing
+from clusterproof.errors import ExecTimeout, ProbeError, one_line
 
 if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
@@ -66,7 +67,7 @@ def http_get(
                 allow_redirects=False,
             )
         except requests.RequestException as e:
-            raise ProbeError(f"GET {url}: {type(e).__name__}: {_first_line(e)}") from None
+            raise ProbeError(f"GET {url}: {type(e).__name__}: {one_line(e, 200, first_line=True)}") from None
         return HttpAnswer(url, response.status_code, response.text, dict(response.headers))
 
 
@@ -400,7 +401,7 @@ class ClientPod:
         if len(answers) != count:
             raise ProbeError(
                 f"GET {url} from pod {self.name}: expected {count} answers, parsed {len(answers)} "
-                f"(rc {result.rc}: {_first_line(result.stderr or result.stdout)})"
+                f"(rc {result.rc}: {one_line(result.stderr or result.stdout, 200, first_line=True)})"
             )
         return answers
 
@@ -421,7 +422,9 @@ class ClientPod:
             try:
                 return self.http_many(url, n, timeout=timeout)
             except Exception as e:  # one failed exec (API hiccup on a loaded node) is n errors, not the end
-                return [ProbeError(f"exec in pod {self.name}: {type(e).__name__}: {_first_line(str(e))}")] * n
+                return [
+                    ProbeError(f"exec in pod {self.name}: {type(e).__name__}: {one_line(e, 200, first_line=True)}")
+                ] * n
 
         return sample(
             fetch,
@@ -449,11 +452,8 @@ class ClientPod:
         return f"printf '%s\\r\\n' {request} | nc -w {max(1, int(timeout))} {shlex.quote(host)} {parts.port or 80}"
 
     def delete(self) -> None:
-        try:
-            self.cluster.core.delete_namespaced_pod(self.name, self.namespace, grace_period_seconds=0)
-        except client.ApiException as e:
-            if e.status != 404:
-                raise
+        core = self.cluster.core
+        unless_missing(lambda: core.delete_namespaced_pod(self.name, self.namespace, grace_period_seconds=0))
 
 
 def parse_raw_responses(output: str, url: str) -> list[HttpAnswer | ProbeError]:
@@ -478,7 +478,7 @@ def _parse_one(raw: str, url: str, rc: str) -> HttpAnswer | ProbeError:
     # curl -i prints one header block per response, a 100 Continue included: keep the last
     blocks = [m.start() for m in re.finditer(r"^HTTP/\d", text, re.M)]
     if not blocks:
-        detail = _first_line(text) or f"exit code {rc}"
+        detail = one_line(text, 200, first_line=True) or f"exit code {rc}"
         return ProbeError(f"GET {url}: no HTTP answer ({detail})")
     text = text[blocks[-1] :]
     head, _, body = text.partition("\n\n")
@@ -489,13 +489,8 @@ def _parse_one(raw: str, url: str, rc: str) -> HttpAnswer | ProbeError:
         if sep:
             headers[key.strip()] = value.strip()
     if status is None:
-        return ProbeError(f"GET {url}: unreadable status line {_first_line(head)!r}")
+        return ProbeError(f"GET {url}: unreadable status line {one_line(head, 200, first_line=True)!r}")
     return HttpAnswer(url, int(status.group(1)), body, headers)
-
-
-def _first_line(value: object) -> str:
-    text = str(value).strip()
-    return text.splitlines()[0][:200] if text else ""
 
 
 def _strip_url(message: str, url: str) -> str:

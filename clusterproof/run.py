@@ -12,6 +12,8 @@ from pathlib import Path
 
 RUN_LABEL = "clusterproof.io/run-id"
 TEST_LABEL = "clusterproof.io/test"
+# on everything an upgrade's `before` keeps on purpose (value: that run's id): the sweep never takes it
+STATE_LABEL = "clusterproof.io/upgrade-state"
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")  # a label value
 _GENERATED = re.compile(r"^\d{8}-(\d{6})-([0-9a-f]{4})$")

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from kubernetes import client
 
+from clusterproof.api_answers import unless_missing
 from clusterproof.liveness import HEARTBEAT_EVERY, STALE_AFTER, RunRecord
 from clusterproof.run import RUN_LABEL, hash_of, slug
 
@@ -162,14 +163,12 @@ class ClusterRecords:
                 raise
 
     def records(self) -> list[RunRecord]:
-        try:
-            leases = self.coordination.list_namespaced_lease(
+        listed = unless_missing(
+            lambda: self.coordination.list_namespaced_lease(
                 RECORDS_NAMESPACE, label_selector=f"{REGISTRY_LABEL}=run", _request_timeout=REQUEST_TIMEOUT
-            ).items
-        except client.ApiException as e:
-            if e.status == 404:
-                return []
-            raise
+            )
+        )
+        leases = listed.items if listed is not None else []
         found = []
         for lease in leases:
             text = (lease.metadata.annotations or {}).get(RECORD_ANNOTATION)
@@ -183,13 +182,11 @@ class ClusterRecords:
         return found
 
     def remove(self, record: RunRecord) -> None:
-        try:
-            self.coordination.delete_namespaced_lease(
+        unless_missing(
+            lambda: self.coordination.delete_namespaced_lease(
                 lease_name(record), RECORDS_NAMESPACE, _request_timeout=REQUEST_TIMEOUT
             )
-        except client.ApiException as e:
-            if e.status != 404:
-                raise
+        )
 
 
 class RunRecorder:

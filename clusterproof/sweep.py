@@ -40,18 +40,19 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from clusterproof import liveness, node_labels
+from clusterproof.errors import one_line
+from clusterproof.kubeconfig import read_contexts, resolve_kubeconfig
 from clusterproof.liveness import Machine, RunRecord, StartOf
-from clusterproof.run import RUN_LABEL, cluster_name_patterns
+from clusterproof.run import RUN_LABEL, STATE_LABEL, cluster_name_patterns
 from clusterproof.run_records import ClusterRecords, HostRegistry, RunRecorder, registry_dir
 
 if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
-    from clusterproof.options import Settings
     from clusterproof.run import RunContext
+    from clusterproof.settings import Settings
 
 log = logging.getLogger("clusterproof.sweep")
 
-STATE_LABEL = "clusterproof.io/upgrade-state"  # clusterproof.upgrade.state.STATE_LABEL: never swept
 SELECTOR = f"{RUN_LABEL},!{STATE_LABEL}"
 UNRECORDED_AFTER = 24 * 3600.0  # a run that left no record is dead once its newest object is this old
 RECORD_KEEP = 7 * 24 * 3600.0  # a dead run's host record outlives its kind clusters this long (existing clusters)
@@ -540,11 +541,11 @@ class SweepAtStart:
 
 
 def _one_line(e: BaseException) -> str:
+    """An API error by its status (its body may be long), any other by its type and first line."""
     status = getattr(e, "status", None)
     if status is not None:
         return f"HTTP {status} {getattr(e, 'reason', '')}".strip()
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+    return f"{type(e).__name__}: {one_line(e, None, first_line=True)}".rstrip(": ")
 
 
 # --- on demand ---------------------------------------------------------------------------------
@@ -600,7 +601,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cluster_side(kubeconfig: str | None, context: str | None, allowed: list[str]) -> ClusterSide:
     from kubernetes import client, config
 
-    from clusterproof.options import read_contexts, resolve_kubeconfig
 
     path = resolve_kubeconfig(Path(kubeconfig).expanduser() if kubeconfig else None, os.environ)
     contexts, current = read_contexts(path)

@@ -16,6 +16,9 @@ an AssertionError of the check) is tried again, and that error is the last state
 else (a TypeError, KeyError, AttributeError: a bug in the check; a 403 or 422 from the API: an
 answer that waiting does not change) propagates at once.
 
+What an object's state means (Ready, stuck for good, rolled out) is clusterproof.pod_states'; the
+waits here only judge what they see with it.
+
 `clock` and `watcher` are seams for unit tests (fake clock, fake watch); suites never pass them.
 """
 
@@ -33,6 +36,8 @@ import urllib3
 import websocket
 from kubernetes import client, watch
 
+from clusterproof import pod_states
+from clusterproof.api_answers import unless_missing
 from clusterproof.errors import ProbeError, WaitGaveUp, WaitTimeout
 
 T = TypeVar("T")
@@ -189,13 +194,6 @@ def last_seen(
     return last[0] if last else read()
 
 
-def daemonset_rolled_out(ds: Any) -> bool:
-    """The DaemonSet controller has seen the current spec and every pod it wants is Ready."""
-    s = ds.status
-    observed = s is not None and (s.observed_generation or 0) >= (ds.metadata.generation or 1)
-    return observed and (s.number_ready or 0) == (s.desired_number_scheduled or 0)
-
-
 def watch_until(
     list_fn: Callable[..., Any],
     done: Callable[[dict[str, Any]], Any],
@@ -311,67 +309,6 @@ def _name(obj: Any) -> str:
 
 # --- pods ----------------------------------------------------------------------------------
 
-# Container states the kubelet only retries into the same failure: a pod showing one is never Ready
-# (as upstream's pod waits, they end the wait at once).
-FINAL_WAITING_REASONS = frozenset(
-    {
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "ErrImageNeverPull",
-        "InvalidImageName",
-        "CrashLoopBackOff",
-        "CreateContainerConfigError",
-    }
-)
-TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
-
-
-def pod_is_ready(pod: client.V1Pod) -> bool:
-    conditions = (pod.status.conditions if pod.status else None) or []
-    return pod.metadata.deletion_timestamp is None and any(c.type == "Ready" and c.status == "True" for c in conditions)
-
-
-def stuck_container(pod: client.V1Pod) -> str | None:
-    """`container <name> <reason>: <message>` for a container waiting in a final reason, else None."""
-    status = pod.status
-    for s in [
-        *((status.init_container_statuses or []) if status else []),
-        *((status.container_statuses or []) if status else []),
-    ]:
-        waiting = s.state.waiting if s.state else None
-        if waiting is not None and waiting.reason in FINAL_WAITING_REASONS:
-            return f"container {s.name} {waiting.reason}" + (f": {waiting.message}" if waiting.message else "")
-    return None
-
-
-def never_ready(pod: client.V1Pod) -> str | None:
-    """Why the pod can never become Ready, or None while it still may: a container stuck in a
-    final reason, or a terminal phase (only for a pod no controller owns: a controller replaces a
-    failed pod with a new one)."""
-    name = pod.metadata.name
-    stuck = stuck_container(pod)
-    if stuck:
-        return f"pod {name}: {stuck}"
-    phase = pod.status.phase if pod.status else None
-    owned = any(ref.controller for ref in pod.metadata.owner_references or [])
-    if phase in TERMINAL_PHASES and not owned:
-        why = " ".join(x for x in (pod.status.reason, pod.status.message) if x)
-        return f"pod {name}: {phase}" + (f" ({why})" if why else "")
-    return None
-
-
-def describe_pods(pods: Iterable[client.V1Pod]) -> str:
-    parts = []
-    for pod in sorted(pods, key=lambda p: p.metadata.name):
-        state = "Ready" if pod_is_ready(pod) else (pod.status.phase if pod.status else "?")
-        reasons = [
-            s.state.waiting.reason
-            for s in ((pod.status.container_statuses or []) if pod.status else [])
-            if s.state and s.state.waiting and s.state.waiting.reason
-        ]
-        parts.append(f"{pod.metadata.name}: {state}" + (f" ({', '.join(reasons)})" if reasons else ""))
-    return ", ".join(parts) or "no pods"
-
 
 def pods_ready(
     core: client.CoreV1Api,
@@ -387,11 +324,11 @@ def pods_ready(
     at once when pods that can never be Ready (`never_ready`) leave fewer than `count` that may."""
 
     def done(pods: dict[str, client.V1Pod]) -> list[client.V1Pod]:
-        ready = [p for p in pods.values() if pod_is_ready(p)]
+        ready = [p for p in pods.values() if pod_states.pod_is_ready(p)]
         return ready if len(ready) >= count else []
 
     def final(pods: dict[str, client.V1Pod]) -> str | None:
-        hopeless = [reason for p in pods.values() if (reason := never_ready(p))]
+        hopeless = [reason for p in pods.values() if (reason := pod_states.never_ready(p))]
         return "; ".join(hopeless) if hopeless and len(pods) - len(hopeless) < count else None
 
     extra = {"field_selector": field_selector} if field_selector else {}
@@ -427,9 +364,9 @@ def pod_phase(
         if pod is None:
             return None
         phase = pod.status.phase if pod.status else None
-        if phase in TERMINAL_PHASES:
+        if phase in pod_states.TERMINAL_PHASES:
             return f"pod {name}: {phase}"
-        stuck = stuck_container(pod)
+        stuck = pod_states.stuck_container(pod)
         return f"pod {name}: {stuck}" if stuck else None
 
     expected = f"pod {namespace}/{name} in phase {'/'.join(sorted(wanted))}"
@@ -446,7 +383,7 @@ def _watch_pods(
     **kwargs: Any,
 ) -> Any:
     def describe(pods: dict[str, client.V1Pod]) -> str:
-        return describe_pods(pods.values())
+        return pod_states.describe_pods(pods.values())
 
     return watch_until(
         core.list_namespaced_pod, done, expected, describe, timeout, final=final, namespace=namespace, **kwargs
@@ -522,10 +459,6 @@ def pv_phase(
     return _phase_wait(core.list_persistent_volume, f"PV {name}", name, wanted, timeout, **seams)
 
 
-# phases an object does not leave by itself: PV Failed, claim Lost
-_FINAL_PHASES = frozenset({"Failed", "Lost"})
-
-
 def _phase_wait(
     list_fn: Callable[..., Any], what: str, name: str, phases: tuple[str, ...], timeout: float, **kwargs: Any
 ) -> Any:
@@ -534,7 +467,7 @@ def _phase_wait(
         return obj.status.phase if obj is not None and obj.status else None
 
     def final(objs: dict[str, Any]) -> str | None:
-        if phase(objs) not in _FINAL_PHASES:
+        if phase(objs) not in pod_states.FINAL_PHASES:
             return None
         message = objs[name].status.message
         return f"{what} {phase(objs)}" + (f" ({message})" if message else "")
@@ -549,11 +482,6 @@ def _phase_wait(
         field_selector=f"metadata.name={name}",
         **kwargs,
     )
-
-
-def node_is_ready(node: client.V1Node) -> bool:
-    conditions = (node.status.conditions if node.status else None) or []
-    return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
 def nodes_ready(
@@ -572,12 +500,14 @@ def nodes_ready(
 
     def done(nodes: dict[str, client.V1Node]) -> list[client.V1Node]:
         enough = len(nodes) >= (count or 1)
-        ready = enough and all(node_is_ready(n) for n in nodes.values())
+        ready = enough and all(pod_states.node_is_ready(n) for n in nodes.values())
         return list(nodes.values()) if ready else []
 
     def describe(nodes: dict[str, client.V1Node]) -> str:
         return (
-            ", ".join(f"{n}: {'Ready' if node_is_ready(v) else 'NotReady'}" for n, v in sorted(nodes.items()))
+            ", ".join(
+                f"{n}: {'Ready' if pod_states.node_is_ready(v) else 'NotReady'}" for n, v in sorted(nodes.items())
+            )
             or "no nodes"
         )
 
@@ -634,7 +564,7 @@ def daemonsets_ready(
 
     until_seen(
         lambda: apps.list_namespaced_daemon_set(namespace, _request_timeout=15).items,
-        lambda sets: all(daemonset_rolled_out(d) for d in sets),
+        lambda sets: all(pod_states.daemonset_rolled_out(d) for d in sets),
         f"every DaemonSet in {namespace} Ready on its nodes",
         timeout,
         describe=describe,
@@ -652,16 +582,11 @@ def gone(
 ) -> None:
     """Until read_fn raises 404, e.g. gone(lambda: core.read_namespace(ns), f"namespace {ns}")."""
 
-    def read() -> Any:
-        try:
-            return read_fn()
-        except client.ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-
     def describe(obj: Any) -> str:
         deleting = getattr(getattr(obj, "metadata", None), "deletion_timestamp", None)
         return "still there" + (" (terminating)" if deleting else "")
 
-    until_seen(read, lambda obj: obj is None, f"{description} to be gone", timeout, describe=describe, **seams)
+    until_seen(
+        lambda: unless_missing(read_fn), lambda obj: obj is None, f"{description} to be gone", timeout,
+        describe=describe, **seams,
+    )

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from clusterproof import wait
+from clusterproof import pod_states, wait
 from clusterproof.api_answers import answer_to
 from clusterproof.claims import OBSERVED_ON_PROPERTY
 from clusterproof.cluster import Cluster
@@ -27,8 +27,8 @@ from clusterproof.errors import ProbeError
 from clusterproof.images import ImageCatalogue
 from clusterproof.jigs import ingress
 from clusterproof.manifests import Manifests
-from clusterproof.options import Settings
 from clusterproof.run import RunContext
+from clusterproof.settings import Settings
 from clusterproof.timings import Stopwatch
 from clusterproof.tracker import ResourceTracker
 from clusterproof.verdicts import setup_step
@@ -57,6 +57,7 @@ def controller_under_test(
     run: RunContext,
     images: ImageCatalogue,
     settings: Settings,
+    ingress_class: str | None,
     stopwatch: Stopwatch,
 ) -> Iterator[ingress.UnderTest]:
     """Chosen, and installed when nothing implements a class, once per module. What the install
@@ -74,7 +75,7 @@ def controller_under_test(
             tracker=tracker,
             fixtures_dir=settings.fixtures_dir,
         )
-        yield ingress.controller_under_test(cluster, settings.ingress_class, manifests, stopwatch)
+        yield ingress.controller_under_test(cluster, ingress_class, manifests, stopwatch)
 
 
 @pytest.fixture
@@ -133,8 +134,8 @@ def test_bare_metal_ingress_nginx_runs_a_controller_behind_a_node_port_service(
     controller.require_ingress_nginx("ING-01 (the bare-metal ingress-nginx install)")
     ns = controller.namespace
     pods = controller.pods()
-    running = [p.metadata.name for p in pods if wait.pod_is_ready(p) and p.status.phase == "Running"]
-    assert running, f"no Running, Ready controller pod in {ns}: {wait.describe_pods(pods)}"
+    running = [p.metadata.name for p in pods if pod_states.pod_is_ready(p) and p.status.phase == "Running"]
+    assert running, f"no Running, Ready controller pod in {ns}: {pod_states.describe_pods(pods)}"
 
     for job_name in ingress.ADMISSION_JOBS:
         job = ingress.read_job(cluster, ns, job_name)

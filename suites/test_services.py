@@ -18,7 +18,7 @@ import pytest
 import yaml
 from kubernetes.client import V1Service
 
-from clusterproof import health
+from clusterproof import causes
 from clusterproof.api_answers import ApiAnswer, post_yaml_as_written
 from clusterproof.cluster import Cluster
 from clusterproof.errors import SetupFailed
@@ -351,7 +351,7 @@ def test_kube_proxy_writes_the_clusterip_into_every_nodes_nat_rules_and_removes_
     not in iptables mode (no KUBE-SVC- chains)."""
     pods = jig.start_backends(APP_PODS)
     before = jig.nat_tables()
-    missing = health.routing_cause(cluster)
+    missing = causes.routing_cause(cluster)
     assert missing is None or any("-j KUBE-SVC-" in rules for rules in before.values()), missing
     cluster.require(
         any("-j KUBE-SVC-" in rules for rules in before.values()),

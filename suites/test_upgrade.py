@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from clusterproof.cluster import Cluster
-from clusterproof.jigs.upgrade import UpgradeJig
+from clusterproof.upgrade.jig import UpgradeJig
 from clusterproof.upgrade.state import UpgradeState
 
 before = pytest.mark.upgrade_phase("before")

@@ -1,5 +1,6 @@
-"""clusterproof.health on a FAKE cluster: canned API objects from fake clients (no API server),
-one broken component at a time, and what the probe and the wait causes say about it."""
+"""clusterproof.health (and clusterproof.causes, health_cli) on a FAKE cluster: canned API objects
+from fake clients (no API server), one broken component at a time, and what the probe and the
+wait causes say about it."""
 
 import datetime
 import time
@@ -8,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from kubernetes import client
 
-from clusterproof import health, wait
+from clusterproof import causes, health, health_cli, wait
 from clusterproof.errors import WaitGaveUp
 
 NOW = time.time()
@@ -211,10 +212,10 @@ def texts(c):
 def test_a_healthy_cluster_has_no_findings_and_no_causes():
     c = cluster()
     assert texts(c) == []
-    assert health.routing_cause(c) is None and health.endpoints_cause(c) is None
-    assert health.daemonset_controller_cause(c) is None
-    assert health.provisioner_cause(c, "rancher.io/local-path") is None
-    assert health.admission_disabled(c, "ResourceQuota") is None
+    assert causes.routing_cause(c) is None and causes.endpoints_cause(c) is None
+    assert causes.daemonset_controller_cause(c) is None
+    assert causes.provisioner_cause(c, "rancher.io/local-path") is None
+    assert causes.admission_disabled(c, "ResourceQuota") is None
 
 
 def test_daemonset_controller_off():
@@ -227,8 +228,8 @@ def test_daemonset_controller_off():
         "kindnet: 0 of 3 nodes ready (the DaemonSet was never processed)",
         "kube-proxy: 0 of 3 nodes ready (the DaemonSet was never processed)",
     ]
-    assert health.daemonset_controller_cause(c).startswith("no DaemonSet has been processed")
-    assert health.routing_cause(c) == (
+    assert causes.daemonset_controller_cause(c).startswith("no DaemonSet has been processed")
+    assert causes.routing_cause(c) == (
         "kube-proxy runs on no node (DaemonSet kube-system/kube-proxy never processed: is the DaemonSet "
         "controller running?): nothing writes the Services' rules"
     )
@@ -238,7 +239,7 @@ def test_a_young_clusters_unprocessed_daemonsets_are_not_final_yet():
     c = cluster(daemonsets=[daemonset("kube-proxy", processed=False, created=YOUNG)])
     found = [f for f in health.probe(c) if f.component == "DaemonSet controller"]
     assert found and not found[0].final
-    assert health.daemonset_controller_cause(c) is None
+    assert causes.daemonset_controller_cause(c) is None
 
 
 def test_kube_proxy_removed_from_every_node_and_mode_none():
@@ -247,22 +248,22 @@ def test_kube_proxy_removed_from_every_node_and_mode_none():
         pods=[pod("coredns-1", DNS_LABELS)],
     )
     assert "kube-proxy: runs on no node (0 of 3 nodes wanted)" in texts(removed)
-    assert health.routing_cause(removed).startswith("kube-proxy runs on no node (0 of 0 kube-proxy pods ready)")
+    assert causes.routing_cause(removed).startswith("kube-proxy runs on no node (0 of 0 kube-proxy pods ready)")
     mode_none = cluster(daemonsets=[daemonset("kindnet")], pods=[pod("coredns-1", DNS_LABELS)])
     assert texts(mode_none) == [
         "kube-proxy: not running on any node (no DaemonSet or pod kube-system/kube-proxy) and no pod network "
         "that replaces it: nothing implements Services"
     ]
-    assert "no DaemonSet or pod kube-system/kube-proxy" in health.routing_cause(mode_none)
+    assert "no DaemonSet or pod kube-system/kube-proxy" in causes.routing_cause(mode_none)
 
 
 def test_no_kube_proxy_is_fine_where_something_replaces_it():
     cilium = cluster(daemonsets=[daemonset("cilium")], pods=[pod("coredns-1", DNS_LABELS)])
-    assert texts(cilium) == [] and health.routing_cause(cilium) is None
+    assert texts(cilium) == [] and causes.routing_cause(cilium) is None
     k3s = cluster(
         daemonsets=[], pods=[pod("coredns-1", DNS_LABELS)], nodes=[node("k3s-1", kubelet="v1.33.1+k3s1")]
     )
-    assert texts(k3s) == [] and health.routing_cause(k3s) is None
+    assert texts(k3s) == [] and causes.routing_cause(k3s) is None
 
 
 def test_a_kube_proxy_pod_that_crashes_is_named_with_its_state():
@@ -290,9 +291,9 @@ def test_endpoints_and_endpointslice_controllers_off():
         "no Endpoints object for Service kube-system/kube-dns (10 min old): is the endpoints controller running?",
         "no EndpointSlice for Service kube-system/kube-dns (10 min old): is the endpointslice controller running?",
     ]
-    assert health.endpoints_cause(c).startswith("no Endpoints object for Service kube-system/kube-dns")
+    assert causes.endpoints_cause(c).startswith("no Endpoints object for Service kube-system/kube-dns")
     young = cluster(endpoints=set(), services=[service("kube-dns", selector=DNS_LABELS, created=YOUNG)])
-    assert health.endpoints_cause(young) is None  # not yet evidence
+    assert causes.endpoints_cause(young) is None  # not yet evidence
 
 
 def test_local_path_provisioner_scaled_to_zero():
@@ -301,11 +302,11 @@ def test_local_path_provisioner_scaled_to_zero():
     assert texts(c) == [
         "local-path-provisioner: Deployment local-path-storage/local-path-provisioner scaled to 0 replicas"
     ]
-    assert health.provisioner_cause(c, "rancher.io/local-path") == (
+    assert causes.provisioner_cause(c, "rancher.io/local-path") == (
         "Deployment local-path-storage/local-path-provisioner is scaled to 0 replicas: nothing provisions for "
         "rancher.io/local-path"
     )
-    assert health.provisioner_cause(c, "example.com/unknown") is None
+    assert causes.provisioner_cause(c, "example.com/unknown") is None
 
 
 def test_controller_manager_lease_not_renewed():
@@ -317,7 +318,7 @@ def test_controller_manager_lease_not_renewed():
 
 def test_resource_quota_admission_disabled_on_the_api_server():
     c = cluster(apiserver_args=["kube-apiserver", "--disable-admission-plugins=ResourceQuota,ServiceAccount"])
-    assert health.admission_disabled(c, "ResourceQuota") == (
+    assert causes.admission_disabled(c, "ResourceQuota") == (
         "kube-apiserver runs with --disable-admission-plugins=ResourceQuota,ServiceAccount: the ResourceQuota "
         "admission plugin is off"
     )
@@ -354,7 +355,7 @@ def test_settle_waits_for_a_young_cluster_and_stops_early_when_every_finding_is_
 
 def test_give_up_after_waits_out_the_grace_first():
     now = [0.0]
-    final = health.give_up_after(15, lambda: "kube-proxy runs on no node", clock=lambda: now[0])
+    final = causes.give_up_after(15, lambda: "kube-proxy runs on no node", clock=lambda: now[0])
     assert final(None) is None
     now[0] = 15.0
     assert final(None) == "kube-proxy runs on no node"
@@ -396,9 +397,9 @@ def test_the_command_line_probe_says_when_the_api_server_does_not_answer(tmp_pat
         "contexts: [{name: dead, context: {cluster: dead, user: u}}]\n"
         "users: [{name: u, user: {token: not-a-secret}}]\n"
     )
-    assert health.main(["--kubeconfig", str(kubeconfig)]) == 2
+    assert health_cli.main(["--kubeconfig", str(kubeconfig)]) == 2
     assert "the API server of cluster dead does not answer" in capsys.readouterr().out
-    assert health.main(["--kubeconfig", str(tmp_path / "missing")]) == 2
+    assert health_cli.main(["--kubeconfig", str(tmp_path / "missing")]) == 2
 
 
 def test_the_nodes_gate_gives_up_when_their_pod_network_daemonset_can_never_run():

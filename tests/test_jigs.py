@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from kubernetes import client
 
-from clusterproof import health, wait
+from clusterproof import causes, health, wait
 from clusterproof.errors import Broken, WaitGaveUp, WaitTimeout
 from clusterproof.jigs import dns
 from clusterproof.jigs import pods as pods_jig
@@ -56,8 +56,8 @@ PODS = Backends((ready_pod("pod-1", "10.244.1.5"), ready_pod("pod-2", "10.244.2.
 
 @pytest.fixture(autouse=True)
 def healthy_routing(monkeypatch):
-    """FAKE health: kube-proxy runs (the jig asks before waiting for a first answer)."""
-    monkeypatch.setattr(health, "routing_cause", lambda cluster: None)
+    """FAKE causes: kube-proxy runs (the jig asks before waiting for a first answer)."""
+    monkeypatch.setattr(causes, "routing_cause", lambda cluster: None)
 
 
 def test_answer_mismatch_names_who_never_answered_and_who_answered_instead():
@@ -128,7 +128,7 @@ def test_pv_names_keep_tests_apart():
 
 def test_traffic_through_a_service_gives_up_after_the_grace_when_kube_proxy_runs_nowhere(monkeypatch):
     cause = "kube-proxy runs on no node (no DaemonSet or pod kube-system/kube-proxy): nothing writes Services' rules"
-    monkeypatch.setattr(health, "routing_cause", lambda cluster: cause)
+    monkeypatch.setattr(causes, "routing_cause", lambda cluster: cause)
     timeouts = []
 
     class Silent(FakeClientPod):
@@ -155,7 +155,7 @@ def test_endpoints_wait_gives_up_when_the_endpoints_controller_is_known_to_be_of
 
     monkeypatch.setattr(wait, "watch_until", no_endpoints)
     cause = "no Endpoints object for Service kube-system/kube-dns (9 min old): is the endpoints controller running?"
-    monkeypatch.setattr(health, "endpoints_cause", lambda cluster: cause)
+    monkeypatch.setattr(causes, "endpoints_cause", lambda cluster: cause)
     jig = ServiceJig(cluster=SimpleNamespace(core=SimpleNamespace(list_namespaced_endpoints=None)), manifests=None)
     jig.manifests = SimpleNamespace(namespace="ns")
     with pytest.raises(WaitGaveUp) as info:
@@ -168,7 +168,7 @@ def test_endpoints_wait_gives_up_when_the_endpoints_controller_is_known_to_be_of
 
     # nothing known against the controller: the whole timeout, and the message says the whole of it
     watched.clear()
-    monkeypatch.setattr(health, "endpoints_cause", lambda cluster: None)
+    monkeypatch.setattr(causes, "endpoints_cause", lambda cluster: None)
     with pytest.raises(WaitTimeout) as info:
         jig.wait_endpoints("svc-1", {"10.244.1.5"})
     assert watched == [service_jig.BROKEN_GRACE, service_jig.ENDPOINTS_TIMEOUT - service_jig.BROKEN_GRACE]
@@ -264,7 +264,7 @@ def test_daemonset_wait_gives_up_when_no_controller_processes_daemonsets(monkeyp
     )
     cause = "no DaemonSet has been processed (kindnet, kube-proxy): is the DaemonSet controller running?"
     monkeypatch.setattr(workload_jig, "DAEMONSET_CONTROLLER_GRACE", 0.0)
-    monkeypatch.setattr(health, "daemonset_controller_cause", lambda cluster: cause)
+    monkeypatch.setattr(causes, "daemonset_controller_cause", lambda cluster: cause)
     with pytest.raises(WaitGaveUp) as info:
         workload_jig.daemonset_settled(fake, "ns", "fluentd-elasticsearch", "name=fluentd", timeout=240)
     assert f"final state {cause}" in str(info.value)

@@ -1,5 +1,6 @@
-"""Node access (clusterproof.node_access): choosing the mechanism, the host exec pod and its
-commands, refusals and unreachable nodes as skip reasons, cleanup through the tracker.
+"""Node access (clusterproof.node_exec, clusterproof.hostexec, clusterproof.plugin.node_access):
+choosing the mechanism, the host exec pod and its commands, refusals and unreachable nodes as skip
+reasons, cleanup through the tracker.
 
 No cluster and no docker: the API server is a FAKE CoreV1Api (FakeCore, below) that keeps nodes,
 namespaces and pods in dicts, and the API's exec is a FAKE function (FakeExec) that records what it
@@ -16,23 +17,21 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from clusterproof import node_access
 from clusterproof.cluster import Cluster
 from clusterproof.errors import ExecTimeout, NodeExecUnavailable
-from clusterproof.node_access import (
+from clusterproof.hostexec import (
     NONE_CHOSEN,
     NOT_KIND,
     NSENTER,
-    DockerNodeExec,
     HostExecPods,
-    NoNodeExec,
-    TimedNodeExec,
     choose,
     hostexec_pod,
     nsenter_argv,
     why_unreachable,
     with_input,
 )
+from clusterproof.node_exec import MODES, DockerNodeExec, NoNodeExec, TimedNodeExec
+from clusterproof.plugin import node_access
 from clusterproof.probe import ExecResult, exit_status
 from clusterproof.timings import Stopwatch
 from clusterproof.tracker import ResourceTracker
@@ -551,7 +550,7 @@ def test_pod_access_without_allow_privileged_is_a_one_line_usage_error(project):
     result = project.runpytest("--claims-file", str(project.path / "CLAIMS.md"), "--node-access", "pod")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --node-access pod makes a privileged pod *: pass --allow-privileged *"])
-    assert "pod" in node_access.MODES
+    assert "pod" in MODES
 
 
 # --- the exec's status -------------------------------------------------------------------------------

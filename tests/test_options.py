@@ -1,12 +1,14 @@
-"""Option validation: every bad input gives one clear line. The machine is replaced by fake
-Probes (no docker, kind or API server is touched)."""
+"""Option validation (clusterproof.options) and the preflight (clusterproof.preflight): every bad
+input gives one clear line. The machine is replaced by FAKE Probes (no docker, kind or API server is
+touched)."""
 
 import os
 from pathlib import Path
 
 import pytest
 
-from clusterproof.options import Probes, build_settings, check_cluster_access
+from clusterproof.options import build_settings
+from clusterproof.preflight import Probes, check_cluster_access
 
 KUBECONFIG = """\
 apiVersion: v1
@@ -50,14 +52,7 @@ def options(**given):
         "allow_disruptive": False,
         "node_access": "auto",
         "allow_privileged": False,
-        "phase": None,
         "cluster_prefetch": "on",
-        "ingress_class": None,
-        "state_file": None,
-        "keep_upgrade_state": False,
-        "disruption_budget": 30.0,
-        "api_disruption_budget": 180.0,
-        "monitor_file": None,
     }
     defaults.update(given)
     return defaults.__getitem__
@@ -281,7 +276,7 @@ def test_real_api_probe_gives_up_fast_on_a_closed_port(tmp_path, kubeconfig):
     import socket
     import time
 
-    from clusterproof.options import probe_api
+    from clusterproof.preflight import probe_api
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -309,26 +304,3 @@ def test_k8s_version_names_a_release(tmp_path, given, minor):
 def test_unknown_k8s_version_lists_the_releases(tmp_path):
     msg = usage_error(settings, tmp_path, k8s_version="1.30")
     assert msg.startswith("--k8s-version 1.30: the offline build makes 1.37 (v1.37.2), 1.36 (v1.36.3), 1.20 (v1.20.2)")
-
-
-# --- --ingress-class ----------------------------------------------------------------------------
-
-
-def test_ingress_class_is_for_existing_clusters_only(tmp_path):
-    msg = usage_error(settings, tmp_path, ingress_class="traefik")
-    assert msg.startswith("--ingress-class traefik: picks the class of an existing cluster")
-
-
-def test_ingress_class_naming_no_class_of_the_cluster_is_one_line_listing_them(tmp_path, kubeconfig):
-    from clusterproof.jigs.ingress import ClassInfo
-
-    classes = [ClassInfo("nginx", "k8s.io/ingress-nginx", default=True), ClassInfo("traefik", "traefik.io/x")]
-    probes = fake_probes()
-    probes = Probes(**{**probes.__dict__, "ingress_classes": lambda k, c, t: classes})  # FAKE IngressClass list
-    wrong = existing(tmp_path, kubeconfig, allow_context=["kind-dev"], ingress_class="contour")
-    assert usage_error(check_cluster_access, wrong, probes) == (
-        "--ingress-class contour: the cluster has no IngressClass 'contour' "
-        "(IngressClasses: nginx (k8s.io/ingress-nginx, default), traefik (traefik.io/x))"
-    )
-    right = existing(tmp_path, kubeconfig, allow_context=["kind-dev"], ingress_class="traefik")
-    assert check_cluster_access(right, probes).ingress_class == "traefik"

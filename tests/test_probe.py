@@ -8,7 +8,7 @@ from itertools import cycle
 
 import pytest
 
-from clusterproof.errors import ProbeError
+from clusterproof.errors import ProbeError, one_line
 from clusterproof.probe import HttpAnswer, http_get, parse_raw_responses, sample, sample_backends
 
 URL = "http://10.96.0.10:80/hostname"
@@ -205,3 +205,18 @@ def test_exec_stream_opener_hands_back_the_stream_or_the_error_of_its_thread():
 
     with pytest.raises(ValueError, match="pod not found"):
         _open_exec_stream(refused, "exec")
+
+
+def test_one_line_of_an_error_is_redacted_collapsed_and_cut():
+    """errors.one_line, as the probe's messages use it (first_line) and as the default (all lines)."""
+    text = "  GET failed:   connection   refused\nAuthorization: Bearer abcdefghijklmnop\ntraceback ..."
+    assert one_line(text, 200, first_line=True) == "GET failed: connection refused"
+    assert one_line(ValueError(text)) == (
+        "GET failed: connection refused Authorization: Bearer [REDACTED] traceback ..."
+    )
+    long = "ab " * 100  # 300 characters
+    assert one_line(long, 200, first_line=True) == long[:197] + "..."
+    assert one_line(long, None) == long.strip()
+    assert one_line("A" * 130) == "[REDACTED BLOB]"  # a long base64-like run may be a credential
+    assert one_line("", first_line=True) == "" and one_line("\n \n", first_line=True) == ""
+    assert one_line("token: s3cr3t-value", redacted=False) == "token: s3cr3t-value"

@@ -571,7 +571,7 @@ def test_the_cli_dry_run_prints_what_it_would_remove(tmp_path, capsys, monkeypat
 def test_the_plugin_records_the_run_and_sweeps_each_cluster_it_acquires(pytester, monkeypatch, tmp_path):
     """In-process pytest run with FAKE cluster fixtures (a conftest overrides `cluster_provider`
     and `cluster`) and the FAKE API behind the cluster's records and objects."""
-    from clusterproof import plugin
+    from clusterproof.plugin import configure, fixtures
 
     api = FakeApi()
     api.namespace("cp-dead-a", {RUN_LABEL: "dead"})
@@ -579,7 +579,8 @@ def test_the_plugin_records_the_run_and_sweeps_each_cluster_it_acquires(pytester
     # a run of this machine whose PID is now another process
     registry.write(record("dead", pid=os.getpid(), start=-5, machine=liveness.this_machine()))
     monkeypatch.setenv("CLUSTERPROOF_RUNS_REGISTRY", str(registry.path))
-    monkeypatch.setattr(plugin, "_check_cluster_access_once", lambda config: None)
+    monkeypatch.setattr(configure, "check_cluster_access_once", lambda config: None)
+    monkeypatch.setattr(fixtures, "check_cluster_access_once", lambda config: None)
     fake_records = classmethod(lambda cls, c: cls(c.name, api.core, api.coordination))
     fake_side = classmethod(lambda cls, c, records: cls(c.name, api.core, api.storage, records))
     monkeypatch.setattr(ClusterRecords, "for_cluster", fake_records)

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from clusterproof import monitor
+from clusterproof.upgrade import monitor
 from clusterproof.upgrade import plugin as upgrade_plugin
 from clusterproof.upgrade.state import SCHEMA, StateError, UpgradeState
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from kubernetes import client
 
-from clusterproof import wait
+from clusterproof import pod_states, wait
 from clusterproof.errors import WaitGaveUp, WaitTimeout
 
 
@@ -412,7 +412,7 @@ def test_pod_wait_stops_at_once_on_image_pull_backoff_with_the_state_in_the_mess
     )
 
 
-@pytest.mark.parametrize("reason", sorted(wait.FINAL_WAITING_REASONS))
+@pytest.mark.parametrize("reason", sorted(pod_states.FINAL_WAITING_REASONS))
 def test_every_final_waiting_reason_ends_a_pod_wait(reason):
     clock = FakeClock()
     events = [{"type": "ADDED", "object": stuck_pod("web-1", reason)}]

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pytest
-from kubernetes import client
 
-from clusterproof import health, wait
+from clusterproof import causes, health, pod_states, wait
+from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
 from clusterproof.errors import Broken, WaitTimeout
 from clusterproof.probe import ClientPod
@@ -188,7 +188,7 @@ def require_cluster_dns(cluster: Cluster, pod: ClientPod) -> DnsClient:
     if state.final:
         raise Broken(f"cluster DNS cannot answer: {state.problem}")
     # CoreDNS reaches the API server through the kubernetes Service: without kube-proxy it never gets ready
-    routing = health.routing_cause(cluster)
+    routing = causes.routing_cause(cluster)
     try:
         wait.pods_ready(
             cluster.core, DNS_NAMESPACE, DNS_SERVICE_LABEL, 1, DNS_BROKEN_TIMEOUT if routing else DNS_READY_TIMEOUT
@@ -197,7 +197,7 @@ def require_cluster_dns(cluster: Cluster, pod: ClientPod) -> DnsClient:
         seen = getattr(e, "final", None) or e.last_seen
         why = f"; {routing} (CoreDNS reaches the API server through the kubernetes Service)" if routing else ""
         raise Broken(f"cluster DNS cannot answer: no CoreDNS pod became ready: {seen}{why}") from None
-    known = health.routing_cause(cluster) or health.endpoints_cause(cluster)
+    known = causes.routing_cause(cluster) or causes.endpoints_cause(cluster)
     status = wait.last_seen(
         lambda: probe_cluster_dns(cluster, pod),
         lambda found: found.answers,
@@ -208,9 +208,9 @@ def require_cluster_dns(cluster: Cluster, pod: ClientPod) -> DnsClient:
     if status.answers:
         return DnsClient(pod, status.resolver)
     if not status.endpoints:
-        why = health.endpoints_cause(cluster) or "CoreDNS pods are ready, the kube-dns Service has no ready endpoints"
+        why = causes.endpoints_cause(cluster) or "CoreDNS pods are ready, the kube-dns Service has no ready endpoints"
     else:
-        why = health.routing_cause(cluster) or "the kube-dns Service has ready endpoints but does not answer"
+        why = causes.routing_cause(cluster) or "the kube-dns Service has ready endpoints but does not answer"
     raise Broken(f"cluster DNS does not answer: {why}; {status.describe()}")
 
 
@@ -218,20 +218,16 @@ def _dns_endpoints(cluster: Cluster) -> list[str]:
     services = cluster.core.list_namespaced_service(DNS_NAMESPACE, label_selector=DNS_SERVICE_LABEL).items
     ready: list[str] = []
     for service in services:
-        try:
-            endpoints = cluster.core.read_namespaced_endpoints(service.metadata.name, DNS_NAMESPACE)
-        except client.ApiException as e:
-            if e.status == 404:  # no Endpoints object yet: nothing ready
-                continue
-            raise
-        for subset in endpoints.subsets or []:
+        name = service.metadata.name
+        endpoints = unless_missing(lambda name=name: cluster.core.read_namespaced_endpoints(name, DNS_NAMESPACE))
+        for subset in (endpoints.subsets if endpoints else None) or []:  # no Endpoints object yet: nothing ready
             ready += [a.ip for a in subset.addresses or []]
     return sorted(set(ready))
 
 
 def _dns_pods(cluster: Cluster) -> str:
     pods = cluster.core.list_namespaced_pod(DNS_NAMESPACE, label_selector=DNS_SERVICE_LABEL).items
-    return wait.describe_pods(pods) if pods else "none"
+    return pod_states.describe_pods(pods) if pods else "none"
 
 
 def same_set(expected: Iterable[str]) -> Callable[[Lookup], bool]:

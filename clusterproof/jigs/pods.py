@@ -11,15 +11,15 @@ from typing import Any
 from kubernetes import client
 
 from clusterproof import wait
+from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
 from clusterproof.errors import SetupFailed, WaitTimeout
 from clusterproof.manifests import Manifests
+from clusterproof.pod_states import IMAGE_REASONS
 from clusterproof.probe import ExecResult, exec_in_pod
 
 ABSENT_RC = 3  # exit code of PodFiles.read's script when the path does not exist
 START_TIMEOUT = 120.0
-# container states that say nothing about a claim's own objects: the image cannot be had
-IMAGE_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"})
 
 
 # --- creating and starting -------------------------------------------------------------------
@@ -176,13 +176,8 @@ def delete_pod(
     what = f"pod {namespace}/{name} (uid {uid})"
 
     def old_pod() -> client.V1Pod | None:
-        try:
-            pod = read_pod(cluster, namespace, name)
-        except client.ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-        return pod if pod.metadata.uid == uid else None
+        pod = unless_missing(lambda: read_pod(cluster, namespace, name))
+        return pod if pod is not None and pod.metadata.uid == uid else None
 
     def gone(seconds: float) -> None:
         wait.until(lambda: old_pod() is None, f"{what} to be gone", seconds, describe=lambda _: "still there")

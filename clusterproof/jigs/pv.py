@@ -15,8 +15,8 @@ from typing import Any
 
 from kubernetes import client
 
-from clusterproof import health, wait
-from clusterproof.api_answers import ApiAnswer, answer_to, raw_request
+from clusterproof import causes, wait
+from clusterproof.api_answers import ApiAnswer, answer_to, raw_request, unless_missing
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import WaitGaveUp, WaitTimeout
 from clusterproof.jigs import Jig, pods
@@ -37,7 +37,7 @@ NO_MATCH_REASONS = frozenset({"FailedBinding", "ProvisioningFailed"})
 BIND_TIMEOUT = 90.0  # a claim made before its PV is seen waits for the binder's 15 s resync
 DECISION_TIMEOUT = 45.0
 PROVISION_TIMEOUT = 60.0
-# when the class's provisioner is known not to run (health.provisioner_cause), the claim still gets
+# when the class's provisioner is known not to run (causes.provisioner_cause), the claim still gets
 # this long, then the wait gives up naming why
 PROVISIONER_DOWN_GRACE = 15.0
 PV_CONTROLLER_HINT = "is kube-controller-manager's persistentvolume-binder controller running?"
@@ -283,7 +283,7 @@ class PVJig(Jig):
                 text += "--enable-hostpath-provisioner"
             return text
 
-        down = health.provisioner_cause(self.cluster, storage_class.provisioner)
+        down = causes.provisioner_cause(self.cluster, storage_class.provisioner)
         timeout = PROVISIONER_DOWN_GRACE if down else PROVISION_TIMEOUT
         try:
             bound = wait.pvc_phase(self.core, self.namespace, claim, "Bound", timeout, hint=hint)
@@ -298,12 +298,7 @@ class PVJig(Jig):
         """Until PV `name` is gone; a timeout names its phase, message and events."""
 
         def state() -> client.V1PersistentVolume | None:
-            try:
-                return self.core.read_persistent_volume(name)
-            except client.ApiException as e:
-                if e.status == 404:
-                    return None
-                raise
+            return unless_missing(lambda: self.core.read_persistent_volume(name))
 
         def describe(pv: client.V1PersistentVolume | None) -> str:
             if pv is None:

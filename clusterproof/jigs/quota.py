@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kubernetes import client
 
-from clusterproof import health, wait
+from clusterproof import causes, wait
 from clusterproof.api_answers import ApiAnswer, answer_to
 from clusterproof.cluster import Cluster
 from clusterproof.jigs import Jig
@@ -86,7 +86,7 @@ class QuotaJig(Jig):
                 interval=0.2,
                 hint=ADMISSION_HINT,
                 # kube-apiserver's flags say the plugin is off: no need to wait for it
-                final=lambda _: health.admission_disabled(self.cluster, "ResourceQuota"),
+                final=lambda _: causes.admission_disabled(self.cluster, "ResourceQuota"),
             )
         finally:
             self.core.delete_namespaced_resource_quota(name, namespace)
@@ -123,9 +123,7 @@ class QuotaJig(Jig):
     ) -> dict[str, int]:
         # creations are charged by the ResourceQuota admission plugin; without it the quota
         # controller counts them only at its full resync (minutes): no use waiting for that
-        off = health.give_up_after(
-            ADMISSION_GRACE, lambda: health.admission_disabled(self.cluster, "ResourceQuota")
-        )
+        off = causes.give_up_after(ADMISSION_GRACE, lambda: causes.admission_disabled(self.cluster, "ResourceQuota"))
         return wait.until_seen(
             lambda: self.read(namespace, name),
             lambda quota: used_of(quota) == expected and used_of(quota),

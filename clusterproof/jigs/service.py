@@ -10,7 +10,7 @@ Node-side checks read kube-proxy's NAT rules; API checks read refusals as the se
 Set-up and observation are kept apart: making backends and Services (an API refusal, pods that
 never start, a node port that stays taken) is a set-up step (SetupFailed: the test errors, could
 not evaluate); the Endpoints a Service gets and who answers through it are what the claims
-observe (a failure). Waits for them end early, naming the cause, when clusterproof.health knows
+observe (a failure). Waits for them end early, naming the cause, when clusterproof.causes knows
 the shared precondition is broken (no endpoints controller, kube-proxy on no node).
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
-from clusterproof import health, probe, wait
+from clusterproof import causes, probe, wait
 from clusterproof.api_answers import ApiAnswer, answer_to
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import WaitGaveUp, WaitTimeout
@@ -34,7 +34,7 @@ from clusterproof.verdicts import setup_step
 
 NOTES_NODE_PORT_RANGE = (30000, 32767)  # [002] "30000-32767 범위"
 ENDPOINTS_TIMEOUT = 90.0
-# When a shared precondition is known broken (clusterproof.health: no endpoints controller, no
+# When a shared precondition is known broken (clusterproof.causes: no endpoints controller, no
 # kube-proxy on any node), a wait that cannot succeed still gets this long, then gives up naming it.
 BROKEN_GRACE = 5.0
 RULES_TIMEOUT = 60.0
@@ -383,7 +383,7 @@ class ServiceJig(Jig):
         except WaitGaveUp:
             raise
         except WaitTimeout as e:
-            cause = health.endpoints_cause(self.cluster) if e.last_seen == "no Endpoints object" else None
+            cause = causes.endpoints_cause(self.cluster) if e.last_seen == "no Endpoints object" else None
             if cause:
                 raise WaitGaveUp(expected, cause, BROKEN_GRACE, last_seen=e.last_seen) from None
         try:
@@ -525,9 +525,9 @@ class ServiceJig(Jig):
 
     def _first_answer(self, await_answer: Callable[[float], HttpAnswer]) -> HttpAnswer:
         """`await_answer(timeout)`: the first answer through a Service. When no Service can route
-        (clusterproof.health.routing_cause: kube-proxy on no node), it gets BROKEN_GRACE seconds,
+        (clusterproof.causes.routing_cause: kube-proxy on no node), it gets BROKEN_GRACE seconds,
         then gives up naming the cause."""
-        cause = health.routing_cause(self.cluster)
+        cause = causes.routing_cause(self.cluster)
         if cause is None:
             return await_answer(ANSWER_TIMEOUT)
         try:
@@ -589,7 +589,7 @@ class ServiceJig(Jig):
             expected,
             timeout,
             describe=lambda found: "; ".join(f"{node}: {p}" for node, p in sorted(found.items()) if p) or "-",
-            final=health.give_up_after(BROKEN_GRACE, lambda: health.routing_cause(self.cluster)),
+            final=causes.give_up_after(BROKEN_GRACE, lambda: causes.routing_cause(self.cluster)),
             interval=2,
         )
 

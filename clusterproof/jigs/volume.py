@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
-from clusterproof import wait
+from clusterproof import pod_states, wait
 from clusterproof.cluster import Cluster
 from clusterproof.jigs.pods import MountFailures, failed_mounts, read_pod, started
 from clusterproof.manifests import Manifests
@@ -180,7 +180,7 @@ def hostpath_outcomes(
             outcome = outcomes.get(pod.metadata.name)
             if outcome is not None:
                 outcome.running = pod.status.phase == "Running"
-                outcome.detail = wait.describe_pods([pod])
+                outcome.detail = pod_states.describe_pods([pod])
         for event in cluster.core.list_namespaced_event(namespace).items:
             outcome = outcomes.get(event.involved_object.name)
             # the kubelet also reports slow token/secret mounts as FailedMount: not a hostPath outcome
@@ -254,7 +254,7 @@ def wait_cloned(cluster: Cluster, namespace: str, name: str, node: str, timeout:
 
     def outcome(seen: tuple[client.V1Pod, MountFailures]) -> str | None:
         pod, failures = seen
-        if wait.pod_is_ready(pod):
+        if pod_states.pod_is_ready(pod):
             return "cloned"
         for message in failures.messages:
             if gitrepo_disabled(message):
@@ -268,8 +268,8 @@ def wait_cloned(cluster: Cluster, namespace: str, name: str, node: str, timeout:
         outcome,
         f"pod {name} on {node} Running (or the kubelet saying it cannot clone)",
         timeout,
-        describe=lambda seen: f"{wait.describe_pods([seen[0]])}; last FailedMount: {seen[1].last}",
-        final=lambda seen: wait.never_ready(seen[0]),
+        describe=lambda seen: f"{pod_states.describe_pods([seen[0]])}; last FailedMount: {seen[1].last}",
+        final=lambda seen: pod_states.never_ready(seen[0]),
     )
     if result.startswith("disabled: "):
         cluster.require(

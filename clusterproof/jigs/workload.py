@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes import client
 
-from clusterproof import health, wait
+from clusterproof import causes, pod_states, wait
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import SetupFailed, WaitTimeout
 from clusterproof.jigs import pods as pods_jig
@@ -113,8 +113,8 @@ def daemonset_settled(cluster: Cluster, namespace: str, name: str, selector: str
     def settled(seen: tuple[client.V1DaemonSet, list[client.V1Pod]]) -> Placement | None:
         ds, pods = seen
         desired = (ds.status.desired_number_scheduled or 0) if ds.status else 0
-        ready = [p for p in pods if wait.pod_is_ready(p)]
-        if wait.daemonset_rolled_out(ds) and desired > 0 and len(pods) == desired == len(ready):
+        ready = [p for p in pods if pod_states.pod_is_ready(p)]
+        if pod_states.daemonset_rolled_out(ds) and desired > 0 and len(pods) == desired == len(ready):
             return Placement(tuple(pods), desired)
         return None
 
@@ -123,7 +123,7 @@ def daemonset_settled(cluster: Cluster, namespace: str, name: str, selector: str
         if ds.status is not None and ds.status.observed_generation:
             return stuck(pods)
         waited = time.monotonic() - started
-        cause = health.daemonset_controller_cause(cluster) if waited >= DAEMONSET_CONTROLLER_GRACE else None
+        cause = causes.daemonset_controller_cause(cluster) if waited >= DAEMONSET_CONTROLLER_GRACE else None
         if cause is None and waited >= UNPROCESSED_LIMIT:
             cause = f"the DaemonSet controller has not processed {name} in {waited:.0f} s: is it running?"
         return cause
@@ -136,7 +136,7 @@ def daemonset_settled(cluster: Cluster, namespace: str, name: str, selector: str
         placed = ", ".join(f"{p.metadata.name} on {p.spec.node_name}" for p in pods) or "no pods"
         return (
             f"desired {s.desired_number_scheduled}, scheduled {s.current_number_scheduled}, ready {s.number_ready}; "
-            f"pods: {placed} ({wait.describe_pods(pods)})"
+            f"pods: {placed} ({pod_states.describe_pods(pods)})"
         )
 
     return wait.until_seen(
@@ -159,10 +159,10 @@ def replacement_on(
         return [p for p in pods if p.spec.node_name == node]
 
     def found(pods: list[client.V1Pod]) -> client.V1Pod | None:
-        return next((p for p in pods if p.metadata.uid != old_uid and wait.pod_is_ready(p)), None)
+        return next((p for p in pods if p.metadata.uid != old_uid and pod_states.pod_is_ready(p)), None)
 
     def describe(pods: list[client.V1Pod]) -> str:
-        return wait.describe_pods(pods) if pods else f"no pod on {node}"
+        return pod_states.describe_pods(pods) if pods else f"no pod on {node}"
 
     return wait.until_seen(
         on_node,
@@ -175,8 +175,8 @@ def replacement_on(
 
 
 def stuck(pods: Iterable[client.V1Pod]) -> str | None:
-    """Why some of `pods` can never become Ready (wait.never_ready), or None: ends a wait at once."""
-    reasons = [reason for p in pods if (reason := wait.never_ready(p))]
+    """Why some of `pods` can never become Ready (pod_states.never_ready), or None: ends a wait at once."""
+    reasons = [reason for p in pods if (reason := pod_states.never_ready(p))]
     return "; ".join(reasons) or None
 
 
@@ -192,12 +192,15 @@ def statefulset_pods_ready(
     def ready(pods: list[client.V1Pod]) -> dict[str, client.V1Pod] | None:
         by_name = {p.metadata.name: p for p in pods}
         wanted = {n: by_name.get(n) for n in names}
-        if all(p is not None and p.metadata.uid not in old and wait.pod_is_ready(p) for p in wanted.values()):
+        if all(p is not None and p.metadata.uid not in old and pod_states.pod_is_ready(p) for p in wanted.values()):
             return wanted  # type: ignore[return-value]
         return None
 
     def describe(pods: list[client.V1Pod]) -> str:
-        return ", ".join(("old " if p.metadata.uid in old else "") + wait.describe_pods([p]) for p in pods) or "no pods"
+        return (
+            ", ".join(("old " if p.metadata.uid in old else "") + pod_states.describe_pods([p]) for p in pods)
+            or "no pods"
+        )
 
     what = ", ".join(names)
     try:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
-    from clusterproof.options import Settings
     from clusterproof.run import RunContext
+    from clusterproof.settings import Settings
     from clusterproof.timings import Stopwatch
     from clusterproof.tracker import ResourceTracker
 

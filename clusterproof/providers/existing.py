@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from clusterproof.cluster import Cluster
 
 if TYPE_CHECKING:
-    from clusterproof.options import Settings
     from clusterproof.providers import Note
+    from clusterproof.settings import Settings
     from clusterproof.tracker import ResourceTracker
 
 
@@ -36,7 +36,7 @@ class ExistingProvider:
                 kubectl_bin=self.settings.kubectl_bin,
             )
             # node access (docker for kind nodes on this host, a host exec pod, none) is chosen
-            # per use of the cluster: clusterproof.node_access.installed
+            # per use of the cluster: clusterproof.plugin.node_access.installed
             self.note(f"using existing cluster: context {self.settings.context}")
         return self._cluster
 

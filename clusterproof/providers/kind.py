@@ -28,16 +28,17 @@ import pytest
 import yaml
 from pytest_kind import KindCluster
 
-from clusterproof import health, wait
-from clusterproof.cluster import Cluster, DockerNodeExec
+from clusterproof import causes, health, wait
+from clusterproof.cluster import Cluster
 from clusterproof.errors import WaitTimeout
+from clusterproof.node_exec import DockerNodeExec
 from clusterproof.run import cluster_name
 from clusterproof.timings import Stopwatch
 
 if TYPE_CHECKING:
-    from clusterproof.options import Settings
     from clusterproof.providers import Note
     from clusterproof.run import RunContext
+    from clusterproof.settings import Settings
     from clusterproof.tracker import ResourceTracker
 
 OFFLINE_API = "clusterproof.offline.api"
@@ -256,7 +257,7 @@ class KindProvider:
                 NODES_READY_WINDOW,
                 count=node_count,
                 # the pod network of kind's own images is a DaemonSet: without its controller, never Ready
-                give_up=lambda: health.daemonset_controller_cause(cluster),
+                give_up=lambda: causes.daemonset_controller_cause(cluster),
             ),
         )
         window = DAEMONSETS_WINDOW if nodes_ready else DAEMONSETS_AFTER_NODES_TIMEOUT

@@ -26,6 +26,7 @@ from clusterproof import run as runs
 from clusterproof import stopping
 from clusterproof.errors import ClusterproofError
 from clusterproof.offline import build, capabilities, kind_upgrade, releases
+from clusterproof.upgrade.state import API_DISRUPTION_BUDGET, DISRUPTION_BUDGET
 
 
 def say(message: str) -> None:
@@ -62,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--disruption-budget",
         type=float,
-        default=30.0,
+        default=DISRUPTION_BUDGET,
         metavar="SECONDS",
         help="seconds each data-plane target may be down",
     )
     parser.add_argument(
         "--api-disruption-budget",
         type=float,
-        default=180.0,
+        default=API_DISRUPTION_BUDGET,
         metavar="SECONDS",
         help="seconds the API server may be down (one control plane: down while replaced)",
     )
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 sys.executable,
                 "-m",
-                "clusterproof.monitor",
+                "clusterproof.upgrade.monitor",
                 "--state-file",
                 str(state_file),
                 "--kubeconfig",

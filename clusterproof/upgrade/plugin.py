@@ -1,5 +1,5 @@
-"""--phase before|after: which tests run and in which order, the state they share, and what is
-left behind. Registered by clusterproof.plugin.
+"""The upgrade topic's pytest plugin: its options (--phase before|after and the rest), which tests
+run and in which order, the state they share, and what is left behind. Loaded by clusterproof.plugin.
 
 - no --phase: tests marked `upgrade_phase` are deselected (they need a state to carry over);
 - --phase before: only the `before` tests run (they create the durable state);
@@ -12,15 +12,128 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
-from clusterproof.upgrade.state import StateError, UpgradeState
+from clusterproof.api_answers import unless_missing
+from clusterproof.claims import Claim, load_claims
+from clusterproof.images import ImageCatalogue
+from clusterproof.run import RunContext
+from clusterproof.settings import Settings
+from clusterproof.upgrade.jig import UpgradeJig
+from clusterproof.upgrade.monitor import read_monitor_file
+from clusterproof.upgrade.state import API_DISRUPTION_BUDGET, DISRUPTION_BUDGET, StateError, UpgradeState
 
 MARKER = "upgrade_phase(name): before/after test of an upgrade; runs only with --phase <name>"
 UPGRADE_CLAIMS = Path(__file__).parent.parent / "data" / "UPGRADE-CLAIMS.md"
+DEFAULT_STATE_FILE = Path(".clusterproof/upgrade-state.json")
+SETTINGS = pytest.StashKey["UpgradeSettings"]()
+
+
+@dataclass(frozen=True)
+class UpgradeSettings:
+    phase: str | None = None
+    state_file: Path = DEFAULT_STATE_FILE
+    keep_upgrade_state: bool = False
+    disruption_budget: float = DISRUPTION_BUDGET
+    api_disruption_budget: float = API_DISRUPTION_BUDGET
+    monitor_file: Path | None = None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("clusterproof-upgrade", "clusterproof: before and after an upgrade")
+    group.addoption(
+        "--phase",
+        choices=("before", "after"),
+        default=None,
+        help="upgrade validation: `before` creates durable state and records it (state file + ConfigMap); "
+        "`after` compares the upgraded cluster with it, then runs the selected suites",
+    )
+    group.addoption(
+        "--state-file",
+        default=None,
+        metavar="PATH",
+        help=f"the upgrade state file (default: <rootdir>/{DEFAULT_STATE_FILE})",
+    )
+    group.addoption(
+        "--keep-upgrade-state",
+        action="store_true",
+        help="--phase after: keep the durable namespaces and volumes even when every check held",
+    )
+    group.addoption(
+        "--disruption-budget",
+        type=float,
+        default=DISRUPTION_BUDGET,
+        metavar="SECONDS",
+        help="--phase after: seconds a monitored target may be down during the upgrade (more fails UPG-09; "
+        "less than this but more than none is reported as tolerated)",
+    )
+    group.addoption(
+        "--api-disruption-budget",
+        type=float,
+        default=API_DISRUPTION_BUDGET,
+        metavar="SECONDS",
+        help="--phase after: the same for the API server (a single control plane is down while kubeadm "
+        "replaces it)",
+    )
+    group.addoption(
+        "--monitor-file",
+        default=None,
+        metavar="PATH",
+        help="--phase after: what `python -m clusterproof.upgrade.monitor` wrote "
+        "(default: <state file>.monitor.jsonl)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER)
+
+
+def pytest_clusterproof_configure(config: pytest.Config, settings: Settings) -> None:
+    config.stash[SETTINGS] = build_upgrade_settings(config.getoption, settings)
+
+
+def build_upgrade_settings(option: Callable[[str], object], settings: Settings) -> UpgradeSettings:
+    """The upgrade options, checked against the run's settings; pytest.UsageError with one line."""
+    phase = option("phase")
+    state_file = _path(option("state_file")) or settings.rootdir / DEFAULT_STATE_FILE
+    if phase and settings.provider == "kind" and not (settings.cluster_scope == "session" and settings.keep_clusters):
+        raise pytest.UsageError(
+            f"--phase {phase} needs a cluster that outlives the run: an existing cluster (--kubeconfig, --context, "
+            "--allow-context) or a kept kind cluster (--cluster-scope session --keep-clusters --cluster-name NAME)"
+        )
+    if phase == "after":
+        try:
+            UpgradeState.load(state_file)
+        except StateError as e:
+            raise pytest.UsageError(str(e)) from None
+    budget = option("disruption_budget")
+    if budget is not None and budget < 0:
+        raise pytest.UsageError(f"--disruption-budget {budget:g}: seconds, 0 or more")
+    api_budget = option("api_disruption_budget")
+    return UpgradeSettings(
+        phase=phase,
+        state_file=state_file,
+        keep_upgrade_state=bool(option("keep_upgrade_state")),
+        disruption_budget=DISRUPTION_BUDGET if budget is None else budget,
+        api_disruption_budget=API_DISRUPTION_BUDGET if api_budget is None else api_budget,
+        monitor_file=_path(option("monitor_file")) or state_file.with_suffix(".monitor.jsonl"),
+    )
+
+
+def _path(value: object) -> Path | None:
+    return Path(str(value)).expanduser() if value else None
+
+
+def pytest_clusterproof_claims(config: pytest.Config, known: dict[str, Claim]) -> Iterable[str]:
+    """The UPG claims are known to every run; rows of the table only when an upgrade phase runs."""
+    known.update(load_claims(UPGRADE_CLAIMS))
+    shown = claims_for_phase(known, config.stash[SETTINGS].phase)
+    return [cid for cid in known if cid not in shown]
 
 
 BEFORE_CLAIMS = ("UPG-01",)  # what --phase before shows; --phase after shows the other UPG rows
@@ -56,31 +169,20 @@ def select(items: list[pytest.Item], phase: str | None) -> tuple[list[pytest.Ite
     return kept, dropped
 
 
-class UpgradePhase:
-    def __init__(self, phase: str | None) -> None:
-        self.phase = phase
-
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
-        kept, dropped = select(items, self.phase)
-        if dropped:
-            config.hook.pytest_deselected(items=dropped)
-            items[:] = kept
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept, dropped = select(items, config.stash[SETTINGS].phase)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def check_state_against(cluster, state: UpgradeState, source: str) -> None:
     """The same cluster, not a downgrade, the durable namespaces still there: else a StateError."""
-    from kubernetes import client
-
     uid = cluster.core.read_namespace("kube-system").metadata.uid
     version = client.VersionApi(cluster.api).get_code().git_version
     state.check_cluster(uid, version, source)
     for ns in (state.namespace, state.quota_namespace):
-        try:
-            found = cluster.core.read_namespace(ns)
-        except client.ApiException as e:
-            if e.status != 404:
-                raise
-            found = None
+        found = unless_missing(lambda ns=ns: cluster.core.read_namespace(ns))
         if found is None or (found.status and found.status.phase == "Terminating"):
             raise StateError(
                 f"durable namespace {ns} of {source} is gone (deleted by hand?): nothing to compare after the upgrade"
@@ -108,8 +210,6 @@ def upgrade_record(
         steps = json.loads(steps_file.read_text())
         record["phases"], record["nodes"] = steps.get("phases", []), steps.get("nodes", [])
     if monitor_file.is_file():
-        from clusterproof.monitor import read_monitor_file
-
         outages, summary = read_monitor_file(monitor_file)
         record["disruptions"] = outages
         if summary:
@@ -119,32 +219,28 @@ def upgrade_record(
 
 
 @pytest.fixture(scope="module")
-def upgrade(cluster, images, run, pytestconfig: pytest.Config):
+def upgrade(cluster, images: ImageCatalogue, run: RunContext, settings: Settings) -> UpgradeJig:
     """The upgrade jig of this module (its checks become upgrade.json's rows)."""
-    from clusterproof.jigs.upgrade import UpgradeJig
-    from clusterproof.plugin import SETTINGS
-
-    return UpgradeJig(cluster, images, pytestconfig.stash[SETTINGS].fixtures_dir, run.run_id)
+    return UpgradeJig(cluster, images, settings.fixtures_dir, run.run_id)
 
 
 @pytest.fixture(scope="session")
-def upgrade_settings(pytestconfig: pytest.Config):
-    """state_file, monitor_file, disruption_budget, keep_upgrade_state (the run's Settings)."""
-    from clusterproof.plugin import SETTINGS
-
+def upgrade_settings(pytestconfig: pytest.Config) -> UpgradeSettings:
+    """phase, state_file, monitor_file, the disruption budgets, keep_upgrade_state."""
     return pytestconfig.stash[SETTINGS]
 
 
 @pytest.fixture(scope="module")
 def upgrade_state(
-    request: pytest.FixtureRequest, cluster, upgrade, upgrade_settings, run, pytestconfig: pytest.Config
+    request: pytest.FixtureRequest,
+    cluster,
+    upgrade: UpgradeJig,
+    upgrade_settings: UpgradeSettings,
+    run: RunContext,
+    note: Callable[[str], None],
 ) -> Iterator[UpgradeState]:
     """--phase after: what --phase before recorded, checked against this cluster (else one line and
     the run ends). At the module's end: upgrade.json, then the state removed if every test passed."""
-    from kubernetes import client
-
-    from clusterproof.plugin import _note
-
     settings = upgrade_settings
     try:
         state = UpgradeState.load(settings.state_file)
@@ -158,7 +254,6 @@ def upgrade_state(
     checks = [c.to_json() for c in upgrade.checks]
     record = upgrade_record(state, target, checks, settings.monitor_file, steps_file, settings.disruption_budget)
     (run.artifacts_root() / "upgrade.json").write_text(json.dumps(record, indent=2) + "\n")
-    note = _note(pytestconfig)
     if request.session.testsfailed > failed_before:
         note(
             f"upgrade checks failed: the durable state of {state.run_id} is kept as evidence "

@@ -15,8 +15,11 @@ from typing import Any
 from clusterproof.errors import ClusterproofError
 
 SCHEMA = 1
-STATE_LABEL = "clusterproof.io/upgrade-state"  # on everything `before` keeps; value: the before run's id
 CONFIGMAP = "clusterproof-upgrade-state"
+# seconds a monitored target may be down during the upgrade; the API server's is longer: a single
+# control plane is down while kubeadm replaces it
+DISRUPTION_BUDGET = 30.0
+API_DISRUPTION_BUDGET = 180.0
 
 
 class StateError(ClusterproofError):

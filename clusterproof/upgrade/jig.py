@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from clusterproof import wait
-from clusterproof.api_answers import ApiAnswer, answer_to
+from clusterproof import pod_states, wait
+from clusterproof.api_answers import ApiAnswer, answer_to, unless_missing
 from clusterproof.cluster import Cluster
 from clusterproof.images import ImageCatalogue
 from clusterproof.manifests import Doc, load
 from clusterproof.manifests import apply as create_objects
 from clusterproof.probe import exec_in_pod
-from clusterproof.run import short_id
-from clusterproof.upgrade.state import CONFIGMAP, STATE_LABEL, UpgradeState
+from clusterproof.run import STATE_LABEL, short_id
+from clusterproof.upgrade.monitor import read_monitor_file
+from clusterproof.upgrade.state import CONFIGMAP, UpgradeState
 
 FIXTURES = "upgrade"
 HOST_DIR = "/var/lib/clusterproof-upgrade"
@@ -235,14 +236,12 @@ class UpgradeJig:
     def assert_volumes_still_bound(self, state: UpgradeState) -> None:
         facts = {}
         for pv, before in state.volumes.items():
-            try:
-                found = self.cluster.core.read_persistent_volume(pv)
-                ref = found.spec.claim_ref
-                after = f"{ref.name} ({ref.uid}), {found.status.phase}" if ref else f"no claim, {found.status.phase}"
-            except client.ApiException as e:
-                if e.status != 404:
-                    raise
+            found = unless_missing(lambda pv=pv: self.cluster.core.read_persistent_volume(pv))
+            ref = found.spec.claim_ref if found else None
+            if found is None:
                 after = "PV gone"
+            else:
+                after = f"{ref.name} ({ref.uid}), {found.status.phase}" if ref else f"no claim, {found.status.phase}"
             facts[f"PV {pv}"] = (f"{before['claim']} ({before['claim_uid']}), Bound", after)
         self.expect_same("UPG-03", facts)
 
@@ -287,7 +286,7 @@ class UpgradeJig:
     def assert_daemonset_on_every_node(self, state: UpgradeState) -> None:
         wait.daemonsets_ready(self.cluster.apps, state.namespace, READY_TIMEOUT)
         pods = self.cluster.core.list_namespaced_pod(state.namespace, label_selector="app=upgrade-prober").items
-        on = sorted({p.spec.node_name for p in pods if wait.pod_is_ready(p)})
+        on = sorted({p.spec.node_name for p in pods if pod_states.pod_is_ready(p)})
         self.expect_same("UPG-05", {"DaemonSet prober ready on": (sorted(n.name for n in self.cluster.nodes), on)})
 
     def quota_answer(self, state: UpgradeState) -> ApiAnswer:
@@ -320,7 +319,7 @@ class UpgradeJig:
                     for p in self.cluster.core.list_namespaced_pod(
                         state.namespace, label_selector="app=upgrade-consumer"
                     ).items
-                    if p.metadata.name != old.metadata.name and wait.pod_is_ready(p)
+                    if p.metadata.name != old.metadata.name and pod_states.pod_is_ready(p)
                 ),
                 None,
             ),
@@ -356,11 +355,9 @@ class UpgradeJig:
         """Seconds down per monitored target against its budget (`api_budget` for the API server):
         over it fails, between nothing and the budget is reported as tolerated. Returns seconds down
         per target."""
-        from clusterproof.monitor import read_monitor_file
-
         if not monitor_file.is_file():
             pytest.skip(
-                f"no monitor output at {monitor_file}: run `python -m clusterproof.monitor --state-file "
+                f"no monitor output at {monitor_file}: run `python -m clusterproof.upgrade.monitor --state-file "
                 "<state file>` while the cluster is upgraded"
             )
         outages, summary = read_monitor_file(monitor_file)
@@ -418,12 +415,12 @@ class UpgradeJig:
         if where:
             self.run_host_cleanup(state.namespace, where["node"], where["path"])
         for ns in (state.namespace, state.quota_namespace):
-            _delete_ignoring_404(lambda ns=ns: self.cluster.core.delete_namespace(ns))
+            unless_missing(lambda ns=ns: self.cluster.core.delete_namespace(ns))
         for pv, info in state.volumes.items():
             if info.get("reclaim") == "Retain":
-                _delete_ignoring_404(lambda pv=pv: self.cluster.core.delete_persistent_volume(pv))
+                unless_missing(lambda pv=pv: self.cluster.core.delete_persistent_volume(pv))
         for sc in self.cluster.storage.list_storage_class(label_selector=f"{STATE_LABEL}={state.run_id}").items:
-            _delete_ignoring_404(lambda sc=sc: self.cluster.storage.delete_storage_class(sc.metadata.name))
+            unless_missing(lambda sc=sc: self.cluster.storage.delete_storage_class(sc.metadata.name))
         note(
             f"upgrade state of {state.run_id} removed (namespaces {state.namespace}, {state.quota_namespace}, "
             f"{len(state.volumes)} PVs' Retain leftovers, the hostPath file)"
@@ -436,7 +433,7 @@ class UpgradeJig:
             wait.pod_ready(self.cluster.core, namespace, name, READY_TIMEOUT)
             self.run_in(namespace, name, f"rm -f {path}")
         finally:
-            _delete_ignoring_404(
+            unless_missing(
                 lambda: self.cluster.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
             )
 
@@ -464,24 +461,10 @@ def restarts(cluster: Cluster, namespace: str) -> dict[str, int]:
 
 
 def _default_service_account(cluster: Cluster, namespace: str) -> bool:
-    try:
-        cluster.core.read_namespaced_service_account("default", namespace)
-        return True
-    except client.ApiException as e:
-        if e.status == 404:
-            return False
-        raise
+    return unless_missing(lambda: cluster.core.read_namespaced_service_account("default", namespace)) is not None
 
 
 def _quota_full(cluster: Cluster, namespace: str) -> bool:
     quota = cluster.core.read_namespaced_resource_quota("at-limit", namespace)
     used = (quota.status.used or {}) if quota.status else {}
     return used.get("count/configmaps") == "2"
-
-
-def _delete_ignoring_404(delete: Callable[[], object]) -> None:
-    try:
-        delete()
-    except client.ApiException as e:
-        if e.status != 404:
-            raise

@@ -1,29 +1,18 @@
-"""Node access: one way to run a command on a cluster's nodes, chosen per cluster.
+"""Node access through host exec pods, and the choice of mechanism for a cluster.
 
-Every node check goes through `Cluster.node_exec(node, *argv, input=, check=, timeout=)`, which
-answers like `subprocess.run` (a CompletedProcess; CalledProcessError with check=True;
-TimeoutExpired). Behind it, one of three mechanisms (`--node-access`):
-
-- `docker`: kind nodes are docker containers on this host: `docker exec`.
 - `pod`: a privileged "host exec" pod on the node, as upstream's e2e hostexec and
   `kubectl debug node/...` do (hostNetwork, hostPID, privileged, the catalogue's agnhost), and
   each command run through the API's exec as `nsenter --target 1 --mount --uts --ipc --net --pid
   -- argv`: in the host's namespaces, with the host's own binaries. Pods are made on first use,
   one per node, in a namespace of the run's own; the tracker removes them.
-- `none`: no node commands; `require_node_exec()` (and the `needs_node_exec` marker) skip with
-  the reason.
 
-`auto` (the default) picks docker for kind nodes running on this host (providerID
+`choose`: `auto` (the default) picks docker for kind nodes running on this host (providerID
 `kind://docker/...`), else the pod only with --allow-privileged (a privileged pod is never made on
 someone's cluster unasked), else none. Suites never know which: they call `cluster.node_exec` and
 skip where `require_node_exec` says so. A node one mechanism cannot reach while others can (a
 cordoned node, a pod that never starts there) raises NodeExecUnavailable naming the node; the
-plugin (`UnreachableNodeSkips`) turns that into a skip of the test that asked, so the checks on
-other nodes still run.
-
-Each command's cost is measured (logged at DEBUG by `clusterproof.node_access`, and summed per
-cluster into the run's timings: `cluster <name>: node commands via <mechanism> (n, median s)`);
-each host exec pod's start is a timings row of its own.
+plugin turns that into a skip of the test that asked, so the checks on other nodes still run.
+Each host exec pod's start is a timings row of its own.
 """
 
 from __future__ import annotations
@@ -32,34 +21,29 @@ import contextlib
 import logging
 import secrets
 import shlex
-import statistics
 import subprocess
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-import pytest
 from kubernetes import client
 
-from clusterproof import wait
+from clusterproof import pod_states, wait
 from clusterproof.api_answers import ApiAnswer, answer_to
-from clusterproof.errors import ExecTimeout, NodeExecUnavailable
+from clusterproof.errors import ExecTimeout, NodeExecUnavailable, one_line
+from clusterproof.namespaces import wait_usable
+from clusterproof.node_exec import DockerNodeExec, NodeExec, NoNodeExec, kind_node_exec
 from clusterproof.probe import ExecResult, exec_in_pod
 from clusterproof.run import hash_of, short_id, slug
 
 if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
-    from clusterproof.images import ImageCatalogue
-    from clusterproof.options import Settings
-    from clusterproof.run import RunContext
     from clusterproof.timings import Stopwatch
     from clusterproof.tracker import ResourceTracker
 
 log = logging.getLogger("clusterproof.node_access")
 
-MODES = ("auto", "docker", "pod", "none")
-NOT_CHOSEN = "no shell on the nodes: node access not set up for this cluster"
 NO_PRIVILEGED = (
     "no shell on the nodes: they are not kind containers on this host, and clusterproof makes no privileged "
     "pod unasked (--allow-privileged lets it reach each node through a privileged host exec pod)"
@@ -73,83 +57,6 @@ POD_SECURITY_LEVEL = "privileged"
 POD_START_TIMEOUT = 120.0
 REQUEST_TIMEOUT = 15  # the cleanup also runs from a signal handler: never wait on a hung API for long
 REASON_LIMIT = 400
-
-
-# --- the interface -----------------------------------------------------------------------
-
-
-class NodeExec(Protocol):
-    """A mechanism: runs argv on a node (answers like subprocess.run) and says whether it can
-    reach nodes at all."""
-
-    mechanism: str  # "docker", "pod", "none"
-
-    def unavailable(self) -> str | None:
-        """Why no node can be reached (a skip reason naming what is missing), or None."""
-
-    def __call__(
-        self, node: str, argv: Sequence[str], *, input: str | None, check: bool, timeout: float
-    ) -> subprocess.CompletedProcess[str]: ...
-
-
-class DockerNodeExec:
-    """kind nodes are docker containers named like the nodes."""
-
-    mechanism = "docker"
-
-    def __init__(self, docker: str = "docker") -> None:
-        self.docker = docker
-
-    def unavailable(self) -> str | None:
-        return None
-
-    def __call__(
-        self, node: str, argv: Sequence[str], *, input: str | None, check: bool, timeout: float
-    ) -> subprocess.CompletedProcess[str]:
-        flags = ["-i"] if input is not None else []
-        return subprocess.run(
-            [self.docker, "exec", *flags, node, *argv],
-            input=input,
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=timeout,
-        )
-
-
-def kind_node_exec(api: client.ApiClient, docker: str = "docker") -> DockerNodeExec | None:
-    """Docker exec for a cluster whose nodes are kind containers running on this host
-    (providerID kind://docker/<cluster>/<node>), so a kept kind cluster gets node checks too."""
-    nodes = client.CoreV1Api(api).list_node().items
-    if not nodes or not all((n.spec.provider_id or "").startswith("kind://docker/") for n in nodes):
-        return None
-    try:
-        found = subprocess.run(
-            [docker, "inspect", "-f", "{{.State.Running}}", *(n.metadata.name for n in nodes)],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if found.returncode != 0 or set(found.stdout.split()) != {"true"}:
-        return None
-    return DockerNodeExec(docker)
-
-
-class NoNodeExec:
-    mechanism = "none"
-
-    def __init__(self, reason: str = NOT_CHOSEN) -> None:
-        self.reason = reason
-
-    def unavailable(self) -> str | None:
-        return self.reason
-
-    def __call__(
-        self, node: str, argv: Sequence[str], *, input: str | None, check: bool, timeout: float
-    ) -> subprocess.CompletedProcess[str]:
-        raise NodeExecUnavailable(self.reason)
 
 
 # --- the host exec pod ---------------------------------------------------------------------
@@ -230,14 +137,9 @@ def why_unreachable(node: client.V1Node) -> str | None:
     return None
 
 
-def one_line(text: str, limit: int = REASON_LIMIT) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
 def refusal(what: str, answer: ApiAnswer) -> str:
     """A skip reason naming the refusal in the server's words (Pod Security, a webhook, a policy)."""
-    return one_line(f"node access through a privileged pod refused: {what}: {answer}")
+    return one_line(f"node access through a privileged pod refused: {what}: {answer}", REASON_LIMIT)
 
 
 Exec = Callable[..., ExecResult]
@@ -330,8 +232,6 @@ class HostExecPods:
     # -- making --
 
     def _prepare(self) -> str | None:
-        from clusterproof.namespaces import wait_usable
-
         labels = {
             **self.labels,
             "app.kubernetes.io/name": HOSTEXEC_APP,
@@ -345,7 +245,7 @@ class HostExecPods:
         try:
             wait_usable(self.cluster, self.namespace)
         except wait.WaitTimeout as e:
-            return one_line(f"no shell on the nodes: host exec namespace {self.namespace}: {e}")
+            return one_line(f"no shell on the nodes: host exec namespace {self.namespace}: {e}", REASON_LIMIT)
         nodes = self.cluster.core.list_node().items
         if not nodes:
             return "no shell on the nodes: the cluster lists no nodes"
@@ -373,17 +273,17 @@ class HostExecPods:
         try:
             wait.until_seen(
                 lambda: self.cluster.core.read_namespaced_pod(name, self.namespace),
-                wait.pod_is_ready,
+                pod_states.pod_is_ready,
                 f"host exec pod {self.namespace}/{name} on node {node} Ready",
                 self.start_timeout,
                 describe=_describe,
-                final=wait.never_ready,
+                final=pod_states.never_ready,
                 sleep=self.sleep,
                 clock=self.clock,
             )
         except wait.WaitTimeout as e:
             self._delete_pod(name)
-            raise NodeExecUnavailable(one_line(f"node {node}: no host exec pod: {e}")) from None
+            raise NodeExecUnavailable(one_line(f"node {node}: no host exec pod: {e}", REASON_LIMIT)) from None
         seconds = self.clock() - started
         if self.stopwatch is not None:
             self.stopwatch.phases.append((f"cluster {self.cluster.name}: host exec pod on {node} Ready", seconds, wall))
@@ -394,7 +294,8 @@ class HostExecPods:
             raise NodeExecUnavailable(
                 one_line(
                     f"node {node}: the host exec pod ({self.image}) cannot enter the host's namespaces "
-                    f"(`{shlex.join(nsenter_argv(['true']))}` exited {entered.rc}: {entered.stderr.strip()})"
+                    f"(`{shlex.join(nsenter_argv(['true']))}` exited {entered.rc}: {entered.stderr.strip()})",
+                    REASON_LIMIT,
                 )
             )
         return name
@@ -427,58 +328,10 @@ class HostExecPods:
 
 
 def _describe(pod: client.V1Pod) -> str:
-    described = wait.describe_pods([pod])
+    described = pod_states.describe_pods([pod])
     status = pod.status
     waiting = [c.message for c in (status.conditions if status else None) or [] if c.status != "True" and c.message]
     return described + (f": {waiting[0]}" if waiting else "")
-
-
-# --- timing ----------------------------------------------------------------------------------
-
-
-@dataclass
-class TimedNodeExec:
-    """A mechanism whose every command is timed: logged at DEBUG, kept for the run's timings."""
-
-    inner: NodeExec
-    seconds: list[float] = field(default_factory=list)
-    clock: Callable[[], float] = time.monotonic
-
-    @property
-    def mechanism(self) -> str:
-        return self.inner.mechanism
-
-    def unavailable(self) -> str | None:
-        return self.inner.unavailable()
-
-    def __call__(
-        self, node: str, argv: Sequence[str], *, input: str | None, check: bool, timeout: float
-    ) -> subprocess.CompletedProcess[str]:
-        started = self.clock()
-        outcome = "error"
-        try:
-            done = self.inner(node, argv, input=input, check=False, timeout=timeout)
-            outcome = f"rc {done.returncode}"
-        finally:
-            seconds = self.clock() - started
-            if outcome != "error":
-                self.seconds.append(seconds)
-            log.debug(
-                "node exec via %s on %s: %s -> %s in %.3fs",
-                self.mechanism, node, one_line(shlex.join(argv), 120), outcome, seconds,
-            )
-        if check:
-            done.check_returncode()
-        return done
-
-    def summary(self) -> str | None:
-        """`n commands, median s, max s` or None when none ran."""
-        if not self.seconds:
-            return None
-        return (
-            f"{len(self.seconds)} commands, median {statistics.median(self.seconds):.3f}s, "
-            f"max {max(self.seconds):.3f}s"
-        )
 
 
 # --- choosing --------------------------------------------------------------------------------
@@ -512,91 +365,9 @@ def choose(
     return host_exec_pods() if allow_privileged else NoNodeExec(NO_PRIVILEGED)
 
 
-@contextlib.contextmanager
-def installed(
-    cluster: Cluster,
-    settings: Settings,
-    *,
-    tracker: ResourceTracker,
-    run: RunContext,
-    images: ImageCatalogue,
-    note: Callable[[str], None],
-    stopwatch: Stopwatch,
-) -> Iterator[TimedNodeExec]:
-    """Give `cluster` its node access for the time it is in use; then the commands' cost goes to
-    the run's timings (the host exec pods themselves go with the tracker's cluster scope)."""
-    from clusterproof.tracker import OWNER_LABEL
-
-    def host_exec_pods() -> NodeExec:
-        return HostExecPods(
-            cluster,
-            tracker,
-            namespace=hostexec_namespace(run.run_id),
-            image=images.ref("agnhost", offline=cluster.offline),
-            labels={**run.labels, OWNER_LABEL: tracker.owner},
-            stopwatch=stopwatch,
-        )
-
-    chosen = choose(
-        settings.node_access, cluster, allow_privileged=settings.allow_privileged, host_exec_pods=host_exec_pods
-    )
-    timed = TimedNodeExec(chosen)
-    cluster.use_node_exec(timed)
-    note(f"node access on {cluster.name}: {describe(chosen)}")
-    wall, started = time.time(), time.monotonic()
-    try:
-        yield timed
-    finally:
-        summary = timed.summary()
-        if summary:
-            stopwatch.phases.append(
-                (f"cluster {cluster.name}: node commands via {chosen.mechanism} ({summary})", sum(timed.seconds), wall)
-            )
-            log.info("node access on %s via %s: %s (over %.0fs)", cluster.name, chosen.mechanism, summary,
-                     time.monotonic() - started)
-
-
 def describe(mechanism: NodeExec) -> str:
     if isinstance(mechanism, HostExecPods):
         return f"pod (a privileged host exec pod per node on first use, namespace {mechanism.namespace})"
     if mechanism.mechanism == "none":
         return f"none ({mechanism.unavailable()})"
     return mechanism.mechanism
-
-
-# --- node checks that meet an unreachable node -------------------------------------------------
-
-
-class UnreachableNodeSkips:
-    """pytest plugin: a test (or its fixture) whose node command meets a node that cannot be reached
-    (NodeExecUnavailable: no mechanism, a refusal, a cordoned node, a pod that never started) is
-    skipped with that reason, so that node's checks skip and the others run. Also when a jig or a
-    set-up step re-raised it as another error `from` it (its __cause__)."""
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
-        return (yield from _skipping_unreachable())
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
-        return (yield from _skipping_unreachable())
-
-
-def _skipping_unreachable() -> Generator[None, Any, Any]:
-    """Both wrappers' body: the hook's result, or its error turned into a skip where it is (or was
-    raised from) NodeExecUnavailable."""
-    try:
-        return (yield)
-    except Exception as e:
-        _skip_if_unreachable(e)
-        raise
-
-
-def _skip_if_unreachable(error: BaseException) -> None:
-    seen: set[int] = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, NodeExecUnavailable):
-            pytest.skip(str(cause))
-        seen.add(id(cause))
-        cause = cause.__cause__

@@ -1,4 +1,4 @@
-"""Watch a cluster while it is being upgraded: `python -m clusterproof.monitor --state-file S`.
+"""Watch a cluster while it is being upgraded: `python -m clusterproof.upgrade.monitor --state-file S`.
 
 Samples until stopped (SIGTERM, Ctrl-C, or the stop file appearing):
 - `nodeport <node> new`: the web Service through that node's NodePort from this host, a new
@@ -305,7 +305,7 @@ def read_monitor_file(path: Path) -> tuple[list[dict], dict | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clusterproof.monitor", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m clusterproof.upgrade.monitor", description=__doc__.split("\n")[0])
     parser.add_argument("--state-file", required=True, type=Path, help="what --phase before wrote")
     parser.add_argument("--kubeconfig", type=Path, default=None)
     parser.add_argument("--context", default=None, help="default: the context --phase before used")

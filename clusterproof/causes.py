@@ -1,0 +1,150 @@
+"""Causes for waits that cannot succeed: a shared precondition known to be broken, in words.
+
+The health read-out's reads (clusterproof.health) answer the jigs' "is waiting pointless?"
+questions (`routing_cause`, `endpoints_cause`, `daemonset_controller_cause`, `provisioner_cause`,
+`admission_disabled`): each returns the cause in words when a shared precondition is known to be
+broken, else None, and is cached per cluster for a few seconds. They are conservative: "unknown"
+is None, so a wait only ends early on positive evidence. `give_up_after` makes one a wait's `final`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from clusterproof import health
+from clusterproof.pod_states import daemonset_processed, describe_pods, pod_is_ready
+
+if TYPE_CHECKING:
+    from clusterproof.cluster import Cluster
+
+# provisioner name -> the Deployment that serves it, for provisioners whose pods do not say so
+KNOWN_PROVISIONERS = {"rancher.io/local-path": "local-path-provisioner"}
+CACHE_SECONDS = 15.0
+
+_cache: dict[tuple[str, str], tuple[float, Any]] = {}
+_cache_lock = threading.Lock()
+
+
+def _cached(cluster: Cluster, key: str, fn: Callable[[], Any], *, clock: Callable[[], float] = time.monotonic) -> Any:
+    with _cache_lock:
+        hit = _cache.get((cluster.name, key))
+        if hit is not None and clock() - hit[0] < CACHE_SECONDS:
+            return hit[1]
+    value = fn()
+    with _cache_lock:
+        _cache[(cluster.name, key)] = (clock(), value)
+    return value
+
+
+def forget(cluster: Cluster) -> None:
+    """Drop what is cached about the cluster (it was changed on purpose, or let go)."""
+    with _cache_lock:
+        for key in [k for k in _cache if k[0] == cluster.name]:
+            del _cache[key]
+
+
+def routing_cause(cluster: Cluster) -> str | None:
+    """Why no Service can route, when known: kube-proxy runs (Ready) on no node and nothing
+    replaces it. None when kube-proxy runs somewhere, or when unsure."""
+
+    def look_once() -> str | None:
+        look = health.Look(cluster)
+        if not look.nodes or health.proxy_replacement(look):
+            return None
+        pods = health.kube_proxy_pods(look)
+        if any(pod_is_ready(p) for p in pods):
+            return None
+        ds = next((d for d in look.daemonsets if d.metadata.name == health.KUBE_PROXY), None)
+        if ds is None and not pods:
+            where = f"no DaemonSet or pod {health.SYSTEM}/{health.KUBE_PROXY}"
+        elif ds is not None and not daemonset_processed(ds):
+            where = (
+                f"DaemonSet {health.SYSTEM}/{health.KUBE_PROXY} never processed: is the DaemonSet controller running?"
+            )
+        else:
+            wanted = (ds.status.desired_number_scheduled or 0) if ds is not None and ds.status else len(pods)
+            where = f"0 of {wanted} {health.KUBE_PROXY} pods ready" + (f": {describe_pods(pods)}" if pods else "")
+        return f"{health.KUBE_PROXY} runs on no node ({where}): nothing writes the Services' rules"
+
+    return _cached(cluster, "routing", look_once)
+
+
+def endpoints_cause(cluster: Cluster) -> str | None:
+    """Why a Service gets no Endpoints object, when known (the cluster's older Services have none)."""
+
+    def look_once() -> str | None:
+        found = [f for f in health.endpoints_findings(health.Look(cluster)) if f.component == "endpoints controller"]
+        return found[0].text if found else None
+
+    return _cached(cluster, "endpoints", look_once)
+
+
+def daemonset_controller_cause(cluster: Cluster) -> str | None:
+    """Why a DaemonSet is never processed, when known (no DaemonSet in kube-system ever was)."""
+
+    def look_once() -> str | None:
+        found = [
+            f
+            for f in health.daemonset_findings(health.Look(cluster))
+            if f.component == "DaemonSet controller" and f.final
+        ]
+        return found[0].text if found else None
+
+    return _cached(cluster, "daemonsets", look_once)
+
+
+def provisioner_cause(cluster: Cluster, provisioner: str) -> str | None:
+    """Why `provisioner` makes no PV, when known: its Deployment (KNOWN_PROVISIONERS) is scaled to
+    0 or has no available replica."""
+    deployment = KNOWN_PROVISIONERS.get(provisioner)
+    if deployment is None:
+        return None
+
+    def look_once() -> str | None:
+        try:
+            found = cluster.apps.list_deployment_for_all_namespaces(
+                field_selector=f"metadata.name={deployment}", _request_timeout=health.REQUEST_TIMEOUT
+            ).items
+        except Exception:
+            return None
+        for d in found:
+            want = d.spec.replicas if d.spec.replicas is not None else 1
+            available = (d.status.available_replicas or 0) if d.status else 0
+            where = f"Deployment {d.metadata.namespace}/{d.metadata.name}"
+            if want == 0:
+                return f"{where} is scaled to 0 replicas: nothing provisions for {provisioner}"
+            if available == 0:
+                return f"{where} has 0 of {want} replicas available: nothing provisions for {provisioner}"
+        return None
+
+    return _cached(cluster, f"provisioner {provisioner}", look_once)
+
+
+def admission_disabled(cluster: Cluster, plugin: str) -> str | None:
+    """kube-apiserver's flag that turns admission plugin `plugin` off, when its mirror pod shows one."""
+
+    def look_once() -> str | None:
+        args = health.Look(cluster).apiserver_args() or []
+        for arg in args:
+            flag, _, value = arg.partition("=")
+            if flag == "--disable-admission-plugins" and plugin in value.split(","):
+                return f"kube-apiserver runs with {arg}: the {plugin} admission plugin is off"
+        return None
+
+    return _cached(cluster, f"admission {plugin}", look_once)
+
+
+def give_up_after(
+    grace: float, cause: Callable[[], str | None], *, clock: Callable[[], float] = time.monotonic
+) -> Callable[[Any], str | None]:
+    """A wait's `final` (for state it ignores): once `grace` seconds have passed, the cause of a
+    broken shared precondition, when there is one. Within the grace a wait always goes on."""
+    started = clock()
+
+    def final(_: Any = None) -> str | None:
+        return cause() if clock() - started >= grace else None
+
+    return final

@@ -1,0 +1,117 @@
+"""Which IngressClass is under test: the cluster's classes, `--ingress-class`, the default, the plan."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from kubernetes import client
+from kubernetes.client import ApiException
+
+from clusterproof import pod_states
+from clusterproof.cluster import Cluster
+from clusterproof.errors import ClusterproofError
+from clusterproof.jigs.ingress.installs import INGRESS_NGINX, INGRESS_NGINX_OFFLINE, Install, install_for
+
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    name: str
+    controller: str
+    default: bool = False
+
+    @classmethod
+    def of(cls, ic: client.V1IngressClass) -> ClassInfo:
+        annotations = ic.metadata.annotations or {}
+        default = annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
+        return cls(ic.metadata.name, (ic.spec.controller if ic.spec else None) or "?", default)
+
+
+class IngressClassNotFound(ClusterproofError):
+    """--ingress-class names no IngressClass of the cluster (one line, listing the classes)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the ingress module tests: an IngressClass there is, or one it installs (`install`),
+    or nothing (`skip`, in words); `why` says how it was chosen."""
+
+    target: ClassInfo | None = None
+    install: Install | None = None
+    why: str = ""
+    skip: str = ""
+
+
+def ingress_classes(cluster: Cluster) -> list[client.V1IngressClass]:
+    try:
+        return cluster.networking.list_ingress_class().items
+    except ApiException as e:
+        if e.status == 404:  # before 1.19: no networking.k8s.io/v1 IngressClass
+            return []
+        raise
+
+
+def class_infos(cluster: Cluster) -> list[ClassInfo]:
+    return [ClassInfo.of(c) for c in ingress_classes(cluster)]
+
+
+def describe_classes(classes: Iterable[client.V1IngressClass | ClassInfo]) -> str:
+    infos = [c if isinstance(c, ClassInfo) else ClassInfo.of(c) for c in classes]
+    names = [f"{c.name} ({c.controller}{', default' if c.default else ''})" for c in infos]
+    return ", ".join(names) or "none"
+
+
+def default_classes(classes: Iterable[client.V1IngressClass | ClassInfo]) -> list[str]:
+    infos = [c if isinstance(c, ClassInfo) else ClassInfo.of(c) for c in classes]
+    return [c.name for c in infos if c.default]
+
+
+def check_class(wanted: str, classes: Sequence[ClassInfo]) -> ClassInfo:
+    """The IngressClass `wanted`, or IngressClassNotFound listing the classes there are."""
+    for info in classes:
+        if info.name == wanted:
+            return info
+    raise IngressClassNotFound(
+        f"--ingress-class {wanted}: the cluster has no IngressClass {wanted!r} "
+        f"(IngressClasses: {describe_classes(classes)})"
+    )
+
+
+def plan(classes: Sequence[ClassInfo], wanted: str | None, *, existing: bool, offline: bool) -> Plan:
+    """Which class to test. `--ingress-class` first, then the cluster's default class; a class the
+    suite's own install would make is reused (never installed twice); an existing cluster with
+    other classes is tested as it is (its only class, or the user picks one); otherwise the
+    suite installs its controller (a kind cluster of the run has none)."""
+    if wanted:
+        return Plan(target=check_class(wanted, classes), why=f"--ingress-class {wanted}")
+    defaults = sorted((c for c in classes if c.default), key=lambda c: c.name)
+    if defaults:
+        return Plan(target=defaults[0], why="the cluster's default IngressClass")
+    ours = install_for(offline)
+    for info in classes:
+        if info.name == ours.class_name and info.controller == ours.controller:
+            return Plan(target=info, why=f"IngressClass {info.name} is there already (not installed twice)")
+    if existing and len(classes) == 1:
+        return Plan(target=classes[0], why="the cluster's only IngressClass")
+    if existing and classes:
+        return Plan(
+            skip=f"the cluster has IngressClasses {describe_classes(classes)} and none is the default: "
+            "pick the one to test with --ingress-class NAME"
+        )
+    why = "no ingress controller on the cluster" if existing else "a kind cluster of this run"
+    if offline:
+        why += f"; Traefik, not ingress-nginx: {INGRESS_NGINX_OFFLINE}"
+    return Plan(install=ours, why=why)
+
+
+def controller_claims(cluster: Cluster, class_name: str) -> bool:
+    """Whether some controller implements IngressClass `class_name` (the class exists, or, for
+    "nginx", a ready ingress-nginx controller runs, which serves it even without the object)."""
+    if any(c.metadata.name == class_name for c in ingress_classes(cluster)):
+        return True
+    if class_name != INGRESS_NGINX.class_name:
+        return False
+    pods = cluster.core.list_pod_for_all_namespaces(label_selector=INGRESS_NGINX.pod_selector).items
+    return any(pod_states.pod_is_ready(p) for p in pods)

@@ -1,0 +1,71 @@
+"""The ingress module's controller, once per module: the class chosen, its controller installed or found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pytest
+from kubernetes.client import ApiException
+
+from clusterproof.cluster import Cluster
+from clusterproof.errors import Broken, SetupFailed, WaitTimeout
+from clusterproof.jigs.ingress.classes import Plan, class_infos, plan
+from clusterproof.jigs.ingress.controller import Controller, find_controller
+from clusterproof.jigs.ingress.installer import install, missing_images
+from clusterproof.jigs.ingress.installs import INGRESS_NGINX_OFFLINE
+
+if TYPE_CHECKING:
+    from clusterproof.manifests import Manifests
+    from clusterproof.timings import Stopwatch
+
+
+@dataclass
+class UnderTest:
+    """The ingress module's controller, once per module: a Controller, or why there is none to
+    test (`skip`), or the install's failure (`error`, raised to every test that needs it: the
+    install is tried once). `namespace` is where its pods are (for diagnostics)."""
+
+    controller: Controller | None = None
+    skip: str = ""
+    error: BaseException | None = None
+    namespace: str | None = None
+    plan: Plan = field(default_factory=Plan)
+
+    def get(self) -> Controller:
+        if self.error is not None:
+            raise self.error
+        if self.controller is None:
+            pytest.skip(self.skip or "no ingress controller to test")
+        return self.controller
+
+
+def controller_under_test(
+    cluster: Cluster, wanted: str | None, manifests: Manifests, stopwatch: Stopwatch
+) -> UnderTest:
+    """Choose the class (see `plan`), install the controller when nothing implements one, find
+    it. `manifests` is bound to the install's namespace and registers what it creates with the
+    tracker (removed when its scope ends). Never raises: the outcome is for each test to meet."""
+    chosen = plan(class_infos(cluster), wanted, existing=cluster.provider == "existing", offline=cluster.offline)
+    if chosen.skip:
+        return UnderTest(skip=chosen.skip, plan=chosen)
+    if chosen.install is not None and cluster.offline:
+        missing = missing_images(cluster, [manifests.image(name) for name in chosen.install.images])
+        if missing:
+            return UnderTest(
+                skip=f"no ingress controller to install offline: the nodes have no {', '.join(missing)} (the offline "
+                "node images of the Go-built releases carry it: python -m clusterproof.offline build; the legacy "
+                "1.20 image has none: Traefik >= v3.1 finds endpoints through discovery.k8s.io/v1 EndpointSlices, "
+                f"which Kubernetes 1.20 does not serve); {INGRESS_NGINX_OFFLINE}",
+                plan=chosen,
+            )
+    try:
+        if chosen.install is not None:
+            controller = install(cluster, chosen.install, manifests, stopwatch, why=chosen.why)
+        else:
+            assert chosen.target is not None
+            controller = find_controller(cluster, chosen.target, why=chosen.why)
+    except (Broken, SetupFailed, WaitTimeout, ApiException) as e:
+        namespace = chosen.install.namespace if chosen.install else None
+        return UnderTest(error=e, namespace=namespace, plan=chosen)
+    return UnderTest(controller=controller, namespace=controller.namespace, plan=chosen)
