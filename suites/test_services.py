@@ -22,6 +22,7 @@ from clusterproof import causes
 from clusterproof.api_answers import ApiAnswer, post_yaml_as_written
 from clusterproof.cluster import Cluster
 from clusterproof.errors import SetupFailed
+from clusterproof.jigs import kube_proxy
 from clusterproof.jigs.service import (
     APP_PODS,
     LEGACY_BACKEND,
@@ -350,7 +351,7 @@ def test_kube_proxy_writes_the_clusterip_into_every_nodes_nat_rules_and_removes_
     Fails at once when kube-proxy runs on no node and nothing replaces it; skipped when it is
     not in iptables mode (no KUBE-SVC- chains)."""
     pods = jig.start_backends(APP_PODS)
-    before = jig.nat_tables()
+    before = kube_proxy.nat_tables(cluster)
     missing = causes.routing_cause(cluster)
     assert missing is None or any("-j KUBE-SVC-" in rules for rules in before.values()), missing
     cluster.require(
@@ -360,9 +361,9 @@ def test_kube_proxy_writes_the_clusterip_into_every_nodes_nat_rules_and_removes_
     assert not any(f"{namespace}/svc-1" in r for r in before.values()), "rules for svc-1 before it exists"
 
     service = jig.create_service(SVC_1, backends=pods)
-    jig.wait_rules_written(service, pods)
+    kube_proxy.wait_rules_written(cluster, service, pods)
     jig.delete_service("svc-1")
-    jig.wait_rules_removed(service)
+    kube_proxy.wait_rules_removed(cluster, service)
 
 
 # --- the notes' Service manifests as written -------------------------------------------------

@@ -5,7 +5,7 @@ answers through it, one call per observed fact (`assert_answered_by`, `assert_no
 ...): from inside the cluster through a client pod (ClusterIPs, pod IPs), and from the test host
 only to node InternalIPs (NodePorts, externalIPs that are node IPs). Each check builds its
 description from the Service and the pods, so a message cannot drift from the manifest.
-Node-side checks read kube-proxy's NAT rules; API checks read refusals as the server words them.
+API checks read refusals as the server words them (kube-proxy's NAT rules: clusterproof.jigs.kube_proxy).
 
 Set-up and observation are kept apart: making backends and Services (an API refusal, pods that
 never start, a node port that stays taken) is a set-up step (SetupFailed: the test errors, could
@@ -37,7 +37,6 @@ ENDPOINTS_TIMEOUT = 90.0
 # When a shared precondition is known broken (clusterproof.causes: no endpoints controller, no
 # kube-proxy on any node), a wait that cannot succeed still gets this long, then gives up naming it.
 BROKEN_GRACE = 5.0
-RULES_TIMEOUT = 60.0
 PORT_RELEASE_TIMEOUT = 60.0
 NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
 
@@ -112,51 +111,6 @@ def node_port_range_setting(cluster: Cluster) -> str:
             if arg.startswith("--service-node-port-range="):
                 return f"kube-apiserver runs with {arg}"
     return "kube-apiserver runs without --service-node-port-range (default 30000-32767)"
-
-
-# --- kube-proxy's NAT rules ------------------------------------------------------------------
-
-
-def nat_rules(cluster: Cluster, node: str) -> str:
-    """The node's nat table, from the nf_tables backend and, when kube-proxy uses it, the legacy one."""
-    rules = cluster.node_exec(node, "iptables-save", "-t", "nat").stdout
-    if "-A KUBE-SERVICES" not in rules:
-        legacy = cluster.node_exec(node, "iptables-legacy-save", "-t", "nat", check=False)
-        rules += legacy.stdout if legacy.returncode == 0 else ""
-    return rules
-
-
-@dataclass(frozen=True)
-class ServiceRules:
-    """kube-proxy's rules for one Service port: the portal in KUBE-SERVICES, and where its
-    endpoint chains DNAT to."""
-
-    portal: tuple[str, ...]
-    destinations: frozenset[str]
-
-    @property
-    def present(self) -> bool:
-        return bool(self.portal)
-
-
-def service_rules(rules: str, namespace: str, name: str, cluster_ip: str, port: int) -> ServiceRules:
-    comment = re.compile(r'--comment "?' + re.escape(f"{namespace}/{name}") + r'[:" ]')
-    portal = tuple(
-        line
-        for line in rules.splitlines()
-        if line.startswith("-A KUBE-SERVICES ")
-        and f"-d {cluster_ip}/32 " in line
-        and f"--dport {port} " in line
-        and "-j KUBE-SVC-" in line
-    )
-    destinations = frozenset(
-        m.group(1)
-        for line in rules.splitlines()
-        if line.startswith("-A KUBE-SEP-") and comment.search(line)
-        for m in [re.search(r"--to-destination (\S+)", line)]
-        if m
-    )
-    return ServiceRules(portal, destinations)
 
 
 # --- reading kubectl's table ---------------------------------------------------------------
@@ -534,64 +488,6 @@ class ServiceJig(Jig):
             return await_answer(BROKEN_GRACE)
         except WaitTimeout as e:
             raise WaitGaveUp(e.expected, cause, BROKEN_GRACE, last_seen=e.last_seen) from None
-
-    # --- kube-proxy's rules ------------------------------------------------------------------
-
-    def nat_tables(self) -> dict[str, str]:
-        """Every node's nat table, by node name."""
-        return {n.name: nat_rules(self.cluster, n.name) for n in self.cluster.nodes}
-
-    def wait_rules_written(self, service: client.V1Service, pods: Backends, timeout: float = RULES_TIMEOUT) -> None:
-        """Until every node's nat table has the Service's ClusterIP:port in KUBE-SERVICES and
-        DNATs it to exactly the pods' IP:targetPort."""
-        ip, port = service.spec.cluster_ip, service.spec.ports[0].port
-        destinations = {f"{pod_ip}:{service.spec.ports[0].target_port}" for pod_ip in pods.ips}
-        name = service.metadata.name
-
-        def wrong(rules: ServiceRules) -> str | None:
-            if not rules.present:
-                return f"no KUBE-SERVICES rule for {name}'s ClusterIP {ip}:{port}"
-            if rules.destinations != destinations:
-                return f"{name} DNATs to {sorted(rules.destinations)}, pods are {sorted(destinations)}"
-            return None
-
-        self._wait_every_node(
-            service, wrong, f"kube-proxy to write {name} ({ip}:{port}) into every node's nat table", timeout
-        )
-
-    def wait_rules_removed(self, service: client.V1Service, timeout: float = RULES_TIMEOUT) -> None:
-        """Until no node's nat table has rules for the (deleted) Service."""
-        ip, port, name = service.spec.cluster_ip, service.spec.ports[0].port, service.metadata.name
-
-        def wrong(rules: ServiceRules) -> str | None:
-            if rules.present or rules.destinations:
-                return f"rules for deleted {name} ({ip}:{port}) still there: {rules.portal[:1]}"
-            return None
-
-        self._wait_every_node(
-            service, wrong, f"kube-proxy to remove {name} ({ip}:{port}) from every node's nat table", timeout
-        )
-
-    def _wait_every_node(
-        self, service: client.V1Service, wrong: Callable[[ServiceRules], str | None], expected: str, timeout: float
-    ) -> None:
-        ip, port, name = service.spec.cluster_ip, service.spec.ports[0].port, service.metadata.name
-
-        def problems() -> dict[str, str | None]:
-            return {
-                node: wrong(service_rules(rules, self.namespace, name, ip, port))
-                for node, rules in self.nat_tables().items()
-            }
-
-        wait.until_seen(
-            problems,
-            lambda found: not any(found.values()),
-            expected,
-            timeout,
-            describe=lambda found: "; ".join(f"{node}: {p}" for node, p in sorted(found.items()) if p) or "-",
-            final=causes.give_up_after(BROKEN_GRACE, lambda: causes.routing_cause(self.cluster)),
-            interval=2,
-        )
 
 
 def _assert_none(problems: Iterable[str | None]) -> None:

@@ -209,7 +209,7 @@ def steps(release: Release) -> dict[str, Step]:
         etcd = _program_step(f"go-etcd-{release.etcd}", programs.etcd(release))
         coredns = _program_step(f"go-coredns-{release.coredns}", programs.coredns(release))
         local_path = _program_step("go-local-path-provisioner", programs.local_path_provisioner())
-        # the ingress controller of offline clusters (ingress-nginx cannot be built: clusterproof.jigs.ingress)
+        # the ingress controller of offline clusters (ingress-nginx cannot be built: clusterproof.jigs.ingress.installs)
         traefik = _go_step("go-traefik", programs.traefik(""), _go_traefik, _go_traefik)
         extra = {
             "COREDNS_BIN": (coredns, "bin"),

@@ -95,7 +95,7 @@ LOCAL_PATH_PROVISIONER = "v0.0.30"
 AGNHOST_FROM = "1.37"
 AGNHOST_TAG = "2.66.1"  # test/images/agnhost/VERSION in that tree
 # The ingress controller of offline clusters (ingress-nginx cannot be built here: see
-# clusterproof/jigs/ingress.py, INGRESS_NGINX_OFFLINE). The newest Traefik the module proxy serves
+# clusterproof/jigs/ingress/installs.py, INGRESS_NGINX_OFFLINE). The newest Traefik the module proxy serves
 # that builds from Go modules alone: v3.7.x requires github.com/traefik/traefik/dynamic/ext, a
 # nested module of its tree that is replaced by a local path and not published.
 TRAEFIK = "v3.6.12"
