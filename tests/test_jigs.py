@@ -269,3 +269,19 @@ def test_daemonset_wait_gives_up_when_no_controller_processes_daemonsets(monkeyp
         workload_jig.daemonset_settled(fake, "ns", "fluentd-elasticsearch", "name=fluentd", timeout=240)
     assert f"final state {cause}" in str(info.value)
     assert "the DaemonSet controller has not processed it" in str(info.value)  # last seen
+
+
+def test_the_node_port_range_setting_is_read_from_the_apiserver_flags_health_reads():
+    """One reading of kube-apiserver's flags (health.Look.apiserver_args), on FAKE mirror pods."""
+    from types import SimpleNamespace as N
+
+    def cluster(*command: str):
+        container = N(command=list(command), args=None)
+        pod = N(metadata=N(labels={"component": "kube-apiserver"}), spec=N(containers=[container]))
+        return N(name="fake", core=N(list_namespaced_pod=lambda ns, **_: N(items=[pod] if command else [])))
+
+    assert service_jig.node_port_range_setting(cluster("kube-apiserver", "--service-node-port-range=30000-32767")) == (
+        "kube-apiserver runs with --service-node-port-range=30000-32767"
+    )
+    assert service_jig.node_port_range_setting(cluster("kube-apiserver")).endswith("(default 30000-32767)")
+    assert "not readable" in service_jig.node_port_range_setting(cluster())

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
-from clusterproof import causes, probe, wait
+from clusterproof import causes, health, probe, wait
 from clusterproof.api_answers import ApiAnswer, answer_to
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import WaitGaveUp, WaitTimeout
@@ -100,16 +100,12 @@ def _pod_name(pod: client.V1Pod) -> str:
 def node_port_range_setting(cluster: Cluster) -> str:
     """The apiserver's --service-node-port-range as far as the API shows it (kubeadm/kind run
     the apiserver as a static pod whose mirror pod carries its flags)."""
-    try:
-        pods = cluster.core.list_namespaced_pod("kube-system", label_selector="component=kube-apiserver").items
-    except client.ApiException as e:
-        return f"kube-apiserver flags not readable (HTTP {e.status})"
-    if not pods:
+    args = health.Look(cluster).apiserver_args()
+    if args is None:
         return "kube-apiserver flags not readable (no kube-apiserver pod in kube-system)"
-    for container in pods[0].spec.containers:
-        for arg in [*(container.command or []), *(container.args or [])]:
-            if arg.startswith("--service-node-port-range="):
-                return f"kube-apiserver runs with {arg}"
+    found = next((arg for arg in args if arg.startswith("--service-node-port-range=")), None)
+    if found:
+        return f"kube-apiserver runs with {found}"
     return "kube-apiserver runs without --service-node-port-range (default 30000-32767)"
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client import ApiException
 
 from clusterproof import pod_states, wait
+from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
 from clusterproof.jigs.ingress.backends import service_backends, service_state
 from clusterproof.jigs.ingress.classes import ClassInfo
@@ -75,12 +75,7 @@ class Controller:
         """Its Service, read now (ING-02 changes it)."""
         if not (self.namespace and self.service_name):
             return None
-        try:
-            return self.cluster.core.read_namespaced_service(self.service_name, self.namespace)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+        return unless_missing(lambda: self.cluster.core.read_namespaced_service(self.service_name, self.namespace))
 
     def require_service(self) -> client.V1Service:
         service = self.service

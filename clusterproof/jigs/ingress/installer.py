@@ -6,10 +6,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
-from kubernetes.client import ApiException
 
 from clusterproof import pod_states, wait
-from clusterproof.api_answers import answer_to
+from clusterproof.api_answers import answer_to, unless_missing
 from clusterproof.cluster import Cluster
 from clusterproof.errors import Broken, ClusterproofError, SetupFailed, WaitTimeout
 from clusterproof.jigs.ingress.classes import ClassInfo
@@ -113,12 +112,7 @@ def _settled(cluster: Cluster, what: Install, step: Callable[[], Any]) -> None:
 
 
 def read_job(cluster: Cluster, namespace: str, name: str) -> client.V1Job | None:
-    try:
-        return cluster.batch.read_namespaced_job(name, namespace)
-    except ApiException as e:
-        if e.status == 404:
-            return None
-        raise
+    return unless_missing(lambda: cluster.batch.read_namespaced_job(name, namespace))
 
 
 def wait_job_complete(cluster: Cluster, namespace: str, name: str, timeout: float) -> client.V1Job:
