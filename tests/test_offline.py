@@ -237,3 +237,26 @@ def test_the_pod_network_waits_for_every_node_of_the_kind_config_to_register():
     )
     api.configure_cluster(cluster, 3)
     assert configured == ["cp", "w1", "w2"]
+
+
+def test_a_step_another_process_is_building_is_waited_for_then_reused(tmp_path, monkeypatch):
+    """Two builders on one cache (two checkouts, two CI jobs): the second waits on the step's
+    lock and, once the first has built it, reuses it instead of building it again. Fake steps."""
+    import threading
+
+    first, second = (build.Builder(cache=tmp_path, log=lambda m: None) for _ in range(2))
+    said: list[str] = []
+    second.log = said.append
+    step = build.Step("demo", ("recipe",), marker="bin/.done")
+    built = []
+    monkeypatch.setattr(build.Builder, "run_step", lambda self, s: built.append(self))
+    with first.exclusive(step):
+        worker = threading.Thread(target=second.ensure, args=(step,))
+        worker.start()
+        while not said:
+            worker.join(0.01)
+        (step.output_dir(tmp_path) / "bin").mkdir(parents=True)
+        (step.output_dir(tmp_path) / "bin" / ".done").touch()
+    worker.join(5)
+    assert said == ["[demo] another build of this step is running on this host: waiting for it"]
+    assert built == [] and second.timings[0][2] is True

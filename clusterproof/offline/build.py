@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import fcntl
 import hashlib
 import inspect
 import os
@@ -382,7 +384,8 @@ class Builder:
         if step.marker and not step.marker.endswith(".tar"):
             (out / step.marker).parent.mkdir(parents=True, exist_ok=True)
             (out / step.marker).touch()
-        self.prune_stale(step)
+        if os.environ.get("CLUSTERPROOF_BUILD_PRUNE", "1") != "0":
+            self.prune_stale(step)
         elapsed = time.monotonic() - started
         self.timings.append((step.name, elapsed, False))
         self.log(f"[{step.name}] done in {elapsed:.0f}s")
@@ -405,6 +408,20 @@ class Builder:
             if old.is_dir() and old.name != step.hash:
                 shutil.rmtree(old, ignore_errors=True)
 
+    @contextlib.contextmanager
+    def exclusive(self, step: Step):
+        """One build of a step at a time on this host: another process (a second checkout, a
+        concurrent CI job) building the same step is waited for, then its output is reused."""
+        locks = self.cache / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / f"{step.name}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.log(f"[{step.name}] another build of this step is running on this host: waiting for it")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def ensure(self, step: Step) -> None:
         if any(name == step.name for name, _, _ in self.timings):
             return
@@ -412,7 +429,13 @@ class Builder:
         if self.done(step):
             self.timings.append((step.name, time.monotonic() - started, True))
             return
-        self.run_step(step)
+        for dep in step.after:
+            self.ensure(dep)
+        with self.exclusive(step):
+            if self.done(step):  # built meanwhile by the process we waited for
+                self.timings.append((step.name, time.monotonic() - started, True))
+                return
+            self.run_step(step)
 
     def build(self, release: Release | None = None) -> str:
         node = steps(release or releases.release(None))["node"]
