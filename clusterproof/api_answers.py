@@ -11,14 +11,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from kubernetes import client
 
 from clusterproof.errors import SetupFailed
 
-if TYPE_CHECKING:
-    from clusterproof.cluster import Cluster
+
+class Connected(Protocol):
+    """Anything holding an ApiClient with the cluster's credentials (a Cluster does)."""
+
+    api: client.ApiClient
+
 
 T = TypeVar("T")
 
@@ -114,7 +118,7 @@ def _as_dict(result: Any) -> Any:
 
 
 def raw_request(
-    cluster: Cluster,
+    cluster: Connected,
     method: str,
     path: str,
     body: Any = None,
@@ -140,7 +144,7 @@ def raw_request(
     return ApiAnswer(response.status, _json_or_text(response.data), _warnings(response.getheaders()))
 
 
-def post_yaml_as_written(cluster: Cluster, path: str, text: str, *, dry_run: bool = False) -> ApiAnswer:
+def post_yaml_as_written(cluster: Connected, path: str, text: str, *, dry_run: bool = False) -> ApiAnswer:
     """POST manifest text untouched (application/yaml): the API server parses it itself, so even
     text that is not valid YAML gets the server's own answer."""
     query = [("dryRun", "All")] if dry_run else []
