@@ -13,6 +13,10 @@ So a process run by tox asks the kernel for SIGHUP when its parent dies (`stop_w
 CLUSTERPROOF_STOP_WITH_PARENT=1, as tox.ini sets), and on SIGHUP first points its output at a
 file (`divert_output`): a closed terminal or a dead parent means nobody reads it any more.
 `call` runs a child (pytest under the benchmark) and hands every stop signal on to it.
+
+A stop (SIGTERM, SIGHUP) is raised as `Stopped`, a KeyboardInterrupt: no `except Exception` can
+swallow it (pytest.exit's Exit is an Exception, and was swallowed by every broad handler on the
+way), and pytest ends the session as on Ctrl-C; the plugin makes its exit status 128 + the signal.
 """
 
 from __future__ import annotations
@@ -32,6 +36,15 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 _PARENT_AT_START = os.getppid()
+
+
+class Stopped(KeyboardInterrupt):
+    """Stopped from outside by `signum`, after the cleanup ran."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.returncode = 128 + signum
+        super().__init__(f"{signal.Signals(signum).name} received: cleaned up")
 
 
 def _fd_target(fd: int | str) -> str | None:

@@ -28,7 +28,6 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
-import pytest
 from kubernetes.client import ApiException, V1DeleteOptions
 
 from clusterproof import node_labels, stopping
@@ -279,7 +278,8 @@ def install_signal_cleanup(
     clock: Callable[[], float] = time.monotonic,
 ) -> Callable[[], None]:
     """SIGINT/SIGTERM/SIGHUP: run `cleanup`, then let pytest unwind (its fixture finalizers delete
-    clusters): KeyboardInterrupt for SIGINT, pytest.exit(128 + signal) otherwise.
+    clusters): KeyboardInterrupt for SIGINT, stopping.Stopped (a KeyboardInterrupt too, whose exit
+    status is 128 + signal) otherwise: no `except Exception` on the way swallows either.
 
     SIGHUP means nobody reads our output any more (the terminal closed, or our parent - tox - died:
     see clusterproof.stopping, asked for here when CLUSTERPROOF_STOP_WITH_PARENT=1): the output
@@ -313,7 +313,7 @@ def install_signal_cleanup(
         cleanup()
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
-        pytest.exit(f"{name} received: cleaned up", returncode=128 + signum)
+        raise stopping.Stopped(signum)
 
     for signum in previous:
         signal.signal(signum, handler)

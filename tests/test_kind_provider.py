@@ -2,6 +2,7 @@
 node wait are FAKES that record what the provider asked of them."""
 
 import dataclasses
+import signal
 import stat
 from pathlib import Path
 from types import SimpleNamespace
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from clusterproof import health
+from clusterproof import health, stopping
 from clusterproof.errors import ClusterUnreachable, WaitGaveUp, WaitTimeout
 from clusterproof.options import build_settings
 from clusterproof.providers import kind as kind_provider
@@ -291,7 +292,7 @@ def test_host_room_reads_available_memory(tmp_path):
     assert kind_provider.host_room(meminfo, cpus=1) == "1 CPU"
 
 
-@pytest.mark.parametrize("stop", [KeyboardInterrupt(), pytest.exit.Exception("SIGHUP received: cleaned up")])
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), stopping.Stopped(signal.SIGHUP)])
 def test_a_stop_during_kind_delete_finishes_the_delete_then_stops(provider_for, stop):
     """SIGINT (KeyboardInterrupt) or SIGTERM/SIGHUP (pytest.exit, an Exception) arriving while kind
     deletes the cluster: subprocess.run kills kind on the way out. Measured: the stop was then

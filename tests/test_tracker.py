@@ -262,7 +262,7 @@ def test_sighup_diverts_the_output_then_cleans_up_and_later_ones_only_divert(mon
     log = tmp_path / "hangup.log"
     restore = install_signal_cleanup(lambda: cleaned.append(True), hangup_log=log, clock=lambda: now[0])
     try:
-        with pytest.raises(pytest.exit.Exception) as info:
+        with pytest.raises(stopping.Stopped) as info:
             os.kill(os.getpid(), signal.SIGHUP)
         assert info.value.returncode == 129 and cleaned == [True] and diverted == [log]
         now[0] += 60
@@ -278,7 +278,7 @@ def test_sigterm_with_sighup_just_after_is_one_stop(monkeypatch):
     cleaned = []
     restore = install_signal_cleanup(lambda: cleaned.append(True), clock=lambda: 100.0)
     try:
-        with pytest.raises(pytest.exit.Exception):
+        with pytest.raises(stopping.Stopped):
             os.kill(os.getpid(), signal.SIGTERM)
         os.kill(os.getpid(), signal.SIGHUP)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -291,7 +291,7 @@ def test_sigterm_runs_cleanup_then_exits_pytest():
     cleaned = []
     restore = install_signal_cleanup(lambda: cleaned.append(True))
     try:
-        with pytest.raises(pytest.exit.Exception) as info:
+        with pytest.raises(stopping.Stopped) as info:
             os.kill(os.getpid(), signal.SIGTERM)
         assert info.value.returncode == 143
         assert cleaned == [True]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from clusterproof import stopping
 from clusterproof.claims import CLAIM_PROPERTY, ClaimLedger, check_claim_markers, claim_ids, load_claims
 from clusterproof.errors import ClaimsError, ImageMapError
 from clusterproof.images import ImageCatalogue
@@ -72,6 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # records this run and sweeps what dead runs left: this host's (with the provider), each cluster's (when acquired)
     sweep = SweepAtStart(lambda: config.stash[SETTINGS], run, note_for(config))
     config.pluginmanager.register(sweep, "clusterproof-sweep")
+    config.pluginmanager.register(StopStatus(), "clusterproof-stop-status")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -100,6 +102,22 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if not hasattr(config, "workerinput"):
         config.stash[MODULE_ORDER] = [i.module.__name__ for i in items
                                       if "cluster" in getattr(i, "fixturenames", ()) and getattr(i, "module", None)]
+
+
+class StopStatus:
+    """A run stopped by SIGTERM/SIGHUP (stopping.Stopped, which pytest ends as an interrupt, exit
+    status 2) exits with 128 + the signal, as a process killed by it would be seen by its caller."""
+
+    status: int | None = None
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        if isinstance(excinfo.value, stopping.Stopped):
+            self.status = excinfo.value.returncode
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.status is not None:
+            session.exitstatus = self.status
 
 
 def check_cluster_access_once(config: pytest.Config) -> None:
