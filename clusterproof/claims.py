@@ -2,11 +2,18 @@
 
 The ledger is fed from test reports (`pytest_runtest_logreport`), which under pytest-xdist
 arrive on the controller: the claim ids travel in report.user_properties, never in
-worker-only state.
+worker-only state. What was collected (selected or deselected) and which claims the test files
+beside them name reach it as `expect` and `tests_elsewhere` (from an xdist worker: its output).
+
+A claim is held only when every one of its tests ran and passed; some passed and others skipped,
+deselected or passing against an xfail mark: partial, "n of m ran"; none selected in this run
+while test files name it: not run; no test file names it: no test.
 """
 
 from __future__ import annotations
 
+import ast
+import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,14 +37,16 @@ _SECTION = re.compile(r"^##\s+(.*)$")
 _ERR_SECTION = re.compile(r"^ERR\b")
 _BULLET = re.compile(r"^-\s+(.*)$")
 
-HELD, PARTIAL, FAILED, ERROR, SKIPPED, NO_TEST = (
+HELD, PARTIAL, FAILED, ERROR, SKIPPED, NOT_RUN, NO_TEST = (
     "held",
     "partial",
     "failed",
     "error",
     "skipped",
+    "not run",
     "no test",
 )
+XPASSED = "xpassed"  # a test's outcome: passed against a non-strict xfail mark (not a pass of the claim)
 COULD_NOT_EVALUATE = "could not evaluate"
 LEGEND = (
     "failed: the cluster broke the claim (its observable was reached and was not as claimed); "
@@ -108,6 +117,53 @@ def check_claim_markers(items: Iterable[pytest.Item], claims: dict[str, Claim], 
         raise pytest.UsageError(problems[0] + more)
 
 
+def files_beside(modules: Iterable[Path], patterns: Iterable[str]) -> list[Path]:
+    """The test files (names matching `patterns`, pytest's python_files) in the directories of
+    `modules`: where the tests of a claim no selected test names would be."""
+    patterns = tuple(patterns)
+    found: set[Path] = set()
+    for directory in {Path(m).parent for m in modules}:
+        try:
+            found |= {p for p in directory.iterdir() if p.is_file() and _matches(p.name, patterns)}
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+
+
+def claims_in_test_files(files: Iterable[Path]) -> dict[str, list[str]]:
+    """Claim id -> the names of the files whose `pytest.mark.claim("ID", ...)` marks name it, read
+    (not imported) from their source."""
+    found: dict[str, list[str]] = {}
+    for path in files:
+        try:
+            tree = ast.parse(Path(path).read_text(encoding="utf-8"), str(path))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and _is_claim_mark(node.func)):
+                continue
+            for arg in node.args:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    names = found.setdefault(arg.value, [])
+                    if Path(path).name not in names:
+                        names.append(Path(path).name)
+    return found
+
+
+def _is_claim_mark(func: ast.expr) -> bool:
+    """`<...>.mark.claim`"""
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == "claim"
+        and isinstance(func.value, ast.Attribute)
+        and func.value.attr == "mark"
+    )
+
+
 # --- outcomes -> verdicts --------------------------------------------------------------------
 
 
@@ -115,7 +171,7 @@ def check_claim_markers(items: Iterable[pytest.Item], claims: dict[str, Claim], 
 class RecordedTest:
     nodeid: str
     claims: tuple[str, ...]
-    outcome: str = "unfinished"  # unfinished | passed | failed | error | skipped
+    outcome: str = "unfinished"  # unfinished | passed | xpassed | failed | error | skipped | not run
     reason: str = "did not finish (interrupted)"
     message: str = ""  # the whole failure message (failed, error)
     diagnostics: str = ""  # path of diagnostics.txt, when one was written
@@ -164,17 +220,26 @@ class ClaimVerdict:
     claim: Claim
     verdict: str
     tests: list[RecordedTest] = field(default_factory=list)
+    elsewhere: tuple[str, ...] = ()  # test files naming the claim, none of whose tests was collected
 
     @property
     def reason(self) -> str:
         """Why not held: a failure's reason as the check words it; an error's as "could not
-        evaluate ..." (the set-up step and its cause), never mistakable for a failure."""
-        wanted = {FAILED: ("failed",), ERROR: ("error", "unfinished"), SKIPPED: ("skipped",), PARTIAL: ("skipped",)}
-        outcomes = wanted.get(self.verdict, ())
-        reasons = [_worded(t) for t in self.tests if t.outcome in outcomes and t.reason]
+        evaluate ..." (the set-up step and its cause), never mistakable for a failure; a partial
+        verdict's "n of m ran" and why the others did not count."""
+        if self.verdict == NOT_RUN and not self.tests:
+            return f"none of its tests was selected in this run (tests in {', '.join(self.elsewhere)})"
+        wanted = {FAILED: ("failed",), ERROR: ("error", "unfinished")}
+        shown = wanted.get(self.verdict, ("skipped", XPASSED, NOT_RUN))
+        if self.verdict == HELD:
+            shown = ()
+        reasons = [_worded(t) for t in self.tests if t.outcome in shown and t.reason]
+        if self.verdict == PARTIAL:
+            ran = sum(t.outcome == "passed" for t in self.tests)
+            reasons.insert(0, f"{ran} of {len(self.tests)} ran")
         reason = "; ".join(dict.fromkeys(reasons))
         # what a held, failed or errored verdict was observed on (a skip's reason says it already)
-        seen = [t.observed_on for t in self.tests if t.observed_on and t.outcome != "skipped"]
+        seen = [t.observed_on for t in self.tests if t.observed_on and t.outcome not in ("skipped", NOT_RUN)]
         if not seen:
             return reason
         observed = "observed on " + "; ".join(dict.fromkeys(seen))
@@ -185,16 +250,38 @@ class ClaimLedger:
     def __init__(self, claims: dict[str, Claim]) -> None:
         self.claims = claims
         self._tests: dict[str, RecordedTest] = {}
+        self._reported: set[str] = set()
+        self._elsewhere: dict[str, list[str]] = {}
 
     @property
     def has_tests(self) -> bool:
-        return bool(self._tests)
+        """Whether any test of a claim reported (collected ones alone do not count)."""
+        return bool(self._reported)
+
+    def expect(self, nodeid: str, claims: Iterable[str], *, selected: bool = True) -> None:
+        """A collected test of `claims`: "not run" until it reports (deselected, or selected but
+        the run ended before it). Claims outside this run's table are left out."""
+        ids = tuple(c for c in claims if c in self.claims)
+        if ids and nodeid not in self._tests:
+            reason = "the run ended before it" if selected else "deselected"
+            name = nodeid.rsplit("::", 1)[-1]
+            self._tests[nodeid] = RecordedTest(nodeid, ids, outcome=NOT_RUN, reason=f"{name}: not run ({reason})")
+
+    def tests_elsewhere(self, files_by_claim: dict[str, Iterable[str]]) -> None:
+        """Claim id -> test files naming it (claims_in_test_files): a claim none of whose tests
+        was collected is "not run" rather than "no test"."""
+        for cid, files in files_by_claim.items():
+            known = self._elsewhere.setdefault(cid, [])
+            known.extend(f for f in files if f not in known)
 
     def record(self, report: pytest.TestReport) -> None:
         ids = tuple(v for k, v in report.user_properties if k == CLAIM_PROPERTY)
         if not ids:
             return
-        test = self._tests.setdefault(report.nodeid, RecordedTest(report.nodeid, ids))
+        self._reported.add(report.nodeid)
+        test = self._tests.get(report.nodeid)
+        if test is None or test.outcome == NOT_RUN:
+            test = self._tests[report.nodeid] = RecordedTest(report.nodeid, ids)
         if report.start:
             test.start = report.start if test.start is None else min(test.start, report.start)
             test.durations[report.when] = report.duration
@@ -209,7 +296,10 @@ class ClaimLedger:
         if outcome is None or _RANK[outcome] < _RANK[test.outcome]:
             return
         test.outcome = outcome
-        test.reason = (outcomes.reason_of(report) or report_reason(report)) if outcome != "passed" else ""
+        if outcome == XPASSED:
+            test.reason = f"xpass ({report.wasxfail or 'xfail'}): passed against its xfail mark, not counted as a pass"
+        else:
+            test.reason = (outcomes.reason_of(report) or report_reason(report)) if outcome != "passed" else ""
         test.message = report_message(report) if outcome in ("failed", "error") else ""
 
     def verdicts(self) -> list[ClaimVerdict]:
@@ -220,7 +310,9 @@ class ClaimLedger:
         result = []
         for cid, tests in by_claim.items():
             claim = self.claims.get(cid) or Claim(cid, "(not in the claims file)", "", "")
-            result.append(ClaimVerdict(claim, verdict_of(tests), tests))
+            elsewhere = tuple(self._elsewhere.get(cid, ()))
+            verdict = verdict_of(tests) if tests else (NOT_RUN if elsewhere else NO_TEST)
+            result.append(ClaimVerdict(claim, verdict, tests, elsewhere))
         return result
 
     def table(self, width: int = 120) -> str:
@@ -272,11 +364,13 @@ def _worded(test: RecordedTest) -> str:
 
 # a later phase may only make a test's outcome worse (teardown error after a pass, ...);
 # a test whose call never reported (Ctrl-C) stays unfinished, which counts as an error
-_RANK = {"unfinished": -1, "passed": 0, "skipped": 1, "error": 2, "failed": 3}
+_RANK = {NOT_RUN: -2, "unfinished": -1, "passed": 0, XPASSED: 1, "skipped": 2, "error": 3, "failed": 4}
 
 
 def _phase_outcome(report: pytest.TestReport) -> str | None:
     if report.when == "call":
+        if report.passed and hasattr(report, "wasxfail"):  # a non-strict xpass
+            return XPASSED
         return report.outcome
     if report.failed:
         return "error"
@@ -286,6 +380,8 @@ def _phase_outcome(report: pytest.TestReport) -> str | None:
 
 
 def verdict_of(tests: list[RecordedTest]) -> str:
+    """held only when every test ran and passed; a failure or an error decides at once; some
+    passed: partial; none ran: skipped, or not run when none was even selected."""
     outcomes = {t.outcome for t in tests}
     if not tests:
         return NO_TEST
@@ -293,11 +389,13 @@ def verdict_of(tests: list[RecordedTest]) -> str:
         return FAILED
     if "error" in outcomes or "unfinished" in outcomes:
         return ERROR
-    if outcomes == {"skipped"}:
-        return SKIPPED
     if outcomes == {"passed"}:
         return HELD
-    return PARTIAL
+    if outcomes & {"passed", XPASSED}:
+        return PARTIAL
+    if outcomes == {NOT_RUN}:
+        return NOT_RUN
+    return SKIPPED
 
 
 def _cut(text: str, width: int) -> str:

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 from reports_by_hand import claim_report
 
-from clusterproof.claims import ClaimLedger, load_claims, parse_claims
+from clusterproof.claims import ClaimLedger, claims_in_test_files, files_beside, load_claims, parse_claims
 from clusterproof.errors import ClaimsError
 
 CLAIMS_MD = """\
@@ -73,7 +73,7 @@ def test_verdicts_held_failed_error_skipped_partial_and_no_test():
     }
     assert verdicts["SVC-02"].reason == "E  assert 1 == 2"
     assert verdicts["NS-01"].reason == "no CoreDNS"
-    assert verdicts["NS-02"].reason == "needs 2 workers"
+    assert verdicts["NS-02"].reason == "1 of 2 ran; needs 2 workers"
 
 
 def test_claim_without_any_test_is_listed_as_no_test():
@@ -155,4 +155,90 @@ def test_json_carries_each_tests_times_message_and_diagnostics_redacted():
         "setup": 2.0,
         "call": 5.5,
         "teardown": 0.5,
+    }
+
+
+# --- partial evidence: held only when every test ran and passed ---------------------------------
+
+
+def xpassed(nodeid, claims, reason="flaky on 1.20"):
+    report = claim_report(nodeid, "call", "passed", claims)
+    report.wasxfail = reason
+    return report
+
+
+def test_a_deselected_test_makes_the_claim_partial_n_of_m_ran():
+    ledger = ClaimLedger(parse_claims(CLAIMS_MD))
+    ledger.expect("t.py::test_a", ("SVC-01",))
+    ledger.expect("t.py::test_b", ("SVC-01",), selected=False)  # -k left it out
+    for r in passed("t.py::test_a", ("SVC-01",)):
+        ledger.record(r)
+    verdict = {v.claim.id: v for v in ledger.verdicts()}["SVC-01"]
+    assert verdict.verdict == "partial"
+    assert verdict.reason == "1 of 2 ran; test_b: not run (deselected)"
+    assert [t["outcome"] for t in ledger.to_json()["claims"][0]["tests"]] == ["passed", "not run"]
+
+
+def test_a_non_strict_xpass_is_not_a_pass():
+    ledger = ClaimLedger(parse_claims(CLAIMS_MD))
+    for r in passed("t.py::test_a", ("SVC-01",)):
+        ledger.record(r)
+    ledger.record(xpassed("t.py::test_b", ("SVC-01",)))
+    ledger.record(xpassed("t.py::test_c", ("SVC-02",)))
+    verdicts = {v.claim.id: v for v in ledger.verdicts()}
+    assert verdicts["SVC-01"].verdict == "partial"
+    assert verdicts["SVC-01"].reason.startswith("1 of 2 ran; xpass (flaky on 1.20): passed against its xfail mark")
+    assert verdicts["SVC-02"].verdict == "partial" and verdicts["SVC-02"].reason.startswith("0 of 1 ran")
+
+
+def test_a_selected_test_the_run_never_reached_is_not_run_and_a_reached_one_unfinished():
+    ledger = ClaimLedger(parse_claims(CLAIMS_MD))
+    ledger.expect("t.py::test_a", ("SVC-01",))
+    ledger.expect("t.py::test_b", ("SVC-02",))
+    ledger.record(claim_report("t.py::test_b", "setup", "passed", ("SVC-02",)))  # then Ctrl-C
+    verdicts = {v.claim.id: v for v in ledger.verdicts()}
+    assert verdicts["SVC-01"].verdict == "not run"
+    assert verdicts["SVC-01"].reason == "test_a: not run (the run ended before it)"
+    assert verdicts["SVC-02"].verdict == "error"
+    assert ledger.has_tests
+
+
+def test_claims_whose_tests_were_not_collected_are_not_run_and_only_claims_without_any_test_no_test():
+    ledger = ClaimLedger(parse_claims(CLAIMS_MD))
+    for r in passed("t.py::test_a", ("SVC-01",)):
+        ledger.record(r)
+    ledger.tests_elsewhere({"NS-01": ["test_quota.py"], "NS-02": ["test_quota.py", "test_more.py"], "XX-9": ["x.py"]})
+    verdicts = {v.claim.id: v for v in ledger.verdicts()}
+    assert verdicts["NS-01"].verdict == "not run"
+    assert verdicts["NS-02"].reason == (
+        "none of its tests was selected in this run (tests in test_quota.py, test_more.py)"
+    )
+    assert verdicts["SVC-02"].verdict == "no test" and verdicts["ERR-01"].verdict == "no test"
+    assert "XX-9" not in verdicts  # a file may name claims outside this run's table
+    assert ledger.counts() == {"held": 1, "no test": 3, "not run": 2}
+
+
+def test_expected_tests_of_claims_outside_the_table_are_left_out():
+    ledger = ClaimLedger(parse_claims(CLAIMS_MD))
+    ledger.expect("t.py::test_upgrade", ("UPG-01",), selected=False)
+    assert "UPG-01" not in {v.claim.id for v in ledger.verdicts()}
+    assert not ledger.has_tests
+
+
+def test_claim_marks_are_read_from_the_files_beside_the_collected_ones(tmp_path):
+    (tmp_path / "test_one.py").write_text(
+        "import pytest\n"
+        "pytestmark = pytest.mark.claim('NS-03')\n"
+        "@pytest.mark.claim('SVC-01', 'SVC-02')\n"
+        "def test_a(): pass\n"
+    )
+    (tmp_path / "test_two.py").write_text("import pytest\n@pytest.mark.claim('SVC-01')\ndef test_b(): pass\n")
+    (tmp_path / "test_broken.py").write_text("def (:\n")
+    (tmp_path / "helpers.py").write_text("import pytest\n@pytest.mark.claim('NS-01')\ndef test_c(): pass\n")
+    files = files_beside([tmp_path / "test_one.py"], ["test_*.py"])
+    assert [f.name for f in files] == ["test_broken.py", "test_one.py", "test_two.py"]
+    assert claims_in_test_files(files) == {
+        "NS-03": ["test_one.py"],
+        "SVC-01": ["test_one.py", "test_two.py"],
+        "SVC-02": ["test_one.py"],
     }

@@ -138,6 +138,39 @@ def test_claims_reach_the_xdist_controller(project):
     result.stdout.fnmatch_lines(["SVC-01*held*test_a*", "SVC-02*held*test_b*"])
 
 
+@pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["one process", "xdist"])
+def test_deselected_tests_make_a_claim_partial_and_modules_not_run_say_not_run(project, xdist):
+    project.makepyfile(
+        test_services="""
+        import pytest
+
+        @pytest.mark.claim("SVC-01")
+        def test_a():
+            pass
+
+        @pytest.mark.claim("SVC-01")
+        def test_b_slow():
+            pass
+        """,
+        test_quota="""
+        import pytest
+
+        @pytest.mark.claim("SVC-02")
+        def test_c():
+            pass
+        """,
+    )
+    run = project.runpytest_subprocess if xdist else project.runpytest
+    result = run(*claims_args(project), "test_services.py", "-k", "not slow", *xdist)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["SVC-01*partial*test_a, test_b_slow*1 of 2 ran; test_b_slow: not run (deselected)*"])
+    claims = json.loads((project.path / "art" / "claims.json").read_text())["claims"]
+    assert [(c["id"], c["verdict"], c["reason"]) for c in claims[1:]] == [
+        ("SVC-02", "not run", "none of its tests was selected in this run (tests in test_quota.py)"),
+        ("SVC-03", "no test", ""),
+    ]
+
+
 def test_bad_option_values_fail_with_one_line(project):
     project.makepyfile("def test_x():\n    pass\n")
     result = project.runpytest("--image-map", "nope.map")

@@ -216,6 +216,17 @@ def test_history_window_and_the_run_itself_counted_once():
     assert svc03["changed"] and not svc03["flips"]
 
 
+def test_a_run_that_did_not_run_a_claim_is_no_change_in_its_history():
+    run = load_run(DATA / "failures")
+    svc03 = next(c for c in run.claims if c.id == "SVC-03")
+    svc03.verdict = "not run"
+    past = [PastRun(f"2026112{i}-031700-0a0{i}", 1_790_000_000 + i, {"SVC-03": v})
+            for i, v in enumerate(["held", "not run", "held"], 1)]
+    row = next(r for r in [*history_of(run, past)["changed"], *history_of(run, past)["steady"]] if r["id"] == "SVC-03")
+    assert not row["changed"] and not row["flips"]
+    assert [c["letter"] for c in row["cells"]] == ["H", "R", "H", "R"]
+
+
 def test_without_history_the_page_says_how_to_get_it(runs):
     assert "No earlier runs given." in text_of(page_of(runs / "held"))
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from clusterproof import diagnostics, facts, verdicts
-from clusterproof.claims import LEGEND, ClaimLedger
+from clusterproof.claims import LEGEND, ClaimLedger, claim_ids, claims_in_test_files, files_beside
 from clusterproof.plugin.stash import ITEM_CLUSTER, ITEM_DIAGNOSED, ITEM_NAMESPACES, ITEM_STARTED, RUN
 from clusterproof.report import write_run_page
 from clusterproof.run import RunContext
@@ -49,13 +51,45 @@ def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] 
     return verdicts.teststatus(report)
 
 
+COLLECTED_OUTPUT = "clusterproof_collected"  # an xdist worker's output: what it collected, for the ledger
+
+
 class ClaimsReporter:
-    """Collects claim outcomes from reports (on the xdist controller too) and prints the table."""
+    """Collects claim outcomes from reports (on the xdist controller too) and prints the table.
+    What was collected, deselected, and which claims the test files beside them name reach the
+    ledger at the end of collection (from an xdist worker: through its output, when it is done)."""
 
     def __init__(self, ledger: ClaimLedger, run: RunContext, timing: TimingReporter) -> None:
         self.ledger = ledger
         self.run = run
         self.timing = timing
+        self._deselected: list[pytest.Item] = []
+
+    def pytest_deselected(self, items: Iterable[pytest.Item]) -> None:
+        self._deselected.extend(items)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        items = [*session.items, *self._deselected]
+        collected = [[i.nodeid, list(claim_ids(i)), i in session.items] for i in items]
+        files = files_beside((Path(i.path) for i in items), session.config.getini("python_files"))
+        found = {"collected": collected, "elsewhere": claims_in_test_files(files)}
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[COLLECTED_OUTPUT] = found
+        else:
+            self._take(found)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:  # pytest-xdist, on the controller
+        found = getattr(node, "workeroutput", {}).get(COLLECTED_OUTPUT)
+        if found:
+            self._take(found)
+
+    def _take(self, found: dict[str, Any]) -> None:
+        for nodeid, claims, selected in found["collected"]:
+            self.ledger.expect(nodeid, claims, selected=selected)
+        self.ledger.tests_elsewhere(found["elsewhere"])
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.ledger.record(report)

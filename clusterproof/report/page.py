@@ -111,7 +111,9 @@ def _redacted(value: Any) -> Any:
 
 # --- verdicts at a glance --------------------------------------------------------------------
 
-VERDICT_ORDER = ("failed", "error", "partial", "skipped", "no test", "held")
+VERDICT_ORDER = ("failed", "error", "partial", "skipped", "not run", "no test", "held")
+# the history table's one letter per verdict (first letters, but "not run" and "no test" both start with n)
+VERDICT_LETTER = {"not run": "R", "no test": "N"}
 
 
 def verdict_counts(counts: dict[str, int]) -> list[tuple[str, int]]:
@@ -412,19 +414,23 @@ def history_of(run: Run, past: list[PastRun], last: int = HISTORY_RUNS) -> dict[
     changed, steady = [], []
     for claim in run.claims:
         cells = [p.verdicts.get(claim.id) for p in window] + [claim.verdict]
-        known = [v for v in cells if v]
+        known = [v for v in cells if v and v != "not run"]  # a run that did not run it says nothing of it
         changes = sum(1 for a, b in zip(known, known[1:], strict=False) if a != b)
-        previous = next((v for v in reversed(cells[:-1]) if v), None)
+        previous = next((v for v in reversed(cells[:-1]) if v and v != "not run"), None)
         row = {
             "id": claim.id,
             "anchor": "claim-" + re.sub(r"[^A-Za-z0-9-]+", "-", claim.id),
             "text": claim.text,
             "verdict": claim.verdict,
             "previous": previous,
-            "changed": bool(window) and previous != claim.verdict,
+            "changed": bool(window) and claim.verdict != "not run" and previous != claim.verdict,
             "flips": changes >= 2,
             "changes": changes,
-            "cells": [{"verdict": v or "", "css": css_verdict(v) if v else "absent"} for v in cells],
+            "cells": [
+                {"verdict": v or "", "letter": VERDICT_LETTER.get(v or "", (v or "")[:1].upper()),
+                 "css": css_verdict(v) if v else "absent"}
+                for v in cells
+            ],
         }
         (changed if row["changed"] or row["flips"] else steady).append(row)
     changed.sort(key=lambda r: (not r["changed"], severity(r["verdict"]), _id_order(r["id"])))
