@@ -49,7 +49,9 @@ class ClaimsError(ClusterproofError):
 
 
 class NodeExecUnavailable(ClusterproofError):
-    pass
+    """No shell on a node, for a reason the user or the cluster's admin chose (--node-access none,
+    no --allow-privileged, a policy refusing privileged pods, a cordoned or NoExecute-tainted
+    node): the node check that meets it is skipped, saying so."""
 
 
 class ProbeError(ClusterproofError):
@@ -121,3 +123,13 @@ class Broken(AssertionError):
 
 class ClusterUnreachable(ClusterproofError):
     """The cluster's API server does not answer at all: nothing can be judged (a module error)."""
+
+
+class NodeDown(SetupFailed, NodeExecUnavailable):
+    """A node that should answer and does not (NotReady, gone, its host exec pod never Ready): not
+    a skip, which is only for what the user chose not to reach. The check that meets it errors,
+    "could not evaluate (set-up: reach node N): <the node's condition>"."""
+
+    def __init__(self, node: str, condition: str) -> None:
+        self.node = node
+        super().__init__(f"reach node {node}", condition)

@@ -9,9 +9,10 @@
 `choose`: `auto` (the default) picks docker for kind nodes running on this host (providerID
 `kind://docker/...`), else the pod only with --allow-privileged (a privileged pod is never made on
 someone's cluster unasked), else none. Suites never know which: they call `cluster.node_exec` and
-skip where `require_node_exec` says so. A node one mechanism cannot reach while others can (a
-cordoned node, a pod that never starts there) raises NodeExecUnavailable naming the node; the
-plugin turns that into a skip of the test that asked, so the checks on other nodes still run.
+skip where `require_node_exec` says so. A node the user or admin kept pods off (cordoned, a
+NoExecute taint of theirs, another OS) raises NodeExecUnavailable naming it: the plugin skips the
+test that asked, so the checks on other nodes still run. A node that is down (NotReady, gone, its
+pod never Ready or unable to enter the host) raises NodeDown: that test errors, naming the node.
 Each host exec pod's start is a timings row of its own.
 """
 
@@ -31,7 +32,7 @@ from kubernetes import client
 
 from clusterproof import pod_states, wait
 from clusterproof.api_answers import ApiAnswer, answer_to
-from clusterproof.errors import ExecTimeout, NodeExecUnavailable, one_line
+from clusterproof.errors import ExecTimeout, NodeDown, NodeExecUnavailable, one_line
 from clusterproof.namespaces import wait_usable
 from clusterproof.node_exec import DockerNodeExec, NodeExec, NoNodeExec, kind_node_exec
 from clusterproof.probe import ExecResult, exec_in_pod
@@ -119,21 +120,32 @@ def hostexec_pod(name: str, namespace: str, node: str, image: str, labels: Mappi
     }
 
 
-def why_unreachable(node: client.V1Node) -> str | None:
-    """What keeps a host exec pod off `node`, read from the node itself, or None."""
+# the node lifecycle controller's taints on a node that stopped answering: signs of a node down, not a choice
+NODE_DOWN_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
+def why_unreachable(node: client.V1Node) -> NodeExecUnavailable | None:
+    """What keeps a host exec pod off `node`, read from the node itself, or None: what the user or
+    the admin chose (NodeExecUnavailable: another OS, cordoned, a NoExecute taint of theirs: the
+    check skips), or a node that is down (NodeDown: NotReady: the check errors, naming it)."""
     name = node.metadata.name
     system = (node.metadata.labels or {}).get("kubernetes.io/os", "linux")
     if system != "linux":
-        return f"node {name} runs {system}: the host exec pod (nsenter) is for Linux nodes"
+        return NodeExecUnavailable(f"node {name} runs {system}: the host exec pod (nsenter) is for Linux nodes")
     if node.spec and node.spec.unschedulable:
-        return f"node {name} is cordoned: no host exec pod is placed on it"
-    untolerated = [t for t in (node.spec.taints if node.spec else None) or [] if t.effect == "NoExecute"]
-    if untolerated:
-        listed = ", ".join(f"{t.key}{'=' + t.value if t.value else ''}:NoExecute" for t in untolerated)
-        return f"node {name} has taint {listed}, which the host exec pod does not tolerate"
+        return NodeExecUnavailable(f"node {name} is cordoned: no host exec pod is placed on it")
     ready = next((c for c in (node.status.conditions if node.status else None) or [] if c.type == "Ready"), None)
     if ready is not None and ready.status != "True":
-        return f"node {name} is not Ready ({ready.reason or ready.status}): no host exec pod can start there"
+        said = f"{ready.reason or ready.status}" + (f": {ready.message}" if ready.message else "")
+        return NodeDown(name, one_line(f"node {name} is not Ready ({said})", REASON_LIMIT))
+    taints = (node.spec.taints if node.spec else None) or []
+    untolerated = [t for t in taints if t.effect == "NoExecute" and t.key not in NODE_DOWN_TAINTS]
+    if untolerated:
+        listed = ", ".join(f"{t.key}{'=' + t.value if t.value else ''}:NoExecute" for t in untolerated)
+        return NodeExecUnavailable(f"node {name} has taint {listed}, which the host exec pod does not tolerate")
+    down = [t.key for t in taints if t.key in NODE_DOWN_TAINTS]
+    if down:
+        return NodeDown(name, f"node {name} is tainted {', '.join(down)} by the node lifecycle controller")
     return None
 
 
@@ -168,7 +180,7 @@ class HostExecPods:
     _refused: str | None = field(default=None, init=False)
     _namespace_made: bool = field(default=False, init=False)
     _pods: dict[str, str] = field(default_factory=dict, init=False)  # node -> Ready pod
-    _unreachable: dict[str, str] = field(default_factory=dict, init=False)  # node -> skip reason
+    _unreachable: dict[str, NodeExecUnavailable] = field(default_factory=dict, init=False)  # node -> why not
     _closed: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -213,7 +225,7 @@ class HostExecPods:
 
     def pod_for(self, node: str) -> str:
         """The Ready host exec pod on `node` (made now if there is none); NodeExecUnavailable
-        naming the node when it cannot be there."""
+        naming the node when it cannot be there (NodeDown when the node is down)."""
         reason = self.unavailable()
         if reason:
             raise NodeExecUnavailable(reason)
@@ -223,10 +235,10 @@ class HostExecPods:
             try:
                 self._pods[node] = self._start(node)
             except NodeExecUnavailable as e:
-                self._unreachable[node] = str(e)
+                self._unreachable[node] = e
                 log.warning("%s", e)
         if node in self._unreachable:
-            raise NodeExecUnavailable(self._unreachable[node])
+            raise self._unreachable[node].with_traceback(None)
         return self._pods[node]
 
     # -- making --
@@ -259,11 +271,11 @@ class HostExecPods:
             found = self.cluster.core.read_node(node)
         except client.ApiException as e:
             if e.status == 404:
-                raise NodeExecUnavailable(f"node {node} not found: no host exec pod there") from None
+                raise NodeDown(node, f"node {node} not found: no host exec pod there") from None
             raise
-        reason = why_unreachable(found)
-        if reason:
-            raise NodeExecUnavailable(reason)
+        unreachable = why_unreachable(found)
+        if unreachable:
+            raise unreachable
         name = hostexec_pod_name(node)
         manifest = hostexec_pod(name, self.namespace, node, self.image, self.labels)
         wall, started = time.time(), self.clock()
@@ -283,7 +295,7 @@ class HostExecPods:
             )
         except wait.WaitTimeout as e:
             self._delete_pod(name)
-            raise NodeExecUnavailable(one_line(f"node {node}: no host exec pod: {e}", REASON_LIMIT)) from None
+            raise NodeDown(node, one_line(f"its host exec pod never got Ready: {e}", REASON_LIMIT)) from None
         seconds = self.clock() - started
         if self.stopwatch is not None:
             self.stopwatch.phases.append((f"cluster {self.cluster.name}: host exec pod on {node} Ready", seconds, wall))
@@ -291,9 +303,10 @@ class HostExecPods:
         entered = self.exec(self.cluster.core, self.namespace, name, nsenter_argv(["true"]), timeout=30)
         if entered.rc != 0:
             self._delete_pod(name)
-            raise NodeExecUnavailable(
+            raise NodeDown(
+                node,
                 one_line(
-                    f"node {node}: the host exec pod ({self.image}) cannot enter the host's namespaces "
+                    f"its host exec pod ({self.image}) cannot enter the host's namespaces "
                     f"(`{shlex.join(nsenter_argv(['true']))}` exited {entered.rc}: {entered.stderr.strip()})",
                     REASON_LIMIT,
                 )

@@ -1,5 +1,5 @@
 """Node access (clusterproof.node_exec, clusterproof.hostexec, clusterproof.plugin.node_access):
-choosing the mechanism, the host exec pod and its commands, refusals and unreachable nodes as skip
+choosing the mechanism, the host exec pod and its commands, refusals and chosen exclusions as skip, nodes down as error
 reasons, cleanup through the tracker.
 
 No cluster and no docker: the API server is a FAKE CoreV1Api (FakeCore, below) that keeps nodes,
@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from clusterproof.cluster import Cluster
-from clusterproof.errors import ExecTimeout, NodeExecUnavailable
+from clusterproof.errors import ExecTimeout, NodeDown, NodeExecUnavailable
 from clusterproof.hostexec import (
     NONE_CHOSEN,
     NOT_KIND,
@@ -61,7 +61,14 @@ def node(name, *, unschedulable=False, taints=(), ready="True", provider_id=None
             taints=[client.V1Taint(key=k, value=v, effect=e) for k, v, e in taints] or None,
         ),
         status=client.V1NodeStatus(
-            conditions=[client.V1NodeCondition(type="Ready", status=ready, reason="KubeletReady")]
+            conditions=[
+                client.V1NodeCondition(type="Ready", status=ready, reason="KubeletReady")
+                if ready == "True"
+                else client.V1NodeCondition(
+                    type="Ready", status=ready, reason="NodeStatusUnknown",
+                    message="Kubelet stopped posting node status.",
+                )
+            ]
         ),
     )
 
@@ -367,36 +374,52 @@ def test_admission_is_asked_by_a_dry_run_before_any_pod_is_made():
     assert len(core.dry_runs) == 1 and core.created == []
 
 
-def test_a_node_that_cannot_have_the_pod_skips_naming_it_and_the_others_run():
+def test_a_cordoned_node_is_not_reached_and_a_pod_never_ready_is_a_node_down_naming_it():
     core = FakeCore([node("w1", unschedulable=True), node("w2"), node("w3")], pending={"w3"})
     pods, _, _ = host_exec_pods(core)
 
-    with pytest.raises(NodeExecUnavailable, match="node w1 is cordoned"):
+    with pytest.raises(NodeExecUnavailable, match="node w1 is cordoned") as cordoned:
         pods("w1", ["true"], input=None, check=True, timeout=60)
+    assert not isinstance(cordoned.value, NodeDown)  # the admin's choice: its checks skip
     assert pods("w2", ["true"], input=None, check=True, timeout=60).returncode == 0
-    with pytest.raises(NodeExecUnavailable) as pending:
+    with pytest.raises(NodeDown) as pending:
         pods("w3", ["true"], input=None, check=True, timeout=60)
     message = str(pending.value)
-    assert message.startswith("node w3: no host exec pod:") and "Pending" in message and "unschedulable" in message
+    assert message.startswith("could not evaluate (set-up: reach node w3): its host exec pod never got Ready:")
+    assert "Pending" in message and "unschedulable" in message and pending.value.node == "w3"
     assert ("delete pod", pods.namespace, core.created[-1]["metadata"]["name"]) in core.calls
 
-    # remembered: asking again makes nothing new
+    # remembered: asking again makes nothing new, and says the same
     made = len(core.created)
-    with pytest.raises(NodeExecUnavailable, match="node w3"):
+    with pytest.raises(NodeDown, match="reach node w3"):
         pods("w3", ["true"], input=None, check=True, timeout=60)
+    with pytest.raises(NodeExecUnavailable, match="node w1 is cordoned"):
+        pods("w1", ["true"], input=None, check=True, timeout=60)
     assert len(core.created) == made
     assert [p["spec"]["nodeName"] for p in core.created] == ["w2", "w3"]  # none on the cordoned w1
 
 
-def test_what_keeps_a_pod_off_a_node_is_read_from_the_node():
+def test_what_keeps_a_pod_off_a_node_is_read_from_the_node_a_choice_or_the_node_down():
     assert why_unreachable(node("w1")) is None
-    assert "cordoned" in why_unreachable(node("w1", unschedulable=True))
+    cordoned = why_unreachable(node("w1", unschedulable=True))
+    assert type(cordoned) is NodeExecUnavailable and "cordoned" in str(cordoned)
     tainted = why_unreachable(node("w1", taints=[("maintenance", "now", "NoExecute"), ("gpu", "", "NoSchedule")]))
-    assert tainted == "node w1 has taint maintenance=now:NoExecute, which the host exec pod does not tolerate"
-    assert "not Ready" in why_unreachable(node("w1", ready="Unknown"))
+    assert type(tainted) is NodeExecUnavailable
+    assert str(tainted) == "node w1 has taint maintenance=now:NoExecute, which the host exec pod does not tolerate"
     windows = node("win1")
     windows.metadata.labels = {"kubernetes.io/os": "windows"}
-    assert why_unreachable(windows) == "node win1 runs windows: the host exec pod (nsenter) is for Linux nodes"
+    assert str(why_unreachable(windows)) == "node win1 runs windows: the host exec pod (nsenter) is for Linux nodes"
+    # a node that stopped answering is down, not a choice: the lifecycle controller's NoExecute taint
+    # says so too, and is no reason to skip
+    stopped = node("w2", ready="Unknown", taints=[("node.kubernetes.io/unreachable", "", "NoExecute")])
+    down = why_unreachable(stopped)
+    assert isinstance(down, NodeDown) and down.node == "w2"
+    assert str(down) == (
+        "could not evaluate (set-up: reach node w2): "
+        "node w2 is not Ready (NodeStatusUnknown: Kubelet stopped posting node status.)"
+    )
+    tainted_only = why_unreachable(node("w3", taints=[("node.kubernetes.io/not-ready", "", "NoExecute")]))
+    assert isinstance(tainted_only, NodeDown) and "node.kubernetes.io/not-ready" in str(tainted_only)
 
 
 def test_an_image_without_nsenter_is_the_nodes_skip_reason():
@@ -491,7 +514,7 @@ def test_every_command_is_timed_and_logged(caplog):
     assert "node exec via pod on w1: true -> rc 0 in 0.250s" in caplog.text
 
 
-# --- the plugin: unreachable nodes skip, bad options stop ------------------------------------------
+# --- the plugin: nodes left out skip, nodes down error, bad options stop ---------------------------
 
 
 @pytest.fixture
@@ -499,11 +522,11 @@ def project(plugin_project) -> pytest.Pytester:
     return plugin_project("## SVC\n| ID | claim | observable |\n|---|---|---|\n| SVC-18 | rules | r |\n")
 
 
-def test_a_node_check_meeting_an_unreachable_node_is_skipped_naming_it(project):
+def test_a_node_check_meeting_a_node_not_to_be_reached_skips_and_one_meeting_a_node_down_errors(project):
     project.makepyfile(
         """
         import pytest
-        from clusterproof.errors import NodeExecUnavailable
+        from clusterproof.errors import NodeDown, NodeExecUnavailable
 
         @pytest.fixture
         def needs_w9():
@@ -518,9 +541,19 @@ def test_a_node_check_meeting_an_unreachable_node_is_skipped_naming_it(project):
 
         def test_wrapped_by_a_set_up_step():
             try:
-                raise NodeExecUnavailable("node w5 is not Ready (NodeStatusUnknown)")
+                raise NodeExecUnavailable("node w5 has taint maintenance=now:NoExecute")
             except NodeExecUnavailable as e:
                 raise RuntimeError("could not evaluate (set-up: write the file on w5)") from e
+
+        @pytest.mark.claim("SVC-18")
+        def test_rules_on_a_node_down():
+            raise NodeDown("w2", "node w2 is not Ready (NodeStatusUnknown: Kubelet stopped posting node status.)")
+
+        def test_a_node_down_behind_a_jigs_error():
+            try:
+                raise NodeDown("w3", "its host exec pod never got Ready: timed out after 120s")
+            except NodeDown as e:
+                raise AssertionError("could not read the file on w3") from e
 
         def test_a_handled_refusal_does_not_hide_a_failure():
             try:
@@ -534,15 +567,22 @@ def test_a_node_check_meeting_an_unreachable_node_is_skipped_naming_it(project):
     )
     art = project.path / "art"
     result = project.runpytest(
-        "--claims-file", str(project.path / "CLAIMS.md"), "--artifacts-dir", str(art), "-rsf"
+        "--claims-file", str(project.path / "CLAIMS.md"), "--artifacts-dir", str(art), "-rsfE"
     )
-    result.assert_outcomes(passed=1, skipped=3, failed=1)
+    result.assert_outcomes(passed=1, skipped=3, failed=1, errors=2)
     result.stdout.fnmatch_lines(["*SKIPPED*node w1 is cordoned: no host exec pod is placed on it*"])
     result.stdout.fnmatch_lines(["*SKIPPED*node w9 is cordoned*"])
-    result.stdout.fnmatch_lines(["*SKIPPED*node w5 is not Ready*"])
+    result.stdout.fnmatch_lines(["*SKIPPED*node w5 has taint maintenance=now:NoExecute*"])
     result.stdout.fnmatch_lines(["FAILED *test_a_handled_refusal_does_not_hide_a_failure*"])
+    # a node down is no skip: the test errors naming the node and its condition
+    result.stdout.fnmatch_lines(["ERROR *::test_rules_on_a_node_down", "ERROR *::test_a_node_down_behind_a_jigs_error"])
+    result.stdout.fnmatch_lines(["E * clusterproof.errors.NodeDown: could not evaluate (set-up: reach node w3): *"])
     claims = json.loads((art / "claims.json").read_text())["claims"]
-    assert claims[0]["verdict"] == "skipped" and "node w1 is cordoned" in claims[0]["reason"]
+    assert claims[0]["verdict"] == "error"
+    assert claims[0]["reason"].startswith(
+        "could not evaluate (set-up: reach node w2): node w2 is not Ready (NodeStatusUnknown"
+    )
+    assert "node w1 is cordoned" in claims[0]["reason"] or claims[0]["tests"][0]["outcome"] == "skipped"
 
 
 def test_pod_access_without_allow_privileged_is_a_one_line_usage_error(project):

@@ -7,7 +7,7 @@ Its parts, and the topics' own plugins (each declares its options, fixtures and 
 # a part comes after the parts it imports (pytest imports each in this order, to rewrite its asserts)
 pytest_plugins = (
     "clusterproof.plugin.reports",  # verdicts, diagnostics, the claims table
-    "clusterproof.plugin.node_access",  # node access per cluster; an unreachable node skips its check
+    "clusterproof.plugin.node_access",  # node access per cluster; a node left out skips its check, one down errors
     "clusterproof.plugin.configure",  # options, settings, markers, what runs, preflight
     "clusterproof.plugin.fixtures",  # the run, the cluster, namespaces, manifests, client pods
     "clusterproof.upgrade.plugin",  # --phase before|after

@@ -1,6 +1,6 @@
 """The plugin's node access: each cluster gets its mechanism (clusterproof.hostexec.choose) for the
 time it is in use, each command's cost goes to the run's timings, and a node check that meets a node
-it cannot reach is skipped with the reason.
+the user chose not to reach is skipped with the reason (one that meets a node that is down errors).
 
 Each command's cost is logged at DEBUG by `clusterproof.node_access` and summed per cluster into
 the run's timings: `cluster <name>: node commands via <mechanism> (n, median s)`.
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from clusterproof.cluster import Cluster
-from clusterproof.errors import NodeExecUnavailable
+from clusterproof.errors import NodeDown, NodeExecUnavailable
 from clusterproof.hostexec import HostExecPods, choose, describe, hostexec_namespace
 from clusterproof.images import ImageCatalogue
 from clusterproof.node_exec import NodeExec, TimedNodeExec
@@ -75,37 +75,45 @@ def installed(
 
 
 # --- node checks that meet an unreachable node -------------------------------------------------
-# A test (or its fixture) whose node command meets a node that cannot be reached (NodeExecUnavailable:
-# no mechanism, a refusal, a cordoned node, a pod that never started) is skipped with that reason, so
-# that node's checks skip and the others run. Also when a jig or a set-up step re-raised it as another
-# error `from` it (its __cause__).
+# A test (or its fixture) whose node command meets a node the user or admin chose not to reach
+# (NodeExecUnavailable: no mechanism, a refusal, a cordoned node) is skipped with that reason, so
+# that node's checks skip and the others run; one that meets a node that is down (NodeDown: NotReady,
+# its host exec pod never Ready) errors, naming the node and its condition. Also when a jig or a
+# set-up step re-raised it as another error `from` it (its __cause__).
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
-    return (yield from _skipping_unreachable())
+    return (yield from _judging_unreachable())
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    return (yield from _skipping_unreachable())
+    return (yield from _judging_unreachable())
 
 
-def _skipping_unreachable() -> Generator[None, Any, Any]:
+def _judging_unreachable() -> Generator[None, Any, Any]:
     """Both wrappers' body: the hook's result, or its error turned into a skip where it is (or was
-    raised from) NodeExecUnavailable."""
+    raised from) NodeExecUnavailable, or into the NodeDown it was raised from."""
     try:
         return (yield)
     except Exception as e:
-        _skip_if_unreachable(e)
+        unreachable = _unreachable_cause(e)
+        if isinstance(unreachable, NodeDown):
+            if unreachable is e:
+                raise
+            raise unreachable from e
+        if unreachable is not None:
+            pytest.skip(str(unreachable))
         raise
 
 
-def _skip_if_unreachable(error: BaseException) -> None:
+def _unreachable_cause(error: BaseException) -> NodeExecUnavailable | None:
     seen: set[int] = set()
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:
         if isinstance(cause, NodeExecUnavailable):
-            pytest.skip(str(cause))
+            return cause
         seen.add(id(cause))
         cause = cause.__cause__
+    return None
