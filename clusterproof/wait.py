@@ -38,7 +38,7 @@ from kubernetes import client, watch
 
 from clusterproof import pod_states
 from clusterproof.api_answers import unless_missing
-from clusterproof.errors import ProbeError, WaitGaveUp, WaitTimeout
+from clusterproof.errors import ProbeError, WaitGaveUp, WaitTimeout, one_line
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -63,6 +63,11 @@ _NOT_YET_ERRORS = (
     subprocess.SubprocessError,  # a node command that failed or timed out
     AssertionError,  # a check's own "not as expected (yet)"
 )
+
+
+class WatchFailed(WaitTimeout):
+    """A watch's window ended on an error of the watch itself (the API server unreachable, a stream
+    that kept breaking), not quietly: nothing can be concluded from what it did not see."""
 
 
 class Never(Exception):
@@ -218,11 +223,23 @@ def watch_until(
     objects: dict[str, Any] = {}
     last = "nothing seen yet"
 
+    failure: BaseException | None = None  # the error that ended the latest stream, if one did
+
     def one_stream() -> Any:
-        nonlocal objects, last
+        nonlocal failure
         remaining = deadline - clock()
         if remaining <= 0:
             return None
+        try:
+            found = streamed(remaining)
+        except Exception as e:
+            failure = e if _transient(e) else None
+            raise
+        failure = None
+        return found
+
+    def streamed(remaining: float) -> Any:
+        nonlocal objects, last
         objects = {}
         last = describe(objects)
         w = watcher()
@@ -271,12 +288,15 @@ def watch_until(
     try:
         return retrying(one_stream)
     except tenacity.RetryError:
-        raise WaitTimeout(expected, last, timeout, hint=hint_text(hint, last)) from None
+        if failure is None:
+            raise WaitTimeout(expected, last, timeout, hint=hint_text(hint, last)) from None
+        error: BaseException = failure
     except Exception as e:
-        if _transient(e):
-            seen = f"{last} ({type(e).__name__})"
-            raise WaitTimeout(expected, seen, timeout, hint=hint_text(hint, seen)) from None
-        raise
+        if not _transient(e):
+            raise
+        error = e
+    seen = f"{last} (the watch failed: {type(error).__name__}: {one_line(error)})"
+    raise WatchFailed(expected, seen, timeout, hint=hint_text(hint, seen)) from None
 
 
 def seen_within(
@@ -289,9 +309,12 @@ def seen_within(
 ) -> Any:
     """Watch for `window` seconds: what `done(objects)` returned once truthy, or `default` when
     nothing came. For observations of something that should *not* happen (no load-balancer
-    address, no Ingress address), where the window ending is the expected outcome."""
+    address, no Ingress address), where the window ending is the expected outcome. A window that
+    ended on the watch's own error is no observation: WatchFailed is raised."""
     try:
         return watch_until(list_fn, done, f"an observation window of {window:g}s", lambda objs: "-", window, **kwargs)
+    except WatchFailed:
+        raise
     except WaitTimeout:
         return default
 

@@ -137,6 +137,24 @@ def test_permanent_api_errors_are_raised_at_once():
         wait.pods_ready(None_core(), "ns", "x=y", 1, 60, clock=clock, sleep=clock.sleep, watcher=Forbidden([], clock))
 
 
+def test_an_observation_window_is_quiet_only_when_the_watch_worked():
+    """seen_within: a window that passes with the watch open answers the default (nothing came); a
+    window whose watch kept failing is no observation at all (WatchFailed, naming the error)."""
+    clock = FakeClock()
+    quiet = seams([[{"type": "ADDED", "object": pod("a")}]], clock)
+    assert wait.seen_within(lambda **kw: None, lambda objs: "b" in objs, 10, default=[], **quiet) == []
+
+    class Broken(FakeWatch):
+        def stream(self, fn, **kwargs):
+            self.calls.append(kwargs)
+            raise client.ApiException(status=503, reason="Service Unavailable")
+            yield
+
+    broken = {"clock": clock, "sleep": clock.sleep, "watcher": Broken([], clock)}
+    with pytest.raises(wait.WatchFailed, match=r"the watch failed: ApiException: .*503"):
+        wait.seen_within(lambda **kw: None, lambda objs: "b" in objs, 10, default=[], **broken)
+
+
 def test_pvc_phase_timeout_message():
     clock = FakeClock()
     pvc = client.V1PersistentVolumeClaim(
