@@ -155,12 +155,7 @@ class ClusterRecords:
                 raise
 
     def _ensure_namespace(self) -> None:
-        body = {"metadata": {"name": RECORDS_NAMESPACE, "labels": {REGISTRY_LABEL: "runs"}}}
-        try:
-            self.core.create_namespace(body, _request_timeout=REQUEST_TIMEOUT)
-        except client.ApiException as e:
-            if e.status != 409:
-                raise
+        ensure_records_namespace(self.core)
 
     def records(self) -> list[RunRecord]:
         listed = unless_missing(
@@ -187,6 +182,16 @@ class ClusterRecords:
                 lease_name(record), RECORDS_NAMESPACE, _request_timeout=REQUEST_TIMEOUT
             )
         )
+
+
+def ensure_records_namespace(core: Any) -> None:
+    """The namespace of the runs' records (and journals), made when missing; never swept."""
+    body = {"metadata": {"name": RECORDS_NAMESPACE, "labels": {REGISTRY_LABEL: "runs"}}}
+    try:
+        core.create_namespace(body, _request_timeout=REQUEST_TIMEOUT)
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
 
 
 class RunRecorder:

@@ -8,7 +8,8 @@ records itself (clusterproof.run_records) and a later one judges it (clusterproo
 run starts (and on demand) it removes, of runs judged dead:
 - on this host: the kind clusters its record names (`cp-<short run id>-<module>`), unless the run
   kept them (--keep-clusters); then the records of dead runs of which nothing is left;
-- on each cluster it uses: namespaces, PersistentVolumes and StorageClasses labelled
+- on each cluster it uses: the Services it was changing, put back from their journal
+  (clusterproof.journal), namespaces, PersistentVolumes and StorageClasses labelled
   `clusterproof.io/run-id=<run id>`, the node-label leases it held (released: the last holder
   out puts the label back as it was), then its record there.
 
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from clusterproof import liveness, node_labels
+from clusterproof import journal, liveness, node_labels
 from clusterproof.errors import one_line
 from clusterproof.kubeconfig import read_contexts, resolve_kubeconfig
 from clusterproof.liveness import Machine, RunRecord, StartOf
@@ -68,7 +69,7 @@ class Item:
     run_id: str
     remove: Callable[[], None] = field(compare=False, repr=False)
     created: float | None = None
-    verb: str = "delete"  # delete | release
+    verb: str = "delete"  # delete | release | restore
 
 
 @dataclass(frozen=True)
@@ -355,11 +356,14 @@ class ClusterSide:
         return cls(cluster.name, cluster.core, cluster.storage, records)
 
     def items(self) -> list[Item]:
-        """In the order they are removed: namespaces (with what runs in them), PersistentVolumes,
-        StorageClasses, then node-label leases."""
+        """In the order they are removed: journaled Services put back, namespaces (with what runs in
+        them), PersistentVolumes, StorageClasses, then node-label leases."""
         from clusterproof.tracker import delete_namespace
 
-        items = []
+        items = [
+            _item(cm, entry.describe(), lambda e=entry: journal.restore(self.core, e), verb="restore")
+            for entry, cm in journal.entries(self.core)
+        ]
         listed = self.core.list_namespace(label_selector=SELECTOR, _request_timeout=REQUEST_TIMEOUT).items
         for ns in _ours(listed):
             if (ns.status and ns.status.phase == "Terminating") or ns.metadata.deletion_timestamp:
@@ -408,13 +412,14 @@ def _ours(objects: Iterable[Any]) -> list[Any]:
     return found
 
 
-def _item(obj: Any, what: str, remove: Callable[[], None]) -> Item:
+def _item(obj: Any, what: str, remove: Callable[[], None], verb: str = "delete") -> Item:
     created = obj.metadata.creation_timestamp
     return Item(
         what,
         obj.metadata.labels[RUN_LABEL],
         remove,
         created=created.timestamp() if isinstance(created, datetime) else None,
+        verb=verb,
     )
 
 

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from kubernetes.client import ApiException
 
-from clusterproof import liveness, node_labels, sweep
+from clusterproof import journal, liveness, node_labels, sweep
 from clusterproof.liveness import Machine, RunRecord
 from clusterproof.run import RUN_LABEL, cluster_name_patterns
 from clusterproof.run_records import (
@@ -133,6 +133,8 @@ class FakeApi:
         self.storage_classes = {}
         self.nodes = {}  # name -> {"labels": {}, "annotations": {}, "version": int}
         self.leases = {}
+        self.config_maps = {}  # in the records' namespace
+        self.services = {}  # "ns/name" -> spec dict
         self.fail = set()  # names whose delete answers 500
         api = self
 
@@ -157,6 +159,34 @@ class FakeApi:
 
             def list_persistent_volume(self, label_selector=None, _request_timeout=None):
                 return SimpleNamespace(items=list(api.pvs.values()))
+
+            def create_namespaced_config_map(self, namespace, body, _request_timeout=None):
+                name = body["metadata"]["name"]
+                if name in api.config_maps:
+                    raise ApiException(status=409)
+                api.calls.append(("create ConfigMap", name))
+                labels = body["metadata"]["labels"]
+                api.config_maps[name] = SimpleNamespace(metadata=meta(name, labels), data=body["data"])
+
+            def read_namespaced_config_map(self, name, namespace, _request_timeout=None):
+                if name not in api.config_maps:
+                    raise ApiException(status=404)
+                return api.config_maps[name]
+
+            def list_namespaced_config_map(self, namespace, label_selector=None, _request_timeout=None):
+                return SimpleNamespace(items=list(api.config_maps.values()))
+
+            def delete_namespaced_config_map(self, name, namespace, _request_timeout=None):
+                api._delete(api.config_maps, "ConfigMap", name)
+
+            def patch_namespaced_service(self, name, namespace, body, _content_type=None, _request_timeout=None):
+                api.calls.append(("patch Service", f"{namespace}/{name}", _content_type))
+                spec = api.services[f"{namespace}/{name}"]
+                for key, value in body["spec"].items():
+                    if value is None:
+                        spec.pop(key, None)
+                    else:
+                        spec[key] = value
 
             def delete_persistent_volume(self, name, _request_timeout=None):
                 api._delete(api.pvs, "PersistentVolume", name)
@@ -311,6 +341,33 @@ def test_a_sweep_removes_what_a_dead_run_left_and_nothing_else():
         "released label disk on node w2 (lease of dead/main) (run dead: pid 100 on host-a is gone)",
         "left alone: 3 thing(s) of run live, alive: pid 200 on host-a is running",
     ]
+
+
+def test_a_service_a_dead_run_was_changing_is_put_back_from_its_journal_and_a_live_runs_is_not():
+    """ING-02's change of the ingress controller's Service, journaled before it was made (clusterproof.
+    journal): the dead run's Service gets its spec back, the entry goes; the live run's stays. A
+    second run cannot journal (and so change) a Service another run holds."""
+    api = a_shared_cluster()
+    api.services["ingress/ctl"] = {"externalIPs": ["10.0.0.9"], "externalTrafficPolicy": "Cluster"}
+    api.services["ingress/other"] = {"externalIPs": ["10.0.0.1"]}
+    restore = {"externalIPs": None, "externalTrafficPolicy": "Local"}
+    journal.hold(api.core, journal.Entry("dead", "ingress", "ctl", restore))
+    journal.hold(api.core, journal.Entry("live", "ingress", "other", {"externalIPs": ["10.0.0.2"]}))
+    with pytest.raises(journal.Held, match=r"^Service ingress/other is being changed by run live: its original"):
+        journal.hold(api.core, journal.Entry("me", "ingress", "other", {"externalIPs": None}))
+    api.calls.clear()
+    report = sweep.sweep_cluster(api.side(), [], this_run="me", machine=HERE, start_of=processes(p200=5000), now=NOW)
+    assert api.changes()[:2] == [
+        ("patch Service", "ingress/ctl", journal.MERGE_PATCH),
+        ("delete ConfigMap", journal.config_map_name("ingress", "ctl")),
+    ]
+    assert api.services["ingress/ctl"] == {"externalTrafficPolicy": "Local"}
+    assert api.services["ingress/other"] == {"externalIPs": ["10.0.0.1"]}
+    assert list(api.config_maps) == [journal.config_map_name("ingress", "other")]
+    assert report.lines()[0] == (
+        "restored the spec of Service ingress/ctl (externalIPs, externalTrafficPolicy) "
+        "(run dead: pid 100 on host-a is gone)"
+    )
 
 
 def test_a_dry_run_says_what_it_would_remove_and_changes_nothing():
