@@ -74,7 +74,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--k8s-version",
         default=None,
         metavar="X.Y",
-        help="kind: the Kubernetes release of the clusters (offline: 1.37, 1.36 or the legacy 1.20; "
+        help="kind: the Kubernetes release of the clusters (offline: 1.37, 1.36, 1.35 or the legacy 1.20; "
         "default 1.37; online: kindest/node of that release)",
     )
     group.addoption("--context", default=None, metavar="NAME", help="kubeconfig context to use")

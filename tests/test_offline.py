@@ -260,3 +260,17 @@ def test_a_step_another_process_is_building_is_waited_for_then_reused(tmp_path, 
     worker.join(5)
     assert said == ["[demo] another build of this step is running on this host: waiting for it"]
     assert built == [] and second.timings[0][2] is True
+
+
+def test_the_go_built_releases_upgrade_one_minor_at_a_time_from_1_35_to_the_default():
+    """The multi-hop upgrade's path (kubeadm upgrades one minor at a time): 1.35 -> 1.36 -> 1.37."""
+    path = [releases.release("1.35")]
+    while path[-1].minor != releases.DEFAULT:
+        path.append(releases.upgrade_target(path[-1]))
+    assert [r.kube for r in path] == ["v1.35.4", "v1.36.3", "v1.37.2"]
+    with pytest.raises(releases.UnknownRelease, match="no release after v1.37.2"):
+        releases.upgrade_target(releases.release("1.37"))
+    # what kubeadm v1.35.4 asks for (cmd/kubeadm/app/constants): its own etcd, CoreDNS and pause
+    old = build.steps(releases.release("1.35"))
+    assert {"go-etcd-3.6.6", "go-coredns-v1.13.1", "go-kubernetes-1.35"} <= set(old)
+    assert old["images-1.35"].env["PAUSE_TAG"] == "3.10.1"

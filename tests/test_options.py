@@ -303,4 +303,6 @@ def test_k8s_version_names_a_release(tmp_path, given, minor):
 
 def test_unknown_k8s_version_lists_the_releases(tmp_path):
     msg = usage_error(settings, tmp_path, k8s_version="1.30")
-    assert msg.startswith("--k8s-version 1.30: the offline build makes 1.37 (v1.37.2), 1.36 (v1.36.3), 1.20 (v1.20.2)")
+    assert msg.startswith(
+        "--k8s-version 1.30: the offline build makes 1.37 (v1.37.2), 1.36 (v1.36.3), 1.35 (v1.35.4), 1.20 (v1.20.2)"
+    )

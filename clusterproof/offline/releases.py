@@ -75,6 +75,17 @@ RELEASES = {
         coredns="v1.14.2",
         pause="3.10.2",
     ),
+    # The oldest Go-built release: the start of the multi-hop upgrade (1.35 -> 1.36 -> 1.37, the
+    # nightly's); supported until February 2027, the last minor ingress-nginx's final release supports.
+    "1.35": Release(
+        kube="v1.35.4",
+        source="go",
+        registry="registry.k8s.io",
+        etcd="3.6.6",
+        etcd_tag="3.6.6-0",
+        coredns="v1.13.1",
+        pause="3.10.1",
+    ),
     # The notes' own era (master taint, v1beta1 Ingress served): the nightly's legacy row.
     "1.20": Release(
         kube="v1.20.2",
