@@ -6,9 +6,11 @@
   -- argv`: in the host's namespaces, with the host's own binaries. Pods are made on first use,
   one per node, in a namespace of the run's own; the tracker removes them.
 
-`choose`: `auto` (the default) picks docker for kind nodes running on this host (providerID
-`kind://docker/...`), else the pod only with --allow-privileged (a privileged pod is never made on
-someone's cluster unasked), else none. Suites never know which: they call `cluster.node_exec` and
+`choose`: `auto` (the default) picks docker for kind nodes proven to be containers on this host
+(clusterproof.node_exec.kind_node_exec: the node's bootID is this host's, its InternalIP the
+container's address; a providerID `kind://docker/...` and a container of the node's name are not
+enough), else the pod only with --allow-privileged (a privileged pod is never made on someone's
+cluster unasked), else none. Suites never know which: they call `cluster.node_exec` and
 skip where `require_node_exec` says so. A node the user or admin kept pods off (cordoned, a
 NoExecute taint of theirs, another OS) raises NodeExecUnavailable naming it: the plugin skips the
 test that asked, so the checks on other nodes still run. A node that is down (NotReady, gone, its
@@ -34,7 +36,7 @@ from clusterproof import pod_states, wait
 from clusterproof.api_answers import ApiAnswer, answer_to
 from clusterproof.errors import ExecTimeout, NodeDown, NodeExecUnavailable, one_line
 from clusterproof.namespaces import wait_usable
-from clusterproof.node_exec import DockerNodeExec, NodeExec, NoNodeExec, kind_node_exec
+from clusterproof.node_exec import NOT_KIND, NodeExec, NoNodeExec, kind_node_exec
 from clusterproof.probe import ExecResult, exec_in_pod
 from clusterproof.run import hash_of, short_id, slug
 
@@ -45,17 +47,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("clusterproof.node_access")
 
-NO_PRIVILEGED = (
-    "no shell on the nodes: they are not kind containers on this host, and clusterproof makes no privileged "
-    "pod unasked (--allow-privileged lets it reach each node through a privileged host exec pod)"
+NOT_ASKED = (
+    "clusterproof makes no privileged pod unasked (--allow-privileged lets it reach each node through a "
+    "privileged host exec pod)"
 )
-NOT_KIND = "--node-access docker: the nodes are not kind containers running on this host (providerID kind://docker/...)"
+NO_PRIVILEGED = f"no shell on the nodes: they are not kind containers on this host, and {NOT_ASKED}"
 NONE_CHOSEN = "no shell on the nodes: --node-access none"
 # what the pod runs every command through: the host's mount, UTS, IPC, network and PID namespaces
 NSENTER = ("nsenter", "--target", "1", "--mount", "--uts", "--ipc", "--net", "--pid", "--")
 HOSTEXEC_APP = "clusterproof-hostexec"
 POD_SECURITY_LEVEL = "privileged"
 POD_START_TIMEOUT = 120.0
+# A host exec pod ends by itself this long after it started (activeDeadlineSeconds: the kubelet kills
+# it, also when the run that made it was SIGKILLed); a pod with too little of it left for a command is
+# replaced by a new one. The field can be lowered but never raised: a pod is never extended.
+POD_DEADLINE = 300
+DEADLINE_MARGIN = 30.0  # seconds of a pod's life kept beyond a command's own timeout
 REQUEST_TIMEOUT = 15  # the cleanup also runs from a signal handler: never wait on a hung API for long
 REASON_LIMIT = 400
 
@@ -81,17 +88,23 @@ def hostexec_namespace(run_id: str, token: str | None = None) -> str:
     return f"cp-{short_id(run_id)}-hostexec-{token or secrets.token_hex(3)}"
 
 
-def hostexec_pod_name(node: str) -> str:
-    return f"hostexec-{slug(node, 40) or 'node'}-{hash_of(node, 6)}"
+def hostexec_pod_name(node: str, generation: int = 1) -> str:
+    """`hostexec-<node>-<hash>`, and `-<n>` for the n-th pod on that node (one replacing another
+    whose deadline was near)."""
+    base = f"hostexec-{slug(node, 40) or 'node'}-{hash_of(node, 6)}"
+    return base if generation == 1 else f"{base}-{generation}"
 
 
-def hostexec_pod(name: str, namespace: str, node: str, image: str, labels: Mapping[str, str]) -> dict[str, Any]:
+def hostexec_pod(
+    name: str, namespace: str, node: str, image: str, labels: Mapping[str, str], deadline: int = POD_DEADLINE
+) -> dict[str, Any]:
     """The host exec pod for `node`, as upstream's hostexec: privileged, the host's network and PID
     namespaces (nsenter enters the rest through PID 1), bound to the node by nodeName (no
     scheduler: the kubelet admits it). The kubelet checks only NoExecute taints of a pod bound so;
     the pod tolerates every NoSchedule taint (control-plane and dedicated nodes are reached) and no
     NoExecute one (a node being drained of its pods is left alone: its checks skip). No API token,
-    no resource requests (a full node still admits it), no grace period."""
+    no resource requests (a full node still admits it), no grace period; `deadline` seconds after
+    it started the kubelet ends it (activeDeadlineSeconds), whatever became of the run."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -107,6 +120,8 @@ def hostexec_pod(name: str, namespace: str, node: str, image: str, labels: Mappi
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 0,
+            "activeDeadlineSeconds": deadline,
+            "restartPolicy": "Never",
             "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
             "containers": [
                 {
@@ -157,12 +172,20 @@ def refusal(what: str, answer: ApiAnswer) -> str:
 Exec = Callable[..., ExecResult]
 
 
+@dataclass(frozen=True)
+class _Pod:
+    name: str
+    generation: int  # the how-many-th pod on its node
+    made_at: float  # on the mechanism's clock, before its creation: its deadline runs out no sooner
+
+
 @dataclass
 class HostExecPods:
     """The `pod` mechanism: one host exec pod per node, made when a command first needs that node
-    and reused for the cluster's life (a module's tests, or the session's). Its cleanup (delete the
-    pods and the namespace) is a tracker step of the cluster's scope, registered when this is made,
-    before anything else of that scope: it runs after every later step, which may still run node
+    and reused for the cluster's life (a module's tests, or the session's) while its deadline
+    leaves the command time enough; then replaced by a new one. Its cleanup (delete the pods and the
+    namespace) is a tracker step of the cluster's scope, registered when this is made, before
+    anything else of that scope: it runs after every later step, which may still run node
     commands. After it ran, no pod is made again."""
 
     cluster: Cluster
@@ -171,6 +194,7 @@ class HostExecPods:
     image: str
     labels: Mapping[str, str]
     start_timeout: float = POD_START_TIMEOUT
+    deadline: int = POD_DEADLINE
     exec: Exec = exec_in_pod
     stopwatch: Stopwatch | None = None
     sleep: Callable[[float], None] = time.sleep
@@ -179,7 +203,7 @@ class HostExecPods:
     _prepared: bool = field(default=False, init=False)
     _refused: str | None = field(default=None, init=False)
     _namespace_made: bool = field(default=False, init=False)
-    _pods: dict[str, str] = field(default_factory=dict, init=False)  # node -> Ready pod
+    _pods: dict[str, _Pod] = field(default_factory=dict, init=False)  # node -> its Ready pod
     _unreachable: dict[str, NodeExecUnavailable] = field(default_factory=dict, init=False)  # node -> why not
     _closed: bool = field(default=False, init=False)
 
@@ -208,7 +232,7 @@ class HostExecPods:
     def __call__(
         self, node: str, argv: Sequence[str], *, input: str | None, check: bool, timeout: float
     ) -> subprocess.CompletedProcess[str]:
-        pod = self.pod_for(node)
+        pod = self.pod_for(node, need=timeout)
         command = nsenter_argv(argv)
         data = None
         if input is not None:
@@ -223,23 +247,31 @@ class HostExecPods:
             result.check_returncode()
         return result
 
-    def pod_for(self, node: str) -> str:
-        """The Ready host exec pod on `node` (made now if there is none); NodeExecUnavailable
-        naming the node when it cannot be there (NodeDown when the node is down)."""
+    def pod_for(self, node: str, need: float = 0.0) -> str:
+        """The Ready host exec pod on `node` with `need` seconds (and a margin) left before its
+        deadline: made now if there is none, or if the one there is too near its end (that one is
+        deleted); NodeExecUnavailable naming the node when it cannot be there (NodeDown when the
+        node is down)."""
         reason = self.unavailable()
         if reason:
             raise NodeExecUnavailable(reason)
-        if node in self._pods:
-            return self._pods[node]
-        if node not in self._unreachable:
+        current = self._pods.get(node)
+        if current is not None and self._left(current) < need + DEADLINE_MARGIN:
+            log.debug("node access: host exec pod %s has %.0fs left: replaced", current.name, self._left(current))
+            del self._pods[node]
+            self._delete_pod(current.name)
+        if node not in self._pods and node not in self._unreachable:
             try:
-                self._pods[node] = self._start(node)
+                self._pods[node] = self._start(node, (current.generation if current else 0) + 1)
             except NodeExecUnavailable as e:
                 self._unreachable[node] = e
                 log.warning("%s", e)
         if node in self._unreachable:
             raise self._unreachable[node].with_traceback(None)
-        return self._pods[node]
+        return self._pods[node].name
+
+    def _left(self, pod: _Pod) -> float:
+        return pod.made_at + self.deadline - self.clock()
 
     # -- making --
 
@@ -262,11 +294,11 @@ class HostExecPods:
         if not nodes:
             return "no shell on the nodes: the cluster lists no nodes"
         node = nodes[0].metadata.name
-        probe = hostexec_pod(hostexec_pod_name(node), self.namespace, node, self.image, self.labels)
+        probe = hostexec_pod(hostexec_pod_name(node), self.namespace, node, self.image, self.labels, self.deadline)
         judged = answer_to(lambda: self.cluster.core.create_namespaced_pod(self.namespace, probe, dry_run="All"))
         return None if judged.accepted else refusal(f"pod {self.namespace}/{probe['metadata']['name']}", judged)
 
-    def _start(self, node: str) -> str:
+    def _start(self, node: str, generation: int) -> _Pod:
         try:
             found = self.cluster.core.read_node(node)
         except client.ApiException as e:
@@ -276,8 +308,8 @@ class HostExecPods:
         unreachable = why_unreachable(found)
         if unreachable:
             raise unreachable
-        name = hostexec_pod_name(node)
-        manifest = hostexec_pod(name, self.namespace, node, self.image, self.labels)
+        name = hostexec_pod_name(node, generation)
+        manifest = hostexec_pod(name, self.namespace, node, self.image, self.labels, self.deadline)
         wall, started = time.time(), self.clock()
         made = answer_to(lambda: self.cluster.core.create_namespaced_pod(self.namespace, manifest))
         if not made.accepted and made.status != 409:  # 409: this run's, from an earlier try
@@ -311,7 +343,7 @@ class HostExecPods:
                     REASON_LIMIT,
                 )
             )
-        return name
+        return _Pod(name, generation, started)
 
     def _delete_pod(self, name: str) -> None:
         with contextlib.suppress(Exception):  # the namespace's removal takes it anyway
@@ -356,26 +388,26 @@ def choose(
     *,
     allow_privileged: bool,
     host_exec_pods: Callable[[], NodeExec],
-    detect_kind: Callable[[client.ApiClient], NodeExec | None] = kind_node_exec,
+    detect_kind: Callable[[client.ApiClient], NodeExec] = kind_node_exec,
 ) -> NodeExec:
-    """The mechanism for `cluster` (see the module's docstring). The kind provider's clusters are
-    kind containers here by construction; an existing cluster's nodes are looked at."""
-
-    def docker() -> NodeExec | None:
-        if cluster.provider == "kind":
-            return DockerNodeExec()
-        return detect_kind(cluster.api)
-
+    """The mechanism for `cluster` (see the module's docstring). Docker only where each node is
+    proven to be a container on this host (clusterproof.node_exec.kind_node_exec), whoever made
+    the cluster; a kind cluster refused so is said in the reason of what is chosen instead."""
     if mode == "none":
         return NoNodeExec(NONE_CHOSEN)
-    if mode == "docker":
-        return docker() or NoNodeExec(NOT_KIND)
     if mode == "pod":
         return host_exec_pods()
-    found = docker()
-    if found is not None:
-        return found
-    return host_exec_pods() if allow_privileged else NoNodeExec(NO_PRIVILEGED)
+    docker = detect_kind(cluster.api)
+    refused = docker.unavailable()
+    if refused is None:
+        return docker
+    if mode == "docker":
+        return NoNodeExec(f"no shell on the nodes: --node-access docker: {refused}")
+    if allow_privileged:
+        if refused != NOT_KIND:
+            log.warning("node access on %s: %s; a host exec pod instead", cluster.name, refused)
+        return host_exec_pods()
+    return NoNodeExec(NO_PRIVILEGED if refused == NOT_KIND else f"no shell on the nodes: {refused}; {NOT_ASKED}")
 
 
 def describe(mechanism: NodeExec) -> str:

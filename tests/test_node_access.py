@@ -20,9 +20,11 @@ from kubernetes.client import ApiException
 from clusterproof.cluster import Cluster
 from clusterproof.errors import ExecTimeout, NodeDown, NodeExecUnavailable
 from clusterproof.hostexec import (
+    DEADLINE_MARGIN,
     NONE_CHOSEN,
-    NOT_KIND,
+    NOT_ASKED,
     NSENTER,
+    POD_DEADLINE,
     HostExecPods,
     choose,
     hostexec_pod,
@@ -30,7 +32,17 @@ from clusterproof.hostexec import (
     why_unreachable,
     with_input,
 )
-from clusterproof.node_exec import MODES, DockerNodeExec, NoNodeExec, TimedNodeExec
+from clusterproof.node_exec import (
+    MODES,
+    NOT_KIND,
+    Container,
+    DockerNodeExec,
+    NoNodeExec,
+    TimedNodeExec,
+    docker_containers,
+    kind_node_exec,
+    prove_kind_nodes,
+)
 from clusterproof.plugin import node_access
 from clusterproof.probe import ExecResult, exit_status
 from clusterproof.timings import Stopwatch
@@ -204,7 +216,8 @@ def host_exec_pods(core, *, answer=None, tracker=None, stopwatch=None):
 # --- choosing ------------------------------------------------------------------------------
 
 
-def make_choice(mode, *, provider="existing", allow_privileged=False, kind_here=False):
+def make_choice(mode, *, provider="existing", allow_privileged=False, docker=NOT_KIND):
+    """docker: what the proof of the nodes found: None (proven), else its refusal."""
     cluster = FakeCluster(FakeCore([node("w1")]), provider=provider)
     made = []
 
@@ -217,34 +230,153 @@ def make_choice(mode, *, provider="existing", allow_privileged=False, kind_here=
         cluster,
         allow_privileged=allow_privileged,
         host_exec_pods=pods,
-        detect_kind=lambda api: DockerNodeExec() if kind_here else None,
+        detect_kind=lambda api: DockerNodeExec(containers={"w1": "c0ffee"}) if docker is None else NoNodeExec(docker),
     )
     return chosen, made
 
 
-def test_auto_uses_docker_for_the_kind_providers_clusters_and_for_kind_nodes_running_here():
-    assert make_choice("auto", provider="kind")[0].mechanism == "docker"
-    assert make_choice("auto", kind_here=True)[0].mechanism == "docker"
+REFUSED = "docker access refused: node w1 (InternalIP 10.0.0.9) is not container w1 here (its addresses: ...)"
+
+
+def test_auto_uses_docker_only_for_nodes_proven_to_be_containers_here_whoever_made_the_cluster():
+    assert make_choice("auto", docker=None)[0].mechanism == "docker"
     # docker wins even where privileged pods are allowed: it needs nothing on the cluster
-    chosen, made = make_choice("auto", kind_here=True, allow_privileged=True)
+    chosen, made = make_choice("auto", docker=None, allow_privileged=True)
     assert chosen.mechanism == "docker" and made == []
+    # the kind provider's own cluster gets no docker access on its name alone
+    chosen, _ = make_choice("auto", provider="kind", docker=REFUSED)
+    assert chosen.mechanism == "none" and REFUSED in chosen.unavailable()
 
 
 def test_auto_uses_a_host_exec_pod_elsewhere_only_when_privileged_pods_are_allowed():
     chosen, made = make_choice("auto", allow_privileged=True)
+    assert chosen.mechanism == "pod" and made == ["pod"]
+    chosen, made = make_choice("auto", allow_privileged=True, docker=REFUSED)
     assert chosen.mechanism == "pod" and made == ["pod"]
 
     chosen, made = make_choice("auto")
     assert chosen.mechanism == "none" and made == []
     assert "--allow-privileged" in chosen.unavailable()
     assert "not kind containers on this host" in chosen.unavailable()
+    # a kind cluster refused: the refusal is the reason, with what would reach the nodes instead
+    chosen, _ = make_choice("auto", docker=REFUSED)
+    assert chosen.unavailable() == f"no shell on the nodes: {REFUSED}; {NOT_ASKED}"
 
 
 def test_explicit_modes():
     assert make_choice("pod", provider="kind", allow_privileged=True)[0].mechanism == "pod"
-    assert make_choice("none", provider="kind")[0].unavailable() == NONE_CHOSEN
-    assert make_choice("docker")[0].unavailable() == NOT_KIND
-    assert make_choice("docker", kind_here=True)[0].mechanism == "docker"
+    assert make_choice("none", provider="kind", docker=None)[0].unavailable() == NONE_CHOSEN
+    assert make_choice("docker")[0].unavailable() == f"no shell on the nodes: --node-access docker: {NOT_KIND}"
+    refused = make_choice("docker", docker=REFUSED)[0].unavailable()
+    assert refused == f"no shell on the nodes: --node-access docker: {REFUSED}" and "\n" not in refused
+    assert make_choice("docker", docker=None)[0].mechanism == "docker"
+
+
+# --- docker: is the node that container? ---------------------------------------------------------
+
+HOST_BOOT = "3b1e0a6c-aaaa-4bbb-8ccc-000000000001"
+OTHER_BOOT = "9f2d7c11-dddd-4eee-8fff-000000000002"
+
+
+def kind_node(name, ip, *, boot=HOST_BOOT, provider_id=None):
+    found = node(name, provider_id=provider_id or f"kind://docker/kind/{name}")
+    found.status.addresses = [client.V1NodeAddress(type="InternalIP", address=ip)]
+    found.status.node_info = client.V1NodeSystemInfo(
+        architecture="amd64", boot_id=boot, container_runtime_version="containerd://2.3.4", kernel_version="6.1.0",
+        kube_proxy_version="", kubelet_version="v1.37.2", machine_id="m", operating_system="linux",
+        os_image="Debian GNU/Linux 12", system_uuid="u",
+    )  # fmt: skip
+    return found
+
+
+def inspected(name, ip, *, running=True, network="kind", container_id=None):
+    """What `docker inspect` prints for one container (the fields read)."""
+    return {
+        "Id": container_id or f"id-{name}",
+        "Name": f"/{name}",
+        "State": {"Running": running},
+        "NetworkSettings": {"Networks": {network: {"IPAddress": ip, "GlobalIPv6Address": ""}}},
+    }
+
+
+def containers(*items):
+    return {c.name: c for c in (Container.from_inspect(i) for i in items)}
+
+
+def test_nodes_are_proven_by_this_hosts_kernel_and_their_internal_ip_on_the_container():
+    nodes = [kind_node("kind-control-plane", "172.18.0.2"), kind_node("kind-worker", "172.18.0.3")]
+    here = containers(inspected("kind-control-plane", "172.18.0.2"), inspected("kind-worker", "172.18.0.3"))
+    assert prove_kind_nodes(nodes, here, HOST_BOOT) == {
+        "kind-control-plane": "id-kind-control-plane",
+        "kind-worker": "id-kind-worker",
+    }
+
+
+def test_a_remote_kind_cluster_with_the_default_names_is_not_this_hosts():
+    """The same names, even the same addresses (a second machine's kind network numbers its
+    nodes alike): its kubelets run on another kernel."""
+    remote = [kind_node("kind-control-plane", "172.18.0.2", boot=OTHER_BOOT)]
+    here = containers(inspected("kind-control-plane", "172.18.0.2"))
+    reason = prove_kind_nodes(remote, here, HOST_BOOT)
+    assert reason == (
+        f"node kind-control-plane runs on another machine than this host's docker (its bootID {OTHER_BOOT}, "
+        f"this host's {HOST_BOOT}): container kind-control-plane here is another cluster's"
+    )
+
+
+def test_another_local_clusters_container_of_the_same_name_is_not_the_node():
+    nodes = [kind_node("kind-control-plane", "172.18.0.2")]
+    here = containers(inspected("kind-control-plane", "172.18.0.7"))
+    assert prove_kind_nodes(nodes, here, HOST_BOOT) == (
+        "node kind-control-plane (InternalIP 172.18.0.2) is not container kind-control-plane here "
+        "(its addresses: 172.18.0.7 on kind): another cluster's node of the same name"
+    )
+
+
+def test_missing_or_stopped_containers_and_nodes_that_are_not_kind_are_refused_by_name():
+    nodes = [kind_node("kind-control-plane", "172.18.0.2")]
+    assert prove_kind_nodes(nodes, {}, HOST_BOOT) == (
+        "node kind-control-plane: this host's docker has no container kind-control-plane"
+    )
+    stopped = containers(inspected("kind-control-plane", "172.18.0.2", running=False))
+    assert "is not running" in prove_kind_nodes(nodes, stopped, HOST_BOOT)
+    gce = [kind_node("n1", "10.0.0.2", provider_id="gce://project/zone/n1")]
+    assert prove_kind_nodes(gce, {}, HOST_BOOT).startswith(NOT_KIND)
+    no_ip = kind_node("kind-worker", "172.18.0.3")
+    no_ip.status.addresses = []
+    assert "InternalIP none" in prove_kind_nodes([no_ip], containers(inspected("kind-worker", "172.18.0.3")), HOST_BOOT)
+
+
+def test_kind_node_exec_execs_into_the_proven_container_by_its_id(monkeypatch):
+    nodes = [kind_node("kind-control-plane", "172.18.0.2")]
+    api = SimpleNamespace()
+    listed = SimpleNamespace(list_node=lambda: SimpleNamespace(items=nodes))
+    monkeypatch.setattr(client, "CoreV1Api", lambda api: listed)
+    here = containers(inspected("kind-control-plane", "172.18.0.2", container_id="c0ffee"))
+    proven = kind_node_exec(api, inspect=lambda names, docker: here, boot_id=lambda: HOST_BOOT)
+    assert proven.mechanism == "docker" and proven.containers == {"kind-control-plane": "c0ffee"}
+
+    ran = []
+    monkeypatch.setattr(subprocess, "run", lambda argv, **kw: ran.append(argv) or subprocess.CompletedProcess(argv, 0))
+    proven("kind-control-plane", ["true"], input=None, check=True, timeout=5)
+    assert ran == [["docker", "exec", "c0ffee", "true"]]
+    with pytest.raises(NodeExecUnavailable, match="not among the nodes proven"):
+        proven("kind-worker", ["true"], input=None, check=True, timeout=5)
+
+    refused = kind_node_exec(api, inspect=lambda names, docker: here, boot_id=lambda: OTHER_BOOT)
+    assert refused.mechanism == "none" and refused.unavailable().startswith("docker access refused: node kind-control")
+    broken = kind_node_exec(api, inspect=lambda names, docker: "docker inspect exited 1: Cannot connect", boot_id=str)
+    assert broken.unavailable() == "docker access refused: docker inspect exited 1: Cannot connect"
+
+
+def test_docker_inspect_output_is_read_also_when_some_names_are_missing(monkeypatch):
+    out = json.dumps([inspected("a", "172.18.0.2")])
+    answer = subprocess.CompletedProcess([], 1, stdout=out, stderr="Error: No such container: b")
+    monkeypatch.setattr(subprocess, "run", lambda argv, **kw: answer)
+    assert set(docker_containers(["a", "b"])) == {"a"}
+    none = subprocess.CompletedProcess([], 1, stdout="[]", stderr="Cannot connect to the Docker daemon\n")
+    monkeypatch.setattr(subprocess, "run", lambda argv, **kw: none)
+    assert docker_containers(["a"]) == "docker inspect exited 1: Cannot connect to the Docker daemon"
 
 
 def test_no_node_exec_says_why_in_the_skip_and_the_error():
@@ -280,6 +412,8 @@ def test_the_pod_is_privileged_in_the_hosts_namespaces_pinned_to_its_node_and_la
     assert spec["containers"][0]["image"] == "agnhost:1" and spec["containers"][0]["args"] == ["pause"]
     assert spec["tolerations"] == [{"operator": "Exists", "effect": "NoSchedule"}]  # not NoExecute
     assert spec["automountServiceAccountToken"] is False
+    # it ends by itself (the kubelet's deadline), also when the run that made it was killed; never restarted
+    assert spec["activeDeadlineSeconds"] == POD_DEADLINE and spec["restartPolicy"] == "Never"
     labels = pod["metadata"]["labels"]
     assert labels == {"clusterproof.io/run-id": "r1", "app.kubernetes.io/name": "clusterproof-hostexec"}
 
@@ -302,6 +436,31 @@ def test_one_pod_per_node_made_on_first_use_and_reused():
     assert commands.count(nsenter_argv(["true"])) == 2
     assert commands.count(nsenter_argv(["iptables-save", "-t", "nat"])) == 3
     assert {c.pod for c in pods.exec.calls} == {p["metadata"]["name"] for p in core.created}
+
+
+def test_a_pod_too_near_its_deadline_for_the_command_is_replaced_by_a_new_one():
+    core = FakeCore([node("w1")])
+    pods, _, _ = host_exec_pods(core)
+    pods("w1", ["true"], input=None, check=True, timeout=60)
+    first = core.created[-1]["metadata"]["name"]
+    assert core.created[-1]["spec"]["activeDeadlineSeconds"] == POD_DEADLINE
+
+    # enough left for a 60 s command and the margin: the same pod
+    pods.clock.now += POD_DEADLINE - 60 - DEADLINE_MARGIN - 1
+    pods("w1", ["true"], input=None, check=True, timeout=60)
+    assert len(core.created) == 1 and pods.exec.calls[-1].pod == first
+
+    # not enough for this command: the old pod is deleted, the command runs in a new one
+    pods.clock.now += 2
+    pods("w1", ["true"], input=None, check=True, timeout=60)
+    second = core.created[-1]["metadata"]["name"]
+    assert second == f"{first}-2" and pods.exec.calls[-1].pod == second
+    assert ("delete pod", pods.namespace, first) in core.calls
+
+    # a short command still fits in the new pod's life much later
+    pods.clock.now += POD_DEADLINE - 5 - DEADLINE_MARGIN - 1
+    pods("w1", ["true"], input=None, check=True, timeout=5)
+    assert len(core.created) == 2
 
 
 def test_exit_code_output_check_and_input_come_back_like_subprocess():
