@@ -274,3 +274,17 @@ def test_the_go_built_releases_upgrade_one_minor_at_a_time_from_1_35_to_the_defa
     old = build.steps(releases.release("1.35"))
     assert {"go-etcd-3.6.6", "go-coredns-v1.13.1", "go-kubernetes-1.35"} <= set(old)
     assert old["images-1.35"].env["PAUSE_TAG"] == "3.10.1"
+
+
+def test_a_step_of_the_same_name_and_another_recipe_is_built_not_taken_for_the_first(tmp_path, monkeypatch):
+    """Seen here: a long build whose source changed under it computed a second release's step
+    with another hash; the builder took it for the one already built (same name) and the next
+    step found no output. Fake steps and existence checks."""
+    builder = build.Builder(cache=tmp_path, log=lambda m: None)
+    built = []
+    monkeypatch.setattr(builder, "done", lambda step: False)
+    monkeypatch.setattr(builder, "run_step", lambda step: built.append(step.hash))
+    one, other = build.Step("demo", ("recipe 1",)), build.Step("demo", ("recipe 2",))
+    for step in (one, one, other):
+        builder.ensure(step)
+    assert built == [one.hash, other.hash]

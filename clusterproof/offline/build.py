@@ -316,6 +316,8 @@ class Builder:
         self.log = log
         self.go_env = gomod.GoEnv(self.cache)
         self.timings: list[tuple[str, float, bool]] = []
+        # (name, hash): a step of the same name and another recipe is another step
+        self.ensured: set[tuple[str, str]] = set()
         self._preflight_done = False
 
     def step_log(self, step: Step) -> Log:
@@ -423,8 +425,9 @@ class Builder:
             yield
 
     def ensure(self, step: Step) -> None:
-        if any(name == step.name for name, _, _ in self.timings):
+        if (step.name, step.hash) in self.ensured:
             return
+        self.ensured.add((step.name, step.hash))
         started = time.monotonic()
         if self.done(step):
             self.timings.append((step.name, time.monotonic() - started, True))
