@@ -38,7 +38,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from clusterproof import stopping
-from clusterproof.run import RUN_LABEL, new_run_id
+from clusterproof.run import RUN_LABEL, new_run_id, run_dirs_of
 
 PYTEST = [sys.executable, "-m", "pytest", "-o", "testpaths=suites", "-p", "no:cacheprovider"]
 RUNS = Path(".clusterproof/runs")
@@ -215,9 +215,10 @@ def soak(
     for index in range(1, n + 1):
         if stops:
             break
-        run_id = new_run_id()
+        given = new_run_id()
         started = clock()
-        rc, stop = probes.pytest([*args, "--run-id", run_id])
+        rc, stop = probes.pytest([*args, "--run-id", given])
+        run_id = next((d.name for d in reversed(run_dirs_of(runs, given))), given)  # <given>-<random>
         iteration = Iteration(index, run_id, rc, round(clock() - started, 1))
         if stop is not None:
             iteration.stopped_by = signal.Signals(stop).name

@@ -79,7 +79,6 @@ class RunRecord:
     heartbeat: float
     ended: float | None = None
     provider: str = ""  # kind | existing
-    kind_clusters: tuple[str, ...] = ()  # name patterns (fnmatch) of the kind clusters it makes
     keep_clusters: bool = False
     docker: str = ""  # DOCKER_HOST: the kind clusters live with that daemon
     run_dir: str = ""
@@ -92,7 +91,6 @@ class RunRecord:
 
     def to_json(self) -> str:
         data = asdict(self)
-        data["kind_clusters"] = list(self.kind_clusters)
         data.update(data.pop("extra"))
         return json.dumps(data, sort_keys=True)
 
@@ -104,7 +102,6 @@ class RunRecord:
             known = set(cls.__dataclass_fields__) - {"extra"}
             fields = {k: v for k, v in data.items() if k in known}
             fields["machine"] = Machine(**data["machine"])
-            fields["kind_clusters"] = tuple(data.get("kind_clusters") or ())
             record = cls(**fields, extra={k: v for k, v in data.items() if k not in known})
             if not (isinstance(record.run_id, str) and isinstance(record.pid, int)):
                 return None

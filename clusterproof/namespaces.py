@@ -1,14 +1,16 @@
-"""Test namespaces: made per test, labelled with the run, usable once the default
-ServiceAccount exists (pods are refused before), deleted without waiting."""
+"""Test namespaces: made per test, labelled with the run, registered for deletion once made (never
+one that was there already), usable once the default ServiceAccount exists (pods are refused
+before), deleted without waiting."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from kubernetes import client
 
 from clusterproof import wait
+from clusterproof.errors import ClusterproofError
 
 if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
@@ -17,10 +19,24 @@ SERVICE_ACCOUNT_TIMEOUT = 60.0
 
 
 def create_namespace(
-    cluster: Cluster, name: str, labels: Mapping[str, str], timeout: float = SERVICE_ACCOUNT_TIMEOUT
+    cluster: Cluster,
+    name: str,
+    labels: Mapping[str, str],
+    timeout: float = SERVICE_ACCOUNT_TIMEOUT,
+    *,
+    created: Callable[[str], None] = lambda name: None,
 ) -> str:
+    """Create it, then `created(name)` (where its deletion is registered: only what this run made
+    is deleted), then wait until it is usable. A namespace of that name already there (409) is
+    someone else's: an error, and never registered for deletion."""
     body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=dict(labels)))
-    cluster.core.create_namespace(body)
+    try:
+        cluster.core.create_namespace(body)
+    except client.ApiException as e:
+        if e.status == 409:
+            raise ClusterproofError(f"namespace {name} already exists: not this run's, left alone") from None
+        raise
+    created(name)
     return wait_usable(cluster, name, timeout)
 
 

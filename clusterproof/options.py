@@ -103,7 +103,13 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="CLAIMS.md (default: ../shared/CLAIMS.md from rootdir if present, else the packaged copy)",
     )
-    group.addoption("--run-id", default=None, help="run id (default: time + random)")
+    group.addoption(
+        "--run-id",
+        default=None,
+        metavar="PREFIX",
+        help="the start of the run's id, which gets a random part (<PREFIX>-<6 hex>: unique per run); "
+        "default: time + random",
+    )
     group.addoption(
         "--allow-disruptive",
         action="store_true",
@@ -133,12 +139,7 @@ def build_settings(
     env: Mapping[str, str] = os.environ,
 ) -> Settings:
     """Cheap validation of what was typed; raises pytest.UsageError with one line."""
-    run_id = inherited_run_id or option("run_id") or run.new_run_id()
-    if not run.is_valid_run_id(run_id):
-        raise pytest.UsageError(
-            f"--run-id {run_id!r}: use letters, digits, '.', '_', '-' (at most 63, "
-            "starting and ending with a letter or digit)"
-        )
+    run_id = inherited_run_id or _run_id(option("run_id"))
     kubeconfig = _path(option("kubeconfig"))
     context = option("context")
     provider = option("cluster_provider") or ("existing" if kubeconfig or context else "kind")
@@ -185,6 +186,18 @@ def build_settings(
         **_node_access_settings(option),
         cluster_prefetch=option("cluster_prefetch") != "off",
     )
+
+
+def _run_id(given: str | None) -> str:
+    """A new run's id: `--run-id` plus a random part (ids are unique per run), else time + random."""
+    if not given:
+        return run.new_run_id()
+    if len(given) > run.GIVEN_MAX or not run.is_valid_run_id(given):
+        raise pytest.UsageError(
+            f"--run-id {given!r}: use letters, digits, '.', '_', '-' (at most {run.GIVEN_MAX}, "
+            "starting and ending with a letter or digit)"
+        )
+    return run.run_id_from(given)
 
 
 def _node_access_settings(option: Callable[[str], Any]) -> dict[str, Any]:

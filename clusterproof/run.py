@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import re
@@ -16,34 +17,45 @@ TEST_LABEL = "clusterproof.io/test"
 STATE_LABEL = "clusterproof.io/upgrade-state"
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")  # a label value
-_GENERATED = re.compile(r"^\d{8}-(\d{6})-([0-9a-f]{4})$")
+RANDOM_PART = 6  # hex digits of randomness every run id ends with
+GIVEN_MAX = 63 - RANDOM_PART - 1  # a user's --run-id: the prefix of the run's id
 KIND_NAME_MAX = 50  # kind's limit: node hostnames are <name>-control-plane and must fit 63
 DNS_LABEL_MAX = 63
 
 
 def new_run_id(now: datetime | None = None, rand: str | None = None) -> str:
-    """Time-based and random, e.g. 20261122-163000-ab12."""
+    """Time-based and random, e.g. 20261122-163000-ab12cd."""
     now = now or datetime.now()
-    return f"{now:%Y%m%d-%H%M%S}-{rand or secrets.token_hex(2)}"
+    return f"{now:%Y%m%d-%H%M%S}-{rand or secrets.token_hex(RANDOM_PART // 2)}"
+
+
+def run_id_from(given: str, rand: str | None = None) -> str:
+    """A user's --run-id made this run's own: `<given>-<random>`. Two CI jobs given the same id (a
+    pipeline id shared by a matrix) are two runs, whose objects, names and sweeps never meet."""
+    return f"{given}-{rand or secrets.token_hex(RANDOM_PART // 2)}"
 
 
 def is_valid_run_id(run_id: str) -> bool:
     return bool(_RUN_ID.match(run_id))
 
 
+def run_dirs_of(runs: Path, given: str) -> list[Path]:
+    """The run dirs under `runs` (.clusterproof/runs) of runs started with `--run-id given`, oldest
+    first: for the programs that start runs and read what they left (the benchmark, the upgrade)."""
+    pattern = re.compile(re.escape(given) + rf"-[0-9a-f]{{{RANDOM_PART}}}")
+    found = [p for p in runs.glob(f"{glob.escape(given)}-*") if pattern.fullmatch(p.name) and p.is_dir()]
+    return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
 def short_id(run_id: str) -> str:
-    """Ten characters that tell runs apart in object names (time of day + random)."""
-    generated = _GENERATED.match(run_id)
-    if generated:
-        return generated.group(1) + generated.group(2)
-    return slug(run_id, 10, keep_end=True) or hash_of(run_id, 10)
+    """Ten hex digits of a hash of the whole run id: what tells runs apart in object names. Never a
+    part of the id itself (`alice-e2e-staging` and `bob-e2e-staging` end alike)."""
+    return hash_of(run_id, 10)
 
 
-def slug(text: str, max_len: int, *, keep_end: bool = False) -> str:
+def slug(text: str, max_len: int) -> str:
     """Lowercase [a-z0-9-], no leading/trailing/double dashes, at most max_len characters."""
-    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    s = s[-max_len:] if keep_end else s[:max_len]
-    return s.strip("-")
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:max_len].strip("-")
 
 
 def hash_of(text: str, length: int = 8) -> str:
@@ -56,13 +68,6 @@ def cluster_name(run_id: str, key: str) -> str:
     key = re.sub(r"^test_|_test$", "", key.rsplit(".", 1)[-1])
     rest = slug(key, KIND_NAME_MAX - len(prefix) - 1)
     return f"{prefix}-{rest}" if rest else prefix
-
-
-def cluster_name_patterns(run_id: str, fixed_name: str | None = None) -> tuple[str, ...]:
-    """fnmatch patterns of every kind cluster name a run makes: `cp-<short id>-<key>` (with
-    --cluster-name NAME: NAME itself for the session, `cp-<short id of NAME>-<key>` per module)."""
-    prefix = f"cp-{short_id(fixed_name or run_id)}"
-    return ((fixed_name,) if fixed_name else ()) + (prefix, f"{prefix}-*")
 
 
 def namespace_name(run_id: str, test_name: str, nodeid: str, index: int = 1) -> str:

@@ -6,15 +6,16 @@
 A run stopped by SIGKILL (an OOM kill, a CI runner torn down) cannot undo what it made. Every run
 records itself (clusterproof.run_records) and a later one judges it (clusterproof.liveness). When a
 run starts (and on demand) it removes, of runs judged dead:
-- on this host: the kind clusters its record names (`cp-<short run id>-<module>`), unless the run
-  kept them (--keep-clusters); then the records of dead runs of which nothing is left;
+- on this host: the kind clusters it created, as recorded then (clusterproof.kind_clusters: a claim
+  written before `kind create`, with the node containers' IDs once made; never by name), unless the
+  run kept them (--keep-clusters); then the records of dead runs;
 - on each cluster it uses: the Services it was changing, put back from their journal
   (clusterproof.journal), namespaces, PersistentVolumes and StorageClasses labelled
   `clusterproof.io/run-id=<run id>`, the node-label leases it held (released: the last holder
   out puts the label back as it was), then its record there.
 
 Never touched: anything of a live run; anything without the suite's run label, and kind clusters
-no record names; anything labelled `clusterproof.io/upgrade-state` (an upgrade's state, kept on
+no run claimed when it created them, or whose node containers are not the ones it made; anything labelled `clusterproof.io/upgrade-state` (an upgrade's state, kept on
 purpose from `--phase before` to `--phase after`). A run id found on a cluster with no record
 anywhere (a run of an older clusterproof, or one whose record could not be written) counts as dead
 once its newest object is UNRECORDED_AFTER old; until then it is named and left (`--dead RUN_ID`).
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fnmatch
 import logging
 import os
 import shutil
@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,11 +40,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from clusterproof import journal, liveness, node_labels
+from clusterproof import journal, kind_clusters, liveness, node_labels
 from clusterproof.errors import one_line
 from clusterproof.kubeconfig import read_contexts, resolve_kubeconfig
 from clusterproof.liveness import Machine, RunRecord, StartOf
-from clusterproof.run import RUN_LABEL, STATE_LABEL, cluster_name_patterns
+from clusterproof.kind_clusters import Claim
+from clusterproof.run import RUN_LABEL, STATE_LABEL
 from clusterproof.run_records import ClusterRecords, HostRegistry, RunRecorder, registry_dir
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class Decision:
     item: Item
     remove: bool
     why: str
+    stale: bool = False  # kind: the claim does not name this cluster any more (made again since)
 
 
 @dataclass
@@ -169,54 +171,46 @@ def _run_is_dead(
     )
 
 
-def kind_owners(name: str, records: Iterable[RunRecord], machine: Machine, docker: str) -> list[RunRecord]:
-    """The records of this host's runs whose kind cluster names match `name` (same docker daemon)."""
-    return [
-        r
-        for r in records
-        if r.provider == "kind"
-        and r.machine.host == machine.host
-        and r.docker == docker
-        and any(fnmatch.fnmatchcase(name, pattern) for pattern in r.kind_clusters)
-    ]
-
-
 def decide_kind(
     names: Iterable[str],
+    claims: Mapping[str, Claim],
     records: Sequence[RunRecord],
     machine: Machine,
     *,
-    docker: str = "",
+    containers: Callable[[str], Mapping[str, float]],
     this_run: str | None = None,
     delete: Callable[[str], Callable[[], None]],
     start_of: StartOf = liveness.process_start,
     now: float | None = None,
 ) -> list[Decision]:
-    """Which kind clusters to delete: those named only by records of dead runs that did not keep
-    them. A `cp-` cluster no record names is reported and left; other names are not ours."""
+    """Which kind clusters to delete: those a dead run claimed when it created them (and did not
+    keep), whose node containers (`containers(name)`) are still the ones it made. A `cp-` cluster
+    no claim names is reported and left; other names are not ours."""
+    runs = records_by_run(records)
     decisions = []
     for name in names:
-        owners = kind_owners(name, records, machine, docker)
-        runs = records_by_run(owners)
-        if this_run in runs:
-            continue
+        claim = claims.get(name)
         what = f"kind cluster {name}"
-        if not owners:
+        if claim is None:
             if name.startswith("cp-"):
-                item = Item(what, "?", delete(name))
-                decisions.append(Decision(item, False, "no record of its run on this host names it"))
+                decisions.append(Decision(Item(what, "?", delete(name)), False, "no run of this host recorded making it"))
             continue
-        verdicts = {rid: liveness.judge_run(rs, machine, start_of=start_of, now=now) for rid, rs in runs.items()}
-        run_id = sorted(runs)[0]
-        item = Item(what, run_id, delete(name))
-        alive = [v.why if len(runs) == 1 else f"run {rid}: {v.why}" for rid, v in verdicts.items() if v.alive]
-        kept = sorted({r.run_id for r in owners if r.keep_clusters})
-        if alive:
-            decisions.append(Decision(item, False, f"alive: {'; '.join(alive)}"))
-        elif kept:
-            decisions.append(Decision(item, False, f"run {', '.join(kept)} kept it (--keep-clusters)"))
+        if claim.run_id == this_run:
+            continue
+        item = Item(what, claim.run_id, delete(name))
+        its = runs.get(claim.run_id, [])
+        verdict = liveness.judge_run(its, machine, start_of=start_of, now=now) if its else None
+        if verdict is not None and verdict.alive:
+            decisions.append(Decision(item, False, f"alive: {verdict.why}"))
+        elif claim.kept:
+            decisions.append(Decision(item, False, f"run {claim.run_id} kept it (--keep-clusters)"))
         else:
-            decisions.append(Decision(item, True, "; ".join(v.why for v in verdicts.values())))
+            last_alive = max((r.heartbeat for r in its), default=claim.creating)
+            containers_now = containers(name)
+            identity = kind_clusters.identify(claim, containers_now, last_alive)
+            why = verdict.why if verdict is not None else "no record of its run is left"
+            stale = not identity.ours and bool(containers_now)
+            decisions.append(Decision(item, identity.ours, f"{why}; {identity.why}", stale=stale))
     return decisions
 
 
@@ -249,6 +243,10 @@ class KindHost:
     def __init__(self, kind: str = "kind", run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> None:
         self.kind = kind
         self.run = run
+
+    def containers(self, name: str) -> dict[str, float]:
+        """The node containers of cluster `name`: ID -> when created."""
+        return kind_clusters.node_containers(name, self.run)
 
     def clusters(self) -> list[str]:
         done = self.run([self.kind, "get", "clusters"], capture_output=True, text=True, timeout=60)
@@ -293,38 +291,42 @@ def sweep_host(
     start_of: StartOf = liveness.process_start,
     now: float | None = None,
 ) -> Report:
-    """Delete the kind clusters of dead runs on this host, then forget dead runs of which nothing
-    is left here."""
+    """Delete the kind clusters dead runs of this host made, then forget dead runs (and the
+    claims of clusters that are gone)."""
     machine = machine or liveness.this_machine()
-    docker = os.environ.get("DOCKER_HOST", "") if docker is None else docker
+    docker = kind_clusters.docker_host() if docker is None else docker
     now = time.time() if now is None else now
+    claims_of_host = kind_clusters.Claims(registry.path)
     with registry.sweeping():
         records = registry.records()
-        by_key = {r.key: r for r in records}
+        claims = claims_of_host.read(docker)
         names = kind.clusters()
 
         def delete(name: str) -> Callable[[], None]:
-            owner = next(iter(kind_owners(name, by_key.values(), machine, docker)), None)
-            kubeconfig = Path(owner.run_dir) / "clusters" / name / "kubeconfig" if owner and owner.run_dir else None
-            return kind.deleter(name, kubeconfig)
+            claim = claims.get(name)
+            return kind.deleter(name, Path(claim.kubeconfig) if claim and claim.kubeconfig else None)
 
         decisions = decide_kind(
-            names, records, machine, docker=docker, this_run=this_run, delete=delete, start_of=start_of, now=now
+            names, claims, records, machine, containers=kind.containers, this_run=this_run, delete=delete,
+            start_of=start_of, now=now,
         )
         report = apply(decisions, dry_run=dry_run)
         if not dry_run:
             gone = {d.item.what for d in report.removed}
-            left = [n for n in names if f"kind cluster {n}" not in gone]
-            _forget_dead(registry, records, left, machine, docker, this_run, start_of, now)
+            for name, claim in claims.items():
+                if f"kind cluster {name}" in gone or (name not in names and claim.run_id != this_run):
+                    claims_of_host.remove(name, docker)
+            for d in report.left:
+                if d.stale:
+                    claims_of_host.remove(d.item.what.removeprefix("kind cluster "), docker)
+            _forget_dead(registry, records, machine, this_run, start_of, now)
     return report
 
 
 def _forget_dead(
     registry: HostRegistry,
     records: list[RunRecord],
-    clusters_left: list[str],
     machine: Machine,
-    docker: str,
     this_run: str | None,
     start_of: StartOf,
     now: float,
@@ -332,8 +334,6 @@ def _forget_dead(
     for run_id, its in records_by_run(records).items():
         if run_id == this_run or liveness.judge_run(its, machine, start_of=start_of, now=now).alive:
             continue
-        if any(kind_owners(name, its, machine, docker) for name in clusters_left):
-            continue  # a kept cluster: the record still says whose it is
         for record in its:
             if record.provider == "kind" or now - record.started > RECORD_KEEP:
                 registry.remove(record)
@@ -510,7 +510,6 @@ class SweepAtStart:
                 self.run.run_id,
                 self.owner,
                 provider=settings.provider,
-                kind_clusters=cluster_name_patterns(self.run.run_id, settings.kind_cluster_name) if kind else (),
                 keep_clusters=settings.keep_clusters,
                 run_dir=str(self.run.run_dir),
             )

@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 
 from clusterproof import causes, health, wait
+from clusterproof.run import short_id
 from clusterproof.errors import Broken, WaitGaveUp, WaitTimeout
 from clusterproof.jigs import dns
 from clusterproof.jigs import pods as pods_jig
@@ -112,7 +113,7 @@ def test_pv_names_keep_tests_apart():
     storage_class, pv, claim = names.isolate(docs)
 
     suffix = names.suffix
-    assert suffix.startswith("163000ab12-")
+    assert suffix.startswith(short_id("20261122-163000-ab12") + "-")
     assert storage_class["metadata"]["name"] == f"manual-{suffix}" == pv["spec"]["storageClassName"]
     assert pv["metadata"]["name"] == f"pv-01-{suffix}" and pv["metadata"]["labels"] == {PV_SET_LABEL: suffix}
     assert host_paths([pv]) == [f"/tmp/clusterproof-20261122-163000-ab12/pv-01-{suffix}"]

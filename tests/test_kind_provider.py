@@ -11,11 +11,12 @@ import pytest
 import yaml
 
 from clusterproof import health, stopping
-from clusterproof.errors import ClusterUnreachable, WaitGaveUp, WaitTimeout
+from clusterproof.errors import ClusterproofError, ClusterUnreachable, WaitGaveUp, WaitTimeout
 from clusterproof.options import build_settings
 from clusterproof.providers import kind as kind_provider
 from clusterproof.providers.kind import KindProvider, merged_kind_config
-from clusterproof.run import RunContext
+from clusterproof.kind_clusters import Claims
+from clusterproof.run import RunContext, short_id
 from clusterproof.tracker import ResourceTracker
 
 BASE = {
@@ -105,6 +106,8 @@ def provider_for(tmp_path, monkeypatch):
     monkeypatch.setattr(kind_provider.health, "require_reachable", lambda cluster: None)
     monkeypatch.setattr(kind_provider.health, "settle", lambda cluster, window: [])
     monkeypatch.setattr(KindProvider, "_export_kubeconfig_if_exists", lambda self, name, kc: False)
+    # FAKE docker: each cluster made has one node container
+    monkeypatch.setattr(kind_provider, "node_containers", lambda name: {f"{name}-c1": 1.0})
 
     def make(api, **options):
         values = {
@@ -120,7 +123,8 @@ def provider_for(tmp_path, monkeypatch):
         run = RunContext(settings.run_id, settings.run_dir, settings.artifacts_dir)
         notes = []
         provider = KindProvider(
-            settings, run, ResourceTracker(settings.run_id), notes.append, offline_api=api, kind_cluster=FakeKindCluster
+            settings, run, ResourceTracker(settings.run_id), notes.append, offline_api=api, kind_cluster=FakeKindCluster,
+            claims=Claims(tmp_path / "registry"),
         )
         provider.waited = waited
         provider.notes = notes
@@ -134,8 +138,8 @@ def test_offline_cluster_goes_through_every_hook_in_order(provider_for):
     provider = provider_for(api)
     cluster = provider.acquire("suites.test_services")
     kind = FakeKindCluster.made[0]
-    assert cluster.name == kind.name == "cp-163000ab12-services"
-    assert cluster.context == "kind-cp-163000ab12-services"
+    assert cluster.name == kind.name == f"cp-{provider.run.short_id}-services"
+    assert cluster.context == f"kind-cp-{provider.run.short_id}-services"
     assert cluster.offline is True and cluster.provider == "kind"
     assert kind.image == "clusterproof/node:v1.37.2-abc"
     assert kind.kind_path.name == "kind-launcher"
@@ -144,7 +148,7 @@ def test_offline_cluster_goes_through_every_hook_in_order(provider_for):
         "resolve auto",
         "ensure_images",
         "kind_command",
-        "configure cp-163000ab12-services",
+        f"configure cp-{provider.run.short_id}-services",
     ]
     assert provider.waited == [3, "kube-system"]
     config = yaml.safe_load(Path(kind.config_file).read_text())
@@ -186,6 +190,48 @@ def test_kept_clusters_are_not_deleted(provider_for):
     assert FakeKindCluster.made[0].events == ["create"]
 
 
+def test_a_cluster_is_claimed_before_its_create_and_the_claim_goes_with_it(provider_for, monkeypatch):
+    provider = provider_for(None)
+    seen = []
+    monkeypatch.setattr(FakeKindCluster, "create", lambda self, config_file=None: seen.append(provider.claims.read("")))
+    cluster = provider.acquire("suites.test_quota")
+    [claimed] = seen[0].values()  # written before `kind create`: a run killed during it is known to own it
+    assert claimed.name == cluster.name and claimed.run_id == provider.run.run_id and claimed.containers == ()
+    assert provider.claims.read("")[cluster.name].containers == (f"{cluster.name}-c1",)  # then its node containers
+    provider.release(cluster)
+    assert provider.claims.read("") == {}
+
+
+def test_an_existing_cluster_of_a_name_this_run_would_make_is_refused_never_deleted(provider_for, monkeypatch):
+    """`cp-<hash of the run id>-...` already there: another run's (or anyone's); not adopted."""
+    monkeypatch.setattr(KindProvider, "_export_kubeconfig_if_exists", lambda self, name, kc: True)
+    provider = provider_for(None)
+    with pytest.raises(ClusterproofError, match=r"kind cluster cp-\w+-quota already exists and this run did not make it"):
+        provider.acquire("suites.test_quota")
+    provider.close()
+    assert FakeKindCluster.made[0].events == [] and provider.claims.read("") == {}
+
+
+def test_a_cluster_reused_by_name_is_never_deleted(provider_for, monkeypatch):
+    """--cluster-name dev, and dev exists (the user's): reused, then left as it was, at the end
+    and after a failed set-up alike; no claim is written for it."""
+    monkeypatch.setattr(KindProvider, "_export_kubeconfig_if_exists", lambda self, name, kc: True)
+    provider = provider_for(None, cluster_name="dev", cluster_scope="session")
+    cluster = provider.acquire("session")
+    provider.release(cluster)
+    provider.close()
+    assert FakeKindCluster.made[0].events == ["create"]  # pytest-kind-ng's create of an existing one: a reuse
+    assert any("reusing kind cluster dev" in n for n in provider.notes) and provider.claims.read("") == {}
+
+    api = FakeOfflineApi(offline=True)
+    api.configure_cluster = lambda cluster, node_count: (_ for _ in ()).throw(RuntimeError("no podCIDR"))
+    provider = provider_for(api, cluster_name="dev", cluster_scope="session")
+    with pytest.raises(RuntimeError):
+        provider.acquire("session")
+    provider.close()
+    assert FakeKindCluster.made[-1].events == ["create"]
+
+
 def test_failed_set_up_deletes_the_half_made_cluster(provider_for):
     api = FakeOfflineApi(offline=True)
     api.configure_cluster = lambda cluster, node_count: (_ for _ in ()).throw(RuntimeError("no podCIDR"))
@@ -198,7 +244,7 @@ def test_failed_set_up_deletes_the_half_made_cluster(provider_for):
 def test_cluster_name_option_names_the_session_cluster(provider_for):
     provider = provider_for(None, cluster_name="dev")
     assert provider.name_for("session") == "dev"
-    assert provider.name_for("suites.test_quota") == "cp-dev-quota"
+    assert provider.name_for("suites.test_quota") == f"cp-{short_id('dev')}-quota"
 
 
 def test_config_merge_keeps_user_settings():
@@ -238,9 +284,9 @@ def test_readiness_gates_are_soft_the_cluster_is_handed_over_with_its_health_rec
     assert any("cluster health: no DaemonSet has been processed" in n for n in provider.notes)
     phases = [what for what, _, _ in provider.stopwatch.phases]
     assert phases[-3:] == [
-        "cluster cp-163000ab12-workloads: nodes ready",
-        "cluster cp-163000ab12-workloads: kube-system DaemonSets ready",
-        "cluster cp-163000ab12-workloads: health probe",
+        f"cluster cp-{provider.run.short_id}-workloads: nodes ready",
+        f"cluster cp-{provider.run.short_id}-workloads: kube-system DaemonSets ready",
+        f"cluster cp-{provider.run.short_id}-workloads: health probe",
     ]
 
 
@@ -260,10 +306,10 @@ def test_the_next_modules_cluster_boots_while_the_current_module_runs(provider_f
     provider.plan(["suites.test_a", "suites.test_b", "suites.test_c"])
     first = provider.acquire("suites.test_a")
     provider._ahead["suites.test_b"].result()  # booted in the background
-    assert [k.name for k in FakeKindCluster.made] == ["cp-163000ab12-a", "cp-163000ab12-b"]
+    assert [k.name for k in FakeKindCluster.made] == [f"cp-{provider.run.short_id}-a", f"cp-{provider.run.short_id}-b"]
     provider.release(first)
     second = provider.acquire("suites.test_b")  # handed over, and test_c starts booting
-    assert second.name == "cp-163000ab12-b" and list(provider._ahead) == ["suites.test_c"]
+    assert second.name == f"cp-{provider.run.short_id}-b" and list(provider._ahead) == ["suites.test_c"]
     provider.close()  # the one booting ahead is deleted too
     assert all(k.events == ["create", "delete"] for k in FakeKindCluster.made)
     assert len(FakeKindCluster.made) == 3

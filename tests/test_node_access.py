@@ -635,7 +635,7 @@ def test_installed_gives_the_cluster_its_access_and_its_commands_cost_to_the_tim
     ) as timed:
         assert kind.node_access == "pod" and isinstance(timed.inner, HostExecPods)
         pods = timed.inner
-        assert pods.namespace.startswith("cp-120000ab12-hostexec-")
+        assert pods.namespace.startswith(f"cp-{run.short_id}-hostexec-")
         assert pods.image == "registry.k8s.io/e2e-test-images/agnhost:2.66.1"
         assert pods.labels == {"clusterproof.io/run-id": run.run_id, "clusterproof.io/owner": "gw1"}
         timed.inner = FakeMechanism()  # a command, without a cluster

@@ -139,6 +139,14 @@ def test_inherited_run_id_wins(tmp_path):
 
 def test_bad_run_id(tmp_path):
     assert usage_error(settings, tmp_path, run_id="bad id!").startswith("--run-id 'bad id!'")
+    assert usage_error(settings, tmp_path, run_id="a" * 57).startswith(f"--run-id '{'a' * 57}': ")
+
+
+def test_a_given_run_id_gets_a_random_part_so_two_runs_given_one_id_are_two_runs(tmp_path):
+    """The same --run-id in two CI jobs: each run has its own id, run dir, labels and names."""
+    first, second = (settings(tmp_path, run_id="pipeline-42") for _ in range(2))
+    assert first.run_id.startswith("pipeline-42-") and second.run_id.startswith("pipeline-42-")
+    assert first.run_id != second.run_id and first.run_dir != second.run_dir
 
 
 def test_missing_image_map(tmp_path):

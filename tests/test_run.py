@@ -9,9 +9,24 @@ from clusterproof.run import RunContext
 
 
 def test_run_id_is_time_and_random():
-    assert run.new_run_id(datetime(2026, 11, 22, 16, 30, 0), "ab12") == "20261122-163000-ab12"
-    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", run.new_run_id())
-    assert run.new_run_id() != run.new_run_id() or True  # random part; equality is merely unlikely
+    assert run.new_run_id(datetime(2026, 11, 22, 16, 30, 0), "ab12cd") == "20261122-163000-ab12cd"
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", run.new_run_id())
+
+
+def test_a_given_run_id_is_the_start_of_a_run_id_unique_per_run():
+    """Two CI jobs given one --run-id (a pipeline id shared by a matrix) are two runs."""
+    assert run.run_id_from("pipeline-42", "0a1b2c") == "pipeline-42-0a1b2c"
+    assert re.fullmatch(r"pipeline-42-[0-9a-f]{6}", run.run_id_from("pipeline-42"))
+    assert len({run.run_id_from("pipeline-42") for _ in range(20)}) == 20
+    assert run.is_valid_run_id(run.run_id_from("a" * run.GIVEN_MAX))
+
+
+def test_the_run_dirs_of_a_given_id_are_found_and_only_theirs(tmp_path):
+    runs = tmp_path / "runs"
+    for name in ("p-0a1b2c", "p-1-0a1b2c", "p-x", "q-0a1b2c"):
+        (runs / name).mkdir(parents=True)
+    assert [d.name for d in run.run_dirs_of(runs, "p")] == ["p-0a1b2c"]
+    assert [d.name for d in run.run_dirs_of(runs, "p-1")] == ["p-1-0a1b2c"]
 
 
 def test_run_id_is_a_valid_label_value():
@@ -22,27 +37,35 @@ def test_run_id_is_a_valid_label_value():
     assert not run.is_valid_run_id("with space")
 
 
-def test_short_id():
-    assert run.short_id("20261122-163000-ab12") == "163000ab12"
-    assert run.short_id("Nightly_Build.42") == "y-build-42"
+def test_short_id_is_a_hash_of_the_whole_id_never_a_part_of_it():
+    """alice-e2e-staging and bob-e2e-staging end alike: their names must not."""
+    assert re.fullmatch(r"[0-9a-f]{10}", run.short_id("20261122-163000-ab12cd"))
+    assert run.short_id("alice-e2e-staging-0a1b2c") != run.short_id("bob-e2e-staging-0a1b2c")
+    alice = run.cluster_name("alice-e2e-staging-0a1b2c", "suites.test_quota")
+    bob = run.cluster_name("bob-e2e-staging-0a1b2c", "suites.test_quota")
+    assert alice != bob
+    assert run.namespace_name("alice-e2e-staging-0a1b2c", "test_x", "n") != run.namespace_name(
+        "bob-e2e-staging-0a1b2c", "test_x", "n"
+    )
 
 
 def test_kind_cluster_names_are_short_lowercase_and_per_module():
-    name = run.cluster_name("20261122-163000-ab12", "suites.test_persistent_volumes")
-    assert name == "cp-163000ab12-persistent-volumes"
-    long = run.cluster_name("20261122-163000-ab12", "suites.test_" + "very_long_module_name_" * 4)
+    short = run.short_id("20261122-163000-ab12cd")
+    name = run.cluster_name("20261122-163000-ab12cd", "suites.test_persistent_volumes")
+    assert name == f"cp-{short}-persistent-volumes"
+    long = run.cluster_name("20261122-163000-ab12cd", "suites.test_" + "very_long_module_name_" * 4)
     assert len(long) <= 50 and re.fullmatch(r"[a-z0-9][a-z0-9-]*[a-z0-9]", long)
-    assert run.cluster_name("20261122-163000-ab12", "session") == "cp-163000ab12-session"
+    assert run.cluster_name("20261122-163000-ab12cd", "session") == f"cp-{short}-session"
 
 
 def test_namespace_names_are_dns_labels_unique_per_test():
     a = run.namespace_name(
-        "20261122-163000-ab12", "test_nodeport_rotates[ipv4]", "suites/a.py::test_nodeport_rotates[ipv4]"
+        "20261122-163000-ab12cd", "test_nodeport_rotates[ipv4]", "suites/a.py::test_nodeport_rotates[ipv4]"
     )
     b = run.namespace_name(
-        "20261122-163000-ab12", "test_nodeport_rotates[ipv4]", "suites/b.py::test_nodeport_rotates[ipv4]"
+        "20261122-163000-ab12cd", "test_nodeport_rotates[ipv4]", "suites/b.py::test_nodeport_rotates[ipv4]"
     )
-    assert a.startswith("cp-163000ab12-nodeport-rotates-ipv4-")
+    assert a.startswith(f"cp-{run.short_id('20261122-163000-ab12cd')}-nodeport-rotates-ipv4-")
     assert a != b
     long = run.namespace_name("r", "test_" + "x" * 200, "n", index=3)
     assert len(long) <= 63 and long.endswith("-3")

@@ -17,7 +17,8 @@ from kubernetes.client import ApiException
 
 from clusterproof import journal, liveness, node_labels, sweep
 from clusterproof.liveness import Machine, RunRecord
-from clusterproof.run import RUN_LABEL, cluster_name_patterns
+from clusterproof.kind_clusters import Claim, Claims
+from clusterproof.run import RUN_LABEL
 from clusterproof.run_records import (
     RECORDS_NAMESPACE,
     ClusterRecords,
@@ -101,7 +102,7 @@ def test_process_start_of_this_process_and_of_an_exited_one():
 
 
 def test_records_survive_json_and_junk_is_not_a_record():
-    r = record("r1", provider="kind", kind_clusters=("cp-1-*",), keep_clusters=True, run_dir="/x")
+    r = record("r1", provider="kind", keep_clusters=True, run_dir="/x")
     assert RunRecord.from_json(r.to_json()) == r
     newer = json.loads(r.to_json()) | {"from_a_newer_schema": 1}
     assert RunRecord.from_json(json.dumps(newer)).extra == {"from_a_newer_schema": 1}
@@ -437,96 +438,133 @@ def test_a_removal_that_fails_is_reported_and_keeps_the_runs_record():
 
 
 class FakeKind(sweep.KindHost):
-    """FAKE kind: `clusters` listed, deletes recorded (with the kubeconfig given)."""
+    """FAKE kind and docker: `clusters` listed with their node containers (ID -> created), deletes
+    recorded (with the kubeconfig given)."""
 
     def __init__(self, clusters):
-        self.names = list(clusters)
+        self.nodes = {name: dict(containers) for name, containers in dict(clusters).items()}
         self.deleted = []
 
         def run(argv, **kw):
             if argv[1:3] == ["get", "clusters"]:
-                return subprocess.CompletedProcess(argv, 0, "\n".join(self.names) + "\n", "")
+                return subprocess.CompletedProcess(argv, 0, "\n".join(self.nodes) + "\n", "")
             name, kubeconfig = argv[argv.index("--name") + 1], argv[argv.index("--kubeconfig") + 1]
             self.deleted.append((name, kubeconfig))
-            self.names.remove(name)
+            del self.nodes[name]
             return subprocess.CompletedProcess(argv, 0, "", "")
 
         super().__init__("kind", run=run)
 
+    @property
+    def names(self):
+        return list(self.nodes)
 
-def kind_record(run_id, pid, tmp_path, **fields):
-    run_dir = tmp_path / "runs" / run_id
-    return record(
-        run_id, pid=pid, provider="kind", kind_clusters=cluster_name_patterns(run_id), run_dir=str(run_dir), **fields
-    )
+    def containers(self, name):
+        return self.nodes.get(name, {})
+
+
+def made(name, *ids, at=NOW - 500):
+    """A cluster with node containers `ids`, created at `at`."""
+    return name, {cid: at for cid in ids}
+
+
+def kind_run(registry, tmp_path, run_id, pid, *clusters, kept=False, creating=NOW - 550, recorded=True, **fields):
+    """A kind run of this host (its record) and the claims it wrote for `clusters` ((name, ids))."""
+    registry.write(record(run_id, pid=pid, provider="kind", run_dir=str(tmp_path / "runs" / run_id), **fields))
+    for name, ids in clusters:
+        kubeconfig = tmp_path / "runs" / run_id / "clusters" / name / "kubeconfig"
+        Claims(registry.path).write(
+            Claim(name, run_id, "", creating, tuple(ids) if recorded else (), kept=kept, kubeconfig=str(kubeconfig))
+        )
 
 
 def test_kind_clusters_of_dead_runs_are_deleted_and_only_those(tmp_path):
     registry = HostRegistry(tmp_path / "registry")
-    dead = kind_record("20260101-120000-3f2a", 100, tmp_path)
-    live = kind_record("20260101-130000-4b3c", 200, tmp_path)
-    kept = kind_record("20260101-140000-5c4d", 300, tmp_path, keep_clusters=True)
-    for r in (dead, live, kept):
-        registry.write(r)
-    kubeconfig = tmp_path / "runs" / dead.run_id / "clusters" / "cp-1200003f2a-quota" / "kubeconfig"
-    kubeconfig.parent.mkdir(parents=True)
-    kubeconfig.write_text("the run's own kubeconfig")
     kind = FakeKind(
         [
-            "cp-1200003f2a-quota",
-            "cp-1200003f2a-services",
-            "cp-1300004b3c-quota",
-            "cp-1400005c4d",
-            "cp-9999999999-volumes",  # a run of this suite no record names
-            "cpup-23001870bb",  # the upgrade's, not a suite run's
-            "kind",
+            made("cp-aaaaaaaaaa-quota", "a1", "a2"),
+            made("cp-aaaaaaaaaa-services", "a3"),
+            made("cp-bbbbbbbbbb-quota", "b1"),
+            made("cp-cccccccccc", "c1"),
+            made("cp-9999999999-volumes", "n1"),  # a run of this suite that claimed nothing
+            made("dev", "u1"),  # the user's own
         ]
     )
+    kind_run(registry, tmp_path, "dead-1a2b3c", 100, ("cp-aaaaaaaaaa-quota", ["a1", "a2"]),
+             ("cp-aaaaaaaaaa-services", ["a3"]))
+    kind_run(registry, tmp_path, "live-4d5e6f", 200, ("cp-bbbbbbbbbb-quota", ["b1"]))
+    kind_run(registry, tmp_path, "kept-7a8b9c", 300, ("cp-cccccccccc", ["c1"]), kept=True)
+    kubeconfig = tmp_path / "runs" / "dead-1a2b3c" / "clusters" / "cp-aaaaaaaaaa-quota" / "kubeconfig"
+    kubeconfig.parent.mkdir(parents=True)
+    kubeconfig.write_text("the run's own kubeconfig")
     report = sweep.sweep_host(kind, registry, machine=HERE, docker="", start_of=processes(p200=5000), now=NOW)
-    assert [name for name, _ in kind.deleted] == ["cp-1200003f2a-quota", "cp-1200003f2a-services"]
+    assert [name for name, _ in kind.deleted] == ["cp-aaaaaaaaaa-quota", "cp-aaaaaaaaaa-services"]
     assert kind.deleted[0][1] == str(kubeconfig)  # kind removes its entry from the run's kubeconfig
     assert not os.path.exists(kind.deleted[1][1])  # none for that one: kind is given no kubeconfig of anyone's
+    mine = "its node containers are the ones its run recorded"
     assert report.lines() == [
-        "deleted kind cluster cp-1200003f2a-quota (run 20260101-120000-3f2a: pid 100 on host-a is gone)",
-        "deleted kind cluster cp-1200003f2a-services (run 20260101-120000-3f2a: pid 100 on host-a is gone)",
-        "left alone: kind cluster cp-1400005c4d (run 20260101-140000-5c4d kept it (--keep-clusters))",
-        "left alone: kind cluster cp-9999999999-volumes (no record of its run on this host names it)",
-        "left alone: 1 thing(s) of run 20260101-130000-4b3c, alive: pid 200 on host-a is running",
+        f"deleted kind cluster cp-aaaaaaaaaa-quota (run dead-1a2b3c: pid 100 on host-a is gone; {mine})",
+        f"deleted kind cluster cp-aaaaaaaaaa-services (run dead-1a2b3c: pid 100 on host-a is gone; {mine})",
+        "left alone: kind cluster cp-cccccccccc (run kept-7a8b9c kept it (--keep-clusters))",
+        "left alone: kind cluster cp-9999999999-volumes (no run of this host recorded making it)",
+        "left alone: 1 thing(s) of run live-4d5e6f, alive: pid 200 on host-a is running",
     ]
-    # the dead run is forgotten once nothing of it is left; the kept cluster's run is remembered
-    assert {r.run_id for r in registry.records()} == {live.run_id, kept.run_id}
+    assert {r.run_id for r in registry.records()} == {"live-4d5e6f"}  # dead runs forgotten
+    assert set(Claims(registry.path).read("")) == {"cp-bbbbbbbbbb-quota", "cp-cccccccccc"}
+
+
+def test_a_cluster_made_again_under_a_dead_runs_name_is_not_taken_for_it(tmp_path):
+    """`--cluster-name dev` made `dev` and its run died; the user made their own `dev` since (other
+    node containers): left alone, and the stale claim forgotten."""
+    registry = HostRegistry(tmp_path / "registry")
+    kind_run(registry, tmp_path, "dead-1a2b3c", 100, ("dev", ["old1", "old2"]))
+    kind = FakeKind([made("dev", "new1", "new2", at=NOW - 10)])
+    report = sweep.sweep_host(kind, registry, machine=HERE, docker="", start_of=processes(), now=NOW)
+    assert kind.deleted == []
+    assert report.lines() == [
+        "left alone: kind cluster dev (pid 100 on host-a is gone; its node containers are not the ones its run "
+        "recorded (made again since))"
+    ]
+    assert Claims(registry.path).read("") == {}
+
+
+def test_a_run_killed_during_kind_create_owns_only_containers_made_then(tmp_path):
+    """Killed before the node containers' IDs were recorded: the claim (written before `kind
+    create`) and the containers' creation times decide."""
+    registry = HostRegistry(tmp_path / "registry")
+    kind_run(registry, tmp_path, "dead-1a2b3c", 100, ("cp-aaaaaaaaaa-quota", []), ("cp-aaaaaaaaaa-pv", []),
+             creating=NOW - 600, recorded=False, heartbeat=NOW - 590)
+    kind = FakeKind([made("cp-aaaaaaaaaa-quota", "a1", at=NOW - 595), made("cp-aaaaaaaaaa-pv", "x1", at=NOW - 5)])
+    report = sweep.sweep_host(kind, registry, machine=HERE, docker="", start_of=processes(), now=NOW)
+    assert [name for name, _ in kind.deleted] == ["cp-aaaaaaaaaa-quota"]
+    assert report.lines() == [
+        "deleted kind cluster cp-aaaaaaaaaa-quota (run dead-1a2b3c: pid 100 on host-a is gone; its run was stopped "
+        "during kind create, and made these containers then)",
+        "left alone: kind cluster cp-aaaaaaaaaa-pv (pid 100 on host-a is gone; its node containers were made "
+        "outside its run's kind create)",
+    ]
 
 
 def test_kind_dry_run_deletes_nothing_and_forgets_nothing(tmp_path):
     registry = HostRegistry(tmp_path / "registry")
-    registry.write(kind_record("20260101-120000-3f2a", 100, tmp_path))
-    kind = FakeKind(["cp-1200003f2a-quota"])
+    kind_run(registry, tmp_path, "dead-1a2b3c", 100, ("cp-aaaaaaaaaa-quota", ["a1"]))
+    kind = FakeKind([made("cp-aaaaaaaaaa-quota", "a1")])
     report = sweep.sweep_host(kind, registry, dry_run=True, machine=HERE, docker="", start_of=processes(), now=NOW)
-    assert kind.deleted == [] and len(registry.records()) == 1
+    assert kind.deleted == [] and len(registry.records()) == 1 and len(Claims(registry.path).read("")) == 1
     assert report.lines() == [
-        "would delete kind cluster cp-1200003f2a-quota (run 20260101-120000-3f2a: pid 100 on host-a is gone)"
+        "would delete kind cluster cp-aaaaaaaaaa-quota (run dead-1a2b3c: pid 100 on host-a is gone; its node "
+        "containers are the ones its run recorded)"
     ]
 
 
-def test_a_kind_cluster_is_owned_only_by_records_of_this_host_and_docker_daemon(tmp_path):
-    elsewhere = Machine("host-b", "boot-9", HERE.pid_ns)
-    other_host = kind_record("20260101-120000-3f2a", 100, tmp_path, machine=elsewhere, heartbeat=NOW - 9999)
-    other_docker = kind_record("20260101-120000-3f2a", 101, tmp_path, docker="tcp://10.0.0.9:2376")
-    assert sweep.kind_owners("cp-1200003f2a-quota", [other_host, other_docker], HERE, "") == []
-
-
-def test_kind_cluster_patterns_match_the_names_the_kind_provider_gives():
-    from clusterproof.providers.kind import KindProvider
-
-    for fixed in (None, "kept"):
-        settings = SimpleNamespace(kind_cluster_name=fixed)
-        provider = KindProvider(settings, SimpleNamespace(run_id="20260101-120000-3f2a"), None, print)
-        patterns = cluster_name_patterns("20260101-120000-3f2a", fixed)
-        for key in ("session", "suites.test_quota", "suites.test_persistent_volumes"):
-            name = provider.name_for(key)
-            assert sweep.kind_owners(name, [record("r", provider="kind", kind_clusters=patterns)], HERE, "")
-    other = cluster_name_patterns("20260101-120000-3f2b")
-    assert not sweep.kind_owners("cp-1200003f2a-quota", [record("r", provider="kind", kind_clusters=other)], HERE, "")
+def test_a_claim_of_another_docker_daemon_is_not_this_ones(tmp_path):
+    registry = HostRegistry(tmp_path / "registry")
+    registry.write(record("dead-1a2b3c", pid=100, provider="kind", docker="tcp://10.0.0.9:2376"))
+    Claims(registry.path).write(Claim("cp-aaaaaaaaaa-quota", "dead-1a2b3c", "tcp://10.0.0.9:2376", NOW - 600, ("a1",)))
+    kind = FakeKind([made("cp-aaaaaaaaaa-quota", "a1")])
+    report = sweep.sweep_host(kind, registry, machine=HERE, docker="", start_of=processes(), now=NOW)
+    assert kind.deleted == []
+    assert report.lines() == ["left alone: kind cluster cp-aaaaaaaaaa-quota (no run of this host recorded making it)"]
 
 
 # --- the records ----------------------------------------------------------------------------------
@@ -601,7 +639,6 @@ def test_at_start_nothing_that_fails_fails_the_run(tmp_path, monkeypatch):
     assert notes[1].startswith("sweep: cluster cp-x not swept: ")
     [mine] = HostRegistry(tmp_path / "reg").records()  # recorded all the same, and ended
     assert mine.run_id == run.run_id and mine.ended is not None
-    assert mine.kind_clusters == ("cp-1200003f2a", "cp-1200003f2a-*")
 
 
 def test_the_cli_refuses_a_context_it_was_not_allowed(tmp_path, capsys):
@@ -663,9 +700,9 @@ def test_the_plugin_records_the_run_and_sweeps_each_cluster_it_acquires(pytester
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["[[]clusterproof[]] sweep: deleted namespace cp-dead-a (run dead: pid * is gone *)"])
     assert "cp-dead-a" not in api.namespaces
-    [mine] = [r for r in registry.records() if r.run_id == "me"]
+    [mine] = [r for r in registry.records() if r.run_id.startswith("me-")]  # --run-id me: me-<random>
     assert mine.provider == "existing" and mine.ended is not None and mine.pid == os.getpid()
-    [there] = [r for r in ClusterRecords("fake", api.core, api.coordination).records() if r.run_id == "me"]
+    [there] = [r for r in ClusterRecords("fake", api.core, api.coordination).records() if r.run_id == mine.run_id]
     assert there.ended is not None
 
 
@@ -674,18 +711,19 @@ def test_a_kind_delete_racing_the_dead_runs_own_is_done_when_the_cluster_is_gone
     own delete then fails on containers already removed. FAKE kind: the first delete fails while
     the other finishes; the cluster is then gone, which is all the sweep wanted."""
     registry = HostRegistry(tmp_path / "registry")
-    registry.write(kind_record("20260101-120000-3f2a", 100, tmp_path))
-    kind = FakeKind(["cp-1200003f2a-quota"])
+    kind_run(registry, tmp_path, "dead-1a2b3c", 100, ("cp-aaaaaaaaaa-quota", ["a1", "a2"]))
+    kind = FakeKind([made("cp-aaaaaaaaaa-quota", "a1")])  # a2 already removed by the dead run's delete
     real_run = kind.run
 
     def racing(argv, **kw):
         if argv[1] == "delete":
-            kind.names.remove("cp-1200003f2a-quota")  # the dead run's own kind delete finished first
+            del kind.nodes["cp-aaaaaaaaaa-quota"]  # the dead run's own kind delete finished first
             return subprocess.CompletedProcess(argv, 1, "", 'ERROR: failed to delete cluster: "docker rm" failed')
         return real_run(argv, **kw)
 
     kind.run = racing
     report = sweep.sweep_host(kind, registry, machine=HERE, docker="", start_of=processes(), now=NOW)
     assert report.lines() == [
-        "deleted kind cluster cp-1200003f2a-quota (run 20260101-120000-3f2a: pid 100 on host-a is gone)"
+        "deleted kind cluster cp-aaaaaaaaaa-quota (run dead-1a2b3c: pid 100 on host-a is gone; its node containers "
+        "are the ones its run recorded)"
     ]

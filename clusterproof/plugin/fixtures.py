@@ -145,17 +145,22 @@ def make_namespace(
     request: pytest.FixtureRequest, cluster: Cluster, run: RunContext, tracker: ResourceTracker
 ) -> Callable[[], str]:
     """Factory of fresh namespaces for this test (for claims that need several). Each is
-    registered with the tracker before it is made: deleted when the test ends, after everything
-    registered later (what the test made in it or elsewhere)."""
+    registered with the tracker as soon as it is made (a name already taken is an error, never
+    registered): deleted when the test ends, after everything registered later (what the test made
+    in it or elsewhere). A stop between the create and the registration is covered by the tracker's
+    last sweep of this run's labelled namespaces."""
     item = request.node
     made = item.stash.setdefault(ITEM_NAMESPACES, [])
     labels = {**run.labels, TEST_LABEL_KEY: test_label(item.nodeid), OWNER_LABEL: tracker.owner}
 
     def make() -> str:
         name = namespace_name(run.run_id, item.name, item.nodeid, len(made) + 1)
-        tracker.register_namespace(cluster, name)
-        made.append(name)
-        return create_namespace(cluster, name, labels)
+
+        def created(name: str) -> None:
+            tracker.register_namespace(cluster, name)
+            made.append(name)
+
+        return create_namespace(cluster, name, labels, created=created)
 
     return make
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from dataclasses import replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +31,11 @@ from pytest_kind import KindCluster
 
 from clusterproof import causes, health, wait
 from clusterproof.cluster import Cluster
-from clusterproof.errors import WaitTimeout
+from clusterproof.errors import ClusterproofError, WaitTimeout
+from clusterproof.kind_clusters import Claim, Claims, docker_host, node_containers
 from clusterproof.node_exec import DockerNodeExec
 from clusterproof.run import cluster_name
+from clusterproof.run_records import registry_dir
 from clusterproof.timings import Stopwatch
 
 if TYPE_CHECKING:
@@ -97,6 +100,7 @@ class KindProvider:
         offline_api: ModuleType | None | bool = True,
         kind_cluster: type[KindCluster] = KindCluster,
         stopwatch: Stopwatch | None = None,
+        claims: Claims | None = None,
     ) -> None:
         self.stopwatch = stopwatch or Stopwatch()
         self.settings = settings
@@ -116,6 +120,8 @@ class KindProvider:
         self._ahead: dict[str, Future[Cluster]] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-ahead")
         self._kept: list[str] = []
+        self.claims = claims or Claims(registry_dir())
+        self.docker = docker_host()
 
     # --- once per session ------------------------------------------------------------------
 
@@ -217,14 +223,22 @@ class KindProvider:
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
         kind = self._kind_cluster(name, kubeconfig=kubeconfig, image=self._node_image, kind_path=self._kind_path)
-        self._live[name] = kind
         try:
-            if self._export_kubeconfig_if_exists(name, kubeconfig):
-                note(f"reusing kind cluster {name}")
-            else:
-                note(f"creating kind cluster {name} (about half a minute)")
-            with self.stopwatch.measure(f"cluster {name}: kind create"):
-                kind.create(config_file=config_path)
+            claim: Claim | None = None
+            with self.claims.creating(name, self.docker):
+                if self._export_kubeconfig_if_exists(name, kubeconfig):
+                    self._refuse_unless_named(name)
+                    note(f"reusing kind cluster {name} (--cluster-name: never deleted by this run)")
+                else:
+                    claim = Claim(name, self.run.run_id, self.docker, time.time(), kept=self.settings.keep_clusters,
+                                  kubeconfig=str(kubeconfig))
+                    self.claims.write(claim)  # first: a run killed during the create is still known to own it
+                    self._live[name] = kind
+                    note(f"creating kind cluster {name} (about half a minute)")
+                with self.stopwatch.measure(f"cluster {name}: kind create"):
+                    kind.create(config_file=config_path)
+                if claim is not None:
+                    self.claims.write(replace(claim, containers=tuple(node_containers(name))))
             kubeconfig.chmod(0o600)
             cluster = Cluster.from_kubeconfig(
                 kubeconfig,
@@ -241,9 +255,18 @@ class KindProvider:
                     self._active_api.configure_cluster(cluster, node_count)
             self._hand_over(cluster, node_count, note)
         except BaseException:
-            self._delete(name)
+            self._delete(name)  # only if this run made it
             raise
         return cluster
+
+    def _refuse_unless_named(self, name: str) -> None:
+        """A cluster of the name this run would give its own already exists: another run's (or
+        anyone's). Reusing one is explicit only: --cluster-name."""
+        if not self.settings.kind_cluster_name:
+            raise ClusterproofError(
+                f"kind cluster {name} already exists and this run did not make it: not reused, not deleted "
+                "(name a cluster to reuse with --cluster-name)"
+            )
 
     def _hand_over(self, cluster: Cluster, node_count: int, note: Note) -> None:
         """Wait a bounded time for the nodes and kube-system's DaemonSets, then for whatever the
@@ -301,16 +324,18 @@ class KindProvider:
 
     def release(self, cluster: Cluster) -> None:
         cluster.close()
+        if cluster.name in self._live and not self.settings.keep_clusters:
+            self.tracker.forget(cluster)
+            self._delete(cluster.name)
+            return
+        self.tracker.cleanup(cluster)  # kept, or reused by name: it stays, what the run did there goes
+        self._live.pop(cluster.name, None)
         if self.settings.keep_clusters:
-            self.tracker.cleanup(cluster)
-            self._live.pop(cluster.name, None)
             self._kept.append(cluster.name)
             self.note(f"kept kind cluster {cluster.name} (kubeconfig {cluster.kubeconfig})")
-            return
-        self.tracker.forget(cluster)
-        self._delete(cluster.name)
 
     def _delete(self, name: str) -> None:
+        """Delete a cluster this run made (`_live`: claimed before its create); never one it reused."""
         kind = self._live.pop(name, None)
         if kind is None or self.settings.keep_clusters:
             return
@@ -326,6 +351,8 @@ class KindProvider:
             raise
         except Exception as e:
             self.note(f"could not delete kind cluster {name}: {e}")
+        else:
+            self.claims.remove(name, self.docker)
         _remove_empty_scratch_dir(name)
 
     def close(self) -> None:

@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         watch.measure(f"boot {source.kube} and --phase before", started)
         if rc != 0:
             raise ClusterproofError(f"--phase before failed (exit {rc}): nothing upgraded")
-        kubeconfig = runs.run_dir_for(rootdir, before_id) / "clusters" / name / "kubeconfig"
+        [before_dir] = runs.run_dirs_of(rootdir / ".clusterproof" / "runs", before_id)[-1:]  # <before_id>-<random>
+        kubeconfig = before_dir / "clusters" / name / "kubeconfig"
         context = f"kind-{name}"
 
         started = time.monotonic()

@@ -1,0 +1,179 @@
+"""Which kind clusters of this host a run made: the identity recorded at their creation.
+
+A kind cluster is deleted only by the run that created it, or by a sweep once that run is dead:
+never because of its name. The kind provider writes a claim (`<registry>/kind/<name>-<hash>.json`,
+beside the run records) *before* `kind create` (the run, the docker daemon, when it began) and, once
+created, the IDs of the cluster's node containers. A sweep takes a cluster only when the containers
+it finds are the ones recorded (or, for a run killed during `kind create`, containers made between
+the claim and that run's last sign of life): a cluster made again under the same name later by
+someone else has other containers and is not touched. A cluster reused by name (`--cluster-name`)
+gets no claim from the run that reuses it.
+
+`creating(name)` holds a lock per cluster name for the check "does it exist?" and the create, so
+two runs of this host never both create (and then both delete) one cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+from clusterproof.run import hash_of, slug
+
+KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"  # kind's label on every node container of a cluster
+DOCKER_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A kind cluster a run made (or began to make)."""
+
+    name: str
+    run_id: str
+    docker: str  # DOCKER_HOST of the daemon the cluster lives with ("" the default)
+    creating: float  # time.time() just before `kind create`
+    containers: tuple[str, ...] = ()  # full IDs of its node containers, once created
+    kept: bool = False  # --keep-clusters: its run leaves it, and so does the sweep
+    kubeconfig: str = ""  # the run's kubeconfig of it (kind removes its entry there on delete)
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["containers"] = list(self.containers)
+        data.update(data.pop("extra"))
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Claim | None:
+        try:
+            data = json.loads(text)
+            known = set(cls.__dataclass_fields__) - {"extra"}
+            claim = cls(
+                **{k: v for k, v in data.items() if k in known},
+                extra={k: v for k, v in data.items() if k not in known},
+            )
+            claim = replace(claim, containers=tuple(claim.containers))
+            if not (isinstance(claim.name, str) and isinstance(claim.run_id, str)):
+                return None
+            return claim
+        except (ValueError, TypeError, AttributeError):
+            return None
+
+
+class Claims:
+    """The claims of one host (one directory, 0700)."""
+
+    def __init__(self, registry: Path) -> None:
+        self.path = registry / "kind"
+
+    def _file(self, name: str, docker: str) -> Path:
+        return self.path / f"{slug(name, 60) or 'cluster'}-{hash_of(docker + '/' + name, 8)}.json"
+
+    def write(self, claim: Claim) -> None:
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = self._file(claim.name, claim.docker)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        temporary.write_text(claim.to_json() + "\n")
+        os.replace(temporary, target)
+
+    def read(self, docker: str) -> dict[str, Claim]:
+        """The claims of clusters of that docker daemon, by cluster name."""
+        found: dict[str, Claim] = {}
+        for path in sorted(self.path.glob("*.json")) if self.path.is_dir() else []:
+            with contextlib.suppress(OSError):
+                claim = Claim.from_json(path.read_text())
+                if claim is not None and claim.docker == docker:
+                    found[claim.name] = claim
+        return found
+
+    def remove(self, name: str, docker: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._file(name, docker).unlink()
+
+    @contextlib.contextmanager
+    def creating(self, name: str, docker: str) -> Iterator[None]:
+        """Held while a run checks whether `name` exists and creates it."""
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self._file(name, docker).with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+
+def docker_host(env: Mapping[str, str] = os.environ) -> str:
+    return env.get("DOCKER_HOST", "")
+
+
+Run = Callable[..., subprocess.CompletedProcess]
+
+
+def node_containers(name: str, run: Run = subprocess.run) -> dict[str, float]:
+    """The node containers of kind cluster `name` (any state): full ID -> when docker created it."""
+    listed = run(
+        ["docker", "ps", "-a", "--no-trunc", "--filter", f"label={KIND_CLUSTER_LABEL}={name}", "--format", "{{.ID}}"],
+        capture_output=True,
+        text=True,
+        timeout=DOCKER_TIMEOUT,
+    )
+    if listed.returncode != 0:
+        raise RuntimeError(f"`docker ps` failed: {(listed.stderr or '').strip()[:200]}")
+    ids = [line.strip() for line in listed.stdout.splitlines() if line.strip()]
+    if not ids:
+        return {}
+    inspected = run(
+        ["docker", "inspect", "--format", "{{.Id}} {{.Created}}", *ids],
+        capture_output=True,
+        text=True,
+        timeout=DOCKER_TIMEOUT,
+    )
+    found: dict[str, float] = {}
+    for line in inspected.stdout.splitlines():
+        cid, _, created = line.strip().partition(" ")
+        if cid:
+            found[cid] = _docker_time(created)
+    return found
+
+
+_DOCKER_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def _docker_time(text: str) -> float:
+    """docker's RFC 3339 time with nanoseconds (2026-12-06T00:19:03.123456789Z) -> epoch seconds
+    (0.0 if it is not one: such a container is older than any claim)."""
+    found = _DOCKER_TIME.match(text.strip())
+    if not found:
+        return 0.0
+    head, fraction, zone = found.groups()
+    return datetime.fromisoformat(f"{head}.{(fraction or '0')[:6]:0<6}{'+00:00' if zone == 'Z' else zone}").timestamp()
+
+
+@dataclass(frozen=True)
+class Identity:
+    ours: bool
+    why: str
+
+
+LATE_CREATE = 180.0  # a `kind create` left running by a killed run still makes its containers this long after
+
+
+def identify(claim: Claim, containers: Mapping[str, float], last_alive: float) -> Identity:
+    """Is the cluster found now (its node containers) the one `claim` recorded? `last_alive`: the
+    claiming run's last heartbeat (its create may have gone on after it)."""
+    if not containers:
+        return Identity(False, "it has no node containers")
+    if claim.containers:
+        strangers = set(containers) - set(claim.containers)
+        if strangers:
+            return Identity(False, "its node containers are not the ones its run recorded (made again since)")
+        return Identity(True, "its node containers are the ones its run recorded")
+    window = (claim.creating - 5, max(last_alive, claim.creating) + LATE_CREATE)
+    if all(window[0] <= created <= window[1] for created in containers.values()):
+        return Identity(True, "its run was stopped during kind create, and made these containers then")
+    return Identity(False, "its node containers were made outside its run's kind create")
