@@ -15,9 +15,9 @@ run starts (and on demand) it removes, of runs judged dead:
   out puts the label back as it was), then its record there.
 
 Never touched: anything of a live run; anything without the suite's run label, and kind clusters
-no run claimed when it created them, or whose node containers are not the ones it made; anything labelled `clusterproof.io/upgrade-state` (an upgrade's state, kept on
-purpose from `--phase before` to `--phase after`). A run id found on a cluster with no record
-anywhere (a run of an older clusterproof, or one whose record could not be written) counts as dead
+no run claimed when it created them, or whose node containers are not the ones it made; anything
+labelled `clusterproof.io/upgrade-state` (an upgrade's state, kept on purpose from `--phase before`
+to `--phase after`). A run id found on a cluster with no record anywhere (a run of an older clusterproof, or one whose record could not be written) counts as dead
 once its newest object is UNRECORDED_AFTER old; until then it is named and left (`--dead RUN_ID`).
 """
 
@@ -42,9 +42,9 @@ import pytest
 
 from clusterproof import journal, kind_clusters, liveness, node_labels
 from clusterproof.errors import one_line
+from clusterproof.kind_clusters import Claim
 from clusterproof.kubeconfig import read_contexts, resolve_kubeconfig
 from clusterproof.liveness import Machine, RunRecord, StartOf
-from clusterproof.kind_clusters import Claim
 from clusterproof.run import RUN_LABEL, STATE_LABEL
 from clusterproof.run_records import ClusterRecords, HostRegistry, RunRecorder, registry_dir
 
@@ -193,7 +193,8 @@ def decide_kind(
         what = f"kind cluster {name}"
         if claim is None:
             if name.startswith("cp-"):
-                decisions.append(Decision(Item(what, "?", delete(name)), False, "no run of this host recorded making it"))
+                unclaimed = Item(what, "?", delete(name))
+                decisions.append(Decision(unclaimed, False, "no run of this host recorded making it"))
             continue
         if claim.run_id == this_run:
             continue

@@ -10,7 +10,6 @@ import pytest
 from kubernetes import client
 
 from clusterproof import causes, health, wait
-from clusterproof.run import short_id
 from clusterproof.errors import Broken, WaitGaveUp, WaitTimeout
 from clusterproof.jigs import dns
 from clusterproof.jigs import pods as pods_jig
@@ -20,6 +19,7 @@ from clusterproof.jigs import workload as workload_jig
 from clusterproof.jigs.pv_names import PV_SET_LABEL, PVNames, host_paths
 from clusterproof.jigs.service import Backends, ServiceJig, answer_mismatch
 from clusterproof.probe import ClientPod, SampleResult
+from clusterproof.run import short_id
 
 
 def ready_pod(name, ip):

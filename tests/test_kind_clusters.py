@@ -43,7 +43,8 @@ def test_node_containers_asks_docker_by_kinds_label():
         calls.append(argv)
         if argv[1] == "ps":
             return subprocess.CompletedProcess(argv, 0, "aaa\nbbb\n", "")
-        return subprocess.CompletedProcess(argv, 0, "aaa 2027-01-15T08:00:00.123456789Z\nbbb 2027-01-15T08:00:01Z\n", "")
+        inspected = "aaa 2027-01-15T08:00:00.123456789Z\nbbb 2027-01-15T08:00:01Z\n"
+        return subprocess.CompletedProcess(argv, 0, inspected, "")
 
     found = node_containers("dev", docker)
     assert "label=io.x-k8s.kind.cluster=dev" in calls[0] and "--no-trunc" in calls[0]

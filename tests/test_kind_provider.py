@@ -12,10 +12,10 @@ import yaml
 
 from clusterproof import health, stopping
 from clusterproof.errors import ClusterproofError, ClusterUnreachable, WaitGaveUp, WaitTimeout
+from clusterproof.kind_clusters import Claims
 from clusterproof.options import build_settings
 from clusterproof.providers import kind as kind_provider
 from clusterproof.providers.kind import KindProvider, merged_kind_config
-from clusterproof.kind_clusters import Claims
 from clusterproof.run import RunContext, short_id
 from clusterproof.tracker import ResourceTracker
 
@@ -123,7 +123,12 @@ def provider_for(tmp_path, monkeypatch):
         run = RunContext(settings.run_id, settings.run_dir, settings.artifacts_dir)
         notes = []
         provider = KindProvider(
-            settings, run, ResourceTracker(settings.run_id), notes.append, offline_api=api, kind_cluster=FakeKindCluster,
+            settings,
+            run,
+            ResourceTracker(settings.run_id),
+            notes.append,
+            offline_api=api,
+            kind_cluster=FakeKindCluster,
             claims=Claims(tmp_path / "registry"),
         )
         provider.waited = waited
@@ -206,7 +211,8 @@ def test_an_existing_cluster_of_a_name_this_run_would_make_is_refused_never_dele
     """`cp-<hash of the run id>-...` already there: another run's (or anyone's); not adopted."""
     monkeypatch.setattr(KindProvider, "_export_kubeconfig_if_exists", lambda self, name, kc: True)
     provider = provider_for(None)
-    with pytest.raises(ClusterproofError, match=r"kind cluster cp-\w+-quota already exists and this run did not make it"):
+    refused = r"kind cluster cp-\w+-quota already exists and this run did not make it"
+    with pytest.raises(ClusterproofError, match=refused):
         provider.acquire("suites.test_quota")
     provider.close()
     assert FakeKindCluster.made[0].events == [] and provider.claims.read("") == {}

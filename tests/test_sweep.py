@@ -16,8 +16,8 @@ import pytest
 from kubernetes.client import ApiException
 
 from clusterproof import journal, liveness, node_labels, sweep
-from clusterproof.liveness import Machine, RunRecord
 from clusterproof.kind_clusters import Claim, Claims
+from clusterproof.liveness import Machine, RunRecord
 from clusterproof.run import RUN_LABEL
 from clusterproof.run_records import (
     RECORDS_NAMESPACE,
