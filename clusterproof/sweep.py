@@ -18,7 +18,8 @@ Never touched: anything of a live run; anything without the suite's run label, a
 no run claimed when it created them, or whose node containers are not the ones it made; anything
 labelled `clusterproof.io/upgrade-state` (an upgrade's state, kept on purpose from `--phase before`
 to `--phase after`). A run id found on a cluster with no record anywhere (a run of an older
-clusterproof, or one whose record could not be written) counts as dead once its newest object is UNRECORDED_AFTER old; until then it is named and left (`--dead RUN_ID`).
+clusterproof, or one whose record could not be written) counts as dead once its newest object is
+UNRECORDED_AFTER old; until then it is named and left (`--dead RUN_ID`).
 """
 
 from __future__ import annotations
