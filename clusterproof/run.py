@@ -7,6 +7,9 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
+import stat
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -121,6 +124,22 @@ class RunContext:
         path.chmod(0o600)
         return path
 
+    def credentials_dir(self) -> Path:
+        """Where copies of credentials go (a flattened kubeconfig): a 0700 directory of this
+        process in a private temp directory of this user, never under the run dir or the
+        artifacts. Removed at the end of the run (`remove_credentials`), and by the sweep when the
+        run was killed."""
+        path = credentials_root() / self._credentials_name
+        path.mkdir(exist_ok=True, mode=0o700)
+        return path
+
+    def remove_credentials(self) -> None:
+        shutil.rmtree(credentials_root(create=False) / self._credentials_name, ignore_errors=True)
+
+    @property
+    def _credentials_name(self) -> str:  # per process: xdist workers end at different times
+        return f"{self.run_id}.{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+
     def artifacts_root(self) -> Path:
         if self.artifacts_dir.is_relative_to(self.run_dir):
             self.ensure_run_dir()
@@ -145,6 +164,25 @@ def _point_latest(link: Path, target: Path) -> None:
     temporary = link.with_name(f".latest-{os.getpid()}-{secrets.token_hex(2)}")
     temporary.symlink_to(target)
     os.replace(temporary, link)  # atomic: xdist workers may race here
+
+
+def credentials_root(*, create: bool = True) -> Path:
+    """`<temp dir>/clusterproof-<uid>`: 0700, this user's (refused if it is not: someone could read
+    what goes there). Holds `<run id>.<owner>` directories of credential copies."""
+    root = Path(tempfile.gettempdir()) / f"clusterproof-{os.getuid()}"
+    if create:
+        root.mkdir(exist_ok=True, mode=0o700)
+    if root.exists():
+        found = os.lstat(root)
+        if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or stat.S_IMODE(found.st_mode) & 0o077:
+            raise PermissionError(f"{root}: not a private directory of this user (0700): credentials not put there")
+    return root
+
+
+def credential_owner(dir_name: str) -> tuple[str, str]:
+    """(run id, owner) of a directory under credentials_root."""
+    run_id, _, owner = dir_name.rpartition(".")
+    return run_id, owner
 
 
 def run_dir_for(rootdir: Path, run_id: str) -> Path:

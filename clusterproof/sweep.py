@@ -6,7 +6,8 @@
 A run stopped by SIGKILL (an OOM kill, a CI runner torn down) cannot undo what it made. Every run
 records itself (clusterproof.run_records) and a later one judges it (clusterproof.liveness). When a
 run starts (and on demand) it removes, of runs judged dead:
-- on this host: the kind clusters it created, as recorded then (clusterproof.kind_clusters: a claim
+- on this host: its credential copies (a flattened kubeconfig, in a private temp directory); the
+  kind clusters it created, as recorded then (clusterproof.kind_clusters: a claim
   written before `kind create`, with the node containers' IDs once made; never by name), unless the
   run kept them (--keep-clusters); then the records of dead runs;
 - on each cluster it uses: the Services it was changing, put back from their journal
@@ -46,7 +47,7 @@ from clusterproof.errors import one_line
 from clusterproof.kind_clusters import Claim
 from clusterproof.kubeconfig import read_contexts, resolve_kubeconfig
 from clusterproof.liveness import Machine, RunRecord, StartOf
-from clusterproof.run import RUN_LABEL, STATE_LABEL
+from clusterproof.run import RUN_LABEL, STATE_LABEL, credential_owner, credentials_root
 from clusterproof.run_records import ClusterRecords, HostRegistry, RunRecorder, registry_dir
 
 if TYPE_CHECKING:
@@ -325,6 +326,31 @@ def sweep_host(
     return report
 
 
+def sweep_credentials(
+    registry: HostRegistry,
+    *,
+    this_run: str | None = None,
+    dry_run: bool = False,
+    machine: Machine | None = None,
+    start_of: StartOf = liveness.process_start,
+    now: float | None = None,
+) -> Report:
+    """Remove the credential copies (RunContext.credentials_dir) of dead runs of this host."""
+    root = credentials_root(create=False)
+    if not root.is_dir():
+        return Report(dry_run=dry_run)
+    items = []
+    for path in sorted(root.iterdir()):
+        run_id, _ = credential_owner(path.name)
+        remove = lambda p=path: shutil.rmtree(p)  # noqa: E731
+        items.append(Item(f"credential copies {path}", run_id, remove, created=path.stat().st_mtime))
+    with registry.sweeping():
+        decisions = decide(
+            items, registry.records(), machine or liveness.this_machine(), this_run=this_run, start_of=start_of, now=now
+        )
+        return apply(decisions, dry_run=dry_run)
+
+
 def _forget_dead(
     registry: HostRegistry,
     records: list[RunRecord],
@@ -520,6 +546,10 @@ class SweepAtStart:
         except Exception as e:
             self.note(f"sweep: could not record this run in {self.registry.path}: {_one_line(e)}")
             return
+        try:
+            self._say(sweep_credentials(self.registry, this_run=self.run.run_id))
+        except Exception as e:
+            self.note(f"sweep: credential copies of this host not swept: {_one_line(e)}")
         if kind:
             try:
                 kind_host = KindHost(str(settings.kind_bin or "kind"))
@@ -577,6 +607,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     registry = HostRegistry(registry_dir())
     report = Report(dry_run=args.dry_run)
+    try:
+        report.merge(sweep_credentials(registry, dry_run=args.dry_run))
+    except Exception as e:
+        report.errors.append(f"credential copies not swept: {_one_line(e)}")
     if not args.no_kind:
         kind = args.kind_bin or shutil.which("kind")
         if kind is None:

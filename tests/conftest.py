@@ -1,11 +1,19 @@
 """Unit tests only: pytester (in-process pytest runs) for the plugin's end-to-end tests. Not
 loaded by `pytest suites`, so e2e runs go without it."""
 
+import tempfile
 from collections.abc import Callable
 
 import pytest
 
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(autouse=True)
+def _private_temp_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tempfile's directory (where runs put credential copies, and the sweep looks for them) is the
+    test's own: no unit test reads or removes this host's real runs' copies."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmp")))
 
 
 @pytest.fixture

@@ -244,3 +244,29 @@ def test_an_installed_clusterproof_loads_its_plugin_without_any_conftest(pyteste
     result = pytester.runpytest("--strict-markers", "-p", "no:cacheprovider", *claims_args(pytester))
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*= claims =*", "SVC-01*held*"])
+
+
+def test_the_junit_xml_is_redacted(project):
+    """Captured logs, stdout and the traceback go into the JUnit XML (junit_logging=all): a token
+    in any of them is redacted there, and the file is still XML."""
+    project.makepyfile(
+        """
+        import logging
+
+        def test_leaks():
+            print("server: https://admin:pw0rd@api.example:6443")
+            logging.getLogger("x").warning("Cookie: session=abcdef0123")
+            token = "--token s3cr3tvalue"
+            assert token == "", "Authorization: Bearer abcdefghijklmnop"
+        """
+    )
+    xml = project.path / "junit.xml"
+    result = project.runpytest(*claims_args(project), f"--junitxml={xml}", "-o", "junit_logging=all")
+    assert result.ret == 1
+    import xml.etree.ElementTree as ElementTree
+
+    text = xml.read_text()
+    ElementTree.fromstring(text)
+    for secret in ("pw0rd", "abcdef0123", "s3cr3tvalue", "abcdefghijklmnop"):
+        assert secret not in text
+    assert "[REDACTED]" in text and "test_leaks" in text

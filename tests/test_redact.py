@@ -32,3 +32,44 @@ def test_ordinary_diagnostics_survive():
 def test_long_base64_blobs():
     blob = "QUJD" * 50
     assert "QUJDQUJD" not in redact(f"data {blob}")
+
+
+EXEC_PLUGIN = """\
+users:
+- name: eks
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: aws-iam-authenticator
+      args:
+      - token
+      - --token
+      - s3cr3t-from-args
+      env:
+      - name: AWS_PROFILE
+        value: prod-admin-profile
+      - {name: VAULT_ROLE, value: role-xyz-123}
+"""
+
+
+def test_exec_plugin_env_values_and_token_arguments():
+    out = redact(EXEC_PLUGIN)
+    for secret in ("prod-admin-profile", "role-xyz-123", "s3cr3t-from-args"):
+        assert secret not in out
+    assert "name: AWS_PROFILE" in out and "command: aws-iam-authenticator" in out
+
+
+def test_token_flags_on_a_command_line_and_in_json_args():
+    out = redact('kubectl --token abc123def get pods; args: ["--token", "zzz999yyy"]; --password=hunter22 --verbose')
+    assert "abc123def" not in out and "zzz999yyy" not in out and "hunter22" not in out
+    assert "get pods" in out and "--verbose" in out
+
+
+def test_url_userinfo_docker_auth_and_cookies():
+    out = redact(
+        'server: https://admin:pw0rd@api.example:6443\n{"auths": {"r.io": {"auth": "dXNlcjpwYXNz"}}}\n'
+        "Cookie: session=abcdef0123; csrftoken=xyz\nSet-Cookie: id=zzz; HttpOnly\n{'cookie': 'k=v'}"
+    )
+    for secret in ("pw0rd", "admin:", "dXNlcjpwYXNz", "abcdef0123", "csrftoken=xyz", "id=zzz", "k=v"):
+        assert secret not in out
+    assert "https://[REDACTED]@api.example:6443" in out

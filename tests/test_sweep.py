@@ -727,3 +727,34 @@ def test_a_kind_delete_racing_the_dead_runs_own_is_done_when_the_cluster_is_gone
         "deleted kind cluster cp-aaaaaaaaaa-quota (run dead-1a2b3c: pid 100 on host-a is gone; its node containers "
         "are the ones its run recorded)"
     ]
+
+
+def test_credential_copies_of_dead_runs_are_removed_and_only_those(tmp_path):
+    """A run's flattened kubeconfig lives in `<temp>/clusterproof-<uid>/<run id>.<owner>/` (0700);
+    the sweep removes the directories of dead runs (tempfile's directory is the test's own: conftest)."""
+    from clusterproof.run import RunContext, credentials_root
+
+    registry = HostRegistry(tmp_path / "registry")
+    registry.write(record("dead-1a2b3c", pid=100))
+    registry.write(record("live-4d5e6f", pid=200))
+    dirs = {}
+    for run_id in ("dead-1a2b3c", "live-4d5e6f", "me-7a8b9c"):
+        dirs[run_id] = RunContext(run_id, tmp_path / run_id, tmp_path / run_id / "a").credentials_dir()
+        (dirs[run_id] / "quota.yaml").write_text("token: x")
+    assert credentials_root().stat().st_mode & 0o777 == dirs["me-7a8b9c"].stat().st_mode & 0o777 == 0o700
+    running = processes(p200=5000)
+    report = sweep.sweep_credentials(registry, this_run="me-7a8b9c", machine=HERE, start_of=running, now=NOW)
+    assert not dirs["dead-1a2b3c"].exists() and dirs["live-4d5e6f"].exists() and dirs["me-7a8b9c"].exists()
+    gone = f"deleted credential copies {dirs['dead-1a2b3c']} (run dead-1a2b3c: pid 100 on host-a is gone)"
+    assert report.lines()[0] == gone
+    RunContext("me-7a8b9c", tmp_path, tmp_path).remove_credentials()  # the run's own end
+    assert not dirs["me-7a8b9c"].exists()
+
+
+def test_a_credentials_root_that_is_not_private_is_refused(tmp_path):
+    from clusterproof.run import credentials_root
+
+    root = credentials_root()
+    root.chmod(0o755)
+    with pytest.raises(PermissionError, match="not a private directory of this user"):
+        credentials_root()

@@ -167,11 +167,13 @@ def describe_quota(quota: client.V1ResourceQuota) -> str:
 
 class PrivateKubeconfig:
     """A 0600 copy of the cluster's kubeconfig (this context only, credentials inlined) in the
-    run dir, for `kubectl config set-context` without touching the original. Never printed."""
+    run's private temp directory (RunContext.credentials_dir: removed at the end of the run, and by
+    the sweep after a kill), for `kubectl config set-context` without touching the original. Never
+    printed."""
 
     def __init__(self, cluster: Cluster, run: RunContext, name: str) -> None:
         self.cluster = cluster
-        self.path = run.private_file(run.private_dir("kubeconfigs") / f"{name}.yaml")
+        self.path = run.private_file(run.credentials_dir() / f"{name}.yaml")
         flat = cluster.kubectl("config", "view", "--raw", "--minify", "--flatten")
         self.path.write_text(flat.stdout, encoding="utf-8")
 

@@ -34,8 +34,13 @@ from clusterproof.tracker import OWNER_LABEL, ResourceTracker, install_signal_cl
 
 
 @pytest.fixture(scope="session")
-def run(pytestconfig: pytest.Config) -> RunContext:
-    return pytestconfig.stash[RUN]
+def run(pytestconfig: pytest.Config) -> Iterator[RunContext]:
+    """The run; at its end (a stop too) the credential copies it made are removed."""
+    run = pytestconfig.stash[RUN]
+    try:
+        yield run
+    finally:
+        run.remove_credentials()
 
 
 @pytest.fixture(scope="session")

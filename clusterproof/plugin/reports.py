@@ -14,6 +14,7 @@ import pytest
 from clusterproof import diagnostics, facts, verdicts
 from clusterproof.claims import LEGEND, ClaimLedger, claim_ids, claims_in_test_files, files_beside
 from clusterproof.plugin.stash import ITEM_CLUSTER, ITEM_DIAGNOSED, ITEM_NAMESPACES, ITEM_STARTED, RUN
+from clusterproof.redact import redact_xml
 from clusterproof.report import write_run_page
 from clusterproof.run import RunContext
 from clusterproof.timings import TimingReporter
@@ -42,6 +43,17 @@ def pytest_runtest_makereport(
             report.sections.append(("Captured stderr clusterproof diagnostics", text))
             report.user_properties.append(("diagnostics", str(path)))
     return report
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's junitxml wrote the file
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The JUnit XML holds captured logs, stdout and tracebacks: redacted like everything else."""
+    given = getattr(session.config.option, "xmlpath", None)
+    if not given or hasattr(session.config, "workerinput"):
+        return
+    path = session.config.invocation_params.dir / given
+    if path.is_file():
+        redact_xml(path)
 
 
 @pytest.hookimpl(tryfirst=True)
