@@ -90,9 +90,14 @@ def parse_claims(text: str) -> dict[str, Claim]:
 
 def load_claims(path: Path) -> dict[str, Claim]:
     try:
-        return parse_claims(path.read_text(encoding="utf-8"))
+        claims = parse_claims(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ClaimsError(f"claims file {path}: not UTF-8 text") from None
     except OSError as e:
         raise ClaimsError(f"claims file {path}: {e.strerror}") from None
+    if not claims:
+        raise ClaimsError(f"claims file {path}: no claims in it (table rows `| ID | claim | observable |`)")
+    return claims
 
 
 def claim_ids(item: pytest.Item) -> tuple[str, ...]:

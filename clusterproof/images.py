@@ -75,7 +75,9 @@ def parse_entries(doc: object, source: Path | str) -> dict[str, ImageEntry]:
 def parse_image_map(path: Path) -> dict[str, ImageEntry]:
     """YAML (`name: ref` or `name: {ref:, offline:}`) or plain `name=ref` lines, # comments."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ImageMapError(f"--image-map {path}: not UTF-8 text") from None
     except OSError as e:
         raise ImageMapError(f"--image-map {path}: {e.strerror}") from None
     try:

@@ -26,10 +26,18 @@ def resolve_kubeconfig(given: Path | None, env: Mapping[str, str]) -> Path:
 def read_contexts(kubeconfig: Path) -> tuple[set[str], str | None]:
     """Context names and current-context; nothing else of the file is kept or shown."""
     try:
-        doc = yaml.safe_load(kubeconfig.read_text())
+        doc = yaml.safe_load(kubeconfig.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise pytest.UsageError(f"kubeconfig {kubeconfig}: not UTF-8 text") from None
     except (OSError, yaml.YAMLError) as e:
         raise pytest.UsageError(f"kubeconfig {kubeconfig}: not readable YAML ({type(e).__name__})") from None
     if not isinstance(doc, dict):
         raise pytest.UsageError(f"kubeconfig {kubeconfig}: not a kubeconfig (no mapping)")
-    names = {c.get("name") for c in doc.get("contexts") or [] if isinstance(c, dict)}
-    return {n for n in names if n}, doc.get("current-context") or None
+    contexts = doc.get("contexts") or []
+    current = doc.get("current-context") or None
+    named = isinstance(contexts, list) and all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in contexts)
+    if not named:
+        raise pytest.UsageError(f"kubeconfig {kubeconfig}: `contexts` is not a list of named contexts")
+    if current is not None and not isinstance(current, str):
+        raise pytest.UsageError(f"kubeconfig {kubeconfig}: `current-context` is not a name")
+    return {c["name"] for c in contexts if c["name"]}, current

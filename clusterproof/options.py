@@ -152,6 +152,10 @@ def build_settings(
     if claims_file is not None and not claims_file.is_file():
         raise pytest.UsageError(f"--claims-file {claims_file}: no such file")
 
+    artifacts_dir = _path(option("artifacts_dir"))
+    if artifacts_dir is not None and artifacts_dir.exists() and not artifacts_dir.is_dir():
+        raise pytest.UsageError(f"--artifacts-dir {artifacts_dir}: not a directory")
+
     cluster_name = option("cluster_name")
     if cluster_name == PYTEST_KIND_DEFAULT_NAME:
         cluster_name = None
@@ -180,7 +184,7 @@ def build_settings(
         allowed_contexts=tuple(option("allow_context") or ()),
         offline=option("offline"),
         image_map=image_map,
-        artifacts_dir=_path(option("artifacts_dir")) or run_dir / "artifacts",
+        artifacts_dir=artifacts_dir or run_dir / "artifacts",
         claims_file=claims_file or default_claims_file(rootdir),
         allow_disruptive=bool(option("allow_disruptive")),
         **_node_access_settings(option),

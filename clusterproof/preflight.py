@@ -16,9 +16,11 @@ import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import yaml
 
 from clusterproof.errors import one_line
 from clusterproof.kubeconfig import read_contexts, resolve_kubeconfig
@@ -57,6 +59,7 @@ def check_cluster_access(
 def _check_kind(settings: Settings, probes: Probes) -> Settings:
     if not settings.kind_config.is_file():
         raise pytest.UsageError(f"--kind-config {settings.kind_config}: no such file")
+    read_kind_config(settings.kind_config)  # before any build or boot, not at each boot
     if probes.which("docker") is None:
         raise pytest.UsageError(
             "docker CLI not found on PATH: kind needs docker (scripts/bootstrap.sh installs it), "
@@ -115,6 +118,24 @@ def _check_existing(settings: Settings, probes: Probes, env: Mapping[str, str]) 
         )
     probes.api_version(kubeconfig, context, API_PROBE_TIMEOUT)
     return dataclasses.replace(settings, kubeconfig=kubeconfig, context=context)
+
+
+def read_kind_config(path: Path) -> dict[str, Any]:
+    """The kind config's YAML; a usage error (one line) if it is not a kind Cluster config."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise pytest.UsageError(f"--kind-config {path}: not UTF-8 text") from None
+    except OSError as e:
+        raise pytest.UsageError(f"--kind-config {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        problem = one_line(str(getattr(e, "problem", e)))
+        raise pytest.UsageError(f"--kind-config {path}: not YAML{at}: {problem}") from None
+    if not isinstance(doc, dict) or doc.get("kind") != "Cluster":
+        raise pytest.UsageError(f"--kind-config {path}: not a kind Cluster config")
+    return doc
 
 
 def docker_daemon_reachable(timeout: float = 5.0) -> bool:

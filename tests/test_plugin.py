@@ -270,3 +270,58 @@ def test_the_junit_xml_is_redacted(project):
     for secret in ("pw0rd", "abcdef0123", "s3cr3tvalue", "abcdefghijklmnop"):
         assert secret not in text
     assert "[REDACTED]" in text and "test_leaks" in text
+
+
+BAD_INPUTS = {
+    "kubeconfig not UTF-8": (
+        {"bad.yaml": b"\xff\xfe not utf-8"},
+        ["--kubeconfig", "bad.yaml", "--allow-context", "x"],
+        "ERROR: kubeconfig bad.yaml: not UTF-8 text",
+    ),
+    "kubeconfig contexts: 5": (
+        {"bad.yaml": b"kind: Config\ncontexts: 5\n"},
+        ["--kubeconfig", "bad.yaml", "--allow-context", "x"],
+        "ERROR: kubeconfig bad.yaml: `contexts` is not a list of named contexts",
+    ),
+    "kind config bad YAML": (
+        {"kind.yaml": b"kind: Cluster\nnodes: [\n"},
+        ["--cluster-provider", "kind", "--kind-config", "kind.yaml"],
+        "ERROR: --kind-config kind.yaml: not YAML (line 3): *",
+    ),
+    "image map not UTF-8": (
+        {"map.txt": b"agnhost=\xff\n"},
+        ["--image-map", "map.txt"],
+        "ERROR: --image-map map.txt: not UTF-8 text",
+    ),
+    "claims file not UTF-8": (
+        {"c.md": b"| SVC-01 | \xff | x |\n"},
+        ["--claims-file", "c.md"],
+        "ERROR: claims file c.md: not UTF-8 text",
+    ),
+    "claims file of garbage": (
+        {"c.md": b"\x00garbage\nnot a table\n"},
+        ["--claims-file", "c.md"],
+        "ERROR: claims file c.md: no claims in it *",
+    ),
+    "artifacts dir a file": (
+        {"art": b"a file"},
+        ["--artifacts-dir", "art"],
+        "ERROR: --artifacts-dir art: not a directory",
+    ),
+}
+
+
+@pytest.mark.parametrize("files, args, line", BAD_INPUTS.values(), ids=BAD_INPUTS)
+def test_every_bad_input_is_one_line_and_a_quick_exit(project, files, args, line):
+    """Checked before any build or boot: one line, no traceback, at once."""
+    import time
+
+    project.makepyfile("def test_needs(cluster):\n    pass\n")
+    for name, content in files.items():
+        (project.path / name).write_bytes(content)
+    started = time.monotonic()
+    result = project.runpytest(*claims_args(project), *args)  # the later option wins
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([line])
+    assert len([x for x in result.stderr.lines if x.strip()]) == 1, result.stderr.lines
+    assert time.monotonic() - started < 5

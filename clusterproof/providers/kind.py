@@ -34,6 +34,7 @@ from clusterproof.cluster import Cluster
 from clusterproof.errors import ClusterproofError, WaitTimeout
 from clusterproof.kind_clusters import Claim, Claims, docker_host, node_containers
 from clusterproof.node_exec import DockerNodeExec
+from clusterproof.preflight import read_kind_config
 from clusterproof.run import cluster_name
 from clusterproof.run_records import registry_dir
 from clusterproof.timings import Stopwatch
@@ -80,13 +81,6 @@ def merged_kind_config(
         else:
             config[key] = value
     return config
-
-
-def read_kind_config(path: Path) -> dict[str, Any]:
-    doc = yaml.safe_load(path.read_text())
-    if not isinstance(doc, dict) or doc.get("kind") != "Cluster":
-        raise pytest.UsageError(f"--kind-config {path}: not a kind Cluster config")
-    return doc
 
 
 class KindProvider:
