@@ -11,8 +11,10 @@ they live), and `ended` once they finished. The rule (`judge`):
   the clock and the heartbeat play no part;
 - recorded elsewhere (another host, a container with its own PID namespace, this host before a
   reboot): alive while its heartbeat is younger than STALE_AFTER (10 missed heartbeats). Such a
-  record cannot be checked any other way; 300 s also absorbs clocks minutes apart. A process that
-  stopped renewing (frozen, cut off from the API) for that long is taken for dead.
+  record cannot be checked any other way. A record read from a cluster has its heartbeat by the
+  API server's clock, moved into the reader's (clusterproof.run_records.ClusterRecords): machines
+  whose clocks are minutes apart judge alike. A process that stopped renewing (frozen, cut off
+  from the API) for that long is taken for dead.
 
 A run is alive if any of its processes is (`judge_run`). No record at all: see clusterproof.sweep.
 """

@@ -20,9 +20,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -89,7 +90,7 @@ class HostRegistry:
 class CoordinationApi(Protocol):  # kubernetes.client.CoordinationV1Api, or a fake
     def create_namespaced_lease(self, namespace: str, body: Any, **kw: Any) -> Any: ...
     def patch_namespaced_lease(self, name: str, namespace: str, body: Any, **kw: Any) -> Any: ...
-    def list_namespaced_lease(self, namespace: str, **kw: Any) -> Any: ...
+    def list_namespaced_lease_with_http_info(self, namespace: str, **kw: Any) -> Any: ...
     def delete_namespaced_lease(self, name: str, namespace: str, **kw: Any) -> Any: ...
 
 
@@ -102,12 +103,22 @@ def micro_time(when: float) -> str:
 
 
 class ClusterRecords:
-    """The run records (Leases) on one cluster. `core` creates their namespace when needed."""
+    """The run records (Leases) on one cluster. `core` creates their namespace when needed.
 
-    def __init__(self, name: str, core: Any, coordination: CoordinationApi) -> None:
+    A record read here is judged by the API server's clock, never the writer's or the reader's: its
+    heartbeat is when the server last stored a renewal (the Lease's managedFields time, which the
+    server sets when a manager changes a field's value: renewTime changes at every heartbeat; else
+    spec.renewTime), moved into the reader's clock by the server's time of the answer (its Date
+    header) against the reader's. A sweeper whose clock runs minutes ahead does not take a live
+    run for dead."""
+
+    def __init__(
+        self, name: str, core: Any, coordination: CoordinationApi, clock: Callable[[], float] = time.time
+    ) -> None:
         self.name = name
         self.core = core
         self.coordination = coordination
+        self.clock = clock
 
     @classmethod
     def for_cluster(cls, cluster: Any) -> ClusterRecords:
@@ -158,21 +169,26 @@ class ClusterRecords:
         ensure_records_namespace(self.core)
 
     def records(self) -> list[RunRecord]:
+        asked = self.clock()
         listed = unless_missing(
-            lambda: self.coordination.list_namespaced_lease(
+            lambda: self.coordination.list_namespaced_lease_with_http_info(
                 RECORDS_NAMESPACE, label_selector=f"{REGISTRY_LABEL}=run", _request_timeout=REQUEST_TIMEOUT
             )
         )
-        leases = listed.items if listed is not None else []
+        if listed is None:
+            return []
+        leases, _, headers = listed
+        local = (asked + self.clock()) / 2  # when the server answered, by the reader's clock
+        server_ahead = server_time(headers, local) - local
         found = []
-        for lease in leases:
+        for lease in leases.items:
             text = (lease.metadata.annotations or {}).get(RECORD_ANNOTATION)
             record = RunRecord.from_json(text) if text else None
             if record is None:
                 continue
-            renewed = lease.spec.renew_time if lease.spec is not None else None
-            if isinstance(renewed, datetime):  # the Lease's own heartbeat is the one to go by
-                record = replace(record, heartbeat=renewed.timestamp())
+            renewed = stored_at(lease)
+            if renewed is not None:  # in the reader's clock
+                record = replace(record, heartbeat=renewed - server_ahead)
             found.append(record)
         return found
 
@@ -192,6 +208,26 @@ def ensure_records_namespace(core: Any) -> None:
     except client.ApiException as e:
         if e.status != 409:
             raise
+
+
+def server_time(headers: Mapping[str, str] | None, default: float) -> float:
+    """The API server's time of an answer (its Date header, to the second); `default` without one."""
+    date = next((v for k, v in (headers or {}).items() if k.lower() == "date"), None)
+    try:
+        return parsedate_to_datetime(date).timestamp() if date else default
+    except (TypeError, ValueError):
+        return default
+
+
+def stored_at(lease: Any) -> float | None:
+    """When the API server last stored a change of the Lease, by its own clock: the newest
+    managedFields time; else spec.renewTime (written by the holder's clock); None without either."""
+    entries = getattr(lease.metadata, "managed_fields", None) or []
+    times = [entry.time for entry in entries if isinstance(entry.time, datetime)]
+    if times:
+        return max(times).timestamp()
+    renewed = lease.spec.renew_time if lease.spec is not None else None
+    return renewed.timestamp() if isinstance(renewed, datetime) else None
 
 
 class RunRecorder:

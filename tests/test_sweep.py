@@ -10,6 +10,7 @@ import os
 import subprocess
 import time
 from datetime import UTC, datetime
+from email.utils import formatdate
 from types import SimpleNamespace
 
 import pytest
@@ -136,6 +137,8 @@ class FakeApi:
         self.leases = {}
         self.config_maps = {}  # in the records' namespace
         self.services = {}  # "ns/name" -> spec dict
+        self.stored = {}  # lease name -> when the server stored its last change (its own clock)
+        self.server_clock = time.time
         self.fail = set()  # names whose delete answers 500
         api = self
 
@@ -230,26 +233,31 @@ class FakeApi:
                     raise ApiException(status=404)
                 api.calls.append(("renew lease", name))
                 api.leases[name] = body
+                api.stored[name] = api.server_clock()  # a field's value changed: managedFields time
 
             def create_namespaced_lease(self, namespace, body, _request_timeout=None):
                 if RECORDS_NAMESPACE not in api.namespaces:
                     raise ApiException(status=404)
                 api.calls.append(("create lease", body["metadata"]["name"]))
                 api.leases[body["metadata"]["name"]] = body
+                api.stored[body["metadata"]["name"]] = api.server_clock()
 
-            def list_namespaced_lease(self, namespace, label_selector=None, _request_timeout=None):
+            def list_namespaced_lease_with_http_info(self, namespace, label_selector=None, _request_timeout=None):
                 items = [
                     SimpleNamespace(
-                        metadata=SimpleNamespace(annotations=b["metadata"]["annotations"]),
+                        metadata=SimpleNamespace(
+                            annotations=b["metadata"]["annotations"],
+                            managed_fields=[SimpleNamespace(time=datetime.fromtimestamp(api.stored[name], UTC))],
+                        ),
                         spec=SimpleNamespace(
                             renew_time=datetime.strptime(b["spec"]["renewTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
                                 tzinfo=UTC
                             )
                         ),
                     )
-                    for b in api.leases.values()
+                    for name, b in api.leases.items()
                 ]
-                return SimpleNamespace(items=items)
+                return SimpleNamespace(items=items), 200, {"Date": formatdate(api.server_clock(), usegmt=True)}
 
             def delete_namespaced_lease(self, name, namespace, _request_timeout=None):
                 api._delete(api.leases, "lease", name)
@@ -373,9 +381,7 @@ def test_a_service_a_dead_run_was_changing_is_put_back_from_its_journal_and_a_li
 
 def test_a_dry_run_says_what_it_would_remove_and_changes_nothing():
     api = a_shared_cluster()
-    report = sweep.sweep_cluster(
-        api.side(), [], dry_run=True, machine=HERE, start_of=processes(p200=5000), now=NOW
-    )
+    report = sweep.sweep_cluster(api.side(), [], dry_run=True, machine=HERE, start_of=processes(p200=5000), now=NOW)
     assert api.calls == []
     assert report.lines()[0] == "would delete namespace cp-dead-a (run dead: pid 100 on host-a is gone)"
     assert "would release label disk on node w2 (lease of dead/main) (run dead: pid 100 on host-a is gone)" in (
@@ -490,8 +496,14 @@ def test_kind_clusters_of_dead_runs_are_deleted_and_only_those(tmp_path):
             made("dev", "u1"),  # the user's own
         ]
     )
-    kind_run(registry, tmp_path, "dead-1a2b3c", 100, ("cp-aaaaaaaaaa-quota", ["a1", "a2"]),
-             ("cp-aaaaaaaaaa-services", ["a3"]))
+    kind_run(
+        registry,
+        tmp_path,
+        "dead-1a2b3c",
+        100,
+        ("cp-aaaaaaaaaa-quota", ["a1", "a2"]),
+        ("cp-aaaaaaaaaa-services", ["a3"]),
+    )
     kind_run(registry, tmp_path, "live-4d5e6f", 200, ("cp-bbbbbbbbbb-quota", ["b1"]))
     kind_run(registry, tmp_path, "kept-7a8b9c", 300, ("cp-cccccccccc", ["c1"]), kept=True)
     kubeconfig = tmp_path / "runs" / "dead-1a2b3c" / "clusters" / "cp-aaaaaaaaaa-quota" / "kubeconfig"
@@ -532,8 +544,17 @@ def test_a_run_killed_during_kind_create_owns_only_containers_made_then(tmp_path
     """Killed before the node containers' IDs were recorded: the claim (written before `kind
     create`) and the containers' creation times decide."""
     registry = HostRegistry(tmp_path / "registry")
-    kind_run(registry, tmp_path, "dead-1a2b3c", 100, ("cp-aaaaaaaaaa-quota", []), ("cp-aaaaaaaaaa-pv", []),
-             creating=NOW - 600, recorded=False, heartbeat=NOW - 590)
+    kind_run(
+        registry,
+        tmp_path,
+        "dead-1a2b3c",
+        100,
+        ("cp-aaaaaaaaaa-quota", []),
+        ("cp-aaaaaaaaaa-pv", []),
+        creating=NOW - 600,
+        recorded=False,
+        heartbeat=NOW - 590,
+    )
     kind = FakeKind([made("cp-aaaaaaaaaa-quota", "a1", at=NOW - 595), made("cp-aaaaaaaaaa-pv", "x1", at=NOW - 5)])
     report = sweep.sweep_host(kind, registry, machine=HERE, docker="", start_of=processes(), now=NOW)
     assert [name for name, _ in kind.deleted] == ["cp-aaaaaaaaaa-quota"]
@@ -580,8 +601,10 @@ def test_a_lease_records_the_run_on_the_cluster():
     lease = api.leases[lease_name(r)]
     assert lease["spec"]["leaseDurationSeconds"] == liveness.STALE_AFTER
     assert lease["spec"]["holderIdentity"] == "host-a/100"
+    api.server_clock = lambda: NOW + 30
     records.write(liveness.heartbeat(r, now=NOW + 30))
     assert api.calls[-1] == ("renew lease", lease_name(r))
+    records.clock = lambda: NOW + 30
     [back] = records.records()
     assert back.run_id == "r1" and back.heartbeat == pytest.approx(NOW + 30)
     records.remove(r)
@@ -634,8 +657,10 @@ def test_at_start_nothing_that_fails_fails_the_run(tmp_path, monkeypatch):
     unreachable = SimpleNamespace(name="cp-x", kubeconfig=tmp_path / "missing", context="kind-cp-x")
     at_start._acquired(unreachable)
     at_start.pytest_unconfigure()
-    assert notes[0] == "sweep: kind clusters of this host not swept: RuntimeError: `kind get clusters` failed: " \
+    assert (
+        notes[0] == "sweep: kind clusters of this host not swept: RuntimeError: `kind get clusters` failed: "
         "Cannot connect to the Docker daemon"
+    )
     assert notes[1].startswith("sweep: cluster cp-x not swept: ")
     [mine] = HostRegistry(tmp_path / "reg").records()  # recorded all the same, and ended
     assert mine.run_id == run.run_id and mine.ended is not None
@@ -758,3 +783,34 @@ def test_a_credentials_root_that_is_not_private_is_refused(tmp_path):
     root.chmod(0o755)
     with pytest.raises(PermissionError, match="not a private directory of this user"):
         credentials_root()
+
+
+def test_liveness_on_a_shared_cluster_goes_by_the_api_servers_clock():
+    """A run elsewhere renewed its Lease a minute ago by the API server's clock, from a machine
+    whose clock is 10 minutes behind; the sweeper's clock is 5 minutes ahead. Judged by either
+    machine's clock the run looks dead (no renewal for 16 minutes); by the server's it is alive,
+    and nothing of it is swept. A Lease the server last stored 7 minutes ago is dead."""
+    server_now = NOW
+    api = FakeApi()
+    elsewhere = Machine("ci-runner-7", "boot-x", "pid:[1]")
+    writer = ClusterRecords("shared", api.core, api.coordination)
+    live = record("live-0a1b2c", machine=elsewhere, heartbeat=server_now - 660)  # the writer's clock
+    dead = record("dead-3d4e5f", machine=elsewhere, heartbeat=server_now - 1000)
+    api.server_clock = lambda: server_now - 60
+    writer.write(live)
+    api.server_clock = lambda: server_now - 420
+    writer.write(dead)
+    api.server_clock = lambda: server_now
+    api.namespace("cp-live", {RUN_LABEL: "live-0a1b2c"})
+    api.namespace("cp-dead", {RUN_LABEL: "dead-3d4e5f"})
+
+    ahead = server_now + 300
+    side = sweep.ClusterSide(
+        "shared", api.core, api.storage, ClusterRecords("shared", api.core, api.coordination, clock=lambda: ahead)
+    )
+    report = sweep.sweep_cluster(side, [], machine=HERE, start_of=processes(), now=ahead)
+    assert "cp-live" in api.namespaces and "cp-dead" not in api.namespaces
+    assert report.lines() == [
+        "deleted namespace cp-dead (run dead-3d4e5f: pid 100 on ci-runner-7: no heartbeat for 420s (more than 300s))",
+        "left alone: 1 thing(s) of run live-0a1b2c, alive: pid 100 on ci-runner-7: heartbeat 60s ago",
+    ]
