@@ -22,11 +22,12 @@ import os
 import re
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from clusterproof.run import hash_of, slug
+from clusterproof.run_records import write_whole
 
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"  # kind's label on every node container of a cluster
 DOCKER_TIMEOUT = 60
@@ -43,29 +44,17 @@ class Claim:
     containers: tuple[str, ...] = ()  # full IDs of its node containers, once created
     kept: bool = False  # --keep-clusters: its run leaves it, and so does the sweep
     kubeconfig: str = ""  # the run's kubeconfig of it (kind removes its entry there on delete)
-    extra: dict[str, object] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        data["containers"] = list(self.containers)
-        data.update(data.pop("extra"))
-        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Claim | None:
+        """None if `text` is not a claim (a half-written file, another program's)."""
         try:
             data = json.loads(text)
-            known = set(cls.__dataclass_fields__) - {"extra"}
-            claim = cls(
-                **{k: v for k, v in data.items() if k in known},
-                extra={k: v for k, v in data.items() if k not in known},
-            )
+            claim = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
             claim = replace(claim, containers=tuple(claim.containers))
-            if not (isinstance(claim.name, str) and isinstance(claim.run_id, str)):
-                return None
-            return claim
         except (ValueError, TypeError, AttributeError):
             return None
+        return claim if isinstance(claim.name, str) and isinstance(claim.run_id, str) else None
 
 
 class Claims:
@@ -79,10 +68,7 @@ class Claims:
 
     def write(self, claim: Claim) -> None:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        target = self._file(claim.name, claim.docker)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        temporary.write_text(claim.to_json() + "\n")
-        os.replace(temporary, target)
+        write_whole(self._file(claim.name, claim.docker), json.dumps(asdict(claim), sort_keys=True))
 
     def read(self, docker: str) -> dict[str, Claim]:
         """The claims of clusters of that docker daemon, by cluster name."""

@@ -49,6 +49,13 @@ def registry_dir(env: Mapping[str, str] = os.environ) -> Path:
     return cache / "clusterproof" / "runs"
 
 
+def write_whole(target: Path, text: str) -> None:
+    """Write a file readers never see half of (a temporary file renamed over it)."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_text(text + "\n")
+    os.replace(temporary, target)
+
+
 class HostRegistry:
     """The records of this host's runs: files in one directory (0700)."""
 
@@ -60,10 +67,7 @@ class HostRegistry:
 
     def write(self, record: RunRecord) -> None:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        target = self._file(record)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        temporary.write_text(record.to_json() + "\n")
-        os.replace(temporary, target)  # readers never see half a record
+        write_whole(self._file(record), record.to_json())
 
     def records(self) -> list[RunRecord]:
         found = []
