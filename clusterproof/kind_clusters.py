@@ -21,6 +21,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
@@ -146,20 +147,53 @@ class Identity:
     why: str
 
 
-LATE_CREATE = 180.0  # a `kind create` left running by a killed run still makes its containers this long after
+LATE_CREATE = 120.0  # kind makes every node container in its first seconds; a loaded host may take longer
 
 
-def identify(claim: Claim, containers: Mapping[str, float], last_alive: float) -> Identity:
-    """Is the cluster found now (its node containers) the one `claim` recorded? `last_alive`: the
-    claiming run's last heartbeat (its create may have gone on after it)."""
+def identify(claim: Claim, containers: Mapping[str, float]) -> Identity:
+    """Is the cluster found now (its node containers: ID -> created) the one `claim` recorded? Each
+    container must be one the claim recorded, or (a run killed before docker showed them all) one
+    made during that run's `kind create` (at most LATE_CREATE after the claim) beside one it did
+    record; only if it recorded none, the time alone."""
     if not containers:
         return Identity(False, "it has no node containers")
-    if claim.containers:
-        strangers = set(containers) - set(claim.containers)
-        if strangers:
-            return Identity(False, "its node containers are not the ones its run recorded (made again since)")
+    recorded = set(claim.containers)
+    window = (claim.creating - 5, claim.creating + LATE_CREATE)
+    made_then = {c for c, created in containers.items() if window[0] <= created <= window[1]}
+    if (recorded and not recorded & set(containers)) or set(containers) - recorded - made_then:
+        return Identity(False, "its node containers are not the ones its run made (made again since)")
+    if set(containers) <= recorded:
         return Identity(True, "its node containers are the ones its run recorded")
-    window = (claim.creating - 5, max(last_alive, claim.creating) + LATE_CREATE)
-    if all(window[0] <= created <= window[1] for created in containers.values()):
-        return Identity(True, "its run was stopped during kind create, and made these containers then")
-    return Identity(False, "its node containers were made outside its run's kind create")
+    return Identity(True, "its run was stopped during kind create, and made these containers then")
+
+
+@contextlib.contextmanager
+def recording(
+    claims: Claims, claim: Claim, *, every: float = 1.0, containers: Callable[[str], Mapping[str, float]] | None = None
+) -> Iterator[None]:
+    """Around `kind create`: the IDs of the cluster's node containers go into the claim as soon as
+    docker has them (a run killed during the create leaves a claim that names them), and once more
+    when the create is done."""
+    look = containers or node_containers
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def record() -> None:
+        found = set(look(claim.name))
+        if found - seen:
+            seen.update(found)
+            claims.write(replace(claim, containers=tuple(sorted(seen))))
+
+    def poll() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(Exception):  # docker busy: the next look, or the last one
+                record()
+
+    poller = threading.Thread(target=poll, name=f"kind-claim-{claim.name}", daemon=True)
+    poller.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        poller.join(timeout=DOCKER_TIMEOUT)
+    record()

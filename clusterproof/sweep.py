@@ -208,9 +208,8 @@ def decide_kind(
         elif claim.kept:
             decisions.append(Decision(item, False, f"run {claim.run_id} kept it (--keep-clusters)"))
         else:
-            last_alive = max((r.heartbeat for r in its), default=claim.creating)
             containers_now = containers(name)
-            identity = kind_clusters.identify(claim, containers_now, last_alive)
+            identity = kind_clusters.identify(claim, containers_now)
             why = verdict.why if verdict is not None else "no record of its run is left"
             stale = not identity.ours and bool(containers_now)
             decisions.append(Decision(item, identity.ours, f"{why}; {identity.why}", stale=stale))

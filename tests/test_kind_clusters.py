@@ -2,8 +2,9 @@
 its node containers. docker is a FAKE (recorded argv, canned answers)."""
 
 import subprocess
+import threading
 
-from clusterproof.kind_clusters import Claim, Claims, _docker_time, identify, node_containers
+from clusterproof.kind_clusters import Claim, Claims, _docker_time, identify, node_containers, recording
 
 T = 1_800_000_000.0
 
@@ -21,19 +22,45 @@ def test_a_claim_survives_json_and_its_file_is_per_docker_daemon(tmp_path):
 
 
 def test_the_cluster_is_the_claims_only_with_the_containers_it_recorded():
-    claim = Claim("dev", "r", "", T, ("c1", "c2"))
-    assert identify(claim, {"c1": T, "c2": T}, T).ours
-    assert identify(claim, {"c1": T}, T).ours  # a delete that was under way removed the other
-    assert not identify(claim, {"c1": T, "x9": T + 99}, T).ours  # made again, partly
-    assert not identify(claim, {"n1": T + 99}, T).ours
-    assert not identify(claim, {}, T).ours
+    claim = Claim("dev", "r", "", T - 3600, ("c1", "c2"))
+    assert identify(claim, {"c1": T, "c2": T}).ours
+    assert identify(claim, {"c1": T}).ours  # a delete that was under way removed the other
+    assert not identify(claim, {"c1": T, "x9": T}).ours  # made again, partly
+    assert not identify(claim, {"n1": T}).ours
+    assert not identify(claim, {}).ours
 
 
-def test_without_recorded_containers_only_those_made_during_the_runs_create_are_its():
-    claim = Claim("dev", "r", "", T, ())
-    assert identify(claim, {"c1": T + 20, "c2": T + 25}, last_alive=T + 10).ours  # the create went on after the kill
-    assert not identify(claim, {"c1": T - 3600}, last_alive=T + 10).ours  # older: someone else's
-    assert not identify(claim, {"c1": T + 3600}, last_alive=T + 10).ours  # made long after the run died
+def test_containers_docker_had_not_shown_yet_are_its_only_if_made_during_its_create():
+    """Killed during `kind create`, before the claim named every node container: one made in the
+    create's first minutes is its; one made later (a user's cluster of that name) is not."""
+    claim = Claim("dev", "r", "", T, ("c1",))
+    assert identify(claim, {"c1": T + 2, "c2": T + 3}).ours
+    assert identify(Claim("dev", "r", "", T, ()), {"c1": T + 2}).ours
+    assert not identify(claim, {"c1": T + 2, "u1": T + 600}).ours
+    assert not identify(claim, {"u1": T - 3600}).ours
+    assert not identify(claim, {"u1": T + 40}).ours  # the user's, made in that minute: none recorded is there
+
+
+def test_the_claim_names_the_containers_while_kind_create_runs(tmp_path):
+    """FAKE docker: the containers appear one by one during the create; the claim follows."""
+    written = threading.Event()
+
+    class Watched(Claims):
+        def write(self, claim):
+            super().write(claim)
+            written.set()
+
+    claims = Watched(tmp_path)
+    claim = Claim("dev", "r", "", T)
+    present: dict[str, float] = {}
+    seen_during = []
+    with recording(claims, claim, every=0.01, containers=lambda name: dict(present)):
+        present["c1"] = T
+        assert written.wait(10)
+        seen_during.append(claims.read("")["dev"].containers)
+        present["c2"] = T
+    assert seen_during == [("c1",)]
+    assert claims.read("")["dev"].containers == ("c1", "c2")
 
 
 def test_node_containers_asks_docker_by_kinds_label():

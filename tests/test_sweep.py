@@ -535,7 +535,7 @@ def test_a_cluster_made_again_under_a_dead_runs_name_is_not_taken_for_it(tmp_pat
     assert kind.deleted == []
     assert report.lines() == [
         "left alone: kind cluster dev (pid 100 on host-a is gone; its node containers are not the ones its run "
-        "recorded (made again since))"
+        "made (made again since))"
     ]
     assert Claims(registry.path).read("") == {}
 
@@ -561,8 +561,8 @@ def test_a_run_killed_during_kind_create_owns_only_containers_made_then(tmp_path
     assert report.lines() == [
         "deleted kind cluster cp-aaaaaaaaaa-quota (run dead-1a2b3c: pid 100 on host-a is gone; its run was stopped "
         "during kind create, and made these containers then)",
-        "left alone: kind cluster cp-aaaaaaaaaa-pv (pid 100 on host-a is gone; its node containers were made "
-        "outside its run's kind create)",
+        "left alone: kind cluster cp-aaaaaaaaaa-pv (pid 100 on host-a is gone; its node containers are not the "
+        "ones its run made (made again since))",
     ]
 
 

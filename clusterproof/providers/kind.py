@@ -20,7 +20,6 @@ import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -32,7 +31,7 @@ from pytest_kind import KindCluster
 from clusterproof import causes, health, wait
 from clusterproof.cluster import Cluster
 from clusterproof.errors import ClusterproofError, WaitTimeout
-from clusterproof.kind_clusters import Claim, Claims, docker_host, node_containers
+from clusterproof.kind_clusters import Claim, Claims, docker_host, node_containers, recording
 from clusterproof.node_exec import DockerNodeExec
 from clusterproof.preflight import read_kind_config
 from clusterproof.run import cluster_name
@@ -229,10 +228,8 @@ class KindProvider:
                     self.claims.write(claim)  # first: a run killed during the create is still known to own it
                     self._live[name] = kind
                     note(f"creating kind cluster {name} (about half a minute)")
-                with self.stopwatch.measure(f"cluster {name}: kind create"):
+                with self.stopwatch.measure(f"cluster {name}: kind create"), self._recording(claim):
                     kind.create(config_file=config_path)
-                if claim is not None:
-                    self.claims.write(replace(claim, containers=tuple(node_containers(name))))
             kubeconfig.chmod(0o600)
             cluster = Cluster.from_kubeconfig(
                 kubeconfig,
@@ -252,6 +249,10 @@ class KindProvider:
             self._delete(name)  # only if this run made it
             raise
         return cluster
+
+    def _recording(self, claim: Claim | None) -> contextlib.AbstractContextManager[None]:
+        """The node containers of a cluster this run creates, into its claim as they appear."""
+        return recording(self.claims, claim, containers=node_containers) if claim else contextlib.nullcontext()
 
     def _refuse_unless_named(self, name: str) -> None:
         """A cluster of the name this run would give its own already exists: another run's (or
