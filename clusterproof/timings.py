@@ -1,6 +1,8 @@
 """Where the time went: cluster phases (image build, create, pod network, nodes ready,
 delete), each suite module's wall time and the whole run, printed at the end of every run
 and written to timings.json beside claims.json. `tox -e bench` is a run that keeps them.
+A phase measured is also a step of the run's live progress (clusterproof.progress), when the
+Stopwatch has one: its start, its end and its heartbeats are shown as it runs.
 
 timings.json: `[{"what": str, "seconds": float, "start": float}]`, `start` in seconds since the
 epoch (the report draws its timeline from it; rows of older runs may lack it)."""
@@ -17,23 +19,38 @@ from pathlib import Path
 
 import pytest
 
+from clusterproof.progress import Progress, Step
+
 
 @dataclass
 class Stopwatch:
     """Phases in the order they ended: (what, seconds, start in seconds since the epoch)."""
 
     phases: list[tuple[str, float, float]] = field(default_factory=list)
+    progress: Progress | None = None
 
     def record(self, what: str, seconds: float) -> None:
         self.phases.append((what, seconds, time.time() - seconds))
 
     @contextlib.contextmanager
-    def measure(self, what: str) -> Iterator[None]:
+    def measure(self, what: str, waiting_for: str = "", *, heartbeat: bool = True) -> Iterator[Step]:
+        """A phase, timed; shown live as a progress step (`waiting_for`: what its heartbeat names)."""
         wall, started = time.time(), time.monotonic()
         try:
-            yield
+            if self.progress is None:
+                yield Step(what, waiting_for, started, live=False, last_activity=started)
+            else:
+                with self.progress.step(what, waiting_for, heartbeat=heartbeat) as step:
+                    yield step
         finally:
             self.phases.append((what, time.monotonic() - started, wall))
+
+    def table(self) -> str:
+        """The phases and their total, one per line (for a command's last words)."""
+        width = max((len(what) for what, _, _ in self.phases), default=5)
+        total = sum(seconds for _, seconds, _ in self.phases)
+        rows = [f"  {w:<{width}} {s:7.1f}s" for w, s, _ in self.phases]
+        return "\n".join([*rows, f"  {'total':<{width}} {total:7.1f}s"])
 
 
 def own_cpu() -> float:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from clusterproof.offline import build, capabilities, hygiene, podnetwork, releases
+from clusterproof.progress import Progress
 
 FULL_41 = (1 << 41) - 1
 
@@ -156,6 +157,37 @@ def test_a_cached_build_runs_no_step(tmp_path, monkeypatch):
     assert [cached for _, _, cached in builder.timings] == [True]
 
 
+def fake_recipe_builder(tmp_path, monkeypatch, script: str) -> tuple[build.Builder, build.Step, list[str]]:
+    """A builder whose recipes dir holds one FAKE recipe (`fake.sh`: `script`), preflight skipped."""
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "fake.sh").write_text(script)
+    monkeypatch.setattr(build, "RECIPES", recipes)
+    monkeypatch.setattr(build.Builder, "preflight", lambda self, needs_go: None)
+    said: list[str] = []
+    builder = build.Builder(cache=tmp_path / "cache", progress=Progress(show=said.append, ticker=False))
+    return builder, build.Step("fake", ("recipe",), script="fake.sh", marker="out/.done"), said
+
+
+def test_a_step_built_says_when_it_starts_what_its_recipe_says_as_it_comes_and_when_it_ends(tmp_path, monkeypatch):
+    builder, step, said = fake_recipe_builder(
+        tmp_path, monkeypatch, 'echo "  [fake] debootstrap bookworm" >&2\necho chatter on stdout\n'
+    )
+    builder.ensure(step)
+    assert said[:2] == ["offline build fake (fake.sh): started", "[fake] debootstrap bookworm"]
+    assert said[2].startswith("offline build fake (fake.sh): done in ") and len(said) == 3
+    assert [(name, cached) for name, _, cached in builder.timings] == [("fake", False)]
+
+
+def test_a_failed_recipe_says_what_it_said_and_that_it_failed(tmp_path, monkeypatch):
+    builder, step, said = fake_recipe_builder(tmp_path, monkeypatch, 'echo "E: no such package" >&2\nexit 3\n')
+    with pytest.raises(build.BuildError, match="'fake' failed \\(exit 3\\)"):
+        builder.ensure(step)
+    assert said[1] == "E: no such package"
+    assert said[2].startswith("offline build fake (fake.sh): failed after ") and "exit 3" in said[2]
+    assert not (step.output_dir(builder.cache) / "out" / ".done").exists()
+
+
 WRAPPER = Path(build.__file__).parent / "recipes" / "files" / "iptables-wrapper"
 
 
@@ -244,9 +276,8 @@ def test_a_step_another_process_is_building_is_waited_for_then_reused(tmp_path, 
     lock and, once the first has built it, reuses it instead of building it again. Fake steps."""
     import threading
 
-    first, second = (build.Builder(cache=tmp_path, log=lambda m: None) for _ in range(2))
     said: list[str] = []
-    second.log = said.append
+    first, second = build.Builder(cache=tmp_path, log=lambda m: None), build.Builder(cache=tmp_path, log=said.append)
     step = build.Step("demo", ("recipe",), marker="bin/.done")
     built = []
     monkeypatch.setattr(build.Builder, "run_step", lambda self, s: built.append(self))
@@ -258,7 +289,8 @@ def test_a_step_another_process_is_building_is_waited_for_then_reused(tmp_path, 
         (step.output_dir(tmp_path) / "bin").mkdir(parents=True)
         (step.output_dir(tmp_path) / "bin" / ".done").touch()
     worker.join(5)
-    assert said == ["[demo] another build of this step is running on this host: waiting for it"]
+    assert said[0] == "offline build demo: waiting for another build of it on this host: started"
+    assert said[1].startswith("offline build demo: waiting for another build of it on this host: done in")
     assert built == [] and second.timings[0][2] is True
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import socket
 import subprocess
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clusterproof.offline import capabilities, hygiene, podnetwork, releases
 from clusterproof.offline.build import Builder
+from clusterproof.progress import Progress
 
 if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
@@ -49,12 +49,12 @@ def resolve_offline(mode: str, kind_image: str | None = None) -> bool:
     return not local and not all(_resolves(h) for h in REGISTRY_HOSTS)
 
 
-def ensure_images(version: str | None = None, log: Callable[[str], None] = print) -> str:
+def ensure_images(version: str | None = None, progress: Progress | None = None) -> str:
     """The offline node image tag of a release (`1.37`; None: the default), built first if its
-    recipe changed (slow only the first time)."""
-    builder = Builder(log=lambda m: log(f"offline images: {m}"))
+    recipe changed (slow only the first time; each step built is a step of `progress`)."""
+    builder = Builder(progress=progress)
     tag = builder.build(releases.release(version))
-    log("offline images:\n" + builder.report())
+    builder.progress.say("offline images:\n" + builder.report())
     return tag
 
 

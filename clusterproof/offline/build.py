@@ -32,6 +32,7 @@ from typing import Any
 from clusterproof.errors import ClusterproofError
 from clusterproof.offline import gomod, programs, releases
 from clusterproof.offline.releases import Release
+from clusterproof.progress import Progress
 
 RECIPES = Path(__file__).parent / "recipes"
 MIN_FREE_BYTES = 12 * 1024**3  # Go caches, rootfs trees and the images of one release at once
@@ -311,9 +312,13 @@ def image_exists(ref: str) -> bool:
 
 
 class Builder:
-    def __init__(self, cache: Path | None = None, log: Log = print):
+    """Builds what is missing of a step graph. Each step built is a step of `progress` (shown as
+    it starts and ends, with heartbeats while a Go build is quiet); without one, its lines go to `log`."""
+
+    def __init__(self, cache: Path | None = None, log: Log = print, progress: Progress | None = None):
         self.cache = cache or default_cache_dir()
-        self.log = log
+        self.progress = progress or Progress(show=log)
+        self.log = self.progress.say
         self.go_env = gomod.GoEnv(self.cache)
         self.timings: list[tuple[str, float, bool]] = []
         # (name, hash): a step of the same name and another recipe is another step
@@ -366,31 +371,39 @@ class Builder:
         self.preflight(needs_go=step.go is not None)
         started = time.monotonic()
         out = step.output_dir(self.cache)
-        if step.go is not None:
-            self.log(f"[{step.name}] building with Go")
-            shutil.rmtree(out, ignore_errors=True)
-            detail = step.go(self, step, out / "bin")
-            self.log(f"[{step.name}] " + ", ".join(f"{name} {secs:.0f}s" for name, secs in detail.items()))
-        else:
-            self.log(f"[{step.name}] building ({step.script})")
-            out.mkdir(parents=True, exist_ok=True)
-            proc = subprocess.run(
-                ["bash", str(RECIPES / str(step.script))],
-                env={**os.environ, **self.env_for(step)},
-                stdout=subprocess.PIPE,
-                stderr=None,
-                text=True,
-            )
-            if proc.returncode != 0:
-                raise BuildError(f"build step {step.name!r} failed (exit {proc.returncode}); its output is above")
-        if step.marker and not step.marker.endswith(".tar"):
-            (out / step.marker).parent.mkdir(parents=True, exist_ok=True)
-            (out / step.marker).touch()
-        if os.environ.get("CLUSTERPROOF_BUILD_PRUNE", "1") != "0":
-            self.prune_stale(step)
-        elapsed = time.monotonic() - started
-        self.timings.append((step.name, elapsed, False))
-        self.log(f"[{step.name}] done in {elapsed:.0f}s")
+        how, waiting_for = ("Go", "go mod tidy, go build") if step.go is not None else (step.script, step.script)
+        with self.progress.step(f"offline build {step.name} ({how})", waiting_for):
+            if step.go is not None:
+                shutil.rmtree(out, ignore_errors=True)
+                detail = step.go(self, step, out / "bin")
+                self.log(f"[{step.name}] " + ", ".join(f"{name} {secs:.0f}s" for name, secs in detail.items()))
+            else:
+                out.mkdir(parents=True, exist_ok=True)
+                self._run_script(step)
+            if step.marker and not step.marker.endswith(".tar"):
+                (out / step.marker).parent.mkdir(parents=True, exist_ok=True)
+                (out / step.marker).touch()
+            if os.environ.get("CLUSTERPROOF_BUILD_PRUNE", "1") != "0":
+                self.prune_stale(step)
+        self.timings.append((step.name, time.monotonic() - started, False))
+
+    def _run_script(self, step: Step) -> None:
+        """The step's bash recipe; what it says on stderr (its log lines, a failure's output) is
+        said line by line as it comes (its stdout, tools' chatter, is dropped)."""
+        with subprocess.Popen(
+            ["bash", str(RECIPES / str(step.script))],
+            env={**os.environ, **self.env_for(step)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        ) as proc:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                if line.strip():
+                    self.log(line.strip())
+        if proc.returncode != 0:
+            raise BuildError(f"build step {step.name!r} failed (exit {proc.returncode}); its output is above")
 
     def prune_stale(self, step: Step) -> None:
         """Outputs of this step's older recipes: unused now, they only fill the disk. An image
@@ -420,8 +433,11 @@ class Builder:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                self.log(f"[{step.name}] another build of this step is running on this host: waiting for it")
-                fcntl.flock(lock, fcntl.LOCK_EX)
+                with self.progress.step(
+                    f"offline build {step.name}: waiting for another build of it on this host",
+                    "that build to end (its lock)",
+                ):
+                    fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
     def ensure(self, step: Step) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from clusterproof.errors import ClusterproofError
 from clusterproof.offline import build, releases
 from clusterproof.offline.releases import Release
+from clusterproof.progress import Progress, Step
 
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 KIND_ROLE_LABEL = "io.x-k8s.kind.role"
@@ -109,11 +110,13 @@ class KindUpgrade:
         builder: build.Builder | None = None,
         docker: str = "docker",
     ) -> None:
+        """Each stage is a step of the builder's progress (without a builder: lines to `log`)."""
         self.cluster = cluster
         self.target = target
-        self.say = log
+        self.builder = builder or build.Builder(progress=Progress(show=log))
+        self.progress = self.builder.progress
+        self.say = self.progress.say
         self.docker = docker
-        self.builder = builder or build.Builder(log=lambda m: log(f"offline images: {m}"))
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -173,41 +176,46 @@ class KindUpgrade:
 
         for node in pending:
             started = time.time()
-            self.say(f"{node.name}: loading {self.target.kube}'s images into containerd")
-            self.run(
-                node.name,
-                "ctr",
-                "-n",
-                "k8s.io",
-                "images",
-                "import",
-                "--all-platforms",
-                "--snapshotter",
-                "overlayfs",
-                "-",
-                stdin=images_tar,
-                what="ctr images import",
-            )
+            loading = f"{node.name}: load {self.target.kube}'s images into containerd"
+            with self.progress.step(loading, "ctr images import"):
+                self.run(
+                    node.name,
+                    "ctr",
+                    "-n",
+                    "k8s.io",
+                    "images",
+                    "import",
+                    "--all-platforms",
+                    "--snapshotter",
+                    "overlayfs",
+                    "-",
+                    stdin=images_tar,
+                    what="ctr images import",
+                )
             upgrade_log.phase(f"{node.name}: images loaded", started)
 
         if self.server_version(first.name) != self.target.kube:
             started = time.time()
-            self.copy_in(first.name, bin_dir / "kubeadm", "/usr/bin/kubeadm")
-            self.say(f"{first.name}: kubeadm upgrade plan")
-            plan = self.run(first.name, "kubeadm", "upgrade", "plan", self.target.kube, what="kubeadm upgrade plan")
-            self.say("  " + "\n  ".join(line for line in plan.splitlines() if "->" in line or "COMPONENT" in line))
-            self.say(f"{first.name}: kubeadm upgrade apply {self.target.kube}")
-            self.run(
-                first.name,
-                "kubeadm",
-                "upgrade",
-                "apply",
-                self.target.kube,
-                "--yes",
-                *self.preflight_waivers(first.name),
-                what="kubeadm upgrade apply",
-            )
-            self.wait_api_ready(first.name)
+            with self.progress.step(
+                f"{first.name}: kubeadm upgrade {self.target.kube}", "kubeadm upgrade plan, apply, the API server ready"
+            ) as step:
+                self.copy_in(first.name, bin_dir / "kubeadm", "/usr/bin/kubeadm")
+                step.waiting("kubeadm upgrade plan")
+                plan = self.run(first.name, "kubeadm", "upgrade", "plan", self.target.kube, what="kubeadm upgrade plan")
+                self.say("  " + "\n  ".join(line for line in plan.splitlines() if "->" in line or "COMPONENT" in line))
+                step.waiting(f"kubeadm upgrade apply {self.target.kube}")
+                self.run(
+                    first.name,
+                    "kubeadm",
+                    "upgrade",
+                    "apply",
+                    self.target.kube,
+                    "--yes",
+                    *self.preflight_waivers(first.name),
+                    what="kubeadm upgrade apply",
+                )
+                step.waiting("the API server's /readyz")
+                self.wait_api_ready(first.name)
             upgrade_log.phase(f"{first.name}: kubeadm upgrade apply", started)
 
         for node in pending:
@@ -215,38 +223,32 @@ class KindUpgrade:
                 self.say(f"{node.name}: left at {versions[node.name]} (asked)")
                 continue
             started = time.time()
-            self.say(f"{node.name}: drain, upgrade, kubelet restart, uncordon")
-            self.drain(first.name, node.name)
-            if node is not first:
-                self.copy_in(node.name, bin_dir / "kubeadm", "/usr/bin/kubeadm")
-                self.run(
-                    node.name,
-                    "kubeadm",
-                    "upgrade",
-                    "node",
-                    *self.preflight_waivers(node.name),
-                    what="kubeadm upgrade node",
-                )
-            for binary in ("kubelet", "kubectl"):
-                self.copy_in(node.name, bin_dir / binary, f"/usr/bin/{binary}")
-            self.run(
-                node.name, "sh", "-c", "systemctl daemon-reload && systemctl restart kubelet", what="kubelet restart"
-            )
-            self.kubectl(
-                first.name,
-                "wait",
-                "--for=condition=Ready",
-                f"node/{node.name}",
-                f"--timeout={READY_TIMEOUT}s",
-                what=f"node {node.name} Ready",
-            )
-            self.kubectl(first.name, "uncordon", node.name, what=f"uncordon {node.name}")
-            self.run(node.name, "sh", "-c", f"echo {self.target.kube} >/kind/version", what="record the version")
+            with self.progress.step(
+                f"{node.name}: drain, upgrade, kubelet restart, uncordon", f"the drain of {node.name}"
+            ) as step:
+                self._upgrade_node(first.name, node.name, bin_dir, step)
             upgrade_log.nodes.append(
                 {"node": node.name, "start": started, "end": time.time(), "from": source, "to": self.target.kube}
             )
             upgrade_log.phase(f"{node.name}: upgraded", started)
         return upgrade_log
+
+    def _upgrade_node(self, first: str, node: str, bin_dir: Path, step: Step) -> None:
+        """One node, the kubeadm way: drained, `kubeadm upgrade node` (not the first control plane:
+        `apply` did it), kubelet and kubectl swapped, kubelet restarted, Ready, uncordoned."""
+        self.drain(first, node)
+        if node != first:
+            step.waiting("kubeadm upgrade node")
+            self.copy_in(node, bin_dir / "kubeadm", "/usr/bin/kubeadm")
+            self.run(node, "kubeadm", "upgrade", "node", *self.preflight_waivers(node), what="kubeadm upgrade node")
+        step.waiting("kubelet restart, the node Ready, uncordon")
+        for binary in ("kubelet", "kubectl"):
+            self.copy_in(node, bin_dir / binary, f"/usr/bin/{binary}")
+        self.run(node, "sh", "-c", "systemctl daemon-reload && systemctl restart kubelet", what="kubelet restart")
+        ready = ("wait", "--for=condition=Ready", f"node/{node}", f"--timeout={READY_TIMEOUT}s")
+        self.kubectl(first, *ready, what=f"node {node} Ready")
+        self.kubectl(first, "uncordon", node, what=f"uncordon {node}")
+        self.run(node, "sh", "-c", f"echo {self.target.kube} >/kind/version", what="record the version")
 
     def server_version(self, control_plane: str) -> str:
         out = self.run(control_plane, "kubectl", ADMIN, "version", "-o", "json", what="kubectl version")

@@ -6,6 +6,7 @@ the workers, and claim outcomes reach the controller through reports.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from clusterproof.plugin import hookspecs
 from clusterproof.plugin.reports import ClaimsReporter
 from clusterproof.plugin.stash import ACCESS_CHECKED, CATALOGUE, CLAIMS, MODULE_ORDER, RUN, SETTINGS, STOPWATCH
 from clusterproof.preflight import check_cluster_access
+from clusterproof.progress import Progress
 from clusterproof.run import RunContext
 from clusterproof.sweep import SweepAtStart
 from clusterproof.timings import Stopwatch, TimingReporter
@@ -33,6 +35,7 @@ MARKERS = (
     "disruptive: changes node state; skipped on an existing cluster unless --allow-disruptive",
 )
 WORKER_RUN_ID = "clusterproof_run_id"
+PROGRESS_LOG = "progress.log"  # in the artifacts: every progress line with its time
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -65,7 +68,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN] = run
     config.stash[CATALOGUE] = catalogue
     config.stash[CLAIMS] = claims
-    config.stash[STOPWATCH] = Stopwatch()
+    progress = Progress(
+        show=terminal_line(config),
+        log_file=lambda: run.artifacts_root() / PROGRESS_LOG,
+        show_other_threads=False,
+    )
+    config.add_cleanup(progress.close)
+    config.stash[STOPWATCH] = Stopwatch(progress=progress)
     timing = TimingReporter(config.stash[STOPWATCH])
     ledger = ClaimLedger({k: v for k, v in claims.items() if k not in hidden})
     config.pluginmanager.register(ClaimsReporter(ledger, run, timing), "clusterproof-claims")
@@ -130,15 +139,29 @@ def check_cluster_access_once(config: pytest.Config) -> None:
 
 
 def note_for(config: pytest.Config) -> Callable[[str], None]:
-    """Progress lines for slow steps (cluster creation, image builds), shown despite capture."""
+    """A line of the run's progress (shown at once despite capture, in progress.log too)."""
+    return progress_of(config).say
 
-    def note(message: str) -> None:
-        log.info(message)
+
+def progress_of(config: pytest.Config) -> Progress:
+    progress = config.stash[STOPWATCH].progress
+    assert progress is not None
+    return progress
+
+
+def terminal_line(config: pytest.Config) -> Callable[[str], None]:
+    """A line on pytest's terminal now, whether or not it is a terminal: written past the capture
+    of a running fixture or test, and flushed (a pipe's buffer would hold it until the next test's
+    result: a long build in a module's setup showed nothing until then). Logged too."""
+
+    def show(line: str) -> None:
+        log.info(line)
         tr = config.pluginmanager.get_plugin("terminalreporter")
-        capman = config.pluginmanager.get_plugin("capturemanager")
-        if tr is None or capman is None:
+        if tr is None:
             return
-        with capman.global_and_fixture_disabled():
-            tr.write_line(f"[clusterproof] {message}")
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+            tr.write_line(f"[clusterproof] {line}")
+            tr.flush()
 
-    return note
+    return show

@@ -1,11 +1,11 @@
 """kind clusters through pytest-kind-ng's KindCluster, made and deleted by the run.
 
 Offline hooks (clusterproof.offline.api, imported when first needed so the framework works
-without it): resolve_offline(mode, kind_image) -> bool, ensure_images(version, log) -> node
-image tag, stock_image(version) -> kind's published image or None, kind_command(kind_path,
-run_dir) -> Path, kind_config_overrides(version) -> dict, configure_cluster(cluster, node_count),
-host_hygiene(log) (a context manager around all kind use of the session). `version` is
---k8s-version (None: the default release).
+without it): resolve_offline(mode, kind_image) -> bool, ensure_images(version, progress) -> node
+image tag (its build steps shown as steps of `progress`), stock_image(version) -> kind's published
+image or None, kind_command(kind_path, run_dir) -> Path, kind_config_overrides(version) -> dict,
+configure_cluster(cluster, node_count), host_hygiene(log) (a context manager around all kind use
+of the session). `version` is --k8s-version (None: the default release).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from clusterproof.errors import ClusterproofError, WaitTimeout
 from clusterproof.kind_clusters import Claim, Claims, docker_host, node_containers, recording
 from clusterproof.node_exec import DockerNodeExec
 from clusterproof.preflight import read_kind_config
+from clusterproof.progress import Progress
 from clusterproof.run import cluster_name
 from clusterproof.run_records import registry_dir
 from clusterproof.timings import Stopwatch
@@ -95,7 +96,7 @@ class KindProvider:
         stopwatch: Stopwatch | None = None,
         claims: Claims | None = None,
     ) -> None:
-        self.stopwatch = stopwatch or Stopwatch()
+        self.stopwatch = stopwatch or Stopwatch(progress=Progress(show=note))
         self.settings = settings
         self.run = run
         self.tracker = tracker
@@ -135,8 +136,10 @@ class KindProvider:
             raise pytest.UsageError(f"--offline yes needs {OFFLINE_API}, which is not installed")
         if self._offline and api is not None:
             self.note("offline: building or finding the node image (slow only the first time)")
-            with self.stopwatch.measure("offline node image (build or cache check)"):
-                self._node_image = self.settings.kind_image or api.ensure_images(self.k8s_release, self.note)
+            with self.stopwatch.measure("offline node image (build or cache check)", "the offline image build"):
+                self._node_image = self.settings.kind_image or api.ensure_images(
+                    self.k8s_release, self.stopwatch.progress
+                )
         else:
             self._node_image = self.settings.kind_image or (api.stock_image(self.k8s_release) if api else None)
         self._kind_path = self._kind_binary()
@@ -227,8 +230,8 @@ class KindProvider:
                                   kubeconfig=str(kubeconfig))
                     self.claims.write(claim)  # first: a run killed during the create is still known to own it
                     self._live[name] = kind
-                    note(f"creating kind cluster {name} (about half a minute)")
-                with self.stopwatch.measure(f"cluster {name}: kind create"), self._recording(claim):
+                creating = "kind create cluster (node containers, kubeadm init; about half a minute)"
+                with self.stopwatch.measure(f"cluster {name}: kind create", creating), self._recording(claim):
                     kind.create(config_file=config_path)
             kubeconfig.chmod(0o600)
             cluster = Cluster.from_kubeconfig(
@@ -242,7 +245,9 @@ class KindProvider:
             )
             node_count = len(config.get("nodes") or [1])
             if self._active_api is not None:
-                with self.stopwatch.measure(f"cluster {name}: pod network (offline)"):
+                with self.stopwatch.measure(
+                    f"cluster {name}: pod network (offline)", f"{node_count} nodes registered, each with a podCIDR"
+                ):
                     self._active_api.configure_cluster(cluster, node_count)
             self._hand_over(cluster, node_count, note)
         except BaseException:
@@ -270,6 +275,7 @@ class KindProvider:
         name = cluster.name
         nodes_ready = self._gate(
             f"cluster {name}: nodes ready",
+            f"{node_count} nodes Ready (at most {NODES_READY_WINDOW:.0f}s)",
             lambda: wait.nodes_ready(
                 cluster.core,
                 NODES_READY_WINDOW,
@@ -281,22 +287,24 @@ class KindProvider:
         window = DAEMONSETS_WINDOW if nodes_ready else DAEMONSETS_AFTER_NODES_TIMEOUT
         self._gate(
             f"cluster {name}: kube-system DaemonSets ready",
+            f"kube-system's DaemonSets (kube-proxy) ready on every node (at most {window:.0f}s)",
             lambda: wait.daemonsets_ready(cluster.apps, "kube-system", window),
         )
         health.require_reachable(cluster)
-        with self.stopwatch.measure(f"cluster {name}: health probe"):
+        healthy = f"the system components (CoreDNS, add-ons) healthy (at most {HEALTH_WINDOW:.0f}s)"
+        with self.stopwatch.measure(f"cluster {name}: health probe", healthy):
             findings = health.settle(cluster, HEALTH_WINDOW)
         health.record(cluster, findings)
         if findings:
             note(f"cluster {name} handed over as it is; cluster health: " + "; ".join(map(str, findings)))
 
-    def _gate(self, what: str, gate: Callable[[], object]) -> bool:
+    def _gate(self, what: str, waiting_for: str, gate: Callable[[], object]) -> bool:
         """Run a readiness wait; its end without success is noted, never raised."""
-        with self.stopwatch.measure(what):
+        with self.stopwatch.measure(what, waiting_for) as step:
             try:
                 gate()
             except WaitTimeout as e:
-                self.note(f"{what}: not within its window, going on ({e})")
+                step.end_as("not within its window, going on", str(e))
                 return False
         return True
 
@@ -335,7 +343,7 @@ class KindProvider:
         if kind is None or self.settings.keep_clusters:
             return
         try:
-            with self.stopwatch.measure(f"cluster {name}: kind delete"):
+            with self.stopwatch.measure(f"cluster {name}: kind delete", "kind delete cluster"):
                 kind.delete()
         except KeyboardInterrupt:  # Ctrl-C, or a stop signal (stopping.Stopped)
             # a stop came during the delete, and killed `kind delete` on its way out: finish, then stop

@@ -26,23 +26,13 @@ from clusterproof import run as runs
 from clusterproof import stopping
 from clusterproof.errors import ClusterproofError
 from clusterproof.offline import build, capabilities, kind_upgrade, releases
+from clusterproof.progress import Progress
+from clusterproof.timings import Stopwatch
 from clusterproof.upgrade.state import API_DISRUPTION_BUDGET, DISRUPTION_BUDGET
 
 
-def say(message: str) -> None:
+def show(message: str) -> None:
     print(f"[upgrade] {message}", flush=True)
-
-
-class Stopwatch:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, float]] = []
-
-    def measure(self, what: str, started: float) -> None:
-        self.rows.append((what, time.monotonic() - started))
-
-    def table(self) -> str:
-        total = sum(s for _, s in self.rows)
-        return "\n".join([f"  {w:<58} {s:7.1f}s" for w, s in self.rows] + [f"  {'total':<58} {total:7.1f}s"])
 
 
 def pytest_command(*args: str) -> list[str]:
@@ -114,128 +104,127 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     state_file = work / "state.json"
     stop_file = work / "monitor.stop"
-    watch = Stopwatch()
+    # each stage a step: shown as it starts and ends (the pytest runs show their own steps), in progress.log too
+    progress = Progress(show=show, log_file=work / "progress.log")
+    say = progress.say
+    watch = Stopwatch(progress=progress)
     rc = 0
     say(f"{source.kube} -> {target.kube} on kind cluster {name}; state and monitor files in {work}")
     try:
-        started = time.monotonic()
-        builder = build.Builder(log=lambda m: say(f"offline images: {m}"))
-        for release in (source, target):
-            builder.build(release)
-        say("offline images:\n" + builder.report())
-        watch.measure(f"node images {source.kube} and {target.kube} (build or cache check)", started)
+        with watch.measure(f"node images {source.kube} and {target.kube} (build or cache check)", "the offline build"):
+            builder = build.Builder(progress=progress)
+            for release in (source, target):
+                builder.build(release)
+            say("offline images:\n" + builder.report())
 
-        started = time.monotonic()
         before_id = f"{run_id}-before"
-        rc, _ = stopping.call(
-            pytest_command(
-                "suites/test_upgrade.py",
-                "--phase",
-                "before",
-                "--k8s-version",
-                source.minor,
-                "--offline",
-                "yes",
-                "--cluster-scope",
-                "session",
-                "--keep-clusters",
-                "--cluster-name",
-                name,
-                "--state-file",
-                str(state_file),
-                "--run-id",
-                before_id,
-                *extra,
+        with watch.measure(f"boot {source.kube} and --phase before", heartbeat=False):
+            rc, _ = stopping.call(
+                pytest_command(
+                    "suites/test_upgrade.py",
+                    "--phase",
+                    "before",
+                    "--k8s-version",
+                    source.minor,
+                    "--offline",
+                    "yes",
+                    "--cluster-scope",
+                    "session",
+                    "--keep-clusters",
+                    "--cluster-name",
+                    name,
+                    "--state-file",
+                    str(state_file),
+                    "--run-id",
+                    before_id,
+                    *extra,
+                )
             )
-        )
-        watch.measure(f"boot {source.kube} and --phase before", started)
         if rc != 0:
             raise ClusterproofError(f"--phase before failed (exit {rc}): nothing upgraded")
         [before_dir] = runs.run_dirs_of(rootdir / ".clusterproof" / "runs", before_id)[-1:]  # <before_id>-<random>
         kubeconfig = before_dir / "clusters" / name / "kubeconfig"
         context = f"kind-{name}"
 
-        started = time.monotonic()
-        monitor = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "clusterproof.upgrade.monitor",
-                "--state-file",
-                str(state_file),
-                "--kubeconfig",
-                str(kubeconfig),
-                "--context",
-                context,
-                "--stop-file",
-                str(stop_file),
-            ]
-        )
-        monitor_out = state_file.with_suffix(".monitor.jsonl")
-        deadline = time.monotonic() + 60
-        while not monitor_out.exists() and monitor.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)  # the monitor creates its file once every target answered
-        if not monitor_out.exists():
-            monitor.terminate()
-            raise ClusterproofError("the monitor did not start (see its line above): nothing upgraded")
-        try:
-            upgrade = kind_upgrade.KindUpgrade(name, target, log=say, builder=builder)
-            log = upgrade.upgrade(leave=set(args.leave_at_old))
-            log.write(state_file.with_suffix(".steps.json"))
-            say("in-place upgrade:\n" + log.summary())
-            if args.during:
-                durable = json.loads(state_file.read_text())["namespace"]
-                say(f"--during: {args.during}")
-                subprocess.run(
-                    ["bash", "-c", args.during],
-                    env={
-                        **os.environ,
-                        "KUBECONFIG": str(kubeconfig),
-                        "CONTEXT": context,
-                        "NAMESPACE": durable,
-                        "CLUSTER": name,
-                    },
-                )
-        finally:
-            stop_file.touch()
+        with watch.measure(f"in-place upgrade to {target.kube} (monitored)", "the upgrade's stages"):
+            monitor = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "clusterproof.upgrade.monitor",
+                    "--state-file",
+                    str(state_file),
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "--context",
+                    context,
+                    "--stop-file",
+                    str(stop_file),
+                ]
+            )
+            monitor_out = state_file.with_suffix(".monitor.jsonl")
+            deadline = time.monotonic() + 60
+            while not monitor_out.exists() and monitor.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)  # the monitor creates its file once every target answered
+            if not monitor_out.exists():
+                monitor.terminate()
+                raise ClusterproofError("the monitor did not start (see its line above): nothing upgraded")
             try:
-                monitor.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                monitor.send_signal(signal.SIGTERM)
-                monitor.wait(timeout=30)
-        watch.measure(f"in-place upgrade to {target.kube} (monitored)", started)
+                upgrade = kind_upgrade.KindUpgrade(name, target, builder=builder)
+                log = upgrade.upgrade(leave=set(args.leave_at_old))
+                log.write(state_file.with_suffix(".steps.json"))
+                say("in-place upgrade:\n" + log.summary())
+                if args.during:
+                    durable = json.loads(state_file.read_text())["namespace"]
+                    say(f"--during: {args.during}")
+                    subprocess.run(
+                        ["bash", "-c", args.during],
+                        env={
+                            **os.environ,
+                            "KUBECONFIG": str(kubeconfig),
+                            "CONTEXT": context,
+                            "NAMESPACE": durable,
+                            "CLUSTER": name,
+                        },
+                    )
+            finally:
+                stop_file.touch()
+                try:
+                    monitor.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    monitor.send_signal(signal.SIGTERM)
+                    monitor.wait(timeout=30)
         if monitor.returncode not in (0, None):
             raise ClusterproofError(f"the monitor exited {monitor.returncode}: see its output above")
 
-        started = time.monotonic()
-        rc, _ = stopping.call(
-            pytest_command(
-                "suites/test_upgrade.py",
-                *args.suites,
-                "--phase",
-                "after",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--context",
-                context,
-                "--allow-context",
-                context,
-                "--allow-disruptive",
-                "--offline",
-                "yes",
-                "--state-file",
-                str(state_file),
-                "--disruption-budget",
-                f"{args.disruption_budget:g}",
-                "--api-disruption-budget",
-                f"{args.api_disruption_budget:g}",
-                "--run-id",
-                f"{run_id}-after",
-                f"--junitxml={rootdir / '.clusterproof' / 'junit-upgrade.xml'}",
-                *extra,
+        with watch.measure("--phase after and the suites on the upgraded cluster", heartbeat=False):
+            rc, _ = stopping.call(
+                pytest_command(
+                    "suites/test_upgrade.py",
+                    *args.suites,
+                    "--phase",
+                    "after",
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "--context",
+                    context,
+                    "--allow-context",
+                    context,
+                    "--allow-disruptive",
+                    "--offline",
+                    "yes",
+                    "--state-file",
+                    str(state_file),
+                    "--disruption-budget",
+                    f"{args.disruption_budget:g}",
+                    "--api-disruption-budget",
+                    f"{args.api_disruption_budget:g}",
+                    "--run-id",
+                    f"{run_id}-after",
+                    f"--junitxml={rootdir / '.clusterproof' / 'junit-upgrade.xml'}",
+                    *extra,
+                )
             )
-        )
-        watch.measure("--phase after and the suites on the upgraded cluster", started)
     except (ClusterproofError, kind_upgrade.UpgradeError) as e:
         say(str(e))
         rc = rc or 1
@@ -244,13 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         rc = 130
     finally:
         if not args.keep_cluster:
-            started = time.monotonic()
             kind = capabilities.kind_command(Path(shutil.which("kind") or "kind"), work)
-            subprocess.run([str(kind), "delete", "cluster", "--name", name], capture_output=True)
-            watch.measure(f"kind delete {name}", started)
+            with watch.measure(f"kind delete {name}", "kind delete cluster"):
+                subprocess.run([str(kind), "delete", "cluster", "--name", name], capture_output=True)
         else:
             say(f"kept kind cluster {name}")
         say("where the time went:\n" + watch.table())
+        progress.close()
     return rc
 
 

@@ -50,7 +50,10 @@ def install(
     image that cannot be pulled, a pod never scheduled, a refusal by the API server) is a set-up
     failure; a controller that does not become ready in `timeout` is Broken, naming the pod and
     its last state."""
-    with stopwatch.measure(f"cluster {cluster.name}: install ingress controller {what.name} {what.version}"):
+    with stopwatch.measure(
+        f"cluster {cluster.name}: install ingress controller {what.name} {what.version}",
+        "its Jobs complete, a Ready controller pod, its webhook admitting, its node port answering",
+    ):
         manifests.create(rendered(what, manifests))
         target = ClassInfo(what.class_name, what.controller)
         _wait_installed(cluster, what, find_controller(cluster, target, why=why, installed=what), timeout)
