@@ -19,6 +19,14 @@ cluster.json (schema 1; times in seconds since the epoch):
 `health`: what clusterproof.health found wrong with the system components when the cluster was
 handed over (empty: nothing); the claims table and report.html show it first.
 Reading facts never fails a test: whatever cannot be read is named in `errors`.
+
+A module adds what it learnt of its cluster later (`add`), under a key of its own, e.g. the ingress
+module's controller (installed or found):
+
+        "ingress_controller": {"name": "traefik", "version": "v3.6.12", "class": "traefik",
+                               "controller": "traefik.io/ingress-controller", "namespace": "traefik",
+                               "installed": true}
+    or  {"none": "why there is none to test"}, or the above with "error": "why the install failed".
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("clusterproof")
 
 SCHEMA = 1
+FILE = "cluster.json"  # in the run's artifacts
 REQUEST_TIMEOUT = 10
 OFFLINE_CNI = "ptp (clusterproof offline)"
 # DaemonSet (or pod) name prefixes of the pod networks people run, most specific first
@@ -94,16 +103,41 @@ def record(cluster: Cluster, path: Path, key: str = "") -> None:
     workers may write at once: the file is locked while it is read and rewritten."""
     try:
         entry = read(cluster, key)
-        with _locked(path) as f:
-            text = f.read()
-            data = json.loads(text) if text.strip() else {}
+
+        def replace(data: dict[str, Any]) -> None:
             clusters = [c for c in data.get("clusters", []) if c.get("name") != entry["name"]]
-            clusters.append(entry)
-            f.seek(0)
-            f.truncate()
-            f.write(redact(json.dumps({"schema": SCHEMA, "clusters": clusters}, indent=2)) + "\n")
+            data.update(schema=SCHEMA, clusters=[*clusters, entry])
+
+        _rewrite(path, replace)
     except Exception as e:  # facts are for the report: never fail a test over them
         log.warning("could not record cluster facts in %s: %s", path, e)
+
+
+def add(path: Path, cluster_name: str, key: str, value: Any) -> None:
+    """A fact a module learnt of its cluster (`key`: value) into that cluster's entry of cluster.json,
+    redacted. Like `record`, never fails a test: a cluster not recorded there is left alone."""
+
+    def put(data: dict[str, Any]) -> None:
+        entry = next((c for c in data.get("clusters", []) if c.get("name") == cluster_name), None)
+        if entry is None:
+            raise LookupError(f"cluster {cluster_name} is not recorded there")
+        entry[key] = value
+
+    try:
+        _rewrite(path, put)
+    except Exception as e:  # facts are for the report: never fail a test over them
+        log.warning("could not add %s of cluster %s to %s: %s", key, cluster_name, path, e)
+
+
+def _rewrite(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """cluster.json read, changed and written back (redacted) under its lock."""
+    with _locked(path) as f:
+        text = f.read()
+        data = json.loads(text) if text.strip() else {}
+        change(data)
+        f.seek(0)
+        f.truncate()
+        f.write(redact(json.dumps(data, indent=2)) + "\n")
 
 
 def health_of(path: Path) -> list[dict[str, Any]]:

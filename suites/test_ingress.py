@@ -59,6 +59,7 @@ def controller_under_test(
     settings: Settings,
     ingress_class: str | None,
     stopwatch: Stopwatch,
+    cluster_fact: Callable[[Cluster, str, object], None],
 ) -> Iterator[ingress.UnderTest]:
     """Chosen, and installed when nothing implements a class, once per module. What the install
     creates is registered in a cleanup scope of its own that ends with the module (its namespace
@@ -75,7 +76,9 @@ def controller_under_test(
             tracker=tracker,
             fixtures_dir=settings.fixtures_dir,
         )
-        yield ingress.controller_under_test(cluster, ingress_class, manifests, stopwatch)
+        under_test = ingress.controller_under_test(cluster, ingress_class, manifests, stopwatch)
+        cluster_fact(cluster, "ingress_controller", under_test.fact())  # the report's cluster panel
+        yield under_test
 
 
 @pytest.fixture

@@ -140,6 +140,21 @@ def test_record_keeps_one_entry_per_cluster_across_writers(tmp_path):
     assert sorted(c["name"] for c in data["clusters"]) == ["cp-163000ab12-m0", "cp-163000ab12-m1", "cp-163000ab12-m2"]
 
 
+def test_a_module_adds_what_it_learnt_to_its_own_cluster_s_entry(tmp_path, caplog):
+    path = tmp_path / "cluster.json"
+    for name in ("cp-1-ingress", "cp-1-quota"):
+        c = FakeCluster()
+        c.name = name
+        facts.record(c, path, f"suites.test_{name[5:]}")
+    facts.add(path, "cp-1-ingress", "ingress_controller", {"name": "traefik", "token": "abcdefghijklmnop"})
+    entries = {c["name"]: c for c in json.loads(path.read_text())["clusters"]}
+    assert entries["cp-1-ingress"]["ingress_controller"] == {"name": "traefik", "token": "[REDACTED]"}
+    assert "ingress_controller" not in entries["cp-1-quota"]
+    before = path.read_text()
+    facts.add(path, "cp-1-volumes", "ingress_controller", {})  # not recorded: left alone, said in the log
+    assert path.read_text() == before and "cp-1-volumes is not recorded" in caplog.text
+
+
 def test_record_never_raises(tmp_path, caplog):
     blocked = tmp_path / "file"
     blocked.write_text("")

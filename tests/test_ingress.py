@@ -10,6 +10,7 @@ client models) and a FAKE Manifests (records what it would create) stand in for 
 from __future__ import annotations
 
 import base64
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -250,6 +251,20 @@ def test_the_module_outcome_skips_fails_or_gives_the_controller():
         ingress.UnderTest(error=broken, namespace="traefik").get()
     traefik = controller_of(ingress.TRAEFIK, offline=True)
     assert ingress.UnderTest(controller=traefik).get() is traefik
+
+
+def test_what_the_report_is_told_of_the_module_s_controller():
+    traefik = controller_of(ingress.TRAEFIK, offline=True)
+    assert ingress.UnderTest(controller=traefik).fact() == {
+        "name": "traefik", "version": ingress.TRAEFIK.version, "class": "traefik",
+        "controller": "traefik.io/ingress-controller", "namespace": "traefik", "installed": True,
+    }
+    found = dataclasses.replace(traefik, installed=None)
+    assert ingress.UnderTest(controller=found).fact()["installed"] is False
+    broken = Broken("ingress controller traefik v3.6.12 did not become ready: no Ready pod")
+    failed = ingress.UnderTest(error=broken, plan=ingress.Plan(install=ingress.TRAEFIK)).fact()
+    assert failed["name"] == "traefik" and failed["installed"] is True and "did not become ready" in failed["error"]
+    assert ingress.UnderTest(skip="no IngressClass to test").fact() == {"none": "no IngressClass to test"}
 
 
 # --- what a breakage is named by ----------------------------------------------------------------------

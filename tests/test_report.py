@@ -67,11 +67,97 @@ def test_held_run_shows_cluster_facts_counts_and_every_area_in_order(runs):
     assert "No claim failed" in text and "Nothing failed" in text
     assert "66 held" in text
     for fact in ("v1.32.2", "kindnet", "nginx (k8s.io/ingress-nginx)", "standard (rancher.io/local-path, default)",
-                 "3: 1 control-plane, 2 worker", "8 clusters"):
+                 "3: 1 control-plane, 2 worker", "Clusters (8)"):
         assert fact in text, fact
     headings = re.findall(r'<h3 id="area-([A-Z]+)"', html)
     assert headings == ["SVC", "ING", "VOL", "PV", "WRK", "NS", "ERR"]
     assert "started 2026-11-30 03:17:01 UTC" in text  # the run's start (timings' whole run)
+
+
+def two_clusters(tmp_path: Path, change_ingress, change_quota) -> str:
+    """The held run with only the ingress and the quota module's clusters in cluster.json, each
+    changed by its function; the page's text per cluster row: {module: text}."""
+    artifacts = tmp_path / "run" / "artifacts"
+    artifacts.mkdir(parents=True)
+    shutil.copy(DATA / "held" / "artifacts" / "claims.json", artifacts)
+    recorded = json.loads((DATA / "held" / "artifacts" / "cluster.json").read_text())["clusters"]
+    ingress = next(c for c in recorded if c["key"] == "suites.test_ingress")
+    quota = next(c for c in recorded if c["key"] == "suites.test_quota")
+    change_ingress(ingress)
+    change_quota(quota)
+    (artifacts / "cluster.json").write_text(json.dumps({"schema": 1, "clusters": [ingress, quota]}))
+    return page_of(tmp_path / "run")
+
+
+def cluster_rows(html: str) -> dict[str, str]:
+    rows = re.findall(r'<tr class="cluster" data-cluster="([^"]+)">(.*?)</tr>', html, re.S)
+    return {name: text_of(row) for name, row in rows}
+
+
+def test_each_cluster_shows_its_own_facts_beside_its_module(tmp_path):
+    """Two clusters that differ in every fact of their own: each row states its cluster's, as
+    cluster.json recorded them (the ingress module's controller, not the IngressClasses seen at
+    hand-over); what they share is said once."""
+
+    def traefik_installed(c):
+        c["ingress_classes"] = []  # none when the cluster was handed over: the module installed one
+        c["ingress_controller"] = {"name": "traefik", "version": "v3.6.12", "class": "traefik",
+                                   "controller": "traefik.io/ingress-controller", "namespace": "traefik",
+                                   "installed": True}
+
+    def small_calico_cluster(c):
+        c["nodes"] = [{**c["nodes"][0], "ready": False}]
+        c["cni"] = {"name": "calico", "source": "DaemonSet kube-system/calico-node", "image": "calico/node:v3.30"}
+        c["ingress_classes"] = []
+        c["storage_classes"] = [{"name": "fast", "provisioner": "ebs.csi.aws.com", "default": True}]
+
+    html = two_clusters(tmp_path, traefik_installed, small_calico_cluster)
+    rows = cluster_rows(html)
+    assert list(rows) == ["cp-031700a1b2-ingress", "cp-031700a1b2-quota"]
+    ingress, quota = rows.values()
+    for fact in ("test_ingress.py", "traefik v3.6.12 (IngressClass traefik, installed by the module)",
+                 "3: 1 control-plane, 2 worker", "kindnet", "standard (rancher.io/local-path, default)"):
+        assert fact in ingress, fact
+    assert 'title="traefik.io/ingress-controller in namespace traefik"' in html  # where it runs, on hover
+    for fact in ("test_quota.py", "1: 1 control-plane", "0 of 1 Ready", "calico", "none (no IngressClass)",
+                 "fast (ebs.csi.aws.com, default)"):
+        assert fact in quota, fact
+    assert "calico" not in ingress and "traefik" not in quota and "standard" not in quota
+    panel = text_of(section(html, "clusters", "areas"))
+    assert "Kubernetes v1.32.2 kubelet v1.32.2" in panel  # shared: said once, above the rows
+    assert "v1.32.2" not in ingress + quota
+    assert "Clusters (2)" in panel
+
+
+def test_a_fact_the_clusters_do_not_share_is_said_for_each(tmp_path):
+    def older(c):
+        c["server_version"] = "v1.31.4"
+
+    def failed_install(c):
+        c["ingress_controller"] = {"name": "traefik", "version": "v3.6.12", "class": "traefik", "installed": True,
+                                   "error": "ingress controller traefik v3.6.12 did not become ready: ..."}
+
+    html = two_clusters(tmp_path, failed_install, older)
+    ingress, quota = cluster_rows(html).values()
+    assert "v1.32.2" in ingress and "v1.31.4" in quota
+    assert "not working" in ingress and "did not become ready" in ingress
+
+
+def test_one_cluster_for_every_module_is_described_on_its_own(tmp_path):
+    def session(c):
+        c["key"] = "session"
+
+    artifacts = tmp_path / "run" / "artifacts"
+    artifacts.mkdir(parents=True)
+    shutil.copy(DATA / "failures" / "artifacts" / "claims.json", artifacts)
+    recorded = json.loads((DATA / "failures" / "artifacts" / "cluster.json").read_text())["clusters"]
+    ingress = next(c for c in recorded if c["key"] == "suites.test_ingress")
+    session(ingress)
+    (artifacts / "cluster.json").write_text(json.dumps({"schema": 1, "clusters": [ingress]}))
+    panel = text_of(section(page_of(tmp_path / "run"), "clusters", "areas"))
+    assert "cluster cp-031700c3d4-ingress for every module (one cluster)" in panel
+    assert "ingress controller none to test no ingress controller: ingress-nginx is not to be had offline" in panel
+    assert "CNI ptp (clusterproof offline)" in panel and "nodes 3: 1 control-plane, 2 worker" in panel
 
 
 def test_each_row_has_claim_text_badge_and_tests_with_durations(runs):

@@ -4,6 +4,7 @@ the test's namespaces and manifests, client pods."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -109,7 +110,7 @@ def cluster(
     cluster = cluster_provider.acquire(key)
     config = request.config
     try:
-        facts.record(cluster, run.artifacts_root() / "cluster.json", key)
+        facts.record(cluster, run.artifacts_root() / facts.FILE, key)
         with node_access.installed(
             cluster,
             config.stash[SETTINGS],
@@ -122,6 +123,13 @@ def cluster(
             yield cluster
     finally:
         cluster_provider.release(cluster)
+
+
+@pytest.fixture(scope="session")
+def cluster_fact(run: RunContext) -> Callable[[Cluster, str, Any], None]:
+    """cluster_fact(cluster, key, value): what a module learnt of its cluster (the ingress controller
+    it installed or found) into cluster.json, where the report reads each cluster's facts."""
+    return lambda cluster, key, value: facts.add(run.artifacts_root() / facts.FILE, cluster.name, key, value)
 
 
 @pytest.fixture(autouse=True)

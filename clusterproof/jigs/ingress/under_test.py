@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from kubernetes.client import ApiException
 
 from clusterproof.cluster import Cluster
-from clusterproof.errors import Broken, SetupFailed, WaitTimeout
+from clusterproof.errors import Broken, SetupFailed, WaitTimeout, one_line
 from clusterproof.jigs.ingress.classes import Plan, class_infos, plan
 from clusterproof.jigs.ingress.controller import Controller, find_controller
 from clusterproof.jigs.ingress.installer import install, missing_images
@@ -31,6 +31,23 @@ class UnderTest:
     error: BaseException | None = None
     namespace: str | None = None
     plan: Plan = field(default_factory=Plan)
+
+    def fact(self) -> dict[str, Any]:
+        """What the report says of the cluster's ingress controller (cluster.json `ingress_controller`):
+        the one tested (installed by the module or found), the install that failed, or why there is none."""
+        if self.controller is not None:
+            c = self.controller
+            return {"name": c.name, "version": c.version, "class": c.class_name, "controller": c.controller,
+                    "namespace": c.namespace, "installed": c.installed is not None}
+        install, target = self.plan.install, self.plan.target
+        if self.error is not None and install is not None:
+            return {"name": install.name, "version": install.version, "class": install.class_name,
+                    "controller": install.controller, "namespace": install.namespace, "installed": True,
+                    "error": one_line(self.error, 300)}
+        if self.error is not None and target is not None:
+            return {"name": target.controller, "class": target.name, "controller": target.controller,
+                    "installed": False, "error": one_line(self.error, 300)}
+        return {"none": self.skip or "no ingress controller to test"}
 
     def get(self) -> Controller:
         if self.error is not None:

@@ -76,8 +76,10 @@ def make_run(
     seed: int,
     diagnostics: dict[str, str] | None = None,
     cluster_facts: dict | None = None,
+    module_facts: dict[str, dict] | None = None,
 ) -> Path:
-    """outcomes: test name -> (outcome, reason); the rest pass."""
+    """outcomes: test name -> (outcome, reason); the rest pass. module_facts: module -> what it added
+    to its cluster's facts (the ingress module: its controller)."""
     rng = random.Random(seed)
     artifacts = HERE / name / "artifacts"
     shutil.rmtree(artifacts.parent, ignore_errors=True)
@@ -187,6 +189,7 @@ def make_run(
                 "key": f"suites.{m.split('/')[1][:-3]}",
                 "context": f"kind-{name}",
                 "recorded": round(run_start + 60 * i, 3),
+                **(module_facts or {}).get(m, {}),
             }
             for i, (name, m) in enumerate(zip(clusters, by_module, strict=True))
         ]
@@ -252,9 +255,20 @@ OFFLINE_FACTS = {
     "errors": [],
 }
 
+INGRESS_NGINX_INSTALLED = {
+    "ingress_controller": {
+        "name": "ingress-nginx",
+        "version": "v1.15.1",
+        "class": "nginx",
+        "controller": "k8s.io/ingress-nginx",
+        "namespace": "ingress-nginx",
+        "installed": True,
+    }
+}
 LONG_WORD = "-".join(["configmap-key-not-found"] * 40)  # 959 characters without a space
 NO_DNS = "cluster DNS does not answer: no CoreDNS on the offline cluster"
 NO_INGRESS = "no ingress controller: ingress-nginx is not to be had offline"
+NO_INGRESS_FACT = {"ingress_controller": {"none": NO_INGRESS}}
 SAMPLING_TIMEOUT = (
     "WaitTimeout: every backend of Service web (10.96.112.7:80) answering from every node within 120 s; "
     "last seen: from cp-130000c3d4-services-worker: {web-6d4cf56db6-8kx2p: 34, web-6d4cf56db6-tq9wz: 30, "
@@ -457,6 +471,7 @@ def main() -> None:
         outcomes={},
         seed=1,
         cluster_facts=ONLINE_FACTS,
+        module_facts={"suites/test_ingress.py": INGRESS_NGINX_INSTALLED},
     )
     offline_skips = {
         name: ("skipped", NO_DNS)
@@ -491,6 +506,7 @@ def main() -> None:
         outcomes={**offline_skips, **failures},
         diagnostics={"test_clusterip_spreads_requests_over_exactly_the_ready_pods_from_every_node": long_diagnostics()},
         cluster_facts=OFFLINE_FACTS,
+        module_facts={"suites/test_ingress.py": NO_INGRESS_FACT},
     )
     artifacts = make_run(
         "upgrade",
@@ -500,6 +516,7 @@ def main() -> None:
         outcomes={},
         seed=3,
         cluster_facts=ONLINE_FACTS,
+        module_facts={"suites/test_ingress.py": INGRESS_NGINX_INSTALLED},
     )
     (artifacts / "upgrade.json").write_text(json.dumps(upgrade_json(epoch("2026-12-02 03:40:00")), indent=2) + "\n")
     history(
