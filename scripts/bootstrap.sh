@@ -2,10 +2,19 @@
 # Install and start what clusterproof needs on a Debian machine, saying what it does and
 # skipping what is already there: docker engine (started), kind (built from its Go module),
 # tox, and the tools of the offline image build (debootstrap, rsync, gcc). Needs Go 1.26+.
-# Safe to run again.
+# `--browser`: also Chromium and its chromedriver (Debian's chromium, chromium-driver), for the tests
+# that open report.html in a browser (CI does). Safe to run again.
 set -euo pipefail
 say() { printf 'bootstrap: %s\n' "$*"; }
 die() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
+
+browser=""
+for arg in "$@"; do
+  case "$arg" in
+    --browser) browser=1 ;;
+    *) printf 'bootstrap: unknown argument %s (known: --browser)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 KIND_VERSION=0.33.0
 TOX_VERSION=4.67.15
@@ -70,6 +79,12 @@ say "$(kind version)"
 for tool in debootstrap rsync; do have "$tool" || apt_install "$tool"; done
 # pause is compiled static from the release's pause.c
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] && have gcc || apt_install gcc libc6-dev
+
+# --- a browser for report.html's tests (--browser) ---
+if [ -n "$browser" ]; then
+  have chromium && have chromedriver || apt_install chromium chromium-driver
+  say "$(chromium --version 2>/dev/null | head -1), $(chromedriver --version | awk '{print $1, $2}')"
+fi
 
 # --- tox ---
 if ! have tox; then
