@@ -14,9 +14,11 @@ from clusterproof import health, stopping
 from clusterproof.errors import ClusterproofError, ClusterUnreachable, WaitGaveUp, WaitTimeout
 from clusterproof.kind_clusters import Claims
 from clusterproof.options import build_settings
+from clusterproof.progress import Progress
 from clusterproof.providers import kind as kind_provider
 from clusterproof.providers.kind import KindProvider, merged_kind_config
 from clusterproof.run import RunContext, short_id
+from clusterproof.timings import Stopwatch
 from clusterproof.tracker import ResourceTracker
 
 BASE = {
@@ -109,7 +111,7 @@ def provider_for(tmp_path, monkeypatch):
     # FAKE docker: each cluster made has one node container
     monkeypatch.setattr(kind_provider, "node_containers", lambda name: {f"{name}-c1": 1.0})
 
-    def make(api, **options):
+    def make(api, stopwatch=None, **options):
         values = {
             "run_id": "20261122-163000-ab12",
             "cluster_scope": "module",
@@ -130,6 +132,7 @@ def provider_for(tmp_path, monkeypatch):
             offline_api=api,
             kind_cluster=FakeKindCluster,
             claims=Claims(tmp_path / "registry"),
+            stopwatch=stopwatch,
         )
         provider.waited = waited
         provider.notes = notes
@@ -319,6 +322,31 @@ def test_the_next_modules_cluster_boots_while_the_current_module_runs(provider_f
     provider.close()  # the one booting ahead is deleted too
     assert all(k.events == ["create", "delete"] for k in FakeKindCluster.made)
     assert len(FakeKindCluster.made) == 3
+
+
+def test_each_step_of_a_boot_is_shown_as_it_starts_and_ends_a_boot_ahead_in_the_log_only(
+    provider_for, monkeypatch, tmp_path
+):
+    """As the plugin sets it up: lines of other threads (a boot ahead) go to progress.log only, and
+    the module that gets that cluster shows its wait for it."""
+    monkeypatch.setattr(kind_provider, "host_room", lambda: None)  # FAKE: the host has room
+    shown: list[str] = []
+    log = tmp_path / "progress.log"
+    progress = Progress(show=shown.append, log_file=log, show_other_threads=False, ticker=False)
+    provider = provider_for(FakeOfflineApi(offline=True), stopwatch=Stopwatch(progress=progress))
+    provider.plan(["suites.test_a", "suites.test_b"])
+    first = provider.acquire("suites.test_a")
+    provider._ahead["suites.test_b"].result()
+    second = provider.acquire("suites.test_b")
+    assert shown[0] == "offline node image (build or cache check): started"
+    for phase in ("kind create", "pod network (offline)", "nodes ready", "kube-system DaemonSets ready",
+                  "health probe"):
+        assert f"cluster {first.name}: {phase}: started" in shown, phase
+        assert any(line.startswith(f"cluster {first.name}: {phase}: done in ") for line in shown), phase
+    assert not any(line.startswith(f"cluster {second.name}: kind create") for line in shown)
+    assert f"cluster {second.name}: waited for its boot ahead: started" in shown
+    assert f"cluster {second.name}: kind create: done in " in log.read_text()
+    provider.close()
 
 
 def test_no_boot_ahead_when_switched_off_or_without_room(provider_for, monkeypatch):
