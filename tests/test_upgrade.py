@@ -5,6 +5,7 @@ record the report reads. Items and clusters are fakes (SimpleNamespace), declare
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -142,3 +143,77 @@ def test_each_phase_tables_its_own_claims():
     assert list(upgrade_plugin.claims_for_phase(claims, None)) == ["SVC-01"]
     assert list(upgrade_plugin.claims_for_phase(claims, "before")) == ["UPG-01"]
     assert list(upgrade_plugin.claims_for_phase(claims, "after")) == ["SVC-01", "UPG-02", "UPG-09"]
+
+
+def test_tox_e_upgrade_shows_each_stage_as_it_starts_and_ends(tmp_path, monkeypatch, capsys):
+    """`python -m clusterproof.upgrade` with every outside thing FAKE (the build, both pytest runs, the
+    monitor, the in-place upgrade, kind delete): each stage prints a start and an end line with its
+    duration, in order, into progress.log too, and where the time went lists them."""
+    from clusterproof.offline import kind_upgrade
+    from clusterproof.run import RANDOM_PART
+    from clusterproof.upgrade import __main__ as upgrade_main
+
+    monkeypatch.chdir(tmp_path)
+    calls: list[str] = []
+
+    class FakeBuilder:
+        def __init__(self, progress):
+            self.progress = progress
+
+        def build(self, release):
+            with self.progress.step(f"offline build go-kubernetes-{release.minor} (Go)"):
+                calls.append(f"build {release.minor}")
+
+        def report(self):
+            return "  (fake)"
+
+    class FakeMonitor:
+        returncode = 0
+
+        def __init__(self, argv):
+            state_file = argv[argv.index("--state-file") + 1]
+            Path(state_file).with_suffix(".monitor.jsonl").touch()  # "every target answered"
+
+        def poll(self):
+            return None
+
+        def wait(self, timeout=None):
+            return 0
+
+    class FakeUpgrade:
+        def __init__(self, name, target, builder):
+            self.progress = builder.progress
+
+        def upgrade(self, leave):
+            with self.progress.step("cpup-x-control-plane: kubeadm upgrade v1.37.2"):
+                calls.append("upgrade")
+            return SimpleNamespace(write=lambda path: None, summary=lambda: "  (fake)")
+
+    def fake_call(argv, **kwargs):
+        calls.append(f"pytest --phase {argv[argv.index('--phase') + 1]}")
+        run_id = argv[argv.index("--run-id") + 1]
+        (tmp_path / ".clusterproof" / "runs" / f"{run_id}-{'0' * RANDOM_PART}").mkdir(parents=True)  # what a run leaves
+        return 0, None
+
+    monkeypatch.setattr(upgrade_main.build, "Builder", FakeBuilder)
+    monkeypatch.setattr(upgrade_main.stopping, "call", fake_call)
+    monkeypatch.setattr(upgrade_main.subprocess, "Popen", FakeMonitor)
+    monkeypatch.setattr(upgrade_main.subprocess, "run", lambda argv, **kw: calls.append(" ".join(argv[1:3])))
+    monkeypatch.setattr(kind_upgrade, "KindUpgrade", FakeUpgrade)
+
+    assert upgrade_main.main([]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert calls == ["build 1.36", "build 1.37", "pytest --phase before", "upgrade", "pytest --phase after",
+                     "delete cluster"]
+    stages = ["node images v1.36.3 and v1.37.2 (build or cache check)", "boot v1.36.3 and --phase before",
+              "in-place upgrade to v1.37.2 (monitored)", "--phase after and the suites on the upgraded cluster"]
+    ends = [next(i for i, line in enumerate(out) if line.startswith(f"[upgrade] {s}: done in ")) for s in stages]
+    starts = [out.index(f"[upgrade] {s}: started") for s in stages]
+    assert starts == sorted(starts) and all(s < e for s, e in zip(starts, ends, strict=True))
+    assert starts[1] > ends[0] and starts[2] > ends[1]  # one after the other
+    assert "[upgrade] offline build go-kubernetes-1.36 (Go): started" in out
+    assert "[upgrade] cpup-x-control-plane: kubeadm upgrade v1.37.2: started" in out
+    logged = next((tmp_path / ".clusterproof" / "upgrades").glob("*/progress.log")).read_text()
+    assert all(f"{s}: done in " in logged for s in stages)
+    table = "\n".join(out[out.index("[upgrade] where the time went:"):])
+    assert all(s in table for s in stages) and "total" in table
