@@ -189,13 +189,18 @@ class Look:
         created = obj.metadata.creation_timestamp
         return self.now - created.timestamp() if created is not None else 0.0
 
-    def apiserver_args(self) -> list[str] | None:
-        """kube-apiserver's flags as its (static) mirror pod shows them; None when not visible."""
-        pods = [p for p in self.system_pods if (p.metadata.labels or {}).get("component") == "kube-apiserver"]
+    def component_args(self, component: str) -> list[str] | None:
+        """A control-plane component's flags as its (static) mirror pod shows them (kubeadm's
+        `component=<name>` label); None when not visible."""
+        pods = [p for p in self.system_pods if (p.metadata.labels or {}).get("component") == component]
         if not pods:
             return None
         container = pods[0].spec.containers[0]
         return [*(container.command or []), *(container.args or [])]
+
+    def apiserver_args(self) -> list[str] | None:
+        """kube-apiserver's flags as its (static) mirror pod shows them; None when not visible."""
+        return self.component_args("kube-apiserver")
 
 
 # --- what is wrong ---------------------------------------------------------------------------

@@ -73,27 +73,63 @@ def test_kind_launcher_puts_the_shim_first_in_path(tmp_path, fake_docker):
 
 
 NODES = [
-    podnetwork.NodeRoute("cp", "172.18.0.3", "10.244.0.0/24"),
-    podnetwork.NodeRoute("w1", "172.18.0.2", "10.244.1.0/24"),
-    podnetwork.NodeRoute("w2", "172.18.0.4", "10.244.2.0/24"),
+    podnetwork.NodeRoute("cp", ("172.18.0.3",), ("10.244.0.0/24",)),
+    podnetwork.NodeRoute("w1", ("172.18.0.2",), ("10.244.1.0/24",)),
+    podnetwork.NodeRoute("w2", ("172.18.0.4",), ("10.244.2.0/24",)),
 ]
+KIND_SUBNET = ("10.244.0.0/16",)
 
 
 def test_every_node_routes_to_every_other_nodes_pod_cidr_and_not_its_own():
-    scripts = podnetwork.plan(NODES)
+    scripts = podnetwork.plan(NODES, KIND_SUBNET)
     assert "ip route replace 10.244.1.0/24 via 172.18.0.2" in scripts["cp"]
     assert "ip route replace 10.244.2.0/24 via 172.18.0.4" in scripts["cp"]
     assert "10.244.0.0/24 via" not in scripts["cp"]
 
 
 def test_only_traffic_leaving_the_pod_network_is_masqueraded():
-    script = podnetwork.plan(NODES)["w1"]
+    script = podnetwork.plan(NODES, KIND_SUBNET)["w1"]
     assert "-s 10.244.1.0/24 ! -d 10.244.0.0/16 -j MASQUERADE" in script
     assert "iptables -t nat -C POSTROUTING" in script  # idempotent: check before append
 
 
+def test_the_masquerade_rule_spares_the_clusters_own_pod_subnet_not_kinds_default():
+    """#24 12a: with `podSubnet: 10.250.0.0/16` a rule sparing 10.244.0.0/16 NATed pod-to-pod
+    traffic across nodes (SVC-20 failed). The subnet comes from kubeadm's ClusterConfiguration,
+    else kube-controller-manager's --cluster-cidr, else what covers the nodes' podCIDRs."""
+    nodes = [podnetwork.NodeRoute("w1", ("172.18.0.2",), ("10.250.1.0/24",)), NODES[0]]
+    kubeadm = "kind: ClusterConfiguration\nnetworking:\n  podSubnet: 10.250.0.0/16\n"
+    subnets = podnetwork.pod_subnets(kubeadm, [], nodes)
+    assert subnets == ("10.250.0.0/16",)
+    assert "-s 10.250.1.0/24 ! -d 10.250.0.0/16 -j MASQUERADE" in podnetwork.plan(nodes, subnets)["w1"]
+    assert podnetwork.pod_subnets(None, ["kube-controller-manager", "--cluster-cidr=10.250.0.0/16"], nodes) == (
+        "10.250.0.0/16",
+    )
+    assert podnetwork.pod_subnets("networking: {}", [], nodes[:1]) == ("10.250.1.0/24",)
+    assert podnetwork.covering_subnets(["10.250.1.0/24", "10.250.2.0/24"]) == ("10.250.0.0/22",)
+    assert podnetwork.pod_subnets(None, [], []) == (podnetwork.DEFAULT_POD_SUBNET,)
+
+
+def test_dual_stack_nodes_route_and_masquerade_each_family_on_its_own():
+    """IPv6 and dual-stack: each other node's IPv6 podCIDR via its IPv6 InternalIP, ip6tables for
+    IPv6 masquerade, forwarding on, both ranges and both default routes in the CNI config."""
+    cp = podnetwork.NodeRoute("cp", ("172.18.0.3", "fc00:f853:ccd:e793::3"), ("10.244.0.0/24", "fd00:10:244::/64"))
+    w1 = podnetwork.NodeRoute("w1", ("172.18.0.2", "fc00:f853:ccd:e793::2"), ("10.244.1.0/24", "fd00:10:244:1::/64"))
+    kubeadm = "networking:\n  podSubnet: 10.244.0.0/16,fd00:10:244::/56\n"
+    subnets = podnetwork.pod_subnets(kubeadm, [], [cp, w1])
+    script = podnetwork.plan([cp, w1], subnets)["cp"]
+    assert "ip route replace fd00:10:244:1::/64 via fc00:f853:ccd:e793::2" in script
+    assert "ip route replace 10.244.1.0/24 via 172.18.0.2" in script
+    assert "ip6tables -t nat -A POSTROUTING -s fd00:10:244::/64 ! -d fd00:10:244::/56 -j MASQUERADE" in script
+    assert "iptables -t nat -A POSTROUTING -s 10.244.0.0/24 ! -d 10.244.0.0/16 -j MASQUERADE" in script
+    assert "net.ipv6.conf.all.forwarding=1" in script
+    ipam = json.loads(podnetwork.conflist(cp.pod_cidrs))["plugins"][0]["ipam"]
+    assert ipam["ranges"] == [[{"subnet": "10.244.0.0/24"}], [{"subnet": "fd00:10:244::/64"}]]
+    assert ipam["routes"] == [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]
+
+
 def test_cni_config_uses_the_nodes_pod_cidr_without_ptp_masquerade():
-    conf = json.loads(podnetwork.conflist("10.244.2.0/24"))
+    conf = json.loads(podnetwork.conflist(["10.244.2.0/24"]))
     ptp, portmap = conf["plugins"]
     assert ptp["type"] == "ptp" and ptp["ipMasq"] is False
     assert ptp["ipam"]["ranges"] == [[{"subnet": "10.244.2.0/24"}]]
@@ -252,8 +288,8 @@ def test_the_pod_network_waits_for_every_node_of_the_kind_config_to_register():
     def node(route: podnetwork.NodeRoute) -> client.V1Node:
         return client.V1Node(
             metadata=client.V1ObjectMeta(name=route.name),
-            spec=client.V1NodeSpec(pod_cidr=route.pod_cidr),
-            status=client.V1NodeStatus(addresses=[client.V1NodeAddress(type="InternalIP", address=route.ip)]),
+            spec=client.V1NodeSpec(pod_cidr=route.pod_cidrs[0], pod_cidrs=list(route.pod_cidrs)),
+            status=client.V1NodeStatus(addresses=[client.V1NodeAddress(type="InternalIP", address=route.ips[0])]),
         )
 
     answers = [NODES[:2], NODES]
@@ -262,13 +298,21 @@ def test_the_pod_network_waits_for_every_node_of_the_kind_config_to_register():
         routes = answers.pop(0) if len(answers) > 1 else answers[0]
         return SimpleNamespace(items=[node(r) for r in routes])
 
-    configured: list[str] = []
+    def read_config_map(name: str, namespace: str) -> client.V1ConfigMap:
+        return client.V1ConfigMap(data={"ClusterConfiguration": "networking:\n  podSubnet: 10.244.0.0/16\n"})
+
+    configured: list[tuple[str, str]] = []
     cluster = SimpleNamespace(
-        core=SimpleNamespace(list_node=list_node),
-        node_exec=lambda name, *argv, input: configured.append(name),
+        core=SimpleNamespace(
+            list_node=list_node,
+            read_namespaced_config_map=read_config_map,
+            list_namespaced_pod=lambda *a, **k: SimpleNamespace(items=[]),
+        ),
+        node_exec=lambda name, *argv, input: configured.append((name, argv[-1])),
     )
     api.configure_cluster(cluster, 3)
-    assert configured == ["cp", "w1", "w2"]
+    assert [name for name, _ in configured] == ["cp", "w1", "w2"]
+    assert "! -d 10.244.0.0/16 -j MASQUERADE" in configured[1][1]
 
 
 def test_a_step_another_process_is_building_is_waited_for_then_reused(tmp_path, monkeypatch):

@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clusterproof import health
+from clusterproof.api_answers import unless_missing
 from clusterproof.offline import capabilities, hygiene, podnetwork, releases
 from clusterproof.offline.build import Builder
 from clusterproof.progress import Progress
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
 STOCK_NODE_IMAGE = "kindest/node:v1.37.0"
 REGISTRY_HOSTS = ("registry-1.docker.io", "registry.k8s.io")
 POD_CIDR_TIMEOUT = 60
+KUBEADM_CONFIG = "kubeadm-config"
+CONTROLLER_MANAGER = "kube-controller-manager"
 
 
 def _resolves(host: str, timeout: float = 2.0) -> bool:
@@ -84,8 +88,9 @@ def kind_config_overrides(version: str | None = None) -> dict:
 
 def configure_cluster(cluster: Cluster, node_count: int) -> None:
     """Pod networking on every node, once all `node_count` have registered and the
-    controller-manager has given each a podCIDR. (`kind create` can return before the last
-    worker's Node exists: on a busy host, a cluster configured then kept that node NotReady.)"""
+    controller-manager has given each its podCIDRs. (`kind create` can return before the last
+    worker's Node exists: on a busy host, a cluster configured then kept that node NotReady.)
+    The pod subnet is the cluster's own (podnetwork.pod_subnets), not kind's default."""
     from clusterproof.wait import until
 
     def routes() -> list[podnetwork.NodeRoute] | None:
@@ -93,8 +98,8 @@ def configure_cluster(cluster: Cluster, node_count: int) -> None:
         found = [
             podnetwork.NodeRoute(
                 n.metadata.name,
-                next(a.address for a in n.status.addresses if a.type == "InternalIP"),
-                n.spec.pod_cidr,
+                tuple(a.address for a in n.status.addresses if a.type == "InternalIP"),
+                tuple(n.spec.pod_cidrs or [n.spec.pod_cidr]),
             )
             for n in nodes
             if n.spec.pod_cidr
@@ -102,9 +107,19 @@ def configure_cluster(cluster: Cluster, node_count: int) -> None:
         return found if len(found) == len(nodes) >= node_count else None
 
     nodes = until(routes, f"all {node_count} nodes registered, each with a spec.podCIDR", timeout=POD_CIDR_TIMEOUT)
-    for node in nodes:
-        script = podnetwork.node_script(node, [o for o in nodes if o.name != node.name])
-        cluster.node_exec(node.name, "sh", "-c", script, input=podnetwork.conflist(node.pod_cidr))
+    subnets = podnetwork.pod_subnets(
+        kubeadm_cluster_configuration(cluster), health.Look(cluster).component_args(CONTROLLER_MANAGER) or [], nodes
+    )
+    for node, script in podnetwork.plan(nodes, subnets).items():
+        pod_cidrs = next(n.pod_cidrs for n in nodes if n.name == node)
+        cluster.node_exec(node, "sh", "-c", script, input=podnetwork.conflist(pod_cidrs))
+
+
+def kubeadm_cluster_configuration(cluster: Cluster) -> str | None:
+    """kubeadm's ClusterConfiguration as the cluster keeps it (kube-system/kubeadm-config); None
+    when there is none."""
+    config_map = unless_missing(lambda: cluster.core.read_namespaced_config_map(KUBEADM_CONFIG, "kube-system"))
+    return (config_map.data or {}).get("ClusterConfiguration") if config_map is not None else None
 
 
 host_hygiene = hygiene.host_hygiene
