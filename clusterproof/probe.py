@@ -441,7 +441,7 @@ class ClientPod:
             found = self.sh("command -v curl >/dev/null 2>&1 && echo curl || echo nc")
             self._http_tool = found.stdout.strip() or "nc"
         if self._http_tool == "curl":
-            return f"curl -sS -i --max-time {timeout:g} -H 'Connection: close' {shlex.quote(url)}"
+            return f"curl -sS -g -i --max-time {timeout:g} -H 'Connection: close' {shlex.quote(url)}"
         parts = urlsplit(url)
         if parts.scheme != "http":
             raise ProbeError(f"{url}: the client image has no curl, netcat speaks plain http only")

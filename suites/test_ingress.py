@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from clusterproof import pod_states, wait
+from clusterproof import pod_states, urls, wait
 from clusterproof.api_answers import answer_to
 from clusterproof.claims import OBSERVED_ON_PROPERTY
 from clusterproof.cluster import Cluster
@@ -263,7 +263,7 @@ def test_rewrite_target_changes_the_path_the_backend_sees(
     client = client_pod()
     for service, path in (("test", "/testpath/deeper/page"), ("rewrite-backend", "/rewrite/podinfo/name")):
         with setup_step(f"ask Service {service} for {path} directly (expected: its 404)"):
-            direct = client.http(f"http://{cluster_ip(cluster, namespace, service)}{path}")
+            direct = client.http(urls.url(cluster_ip(cluster, namespace, service), 80, path))
             assert direct.status == 404, f"Service {service} asked for {path} directly: HTTP {direct.status}"
 
     cases = (
@@ -334,7 +334,7 @@ def test_ingress_without_a_controller_gets_no_address_and_nothing_serves_it(
     # sanity check of the set-up: if Service root-svc does not answer, nothing can be concluded)
     client = client_pod()
     with setup_step("check that Service root-svc answers directly (sanity check)"):
-        direct = client.await_answer(f"http://{cluster_ip(cluster, namespace, 'root-svc')}/", "Service root-svc")
+        direct = client.await_answer(urls.url(cluster_ip(cluster, namespace, "root-svc"), 80), "Service root-svc")
         assert direct.body.strip() == pods["root"], f"Service root-svc does not answer directly: {direct.body!r}"
 
     for node in cluster.nodes:

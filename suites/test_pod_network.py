@@ -23,8 +23,8 @@ def test_containers_of_one_pod_share_localhost_and_one_pod_ip(
     sibling, and both have the one pod IP [001, 004].
 
     Observed: container sidecar's request to localhost:8080 answered by container web's
-    netexec; each container's global IPv4 addresses (the pod IP) and network namespace id; in
-    another pod, nothing on localhost:8080."""
+    netexec; each container's global addresses (the pod IPs: one per family) and network
+    namespace id; in another pod, nothing on localhost:8080."""
     manifests.apply(TWO_CONTAINERS)
     with setup_step("start pod two-containers"):
         pod = wait.pod_ready(cluster.core, namespace, "two-containers")
@@ -37,9 +37,9 @@ def test_containers_of_one_pod_share_localhost_and_one_pod_ip(
         f"got exit {reply.rc}: {(reply.stdout or reply.stderr).strip()!r}"
     )
 
-    pod_ip = pod.status.pod_ip
-    seen = {str(c): c.global_ipv4() for c in (web, sidecar)}
-    assert all(ips == {pod_ip} for ips in seen.values()), f"pod IP {pod_ip}; addresses seen per container: {seen}"
+    pod_ips = {ip.ip for ip in pod.status.pod_ips or []} or {pod.status.pod_ip}
+    seen = {str(c): c.global_addresses() for c in (web, sidecar)}
+    assert all(ips == pod_ips for ips in seen.values()), f"pod IPs {pod_ips}; addresses seen per container: {seen}"
     namespaces = {str(c): c.network_namespace() for c in (web, sidecar)}
     assert len(set(namespaces.values())) == 1, f"containers are in different network namespaces: {namespaces}"
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
+from clusterproof import urls
 from clusterproof.cluster import Cluster
 from clusterproof.jigs import dns
 from clusterproof.jigs.service import APP_PODS, ServiceJig
@@ -96,7 +97,7 @@ def test_headless_service_has_no_virtual_ip_and_its_endpoints_are_the_ready_pods
     # no virtual IP in between: a client talks to each listed pod address directly
     client = client_pod()
     for ip, pod in pods.by_ip.items():
-        answer = client.await_answer(f"http://{ip}:8080/", f"endpoint {ip} of svc-headless")
+        answer = client.await_answer(urls.url(ip, 8080), f"endpoint {ip} of svc-headless")
         assert answer.body.strip() == pod, f"endpoint {ip} should be pod {pod}; answered {answer.body.strip()!r}"
 
     with setup_step("delete pod pod-2"):

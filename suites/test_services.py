@@ -344,26 +344,28 @@ def test_service_without_selector_routes_to_its_hand_made_endpoints(jig: Service
 def test_kube_proxy_writes_the_clusterip_into_every_nodes_nat_rules_and_removes_it(
     jig: ServiceJig, cluster: Cluster, namespace: str
 ) -> None:
-    """kube-proxy MUST turn a Service into iptables rules on every node and follow its changes [004].
+    """kube-proxy MUST turn a Service into iptables rules on every node and follow its changes [004]
+    (in nftables mode, the same in its nftables table).
 
-    Observed: every node's nat table (iptables-save) gaining svc-1's ClusterIP:9000 in
-    KUBE-SERVICES, DNATed to exactly the pods' IP:8080, and losing it once svc-1 is deleted.
-    Fails at once when kube-proxy runs on no node and nothing replaces it; skipped when it is
-    not in iptables mode (no KUBE-SVC- chains)."""
+    Observed: every node's rules gaining svc-1's ClusterIP:9000 (iptables-save's nat table:
+    KUBE-SERVICES; nftables mode: `nft list table ip kube-proxy`'s service-ips map), DNATed to
+    exactly the pods' IP:8080, and losing it once svc-1 is deleted. Fails at once when kube-proxy
+    runs on no node and no known replacement does its work; skipped when a known replacement
+    implements Services or kube-proxy runs in another mode (ipvs), naming it."""
     pods = jig.start_backends(APP_PODS)
-    before = kube_proxy.nat_tables(cluster)
+    before = kube_proxy.node_rules(cluster)
+    mode = kube_proxy.mode_of(before)
     missing = causes.routing_cause(cluster)
-    assert missing is None or any("-j KUBE-SVC-" in rules for rules in before.values()), missing
-    cluster.require(
-        any("-j KUBE-SVC-" in rules for rules in before.values()),
-        "kube-proxy is not in iptables mode: no KUBE-SVC- chains in any node's nat table",
+    assert missing is None or mode, missing
+    cluster.require(mode is not None, kube_proxy.why_no_rules(cluster))
+    assert not any(f"{namespace}/svc-1" in r.iptables + r.nftables for r in before.values()), (
+        f"{mode} rules for svc-1 before it exists"
     )
-    assert not any(f"{namespace}/svc-1" in r for r in before.values()), "rules for svc-1 before it exists"
 
     service = jig.create_service(SVC_1, backends=pods)
-    kube_proxy.wait_rules_written(cluster, service, pods)
+    kube_proxy.wait_rules_written(cluster, service, pods, mode)
     jig.delete_service("svc-1")
-    kube_proxy.wait_rules_removed(cluster, service)
+    kube_proxy.wait_rules_removed(cluster, service, mode)
 
 
 # --- the notes' Service manifests as written -------------------------------------------------

@@ -1,5 +1,6 @@
-"""kube-proxy's NAT rules: every node's nat table (iptables-save), a Service's rules in it, and the waits
-until kube-proxy has written or removed them."""
+"""kube-proxy's rules on every node, in whichever mode it runs: iptables (the nat tables of
+iptables-save and ip6tables-save) or nftables (its own `kube-proxy` tables, `nft list table`);
+a Service's rules in them, and the waits until kube-proxy has written or removed them."""
 
 from __future__ import annotations
 
@@ -9,26 +10,99 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
-from clusterproof import causes, wait
+from clusterproof import causes, health, urls, wait
+from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
 from clusterproof.jigs.service import BROKEN_GRACE, Backends
 
 RULES_TIMEOUT = 60.0
+IPTABLES, NFTABLES = "iptables", "nftables"
+NFT_TABLES = ("ip", "ip6")  # kube-proxy's nftables mode keeps one `kube-proxy` table per family
+
+
+@dataclass(frozen=True)
+class NodeRules:
+    """What one node holds of kube-proxy's rules: its nat tables as iptables-save prints them
+    (IPv4 then IPv6), and its nftables `kube-proxy` tables as nft prints them."""
+
+    iptables: str
+    nftables: str
+
+    @property
+    def mode(self) -> str | None:
+        """The mode whose Service rules are there: nftables (the `service-ips` map), iptables
+        (KUBE-SVC- chains), or None (neither: ipvs, a replacement, no kube-proxy)."""
+        if "map service-ips" in self.nftables:
+            return NFTABLES
+        if "-j KUBE-SVC-" in self.iptables:
+            return IPTABLES
+        return None
 
 
 def nat_rules(cluster: Cluster, node: str) -> str:
-    """The node's nat table, from the nf_tables backend and, when kube-proxy uses it, the legacy one."""
-    rules = cluster.node_exec(node, "iptables-save", "-t", "nat").stdout
+    """The node's nat tables (IPv4 and IPv6), from the nf_tables backend and, when kube-proxy
+    uses it, the legacy one."""
+    rules = cluster.node_exec(node, "sh", "-c", "iptables-save -t nat && { ip6tables-save -t nat || true; }").stdout
     if "-A KUBE-SERVICES" not in rules:
-        legacy = cluster.node_exec(node, "iptables-legacy-save", "-t", "nat", check=False)
-        rules += legacy.stdout if legacy.returncode == 0 else ""
+        legacy = "iptables-legacy-save -t nat && { ip6tables-legacy-save -t nat || true; }"
+        found = cluster.node_exec(node, "sh", "-c", legacy, check=False)
+        rules += found.stdout if found.returncode == 0 else ""
     return rules
+
+
+def nft_rules(cluster: Cluster, node: str) -> str:
+    """kube-proxy's nftables tables on the node ("" where there are none, or no nft binary)."""
+    listing = "; ".join(f"nft list table {family} kube-proxy 2>/dev/null" for family in NFT_TABLES)
+    return cluster.node_exec(node, "sh", "-c", f"{listing}; true").stdout
+
+
+def node_rules(cluster: Cluster, mode: str | None = None) -> dict[str, NodeRules]:
+    """Every node's kube-proxy rules, by node name: of `mode` only, when given."""
+    return {
+        n.name: NodeRules(
+            nat_rules(cluster, n.name) if mode in (None, IPTABLES) else "",
+            nft_rules(cluster, n.name) if mode in (None, NFTABLES) else "",
+        )
+        for n in cluster.nodes
+    }
+
+
+def mode_of(rules: dict[str, NodeRules]) -> str | None:
+    """The mode kube-proxy's rules show on the nodes (nftables first: a node switched from
+    iptables may keep stale chains a moment)."""
+    modes = {r.mode for r in rules.values()} - {None}
+    return NFTABLES if NFTABLES in modes else IPTABLES if IPTABLES in modes else None
+
+
+def configured_mode(cluster: Cluster) -> str | None:
+    """kube-proxy's `mode:` in kubeadm's kube-system/kube-proxy ConfigMap ("" is iptables); None
+    when there is no such ConfigMap."""
+    config_map = unless_missing(lambda: cluster.core.read_namespaced_config_map("kube-proxy", health.SYSTEM))
+    if config_map is None:
+        return None
+    text = (config_map.data or {}).get("config.conf") or ""
+    found = re.search(r"^mode:\s*\"?([a-z]*)\"?\s*$", text, re.MULTILINE)
+    return (found.group(1) if found else "") or IPTABLES
+
+
+def why_no_rules(cluster: Cluster) -> str:
+    """Why no node shows kube-proxy's iptables or nftables rules, when that is no fault: a known
+    replacement implements Services, or kube-proxy runs in another mode (ipvs)."""
+    look = health.Look(cluster)
+    replacement = health.proxy_replacement(look)
+    if replacement:
+        return f"Services are implemented by {replacement}, not by kube-proxy's rules"
+    mode = configured_mode(cluster)
+    if mode and mode not in (IPTABLES, NFTABLES):
+        return f"kube-proxy runs in {mode} mode (kube-system/kube-proxy): no iptables or nftables rules to read"
+    return "no kube-proxy rules on any node: no KUBE-SVC- chains in the nat tables, no nftables kube-proxy table"
 
 
 @dataclass(frozen=True)
 class ServiceRules:
-    """kube-proxy's rules for one Service port: the portal in KUBE-SERVICES, and where its
-    endpoint chains DNAT to."""
+    """kube-proxy's rules for one Service port: the portal (the ClusterIP:port dispatch: a
+    KUBE-SERVICES rule, or an element of the nftables service-ips map), and where its endpoint
+    chains DNAT to (`ip:port`, `[ip6]:port`)."""
 
     portal: tuple[str, ...]
     destinations: frozenset[str]
@@ -38,13 +112,19 @@ class ServiceRules:
         return bool(self.portal)
 
 
-def service_rules(rules: str, namespace: str, name: str, cluster_ip: str, port: int) -> ServiceRules:
+def service_rules(rules: NodeRules, mode: str, namespace: str, name: str, cluster_ip: str, port: int) -> ServiceRules:
+    if mode == NFTABLES:
+        return nft_service_rules(rules.nftables, namespace, name, cluster_ip, port)
+    return iptables_service_rules(rules.iptables, namespace, name, cluster_ip, port)
+
+
+def iptables_service_rules(rules: str, namespace: str, name: str, cluster_ip: str, port: int) -> ServiceRules:
     comment = re.compile(r'--comment "?' + re.escape(f"{namespace}/{name}") + r'[:" ]')
     portal = tuple(
         line
         for line in rules.splitlines()
         if line.startswith("-A KUBE-SERVICES ")
-        and f"-d {cluster_ip}/32 " in line
+        and f"-d {urls.host_prefix(cluster_ip)} " in line
         and f"--dport {port} " in line
         and "-j KUBE-SVC-" in line
     )
@@ -58,49 +138,75 @@ def service_rules(rules: str, namespace: str, name: str, cluster_ip: str, port: 
     return ServiceRules(portal, destinations)
 
 
-def nat_tables(cluster: Cluster) -> dict[str, str]:
-    """Every node's nat table, by node name."""
-    return {n.name: nat_rules(cluster, n.name) for n in cluster.nodes}
+_NFT_CHAIN = re.compile(r'^\s*chain "?([^\s"{]+)"? \{\n(.*?)^\s*\}', re.MULTILINE | re.DOTALL)
+
+
+def nft_service_rules(rules: str, namespace: str, name: str, cluster_ip: str, port: int) -> ServiceRules:
+    """From `nft list table ip|ip6 kube-proxy`: the service-ips map's element `<ClusterIP> . tcp .
+    <port> : goto service-<hash>-<namespace>/<name>/tcp/<port name>`, and the `dnat to` of the
+    Service's endpoint chains (`endpoint-<hash>-<namespace>/<name>/tcp/<port name>__<ip>/<port>`)."""
+    owner = f"-{namespace}/{name}/"
+    element = re.compile(re.escape(cluster_ip) + r" \. tcp \. " + str(port) + r' : goto "?(service-[^\s",}]+)')
+    portal = tuple(m.group(0) for m in element.finditer(rules) if owner in m.group(1))
+    destinations = frozenset(
+        found.group(1)
+        for chain in _NFT_CHAIN.finditer(rules)
+        if chain.group(1).startswith("endpoint-") and owner in chain.group(1)
+        for found in [re.search(r"\bdnat (?:ip6? )?to (\S+)", chain.group(2))]
+        if found
+    )
+    return ServiceRules(portal, destinations)
 
 
 def wait_rules_written(
-    cluster: Cluster, service: client.V1Service, pods: Backends, timeout: float = RULES_TIMEOUT
+    cluster: Cluster, service: client.V1Service, pods: Backends, mode: str, timeout: float = RULES_TIMEOUT
 ) -> None:
-    """Until every node's nat table has the Service's ClusterIP:port in KUBE-SERVICES and
-    DNATs it to exactly the pods' IP:targetPort."""
+    """Until every node's rules (of `mode`) have the Service's ClusterIP:port as a portal and
+    DNAT it to exactly the pods' IP:targetPort."""
     ip, port = service.spec.cluster_ip, service.spec.ports[0].port
-    destinations = {f"{pod_ip}:{service.spec.ports[0].target_port}" for pod_ip in pods.ips}
+    destinations = {urls.host_port(pod_ip, service.spec.ports[0].target_port) for pod_ip in pods.ips}
     name = service.metadata.name
 
     def wrong(rules: ServiceRules) -> str | None:
         if not rules.present:
-            return f"no KUBE-SERVICES rule for {name}'s ClusterIP {ip}:{port}"
+            return f"no {mode} rule for {name}'s ClusterIP {urls.host_port(ip, port)}"
         if rules.destinations != destinations:
             return f"{name} DNATs to {sorted(rules.destinations)}, pods are {sorted(destinations)}"
         return None
 
     _wait_every_node(
-        cluster, service, wrong, f"kube-proxy to write {name} ({ip}:{port}) into every node's nat table", timeout
+        cluster,
+        service,
+        mode,
+        wrong,
+        f"kube-proxy to write {name} ({urls.host_port(ip, port)}) into every node's {mode} rules",
+        timeout,
     )
 
 
-def wait_rules_removed(cluster: Cluster, service: client.V1Service, timeout: float = RULES_TIMEOUT) -> None:
-    """Until no node's nat table has rules for the (deleted) Service."""
+def wait_rules_removed(cluster: Cluster, service: client.V1Service, mode: str, timeout: float = RULES_TIMEOUT) -> None:
+    """Until no node's rules (of `mode`) have anything for the (deleted) Service."""
     ip, port, name = service.spec.cluster_ip, service.spec.ports[0].port, service.metadata.name
 
     def wrong(rules: ServiceRules) -> str | None:
         if rules.present or rules.destinations:
-            return f"rules for deleted {name} ({ip}:{port}) still there: {rules.portal[:1]}"
+            return f"rules for deleted {name} ({urls.host_port(ip, port)}) still there: {rules.portal[:1]}"
         return None
 
     _wait_every_node(
-        cluster, service, wrong, f"kube-proxy to remove {name} ({ip}:{port}) from every node's nat table", timeout
+        cluster,
+        service,
+        mode,
+        wrong,
+        f"kube-proxy to remove {name} ({urls.host_port(ip, port)}) from every node's {mode} rules",
+        timeout,
     )
 
 
 def _wait_every_node(
     cluster: Cluster,
     service: client.V1Service,
+    mode: str,
     wrong: Callable[[ServiceRules], str | None],
     expected: str,
     timeout: float,
@@ -110,7 +216,8 @@ def _wait_every_node(
 
     def problems() -> dict[str, str | None]:
         return {
-            node: wrong(service_rules(rules, namespace, name, ip, port)) for node, rules in nat_tables(cluster).items()
+            node: wrong(service_rules(rules, mode, namespace, name, ip, port))
+            for node, rules in node_rules(cluster, mode).items()
         }
 
     wait.until_seen(

@@ -5,15 +5,16 @@ Everything runs inside containers (exec); the test host never sends traffic to p
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
-from clusterproof import wait
+from clusterproof import urls, wait
 from clusterproof.cluster import Cluster
 from clusterproof.errors import ProbeError
 from clusterproof.probe import ANSWER_TIMEOUT, ExecResult, exec_in_pod
 
-_INET = re.compile(r"\binet (\d+\.\d+\.\d+\.\d+)/\d+")
+_INET = re.compile(r"\binet6? ([0-9a-fA-F.:]+)/\d+")
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,10 @@ class Container:
             self.cluster.core, self.namespace, self.pod, ["sh", "-c", script], container=self.name, timeout=timeout
         )
 
-    def global_ipv4(self) -> set[str]:
-        """The IPv4 addresses of the container's interfaces, loopback excluded (`ip -4 addr`)."""
-        result = self.sh("ip -4 -o addr show scope global")
-        return set(_INET.findall(result.stdout))
+    def global_addresses(self) -> set[str]:
+        """The global IPv4 and IPv6 addresses of the container's interfaces (`ip addr`: loopback
+        and link-local excluded), in the API's spelling (`ipaddress`'s compressed form)."""
+        return addresses_in(self.sh("ip -o addr show scope global").stdout)
 
     def network_namespace(self) -> str:
         """The kernel's id of the container's network namespace, e.g. net:[4026532840]."""
@@ -47,10 +48,16 @@ class Container:
         return self.sh(f"curl -sS --max-time {timeout:g} '{url}'", timeout=timeout + 30)
 
 
+def addresses_in(ip_addr_output: str) -> set[str]:
+    """The addresses `ip -o addr` lists (inet and inet6), compressed as the API writes them."""
+    return {str(ipaddress.ip_address(found)) for found in _INET.findall(ip_addr_output)}
+
+
 def peer_ip_seen_by_server(client: Container, server_ip: str, port: int, timeout: float = ANSWER_TIMEOUT) -> str:
-    """agnhost netexec /clientip answers with the remote address of the connection, "ip:port".
+    """agnhost netexec /clientip answers with the remote address of the connection, "ip:port"
+    ("[ip]:port" for IPv6): the address alone is returned.
     Retried until the first answer: a new pod's route may lag behind its Ready condition."""
-    url = f"http://{server_ip}:{port}/clientip"
+    url = urls.url(server_ip, port, "/clientip")
 
     def answer() -> str:
         result = client.get(url)
@@ -58,4 +65,4 @@ def peer_ip_seen_by_server(client: Container, server_ip: str, port: int, timeout
             raise ProbeError(f"no answer: {(result.stderr or result.stdout).strip()!r}")
         return result.stdout.strip()
 
-    return wait.until(answer, f"an answer from netexec at {url} in {client}", timeout).rsplit(":", 1)[0]
+    return urls.host_of(wait.until(answer, f"an answer from netexec at {url} in {client}", timeout))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
-from clusterproof import causes, health, probe, wait
+from clusterproof import causes, health, probe, urls, wait
 from clusterproof.api_answers import ApiAnswer, answer_to
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import WaitGaveUp, WaitTimeout
@@ -433,7 +433,7 @@ class ServiceJig(Jig):
         for ip in service.spec.external_ips or []:
             where = f" (node {nodes[ip]})" if ip in nodes else ""
             what = f"externalIP {ip}:{port}{where} of {describe_service(service)}"
-            problems.append(self._host_mismatch(f"http://{ip}:{port}/", what, pods.names))
+            problems.append(self._host_mismatch(urls.url(ip, port), what, pods.names))
         _assert_none(problems)
 
     def _inside_mismatch(
@@ -514,11 +514,11 @@ def endpoint_target_uids(ep: client.V1Endpoints) -> set[str]:
 
 
 def cluster_ip_url(service: client.V1Service, port: int | None = None, path: str = "/") -> str:
-    return f"http://{service.spec.cluster_ip}:{port or service.spec.ports[0].port}{path}"
+    return urls.url(service.spec.cluster_ip, port or service.spec.ports[0].port, path)
 
 
 def node_url(node: Node, port: int, path: str = "/") -> str:
-    return f"http://{node.internal_ip}:{port}{path}"
+    return urls.url(node.internal_ip, port, path)
 
 
 def is_ip(value: str | None) -> bool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
-from clusterproof import pod_states, wait
+from clusterproof import pod_states, urls, wait
 from clusterproof.cluster import Cluster
 from clusterproof.jigs.pods import MountFailures, failed_mounts, read_pod, started
 from clusterproof.manifests import Manifests
@@ -240,7 +240,7 @@ def start_git_server(manifests: Manifests, node: str, name: str = "git-server") 
     with setup_step(f"start the git server (agnhost fake-gitserver) on node {node}"):
         server = started(manifests.cluster, manifests.namespace, manifests.apply_one(pod)["metadata"]["name"])
     ip = server.status.pod_ip
-    return GitServer(url=f"http://{ip}:{GIT_CONTAINER_PORT}", pod_ip=ip)
+    return GitServer(url=urls.url(ip, GIT_CONTAINER_PORT, ""), pod_ip=ip)
 
 
 def wait_cloned(cluster: Cluster, namespace: str, name: str, node: str, timeout: float = 120) -> None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from clusterproof.urls import family
+
 DEFAULT_POD_SUBNET = "10.244.0.0/16"  # kind's (IPv4); used only when the cluster says nothing
 CONFLIST_PATH = "/etc/cni/net.d/10-clusterproof.conflist"
 DEFAULT_ROUTE = {4: "0.0.0.0/0", 6: "::/0"}
@@ -35,16 +37,12 @@ class NodeRoute:
     ips: tuple[str, ...]
     pod_cidrs: tuple[str, ...]
 
-    def ip_of_family(self, family: int) -> str | None:
-        return next((ip for ip in self.ips if family_of(ip) == family), None)
-
-
-def family_of(address_or_cidr: str) -> int:
-    return ipaddress.ip_network(address_or_cidr, strict=False).version
+    def ip_of_family(self, version: int) -> str | None:
+        return next((ip for ip in self.ips if family(ip) == version), None)
 
 
 def conflist(pod_cidrs: Sequence[str]) -> str:
-    families = sorted({family_of(c) for c in pod_cidrs})
+    families = sorted({family(c) for c in pod_cidrs})
     return json.dumps(
         {
             "cniVersion": "0.4.0",
@@ -72,16 +70,16 @@ def node_script(me: NodeRoute, others: Iterable[NodeRoute], pod_subnets: Sequenc
     lines = ["set -eu"]
     for other in others:
         for cidr in other.pod_cidrs:
-            via = other.ip_of_family(family_of(cidr))
+            via = other.ip_of_family(family(cidr))
             if via:
                 lines.append(f"ip route replace {cidr} via {via}")
-    if any(family_of(c) == 6 for c in me.pod_cidrs):
+    if any(family(c) == 6 for c in me.pod_cidrs):
         lines.append("sysctl -qw net.ipv6.conf.all.forwarding=1")
     for cidr in me.pod_cidrs:
-        family = family_of(cidr)
-        subnet = next((s for s in pod_subnets if family_of(s) == family), cidr)
+        version = family(cidr)
+        subnet = next((s for s in pod_subnets if family(s) == version), cidr)
         rule = f"-s {cidr} ! -d {subnet} -j MASQUERADE -m comment --comment clusterproof-pod-egress"
-        tables = IPTABLES[family]
+        tables = IPTABLES[version]
         lines.append(f"{tables} -t nat -C POSTROUTING {rule} 2>/dev/null || {tables} -t nat -A POSTROUTING {rule}")
     lines.append(f"mkdir -p /etc/cni/net.d && cat > {CONFLIST_PATH}.tmp && mv {CONFLIST_PATH}.tmp {CONFLIST_PATH}")
     return "\n".join(lines)
@@ -120,8 +118,8 @@ def covering_subnets(pod_cidrs: Iterable[str]) -> tuple[str, ...]:
     the nodes show it, when the cluster's configuration cannot be read."""
     networks = [ipaddress.ip_network(c, strict=False) for c in pod_cidrs]
     found = []
-    for family in (4, 6):
-        mine = [n for n in networks if n.version == family]
+    for version in (4, 6):
+        mine = [n for n in networks if n.version == version]
         if not mine:
             continue
         cover = mine[0]

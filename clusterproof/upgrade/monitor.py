@@ -30,6 +30,7 @@ from pathlib import Path
 import requests
 from kubernetes import client, config
 
+from clusterproof import urls
 from clusterproof.upgrade.state import StateError, UpgradeState
 
 INTERVAL = 0.25
@@ -144,7 +145,7 @@ class Monitor:
         self.probes: dict[str, Callable[[], tuple[bool, str]]] = {"control": http_probe(self.control.url)}
         node_port = state.objects["Service web-np"]["nodePort"]
         for node, ip in sorted(state.node_ips.items()):
-            url = f"http://{ip}:{node_port}/hostname"
+            url = urls.url(ip, node_port, "/hostname")
             self.probes[f"nodeport {node} new"] = http_probe(url)
             self.probes[f"nodeport {node} reused"] = http_probe(url, requests.Session())
         self.probes["apiserver"] = self.readyz

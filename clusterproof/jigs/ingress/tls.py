@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 from kubernetes.client import ApiException
 
+from clusterproof import urls
 from clusterproof.cluster import Cluster
 from clusterproof.errors import ProbeError
 
@@ -136,7 +137,7 @@ def https_get_sni(ip: str, port: int, host: str, path: str, trusted_pem: bytes, 
             tls.sendall(request)
             response = _read_all(tls)
     except (OSError, ssl.SSLError) as e:
-        raise ProbeError(f"https://{ip}:{port}{path} (SNI {host}): {type(e).__name__}: {e}") from None
+        raise ProbeError(f"{urls.url(ip, port, path, 'https')} (SNI {host}): {type(e).__name__}: {e}") from None
     head, _, body = response.decode("utf-8", "replace").partition("\r\n\r\n")
     status_line = head.split("\r\n", 1)[0].split()
     status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0

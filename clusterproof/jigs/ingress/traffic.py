@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from clusterproof import wait
+from clusterproof import urls, wait
 from clusterproof.probe import HttpAnswer, http_get
 
 ROUTE_TIMEOUT = 90.0  # a controller syncs a new Ingress within seconds; nginx reloads can lag
@@ -14,7 +14,7 @@ A = TypeVar("A")  # HttpAnswer or TlsAnswer: both have .status and .body
 
 
 def get(ip: str, port: int, path: str, host: str, *, timeout: float = 3) -> HttpAnswer:
-    return http_get(f"http://{ip}:{port}{path}", headers={"Host": host}, timeout=timeout)
+    return http_get(urls.url(ip, port, path), headers={"Host": host}, timeout=timeout)
 
 
 def wait_answer(
