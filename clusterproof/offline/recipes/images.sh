@@ -46,10 +46,12 @@ for c in kube-apiserver kube-controller-manager kube-scheduler; do
   import_dir "$work/$c" "$REGISTRY/$c:$KUBE_VERSION"
 done
 
-# kube-proxy: its binary plus both iptables backends; a wrapper picks the one the host uses
+# kube-proxy: its binary plus both iptables backends (a wrapper picks the one the host uses) and
+# nft, which its nftables mode runs
 kp="$work/kube-proxy"
-copy_from_rootfs "$NODE_ROOTFS" "$kp" /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi \
-  /usr/sbin/conntrack '/usr/lib/x86_64-linux-gnu/xtables/*.so' /bin/dash '/usr/lib/x86_64-linux-gnu/libnss_files*'
+copy_from_rootfs "$NODE_ROOTFS" "$kp" /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi /usr/sbin/nft \
+  /usr/sbin/conntrack '/usr/lib/x86_64-linux-gnu/xtables/*.so' /bin/dash '/usr/lib/x86_64-linux-gnu/libnss_files*' \
+  /etc/protocols /etc/services
 mkdir -p "$kp/usr/local/bin" "$kp/bin" "$kp/run" "$kp/tmp" "$kp/var/lib/iptables"
 cp "$BIN/kube-proxy" "$kp/usr/local/bin/"
 ln -sf dash "$kp/bin/sh"

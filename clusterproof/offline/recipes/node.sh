@@ -39,7 +39,7 @@ RUN set -e; chmod 0755 /usr/local/bin/entrypoint /usr/bin/kubeadm /usr/bin/kubel
              systemd-modules-load.service systemd-logind.service getty@tty1.service console-getty.service getty.target \
              systemd-udevd.service systemd-udev-trigger.service systemd-remount-fs.service dev-hugepages.mount \
              sys-kernel-debug.mount sys-kernel-tracing.mount systemd-journald-audit.socket apt-daily.timer \
-             apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do ln -sf /dev/null /etc/systemd/system/\$u; done; \
+             apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer nftables.service; do ln -sf /dev/null /etc/systemd/system/\$u; done; \
     rm -f /etc/machine-id /var/lib/dbus/machine-id; touch /etc/machine-id
 DOCKERFILE
 log "assembling the node filesystem"
