@@ -16,6 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from clusterproof import urls
+from clusterproof.claims import OBSERVED_ON_PROPERTY
 from clusterproof.cluster import Cluster
 from clusterproof.jigs import dns
 from clusterproof.jigs.service import APP_PODS, ServiceJig
@@ -37,10 +38,13 @@ def jig(cluster: Cluster, manifests: Manifests) -> ServiceJig:
 
 
 @pytest.fixture
-def dns_client(cluster: Cluster, client_pod: ClientFactory) -> dns.DnsClient:
+def dns_client(cluster: Cluster, client_pod: ClientFactory, record_property) -> dns.DnsClient:
     """A client pod whose lookups go to cluster DNS (the test skips when there is none, and
-    fails, naming why, when it is there but cannot answer)."""
-    return dns.require_cluster_dns(cluster, client_pod())
+    fails, naming why, when it is there but cannot answer). The claim's reason says under which
+    cluster domain the notes' names (`...svc.cluster.local`) were looked up."""
+    found = dns.require_cluster_dns(cluster, client_pod())
+    record_property(OBSERVED_ON_PROPERTY, found.resolver.describe_domain())
+    return found
 
 
 def env_of(pod: ClientPod) -> dict[str, str]:
@@ -60,7 +64,7 @@ def test_external_name_service_resolves_as_a_cname_to_its_external_name(
 
     Observed: from a client pod, the CNAME lookup of svc-externalname's cluster name (the
     external name), and an A lookup following the chain to that name's address."""
-    service = manifests.apply_one(EXTERNAL_NAME)
+    service = manifests.apply_one(EXTERNAL_NAME, values={"CLUSTER_DOMAIN": dns_client.resolver.domain})
     target = service["spec"]["externalName"].rstrip(".") + "."
     name = dns_client.service_name("svc-externalname", namespace)
 
@@ -69,9 +73,9 @@ def test_external_name_service_resolves_as_a_cname_to_its_external_name(
 
     # an A query follows the CNAME: the chain starts with the external name, then its address
     api_ip = cluster.core.read_namespaced_service("kubernetes", "default").spec.cluster_ip
-    chained = dns_client.lookup(name, "A")
+    chained = dns_client.lookup(name, dns.address_record(api_ip))
     assert chained.records[:1] == (target,) and api_ip in dns.addresses(chained), (
-        f"A lookup of {name} should go through CNAME {target} to {api_ip}; got {chained}"
+        f"{chained.rtype} lookup of {name} should go through CNAME {target} to {api_ip}; got {chained}"
     )
 
 
@@ -117,12 +121,14 @@ def test_headless_service_name_resolves_to_the_ready_pod_ips(
     pods = jig.start_backends(APP_PODS)
     name = dns_client.service_name("svc-headless", namespace)
 
-    dns_client.wait_lookup(name, "A", dns.same_set(pods.ips), f"A {name} == ready pod IPs {sorted(pods.ips)}")
+    record = dns.address_record(next(iter(pods.ips)))
+    dns_client.wait_lookup(name, record, dns.same_set(pods.ips), f"{record} {name} == ready pod IPs {sorted(pods.ips)}")
 
     ip_1 = pods.ip_of("pod-1")
     with setup_step("delete pod pod-2"):
         cluster.delete_pod_now(namespace, "pod-2", wait_gone=False)
-    dns_client.wait_lookup(name, "A", dns.same_set({ip_1}), f"A {name} == {ip_1} only, after pod-2 was deleted")
+    after = f"{record} {name} == {ip_1} only, after pod-2 was deleted"
+    dns_client.wait_lookup(name, record, dns.same_set({ip_1}), after)
 
 
 # --- SVC-15 / SVC-16 A and SRV records ----------------------------------------------------------
@@ -140,8 +146,9 @@ def test_service_name_resolves_to_its_cluster_ip(
     cluster_ip = service.spec.cluster_ip
     name = dns_client.service_name("sample", namespace)
 
-    dns_client.wait_lookup(name, "A", dns.same_set({cluster_ip}), f"A {name} == ClusterIP {cluster_ip}")
-    short = dns_client.lookup("sample", "A", search=True)
+    record = dns.address_record(cluster_ip)
+    dns_client.wait_lookup(name, record, dns.same_set({cluster_ip}), f"{record} {name} == ClusterIP {cluster_ip}")
+    short = dns_client.lookup("sample", record, search=True)
     assert dns.addresses(short) == {cluster_ip}, f"short name `sample` via the search list: {short}"
 
 
@@ -165,7 +172,7 @@ def test_srv_records_give_each_named_port_and_the_service_name(
             f"SRV {name} should give port {port} at {target}; got {answer}"
         )
     # the SRV target is a name that resolves: to the Service's ClusterIP
-    resolved = dns_client.lookup(target, "A")
+    resolved = dns_client.lookup(target, dns.address_record(service.spec.cluster_ip))
     assert dns.addresses(resolved) == {service.spec.cluster_ip}, (
         f"the SRV target {target} should resolve to sample's ClusterIP {service.spec.cluster_ip}; got {resolved}"
     )
@@ -194,7 +201,7 @@ def test_pods_started_after_a_service_get_its_env_vars_and_earlier_pods_do_not(
         "SAMPLE_SERVICE_PORT": "8080",
         "SAMPLE_SERVICE_PORT_HTTP_PORT": "8080",
         "SAMPLE_SERVICE_PORT_HTTPS_PORT": "8443",
-        "SAMPLE_PORT": f"tcp://{cluster_ip}:8080",
+        "SAMPLE_PORT": urls.url(cluster_ip, 8080, "", "tcp"),
     }
     got = {k: env.get(k) for k in expected}
     assert got == expected, f"pod `late`, started after Service sample ({cluster_ip}), has env {got}"

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from clusterproof import causes, health, pod_states, wait
+from clusterproof import causes, health, pod_states, urls, wait
 from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
 from clusterproof.errors import Broken, WaitTimeout
 from clusterproof.probe import ClientPod
 
+NOTES_DOMAIN = "cluster.local"  # the notes' names: <svc>.<ns>.svc.cluster.local
 DNS_SERVICE_LABEL = "k8s-app=kube-dns"  # CoreDNS keeps the kube-dns Service name and label
 DNS_NAMESPACE = "kube-system"
 LOOKUP_TIMEOUT = 60.0  # answers follow Service/Endpoints changes after CoreDNS's cache (kubeadm: `cache 30`)
@@ -36,6 +37,12 @@ class Resolver:
 
     def service_name(self, service: str, namespace: str) -> str:
         return f"{service}.{namespace}.svc.{self.domain}"
+
+    def describe_domain(self) -> str:
+        """Under which domain the notes' names were looked up (they write `cluster.local`)."""
+        if self.domain == NOTES_DOMAIN:
+            return f"cluster domain {self.domain}"
+        return f"cluster domain {self.domain} (the notes' names, under {NOTES_DOMAIN}, were looked up under it)"
 
     def srv_name(self, port_name: str, protocol: str, service: str, namespace: str) -> str:
         return f"_{port_name}._{protocol.lower()}.{self.service_name(service, namespace)}"
@@ -79,7 +86,7 @@ def resolver_of(pod: ClientPod) -> Resolver:
             nameservers += fields[1:2]
         elif fields and fields[0] == "search":
             search = fields[1:]
-    domain = next((s.split(".svc.", 1)[1] for s in search if ".svc." in s), "cluster.local")
+    domain = next((s.split(".svc.", 1)[1] for s in search if ".svc." in s), NOTES_DOMAIN)
     if not nameservers:
         raise AssertionError(f"pod {pod.name} has no nameserver in /etc/resolv.conf: {result.stdout!r}")
     return Resolver(nameservers[0], domain)
@@ -140,8 +147,13 @@ class DnsClient:
 
 
 def addresses(answer: Lookup) -> set[str]:
-    """The A records of an answer (CNAME targets dropped)."""
+    """The A or AAAA records of an answer (CNAME targets dropped)."""
     return {r for r in answer.records if not r.endswith(".")}
+
+
+def address_record(ip: str) -> str:
+    """The record type that answers with `ip`: A, or AAAA for an IPv6 address."""
+    return "AAAA" if urls.family(ip) == 6 else "A"
 
 
 # --- is there cluster DNS? -------------------------------------------------------------------
@@ -169,7 +181,8 @@ class DnsStatus:
 
 def probe_cluster_dns(cluster: Cluster, pod: ClientPod) -> DnsStatus:
     resolver = resolver_of(pod)
-    probe = lookup(pod, f"kubernetes.default.svc.{resolver.domain}", "A")
+    api_ip = cluster.core.read_namespaced_service("kubernetes", "default").spec.cluster_ip
+    probe = lookup(pod, f"kubernetes.default.svc.{resolver.domain}", address_record(api_ip))
     return DnsStatus(resolver, probe, tuple(_dns_endpoints(cluster)), _dns_pods(cluster))
 
 
