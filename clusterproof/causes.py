@@ -1,10 +1,11 @@
 """Causes for waits that cannot succeed: a shared precondition known to be broken, in words.
 
 The health read-out's reads (clusterproof.health) answer the jigs' "is waiting pointless?"
-questions (`routing_cause`, `endpoints_cause`, `daemonset_controller_cause`, `provisioner_cause`,
-`admission_disabled`): each returns the cause in words when a shared precondition is known to be
-broken, else None, and is cached per cluster for a few seconds. They are conservative: "unknown"
-is None, so a wait only ends early on positive evidence. `give_up_after` makes one a wait's `final`.
+questions (`routing_cause`, `service_cause`, `endpoints_cause`, `slices_cause`, `controller_cause`,
+`daemonset_controller_cause`, `provisioner_cause`, `admission_disabled`): each returns the cause
+in words when a shared precondition is known to be broken, else None, and is cached per cluster
+for a few seconds. They are conservative: "unknown" is None, so a wait only ends early on
+positive evidence. `give_up_after` makes one a wait's `final`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from kubernetes import client
 
 from clusterproof import health
 from clusterproof.pod_states import daemonset_processed, describe_pods, pod_is_ready
@@ -23,8 +26,13 @@ if TYPE_CHECKING:
 # provisioner name -> the Deployment that serves it, for provisioners whose pods do not say so
 KNOWN_PROVISIONERS = {"rancher.io/local-path": "local-path-provisioner"}
 CACHE_SECONDS = 15.0
+# a controller acts on a new object within a second: one not processed after CONTROLLER_GRACE is
+# given up on when the controller is known not to run, after UNPROCESSED_LIMIT in any case
+CONTROLLER_GRACE = 15.0
+UNPROCESSED_LIMIT = 45.0
 
 _cache: dict[tuple[str, str], tuple[float, Any]] = {}
+_confirmed: set[tuple[str, str]] = set()  # (cluster, cause) a wait gave up on after its grace
 _cache_lock = threading.Lock()
 
 
@@ -44,6 +52,7 @@ def forget(cluster: Cluster) -> None:
     with _cache_lock:
         for key in [k for k in _cache if k[0] == cluster.name]:
             del _cache[key]
+        _confirmed.difference_update({k for k in _confirmed if k[0] == cluster.name})
 
 
 def routing_cause(cluster: Cluster) -> str | None:
@@ -82,16 +91,54 @@ def endpoints_cause(cluster: Cluster) -> str | None:
     return _cached(cluster, "endpoints", look_once)
 
 
+def slices_cause(cluster: Cluster) -> str | None:
+    """Why Services get no EndpointSlices, when known: the EndpointSlice controller is off in
+    kube-controller-manager's flags, or the cluster's Services have Endpoints but no slices."""
+
+    def look_once() -> str | None:
+        look = health.Look(cluster)
+        off = health.controller_off(look.controller_manager_args() or [], "endpointslice-controller")
+        found = [f.text for f in health.endpoints_findings(look) if f.component == health.SLICE_CONTROLLER]
+        return off or (found[0] if found else None)
+
+    return _cached(cluster, "slices", look_once)
+
+
+def service_cause(cluster: Cluster, namespace: str, name: str) -> str | None:
+    """Why Service `name` cannot route, when known: no Service can (routing_cause), or it has no
+    EndpointSlice while the EndpointSlice controller is known not to run (kube-proxy reads only
+    slices). A Service whose slices are there (a hand-made Endpoints object is mirrored into them
+    by another controller) is not held back by the latter."""
+    routing = routing_cause(cluster)
+    if routing or slices_cause(cluster) is None:
+        return routing
+    try:
+        own = client.DiscoveryV1Api(cluster.api).list_namespaced_endpoint_slice(
+            namespace, label_selector=f"kubernetes.io/service-name={name}", _request_timeout=health.REQUEST_TIMEOUT
+        ).items
+    except Exception:  # not readable: unsure
+        return None
+    return None if own else slices_cause(cluster)
+
+
+def controller_cause(cluster: Cluster, controller: str) -> str | None:
+    """kube-controller-manager's flag that turns `controller` (a name of health.CONTROLLERS) off,
+    when its mirror pod shows one."""
+
+    def look_once() -> str | None:
+        return health.controller_off(health.Look(cluster).controller_manager_args() or [], controller)
+
+    return _cached(cluster, f"controller {controller}", look_once)
+
+
 def daemonset_controller_cause(cluster: Cluster) -> str | None:
     """Why a DaemonSet is never processed, when known (no DaemonSet in kube-system ever was)."""
 
     def look_once() -> str | None:
-        found = [
-            f
-            for f in health.daemonset_findings(health.Look(cluster))
-            if f.component == "DaemonSet controller" and f.final
-        ]
-        return found[0].text if found else None
+        look = health.Look(cluster)
+        off = health.controller_off(look.controller_manager_args() or [], "daemonset-controller")
+        found = [f for f in health.daemonset_findings(look) if f.component == "DaemonSet controller" and f.final]
+        return off or (found[0].text if found else None)
 
     return _cached(cluster, "daemonsets", look_once)
 
@@ -135,6 +182,22 @@ def admission_disabled(cluster: Cluster, plugin: str) -> str | None:
         return None
 
     return _cached(cluster, f"admission {plugin}", look_once)
+
+
+def not_processed(
+    cluster: Cluster, what: str, controller: str, waited: float, known: Callable[[], str | None]
+) -> str | None:
+    """Why `what` (e.g. "StatefulSet ns/web") is still unprocessed by the `controller` (in words)
+    after `waited` seconds: `known()` (a cause of the cluster's: the controller turned off) once
+    CONTROLLER_GRACE has passed, or at once when an earlier wait on this cluster already gave up
+    on that cause; after UNPROCESSED_LIMIT in any case."""
+    cause = known()
+    if cause and (waited >= CONTROLLER_GRACE or (cluster.name, cause) in _confirmed):
+        _confirmed.add((cluster.name, cause))
+        return cause
+    if waited >= UNPROCESSED_LIMIT:
+        return f"the {controller} has not processed {what} in {waited:.0f} s: is it running?"
+    return None
 
 
 def give_up_after(

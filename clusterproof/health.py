@@ -46,7 +46,25 @@ PROXY_REPLACEMENTS = ("cilium", "kube-router", "antrea-agent", "calico-node", "o
 # (others, e.g. a GPU device plugin, may rightly want no node)
 EVERY_NODE_DAEMONSETS = (KUBE_PROXY, "kindnet", "kube-flannel", "flannel", "weave-net", "aws-node", "azure-cni")
 EMBEDDED_PROXY_KUBELETS = ("+k3s",)  # distributions whose agent runs kube-proxy itself (no pods)
-LEADER_LEASES = ("kube-controller-manager", "kube-scheduler")
+CONTROLLER_MANAGER = "kube-controller-manager"
+LEADER_LEASES = (CONTROLLER_MANAGER, "kube-scheduler")
+# kube-controller-manager's controllers the suites' waits depend on: name (1.28+) -> what it is
+# called in a finding, and its older alias (both are accepted by --controllers)
+CONTROLLERS = {
+    "endpoints-controller": ("endpoints", "endpoint"),
+    "endpointslice-controller": ("EndpointSlice", "endpointslice"),
+    "endpointslice-mirroring-controller": ("EndpointSlice mirroring", "endpointslicemirroring"),
+    "replicaset-controller": ("ReplicaSet", "replicaset"),
+    "deployment-controller": ("Deployment", "deployment"),
+    "daemonset-controller": ("DaemonSet", "daemonset"),
+    "statefulset-controller": ("StatefulSet", "statefulset"),
+    "job-controller": ("Job", "job"),
+    "resourcequota-controller": ("resourcequota", "resourcequota"),
+    "persistentvolume-binder-controller": ("PersistentVolume binder", "persistentvolume-binder"),
+    "namespace-controller": ("namespace", "namespace"),
+}
+SLICE_CONTROLLER = "EndpointSlice controller"
+SLICE_LAG = 10.0  # seconds: an Endpoints object this old has its EndpointSlice if that controller runs
 SETTLED_AGE = 30.0  # seconds: a system object this old has been seen by its controller if one runs
 STALE_LEASE = 60.0  # seconds without a renewal (and at least 3 lease durations): the leader is gone
 SETTLE_INTERVAL = 2.0
@@ -155,14 +173,24 @@ class Look:
         )
 
     @cached_property
+    def endpoints_objects(self) -> dict[tuple[str, str], client.V1Endpoints] | None:
+        """The Endpoints objects by (namespace, name); None when they cannot be read."""
+        core = self.cluster.core
+        found: dict[tuple[str, str], client.V1Endpoints] = {}
+        for ns in ENDPOINTS_NAMESPACES:
+            try:
+                items = core.list_namespaced_endpoints(ns, _request_timeout=REQUEST_TIMEOUT).items
+            except Exception as e:
+                self.unread.append(f"Endpoints in {ns}: {type(e).__name__}")
+                return None
+            found |= {(ns, e.metadata.name): e for e in items}
+        return found
+
+    @property
     def endpoints(self) -> set[tuple[str, str]] | None:
         """(namespace, name) of the Endpoints objects; None when they cannot be read."""
-        core = self.cluster.core
-        return self._keys_in(
-            "Endpoints",
-            lambda ns: core.list_namespaced_endpoints(ns, _request_timeout=REQUEST_TIMEOUT),
-            lambda e: e.metadata.name,
-        )
+        objects = self.endpoints_objects
+        return set(objects) if objects is not None else None
 
     @cached_property
     def slice_services(self) -> set[tuple[str, str]] | None:
@@ -202,6 +230,9 @@ class Look:
         """kube-apiserver's flags as its (static) mirror pod shows them; None when not visible."""
         return self.component_args("kube-apiserver")
 
+    def controller_manager_args(self) -> list[str] | None:
+        return self.component_args(CONTROLLER_MANAGER)
+
 
 # --- what is wrong ---------------------------------------------------------------------------
 
@@ -212,6 +243,7 @@ def probe(cluster: Cluster, *, now: float | None = None) -> list[Finding]:
     found: list[Finding] = []
     for check in (
         node_findings,
+        controller_findings,
         daemonset_findings,
         kube_proxy_findings,
         dns_findings,
@@ -316,25 +348,67 @@ def deployment_findings(look: Look) -> list[Finding]:
 
 
 def endpoints_findings(look: Look) -> list[Finding]:
-    """Services with a selector, old enough, that have no Endpoints object (no EndpointSlice):
-    the endpoints (endpointslice) controller is not running. Evidence from kube-system and default."""
-    settled = [s for s in look.services if s.spec.selector and s.spec.cluster_ip and look.age(s) >= SETTLED_AGE]
-    if not settled:
-        return []
+    """Services with a selector, old enough, that have no Endpoints object: the endpoints
+    controller is not running; and Services whose Endpoints object is there but which have no
+    EndpointSlice (or, both missing, old enough): the EndpointSlice controller is not running,
+    and kube-proxy and CoreDNS, which read only EndpointSlices, route and answer nothing for
+    them. Evidence from kube-system and default."""
+    selected = [s for s in look.services if s.spec.selector and s.spec.cluster_ip]
+    settled = [s for s in selected if look.age(s) >= SETTLED_AGE]
     found = []
-    for objects, controller, kind in (
-        (look.endpoints, "endpoints controller", "Endpoints object"),
-        (look.slice_services, "endpointslice controller", "EndpointSlice"),
-    ):
-        if objects is None:
-            continue
-        missing = [s for s in settled if (s.metadata.namespace, s.metadata.name) not in objects]
+    endpoints = look.endpoints
+    if endpoints is not None and settled:
+        missing = [s for s in settled if _key(s) not in endpoints]
         if missing and len(missing) == len(settled):
-            names = ", ".join(f"{s.metadata.namespace}/{s.metadata.name} ({_ago(look.age(s))} old)" for s in missing)
             found.append(
-                Finding(controller, f"no {kind} for Service {names}: is the {controller} running?", final=True)
+                Finding(
+                    "endpoints controller",
+                    f"no Endpoints object for Service {_aged(look, missing)}: is the endpoints controller running?",
+                    final=True,
+                )
             )
+    slices = look.slice_services
+    if slices is None or not selected:
+        return found
+    objects = look.endpoints_objects or {}
+    key = _key
+    # the Endpoints object proves its controller has seen the Service: the slice is due by now
+    due = [s for s in selected if key(s) in objects and look.age(objects[key(s)]) >= SLICE_LAG]
+    without = [s for s in due if key(s) not in slices]
+    if without and len(without) == len(due):
+        listed = ", ".join(f"{s.metadata.namespace}/{s.metadata.name}{_ready_of(objects[key(s)])}" for s in without)
+        text = (
+            f"Services have Endpoints but no EndpointSlices ({listed}): is the EndpointSlice controller running? "
+            "(kube-proxy and CoreDNS read only EndpointSlices)"
+        )
+        found.append(Finding(SLICE_CONTROLLER, text, final=True))
+    elif not due and settled and all(key(s) not in slices for s in settled):
+        text = f"no EndpointSlice for Service {_aged(look, settled)}: is the EndpointSlice controller running?"
+        found.append(Finding(SLICE_CONTROLLER, text, final=True))
     return found
+
+
+def controller_findings(look: Look) -> list[Finding]:
+    """kube-controller-manager's controllers its --controllers flag turns off (as its mirror pod
+    shows it), among those the suites' waits depend on."""
+    args = look.controller_manager_args() or []
+    off = {c: text for c in CONTROLLERS if (text := controller_off(args, c))}
+    return [Finding(f"{CONTROLLERS[c][0]} controller", text, final=True) for c, text in off.items()]
+
+
+def controller_off(args: Iterable[str], controller: str) -> str | None:
+    """Whether kube-controller-manager's `--controllers` turns `controller` off (a name of
+    CONTROLLERS), in words; None when it runs or the flag is not there (its default: all on)."""
+    flag = next((a for a in args if a.partition("=")[0] == "--controllers"), None)
+    if flag is None:
+        return None
+    names = [n.strip() for n in flag.partition("=")[2].split(",")]
+    label, alias = CONTROLLERS[controller]
+    known = {controller, alias}
+    disabled = any(f"-{n}" in names for n in known)
+    if disabled or not ("*" in names or known & set(names)):
+        return f"kube-controller-manager runs with {flag}: the {label} controller is off"
+    return None
 
 
 def lease_findings(look: Look) -> list[Finding]:
@@ -478,6 +552,19 @@ def _pods_of(pods: list[client.V1Pod], match_labels: dict[str, str]) -> list[cli
     if not match_labels:
         return []
     return [p for p in pods if all((p.metadata.labels or {}).get(k) == v for k, v in match_labels.items())]
+
+
+def _key(obj: Any) -> tuple[str, str]:
+    return obj.metadata.namespace, obj.metadata.name
+
+
+def _aged(look: Look, objects: Iterable[Any]) -> str:
+    return ", ".join(f"{o.metadata.namespace}/{o.metadata.name} ({_ago(look.age(o))} old)" for o in objects)
+
+
+def _ready_of(endpoints: client.V1Endpoints) -> str:
+    ready = [a.ip for subset in endpoints.subsets or [] for a in subset.addresses or []]
+    return f": ready {', '.join(ready)}" if ready else ""
 
 
 def _stuck(pods: Iterable[client.V1Pod]) -> list[str]:

@@ -207,6 +207,8 @@ def watch_until(
     timeout: float = DEFAULT_TIMEOUT,
     *,
     final: Callable[[dict[str, Any]], str | None] | None = None,
+    never: Callable[[], str | None] | None = None,
+    check_every: float = 5.0,
     hint: Hint = None,
     clock: Clock = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -216,12 +218,16 @@ def watch_until(
     """Watch objects of `list_fn` (filtered by list_kwargs) into a name -> object dict until
     `done(objects)` returns something truthy, which is returned; `final(objects)` names a state
     that can never become done (WaitGaveUp at once, once a fresh listing confirms it: the first
-    events of a watch may show only part of the objects). A new watch starts with the full current
-    state (synthetic ADDED events), so each reconnect starts from a fresh dict."""
+    events of a watch may show only part of the objects). `never()` names a cause outside the
+    objects watched (a controller refusing to create them: `failed_create`), asked every
+    `check_every` seconds while nothing is done (the watch is cut into slices that long: objects
+    that never come send no event). A new watch starts with the full current state (synthetic
+    ADDED events), so each reconnect starts from a fresh dict."""
     started = clock()
     deadline = started + timeout
     objects: dict[str, Any] = {}
     last = "nothing seen yet"
+    slices = [0]
 
     failure: BaseException | None = None  # the error that ended the latest stream, if one did
 
@@ -230,6 +236,11 @@ def watch_until(
         remaining = deadline - clock()
         if remaining <= 0:
             return None
+        if never is not None and slices[0]:
+            reason = never()
+            if reason:
+                raise WaitGaveUp(expected, reason, clock() - started, last_seen=last, hint=hint_text(hint, last))
+        slices[0] += 1
         try:
             found = streamed(remaining)
         except Exception as e:
@@ -243,9 +254,10 @@ def watch_until(
         objects = {}
         last = describe(objects)
         w = watcher()
+        seconds = min(remaining, check_every) if never is not None else remaining
         stream = w.stream(
             list_fn,
-            timeout_seconds=max(1, int(remaining)),
+            timeout_seconds=max(1, int(seconds)),
             _request_timeout=remaining + 5,
             **list_kwargs,
         )
@@ -341,10 +353,12 @@ def pods_ready(
     timeout: float = DEFAULT_TIMEOUT,
     *,
     field_selector: str | None = None,
+    never: Callable[[], str | None] | None = None,
     **seams: Any,
 ) -> list[client.V1Pod]:
     """At least `count` Ready pods matching the label selector; returns the ready pods. Gives up
-    at once when pods that can never be Ready (`never_ready`) leave fewer than `count` that may."""
+    at once when pods that can never be Ready (`never_ready`) leave fewer than `count` that may,
+    and when `never()` names a cause (their controller refuses to create them: `failed_create`)."""
 
     def done(pods: dict[str, client.V1Pod]) -> list[client.V1Pod]:
         ready = [p for p in pods.values() if pod_states.pod_is_ready(p)]
@@ -354,7 +368,9 @@ def pods_ready(
         hopeless = [reason for p in pods.values() if (reason := pod_states.never_ready(p))]
         return "; ".join(hopeless) if hopeless and len(pods) - len(hopeless) < count else None
 
-    extra = {"field_selector": field_selector} if field_selector else {}
+    extra: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
+    if never is not None:
+        extra["never"] = never
     what = selector or field_selector or "any"
     expected = f"{count} ready pod(s) matching {what} in {namespace}"
     return _watch_pods(core, namespace, done, final, expected, timeout, label_selector=selector, **extra, **seams)
@@ -411,6 +427,34 @@ def _watch_pods(
     return watch_until(
         core.list_namespaced_pod, done, expected, describe, timeout, final=final, namespace=namespace, **kwargs
     )
+
+
+def failed_create(
+    core: client.CoreV1Api, namespace: str, kind: str | None = None, name: str | None = None
+) -> Callable[[], str | None]:
+    """For a wait on a controller's pods (`never=`): the controller's refusal to create them, as
+    its FailedCreate event says, when an admission plugin forbade it (Pod Security, a quota, a
+    webhook: "... is forbidden: ..."): a final answer, named. `kind`/`name`: the controller
+    (a Deployment's name also stands for its ReplicaSets, `<name>-<hash>`); None: any in the
+    namespace."""
+
+    def refused() -> str | None:
+        events = core.list_namespaced_event(namespace, field_selector="reason=FailedCreate", _request_timeout=15).items
+        for event in sorted(events, key=lambda e: e.count or 1, reverse=True):
+            owner = event.involved_object
+            if kind and not _made_by(owner.kind, owner.name, kind, name):
+                continue
+            if "forbidden" in (event.message or ""):
+                return f"{owner.kind} {owner.name}: FailedCreate: {event.message}"
+        return None
+
+    return refused
+
+
+def _made_by(owner_kind: str, owner_name: str, kind: str, name: str | None) -> bool:
+    if kind == "Deployment":  # its pods are its ReplicaSets' (<name>-<pod template hash>)
+        return owner_kind == "ReplicaSet" and (name is None or owner_name.startswith(f"{name}-"))
+    return owner_kind == kind and (name is None or owner_name == name)
 
 
 # --- workloads, volumes, events, nodes -------------------------------------------------------

@@ -83,13 +83,19 @@ def controller_under_test(
 
 @pytest.fixture
 def controller(
+    request: pytest.FixtureRequest,
+    cluster: Cluster,
     controller_under_test: ingress.UnderTest,
     diagnose_namespace: Callable[[str], None],
     record_property: Callable[[str, object], None],
 ) -> ingress.Controller:
-    """The ingress controller under test (skips when there is none to test; a failed install
-    fails the test). Its namespace goes into the test's failure diagnostics, and what it is into
-    the claims table."""
+    """The ingress controller under test (skips when there is none to test, and for an
+    ingress-nginx claim (marker `ingress_nginx`) when it is another one, ready or not; a failed
+    install fails the test). Its namespace goes into the test's failure diagnostics, and what it
+    is into the claims table."""
+    nginx_only = request.node.get_closest_marker("ingress_nginx")
+    if nginx_only:
+        controller_under_test.require_ingress_nginx(nginx_only.args[0], offline=cluster.offline)
     if controller_under_test.namespace:
         diagnose_namespace(controller_under_test.namespace)
     found = controller_under_test.get()
@@ -125,6 +131,7 @@ def for_controller(docs: list[dict], controller: ingress.Controller, host: str) 
 
 
 @pytest.mark.claim("ING-01")
+@pytest.mark.ingress_nginx("ING-01 (the bare-metal ingress-nginx install)")
 def test_bare_metal_ingress_nginx_runs_a_controller_behind_a_node_port_service(
     cluster: Cluster, controller: ingress.Controller
 ) -> None:
@@ -134,7 +141,6 @@ def test_bare_metal_ingress_nginx_runs_a_controller_behind_a_node_port_service(
 
     Observed: those objects and their states; nginx's 404 for an unknown host on the
     controller's node port of every node that serves it."""
-    controller.require_ingress_nginx("ING-01 (the bare-metal ingress-nginx install)")
     ns = controller.namespace
     pods = controller.pods()
     running = [p.metadata.name for p in pods if pod_states.pod_is_ready(p) and p.status.phase == "Running"]
@@ -239,6 +245,7 @@ def test_one_ingress_routes_each_path_prefix_to_its_own_service(
 
 
 @pytest.mark.claim("ING-04")
+@pytest.mark.ingress_nginx("ING-04 (the nginx.ingress.kubernetes.io/rewrite-target annotation)")
 def test_rewrite_target_changes_the_path_the_backend_sees(
     cluster: Cluster, controller: ingress.Controller, namespace: str, manifests: Manifests, client_pod
 ) -> None:
@@ -248,7 +255,6 @@ def test_rewrite_target_changes_the_path_the_backend_sees(
     Observed: the backends answering 404 for the paths asked directly (only a rewritten request
     can succeed), then, through the controller, those paths answered by the backends: the notes'
     `rewrite-target: /` and a capture-group form `/$2`."""
-    controller.require_ingress_nginx("ING-04 (the nginx.ingress.kubernetes.io/rewrite-target annotation)")
     controller.assert_serving()
     pods = start_backends(cluster, namespace, manifests)
     minimal_host, rewrite_host = host_for(namespace), host_for(namespace, "rewrite.")

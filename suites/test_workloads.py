@@ -199,7 +199,7 @@ def test_statefulset_pods_keep_their_names_and_their_own_claims_across_deletion(
     (node,) = workload.pick_workers(cluster, 1)
     web_pvs_and_statefulset(manifests, node_files, node)
     names = ["web-0", "web-1"]
-    first = workload.statefulset_pods_ready(cluster, namespace, names)
+    first = workload.statefulset_pods_ready(cluster, namespace, "web", names)
     with setup_step("write /data/owner in web-0 and web-1"):
         for name, pod in first.items():
             pod_files.write(name, "/data/owner", f"{name} uid {pod.metadata.uid}")
@@ -212,7 +212,7 @@ def test_statefulset_pods_keep_their_names_and_their_own_claims_across_deletion(
         for name in names:
             pods.delete_pod(cluster, namespace, name, grace_seconds=1)
     old_uids = [p.metadata.uid for p in first.values()]
-    second = workload.statefulset_pods_ready(cluster, namespace, names, not_uids=old_uids)
+    second = workload.statefulset_pods_ready(cluster, namespace, "web", names, not_uids=old_uids)
 
     for name, pod in second.items():
         claim = workload.claim_of(pod, "data")

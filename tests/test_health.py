@@ -102,6 +102,13 @@ def service(name, namespace="kube-system", selector=None, created=OLD):
 DNS_LABELS = {"k8s-app": "kube-dns"}
 
 
+def endpoints(name, namespace, created=OLD):
+    ready = [client.V1EndpointAddress(ip="10.244.0.2")] if name == "kube-dns" else None
+    return client.V1Endpoints(metadata=meta(name, namespace, created=created), subsets=[
+        client.V1EndpointSubset(addresses=ready)
+    ])
+
+
 def items(objects):
     return SimpleNamespace(items=list(objects))
 
@@ -127,7 +134,9 @@ class FakeCluster:
         self.services = [service("kube-dns", selector=DNS_LABELS), service("kubernetes", "default")]
         self.endpoints = {("kube-system", "kube-dns"), ("default", "kubernetes")}
         self.slices = {("kube-system", "kube-dns"), ("default", "kubernetes")}
+        self.endpoints_created = OLD
         self.apiserver_args = ["kube-apiserver", "--enable-admission-plugins=NodeRestriction"]
+        self.controller_manager_args = ["kube-controller-manager", "--controllers=*,bootstrapsigner,tokencleaner"]
         for key, value in broken.items():
             setattr(self, key, value)
         me = self
@@ -138,7 +147,7 @@ class FakeCluster:
             ),
             list_namespaced_service=lambda ns, **_: items(s for s in me.services if s.metadata.namespace == ns),
             list_namespaced_endpoints=lambda ns, **_: items(
-                SimpleNamespace(metadata=SimpleNamespace(name=n)) for n_ns, n in me.endpoints if n_ns == ns
+                endpoints(n, n_ns, me.endpoints_created) for n_ns, n in me.endpoints if n_ns == ns
             ),
         )
         self.apps = SimpleNamespace(
@@ -152,11 +161,15 @@ class FakeCluster:
         self.api = None
 
     def apiserver_pods(self):
-        container = client.V1Container(name="kube-apiserver", command=self.apiserver_args)
+        """The control plane's mirror pods, with their flags."""
         return [
             client.V1Pod(
-                metadata=meta("kube-apiserver-cp", labels={"component": "kube-apiserver"}),
-                spec=client.V1PodSpec(containers=[container]),
+                metadata=meta(f"{name}-cp", labels={"component": name}),
+                spec=client.V1PodSpec(containers=[client.V1Container(name=name, command=args)]),
+            )
+            for name, args in (
+                ("kube-apiserver", self.apiserver_args),
+                ("kube-controller-manager", self.controller_manager_args),
             )
         ]
 
@@ -173,11 +186,12 @@ def fake_discovery_and_leases(monkeypatch):
         def __init__(self, api):
             pass
 
-        def list_namespaced_endpoint_slice(self, ns, **_):
+        def list_namespaced_endpoint_slice(self, ns, label_selector="", **_):
+            wanted = label_selector.partition("kubernetes.io/service-name=")[2]
             return items(
                 SimpleNamespace(metadata=SimpleNamespace(labels={"kubernetes.io/service-name": n}))
                 for n_ns, n in CURRENT.slices
-                if n_ns == ns
+                if n_ns == ns and (not wanted or n == wanted)
             )
 
     class Coordination:
@@ -289,7 +303,7 @@ def test_endpoints_and_endpointslice_controllers_off():
     c = cluster(endpoints={("default", "kubernetes")}, slices=set())
     assert texts(c) == [
         "no Endpoints object for Service kube-system/kube-dns (10 min old): is the endpoints controller running?",
-        "no EndpointSlice for Service kube-system/kube-dns (10 min old): is the endpointslice controller running?",
+        "no EndpointSlice for Service kube-system/kube-dns (10 min old): is the EndpointSlice controller running?",
     ]
     assert causes.endpoints_cause(c).startswith("no Endpoints object for Service kube-system/kube-dns")
     young = cluster(endpoints=set(), services=[service("kube-dns", selector=DNS_LABELS, created=YOUNG)])
@@ -427,3 +441,55 @@ def test_the_nodes_gate_gives_up_when_their_pod_network_daemonset_can_never_run(
         )
     assert now[0] < 60  # two slices of 15 s (and the watch's own retries), not 180 s
     assert "is the DaemonSet controller running?" in str(info.value)
+
+
+def test_services_with_endpoints_but_no_endpointslices_name_the_endpointslice_controller():
+    """#24 5b: Endpoints made, slices not (the EndpointSlice controller off): kube-proxy and
+    CoreDNS read only slices, so every Service and DNS claim failed by its symptom while the
+    health section said nothing. The Endpoints object proves the Service was seen: its slice is
+    due SLICE_LAG seconds later, whatever the Service's age (a young cluster's kube-dns)."""
+    young_service = [service("kube-dns", selector=DNS_LABELS, created=YOUNG), service("kubernetes", "default")]
+    c = cluster(slices={("default", "kubernetes")}, services=young_service)
+    expected = (
+        "Services have Endpoints but no EndpointSlices (kube-system/kube-dns: ready 10.244.0.2): is the "
+        "EndpointSlice controller running? (kube-proxy and CoreDNS read only EndpointSlices)"
+    )
+    assert texts(c) == [expected]
+    assert causes.slices_cause(c) == expected
+    now = datetime.datetime.fromtimestamp(time.time() - 1, datetime.UTC)
+    just_made = cluster(slices=set(), services=young_service, endpoints_created=now)
+    assert texts(just_made) == [] and causes.slices_cause(just_made) is None  # the slice may be on its way
+
+
+def test_a_controller_turned_off_by_the_controller_managers_flags_is_named():
+    """--controllers=*,-statefulset-controller (or the old alias, or a list leaving it out)."""
+    c = cluster(controller_manager_args=["kube-controller-manager", "--controllers=*,-statefulset,-resourcequota"])
+    assert texts(c) == [
+        "kube-controller-manager runs with --controllers=*,-statefulset,-resourcequota: the StatefulSet controller "
+        "is off",
+        "kube-controller-manager runs with --controllers=*,-statefulset,-resourcequota: the resourcequota "
+        "controller is off",
+    ]
+    assert causes.controller_cause(c, "statefulset-controller").endswith("the StatefulSet controller is off")
+    assert causes.controller_cause(c, "job-controller") is None
+    listed = ["kube-controller-manager", "--controllers=endpoints-controller,daemonset-controller"]
+    assert health.controller_off(listed, "endpointslice-controller") == (
+        "kube-controller-manager runs with --controllers=endpoints-controller,daemonset-controller: the "
+        "EndpointSlice controller is off"
+    )
+    assert health.controller_off(listed, "daemonset-controller") is None
+    assert health.controller_off(["kube-controller-manager"], "statefulset-controller") is None  # default: all on
+    slices_off = cluster(controller_manager_args=["kcm", "--controllers=*,-endpointslice-controller"])
+    assert causes.slices_cause(slices_off).endswith("the EndpointSlice controller is off")
+
+
+def test_a_service_without_endpointslices_cannot_route_while_their_controller_is_off():
+    """The Service waits give up on it (service_cause), except for a Service whose slices are
+    there: SVC-17's hand-made Endpoints are mirrored into slices by another controller."""
+    c = cluster(
+        slices={("default", "kubernetes"), ("ns1", "external-backend")},
+        controller_manager_args=["kcm", "--controllers=*,-endpointslice-controller"],
+    )
+    assert causes.service_cause(c, "ns1", "svc-1").endswith("the EndpointSlice controller is off")
+    assert causes.service_cause(c, "ns1", "external-backend") is None
+    assert causes.service_cause(cluster(), "ns1", "svc-1") is None  # healthy: the Service's own slices not even read

@@ -243,6 +243,24 @@ def test_ingress_nginx_claims_run_on_ingress_nginx():
     controller_of(ingress.INGRESS_NGINX, offline=False).require_ingress_nginx("ING-01")  # no skip
 
 
+def test_ingress_nginx_claims_stay_skipped_when_the_other_controller_never_gets_ready():
+    """#24 5b: ING-01 and ING-04 are ingress-nginx's (skipped on Traefik); they read *failed* when
+    the installed Traefik never became ready. The skip is decided from the plan, before the
+    install's failure is met."""
+    broken = Broken("ingress controller traefik v3.6.12 did not become ready: ...")
+    failed = ingress.UnderTest(error=broken, namespace="traefik", plan=ingress.Plan(install=ingress.TRAEFIK))
+    with pytest.raises(pytest.skip.Exception) as info:
+        failed.require_ingress_nginx("ING-01 (the bare-metal ingress-nginx install)", offline=True)
+    assert str(info.value).startswith(
+        f"ING-01 (the bare-metal ingress-nginx install) is ingress-nginx's; the controller under test is traefik "
+        f"{releases.TRAEFIK} (installed by this run) (it did not become ready); no ingress-nginx controller image"
+    )
+    nginx = ingress.UnderTest(error=broken, namespace="ingress-nginx", plan=ingress.Plan(install=ingress.INGRESS_NGINX))
+    nginx.require_ingress_nginx("ING-01", offline=False)  # no skip: its failure is ING-01's
+    with pytest.raises(Broken):
+        nginx.get()
+
+
 def test_the_module_outcome_skips_fails_or_gives_the_controller():
     with pytest.raises(pytest.skip.Exception, match="pick the one"):
         ingress.UnderTest(skip="pick the one to test").get()

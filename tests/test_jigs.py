@@ -59,6 +59,7 @@ PODS = Backends((ready_pod("pod-1", "10.244.1.5"), ready_pod("pod-2", "10.244.2.
 def healthy_routing(monkeypatch):
     """FAKE causes: kube-proxy runs (the jig asks before waiting for a first answer)."""
     monkeypatch.setattr(causes, "routing_cause", lambda cluster: None)
+    monkeypatch.setattr(causes, "slices_cause", lambda cluster: None)
 
 
 def test_answer_mismatch_names_who_never_answered_and_who_answered_instead():
@@ -260,11 +261,15 @@ def test_daemonset_wait_gives_up_when_no_controller_processes_daemonsets(monkeyp
         ),
     )
     fake = SimpleNamespace(
+        name="fake",
         apps=SimpleNamespace(read_namespaced_daemon_set=lambda name, ns: unprocessed),
-        core=SimpleNamespace(list_namespaced_pod=lambda ns, label_selector: SimpleNamespace(items=[])),
+        core=SimpleNamespace(
+            list_namespaced_pod=lambda ns, label_selector: SimpleNamespace(items=[]),
+            list_namespaced_event=lambda ns, **_: SimpleNamespace(items=[]),
+        ),
     )
     cause = "no DaemonSet has been processed (kindnet, kube-proxy): is the DaemonSet controller running?"
-    monkeypatch.setattr(workload_jig, "DAEMONSET_CONTROLLER_GRACE", 0.0)
+    monkeypatch.setattr(causes, "CONTROLLER_GRACE", 0.0)
     monkeypatch.setattr(causes, "daemonset_controller_cause", lambda cluster: cause)
     with pytest.raises(WaitGaveUp) as info:
         workload_jig.daemonset_settled(fake, "ns", "fluentd-elasticsearch", "name=fluentd", timeout=240)

@@ -92,10 +92,11 @@ def resolver_of(pod: ClientPod) -> Resolver:
     return Resolver(nameservers[0], domain)
 
 
-def lookup(pod: ClientPod, name: str, rtype: str = "A", *, search: bool = False) -> Lookup:
-    """`dig +short` from the pod; records in answer order (a CNAME chain comes first)."""
+def lookup(pod: ClientPod, name: str, rtype: str = "A", *, search: bool = False, server: str | None = None) -> Lookup:
+    """`dig +short` from the pod (at `server`, else the pod's nameserver); records in answer
+    order (a CNAME chain comes first)."""
     flags = "+search" if search else "+nosearch"
-    argv = ["dig", "+short", "+time=2", "+tries=2", flags, name, rtype]
+    argv = ["dig", *([f"@{server}"] if server else []), "+short", "+time=2", "+tries=2", flags, name, rtype]
     result = pod.sh(" ".join(shlex.quote(a) for a in argv) + " 2>&1")
     lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
     records = tuple(line for line in lines if not line.startswith(";"))
@@ -210,7 +211,7 @@ def require_cluster_dns(cluster: Cluster, pod: ClientPod) -> DnsClient:
         seen = getattr(e, "final", None) or e.last_seen
         why = f"; {routing} (CoreDNS reaches the API server through the kubernetes Service)" if routing else ""
         raise Broken(f"cluster DNS cannot answer: no CoreDNS pod became ready: {seen}{why}") from None
-    known = causes.routing_cause(cluster) or causes.endpoints_cause(cluster)
+    known = dns_service_cause(cluster) or causes.endpoints_cause(cluster)
     status = wait.last_seen(
         lambda: probe_cluster_dns(cluster, pod),
         lambda found: found.answers,
@@ -222,9 +223,24 @@ def require_cluster_dns(cluster: Cluster, pod: ClientPod) -> DnsClient:
         return DnsClient(pod, status.resolver)
     if not status.endpoints:
         why = causes.endpoints_cause(cluster) or "CoreDNS pods are ready, the kube-dns Service has no ready endpoints"
+        raise Broken(f"cluster DNS does not answer: {why}; {status.describe()}")
+    # CoreDNS's own answer, asked at a ready endpoint's pod IP: is it CoreDNS, or the way to it?
+    server = status.endpoints[0]
+    direct = lookup(pod, status.probe.name, status.probe.rtype, server=server)
+    if addresses(direct):
+        own = f"CoreDNS itself answers on its pod IP {server} ({direct})"
+        why = dns_service_cause(cluster) or "the kube-dns Service has ready endpoints but does not answer"
     else:
-        why = causes.routing_cause(cluster) or "the kube-dns Service has ready endpoints but does not answer"
-    raise Broken(f"cluster DNS does not answer: {why}; {status.describe()}")
+        own = f"CoreDNS does not answer on its pod IP {server} either ({direct})"
+        why = "CoreDNS does not answer"
+    raise Broken(f"cluster DNS does not answer: {why}; {own}; {status.describe()}")
+
+
+def dns_service_cause(cluster: Cluster) -> str | None:
+    """Why the kube-dns Service cannot route, when known (clusterproof.causes.service_cause)."""
+    services = cluster.core.list_namespaced_service(DNS_NAMESPACE, label_selector=DNS_SERVICE_LABEL).items
+    found = (causes.service_cause(cluster, DNS_NAMESPACE, s.metadata.name) for s in services)
+    return next(filter(None, found), None) or causes.routing_cause(cluster)
 
 
 def _dns_endpoints(cluster: Cluster) -> list[str]:

@@ -181,6 +181,8 @@ def wait_rules_written(
         wrong,
         f"kube-proxy to write {name} ({urls.host_port(ip, port)}) into every node's {mode} rules",
         timeout,
+        # kube-proxy writes endpoints from the Service's EndpointSlices only
+        cause=lambda: causes.service_cause(cluster, service.metadata.namespace, name),
     )
 
 
@@ -210,6 +212,8 @@ def _wait_every_node(
     wrong: Callable[[ServiceRules], str | None],
     expected: str,
     timeout: float,
+    *,
+    cause: Callable[[], str | None] | None = None,
 ) -> None:
     ip, port, name = service.spec.cluster_ip, service.spec.ports[0].port, service.metadata.name
     namespace = service.metadata.namespace
@@ -226,6 +230,6 @@ def _wait_every_node(
         expected,
         timeout,
         describe=lambda found: "; ".join(f"{node}: {p}" for node, p in sorted(found.items()) if p) or "-",
-        final=causes.give_up_after(BROKEN_GRACE, lambda: causes.routing_cause(cluster)),
+        final=causes.give_up_after(BROKEN_GRACE, cause or (lambda: causes.routing_cause(cluster))),
         interval=2,
     )

@@ -4,7 +4,9 @@ kubectl with a private kubeconfig whose context has a default namespace."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from kubernetes import client
@@ -92,7 +94,19 @@ class QuotaJig(Jig):
             self.core.delete_namespaced_resource_quota(name, namespace)
 
     def wait_counted(self, namespace: str, name: str, timeout: float = QUOTA_TIMEOUT) -> client.V1ResourceQuota:
-        """Until the quota controller has filled the quota's status (hard and used)."""
+        """Until the quota controller has filled the quota's status (hard and used). Gives up when
+        that controller is known not to run (causes.not_processed: its flags turn it off, or no
+        status at all after causes.UNPROCESSED_LIMIT)."""
+        started = time.monotonic()
+        known = partial(causes.controller_cause, self.cluster, "resourcequota-controller")
+
+        def not_counted(quota: client.V1ResourceQuota) -> str | None:
+            if quota.status is not None and quota.status.hard:
+                return None  # counted once: the controller runs
+            what = f"ResourceQuota {namespace}/{name}"
+            waited = time.monotonic() - started
+            return causes.not_processed(self.cluster, what, "resourcequota controller", waited, known)
+
         return wait.until_seen(
             lambda: self.read(namespace, name),
             lambda quota: (
@@ -106,6 +120,7 @@ class QuotaJig(Jig):
             describe=describe_quota,
             interval=0.25,
             hint="is kube-controller-manager's resourcequota controller running?",
+            final=not_counted,
         )
 
     def read(self, namespace: str, name: str) -> client.V1ResourceQuota:

@@ -177,7 +177,10 @@ class ServiceJig(Jig):
         """The fixture's pods once `count` of them are Ready (a pod that can never be fails at
         once). A set-up step: backends that do not start leave a Service claim unevaluated."""
         with setup_step(f"start {pods.count} backend pod(s) {pods.selector} of {pods.path}"):
-            return Backends(tuple(wait.pods_ready(self.core, self.namespace, pods.selector, pods.count, timeout)))
+            # their controller refusing to create them (Pod Security, a quota) is a final answer
+            refused = wait.failed_create(self.core, self.namespace)
+            ready = wait.pods_ready(self.core, self.namespace, pods.selector, pods.count, timeout, never=refused)
+            return Backends(tuple(ready))
 
     def start_backends(self, pods: BackendPods) -> Backends:
         self.add_backends(pods)
@@ -386,7 +389,7 @@ class ServiceJig(Jig):
                 what += f" from a pod on node {pod.node_name}"
             if note:
                 what += f" ({note})"
-            problems.append(self._inside_mismatch(pod, url, what, pods.names, never=never))
+            problems.append(self._inside_mismatch(pod, url, what, pods.names, never=never, service=service))
         _assert_none(problems)
 
     def assert_answered_by_one_of(self, client_pod: ClientPod, service: client.V1Service, pods: Backends) -> None:
@@ -394,7 +397,7 @@ class ServiceJig(Jig):
         (retried while kube-proxy catches up with the Endpoints)."""
         port = service.spec.ports[0].port
         what = f"ClusterIP {service.spec.cluster_ip}:{port} of {describe_service(service)}"
-        answer = self._first_answer(lambda t: client_pod.await_answer(cluster_ip_url(service, port), what, t))
+        answer = self._first_answer(lambda t: client_pod.await_answer(cluster_ip_url(service, port), what, t), service)
         who = hostname_of(answer)
         assert who in pods.names, f"{what} answered from {who!r}, not from one of the pods {pods}"
 
@@ -408,7 +411,9 @@ class ServiceJig(Jig):
             what = f"port {port} of {describe_service(service)} ({service.spec.cluster_ip})"
             expected = {f"port-{container_port} {pod}" for pod in pods.names}
             url = cluster_ip_url(service, port)
-            problems.append(self._inside_mismatch(client_pod, url, what, expected, backend_of=porter_answer))
+            problems.append(
+                self._inside_mismatch(client_pod, url, what, expected, backend_of=porter_answer, service=service)
+            )
         _assert_none(problems)
 
     def assert_node_port_answered_by(self, service: client.V1Service, pods: Backends) -> None:
@@ -421,7 +426,7 @@ class ServiceJig(Jig):
                 problems.append(f"node {node.name} has no InternalIP")
                 continue
             what = f"node port {node_port} of {describe_service(service)} on node {node.name} ({node.internal_ip})"
-            problems.append(self._host_mismatch(node_url(node, node_port), what, pods.names))
+            problems.append(self._host_mismatch(node_url(node, node_port), what, pods.names, service))
         _assert_none(problems)
 
     def assert_external_ip_answered_by(self, service: client.V1Service, pods: Backends) -> None:
@@ -433,7 +438,7 @@ class ServiceJig(Jig):
         for ip in service.spec.external_ips or []:
             where = f" (node {nodes[ip]})" if ip in nodes else ""
             what = f"externalIP {ip}:{port}{where} of {describe_service(service)}"
-            problems.append(self._host_mismatch(urls.url(ip, port), what, pods.names))
+            problems.append(self._host_mismatch(urls.url(ip, port), what, pods.names, service))
         _assert_none(problems)
 
     def _inside_mismatch(
@@ -445,18 +450,19 @@ class ServiceJig(Jig):
         *,
         never: Iterable[str] = (),
         backend_of: Callable[[HttpAnswer], str] = hostname_of,
+        service: client.V1Service,
     ) -> str | None:
         """Fresh connections from the client pod until every expected backend answered (after a
         first answer: rules may lag behind the Endpoints); the mismatch, or None."""
         try:
-            self._first_answer(lambda timeout: pod.await_answer(url, what, timeout))
+            self._first_answer(lambda timeout: pod.await_answer(url, what, timeout), service)
         except WaitTimeout as e:
             result = SampleResult(url, frozenset(expected), errors=[str(e)])
         else:
             result = pod.sample_backends(url, expected, never=never, backend_of=backend_of)
         return answer_mismatch(what, result, expected)
 
-    def _host_mismatch(self, url: str, what: str, expected: set[str]) -> str | None:
+    def _host_mismatch(self, url: str, what: str, expected: set[str], service: client.V1Service) -> str | None:
         """The same from the test host (node IPs only)."""
         try:
             self._first_answer(
@@ -465,7 +471,8 @@ class ServiceJig(Jig):
                     f"an HTTP answer from {what} ({url})",
                     timeout,
                     describe=str,
-                )
+                ),
+                service,
             )
         except WaitTimeout as e:
             result = SampleResult(url, frozenset(expected), errors=[str(e)])
@@ -473,11 +480,11 @@ class ServiceJig(Jig):
             result = probe.sample_backends(url, expected)
         return answer_mismatch(what, result, expected)
 
-    def _first_answer(self, await_answer: Callable[[float], HttpAnswer]) -> HttpAnswer:
-        """`await_answer(timeout)`: the first answer through a Service. When no Service can route
-        (clusterproof.causes.routing_cause: kube-proxy on no node), it gets BROKEN_GRACE seconds,
-        then gives up naming the cause."""
-        cause = causes.routing_cause(self.cluster)
+    def _first_answer(self, await_answer: Callable[[float], HttpAnswer], service: client.V1Service) -> HttpAnswer:
+        """`await_answer(timeout)`: the first answer through `service`. When it cannot route
+        (clusterproof.causes.service_cause: kube-proxy on no node, no EndpointSlice while that
+        controller is off), it gets BROKEN_GRACE seconds, then gives up naming the cause."""
+        cause = causes.service_cause(self.cluster, service.metadata.namespace, service.metadata.name)
         if cause is None:
             return await_answer(ANSWER_TIMEOUT)
         try:

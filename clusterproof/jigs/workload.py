@@ -8,11 +8,13 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from kubernetes import client
 
 from clusterproof import causes, pod_states, wait
+from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import SetupFailed, WaitTimeout
 from clusterproof.jigs import pods as pods_jig
@@ -27,10 +29,6 @@ DAEMONSET_TOLERATIONS: tuple[Mapping[str, str], ...] = (
     {"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"},
     {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"},
 )
-# a DaemonSet not processed after this long, while kube-system's never were: no controller runs
-DAEMONSET_CONTROLLER_GRACE = 15.0
-# a DaemonSet not processed after this long is not going to be (the controller acts in milliseconds)
-UNPROCESSED_LIMIT = 45.0
 MASTER_TAINT = "node-role.kubernetes.io/master"
 CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
 
@@ -101,8 +99,8 @@ class Placement:
 def daemonset_settled(cluster: Cluster, namespace: str, name: str, selector: str, timeout: float = 240) -> Placement:
     """Until the DaemonSet controller has seen the current spec and every pod it wants is Ready
     (status and pods agree). A missing controller shows up as a status never observed: the wait
-    gives up after DAEMONSET_CONTROLLER_GRACE when kube-system's DaemonSets were never processed
-    either, after UNPROCESSED_LIMIT in any case."""
+    gives up after causes.CONTROLLER_GRACE when kube-system's DaemonSets were never processed
+    either (or the controller's flags turn it off), after causes.UNPROCESSED_LIMIT in any case."""
     started = time.monotonic()
 
     def look() -> tuple[client.V1DaemonSet, list[client.V1Pod]]:
@@ -123,10 +121,8 @@ def daemonset_settled(cluster: Cluster, namespace: str, name: str, selector: str
         if ds.status is not None and ds.status.observed_generation:
             return stuck(pods)
         waited = time.monotonic() - started
-        cause = causes.daemonset_controller_cause(cluster) if waited >= DAEMONSET_CONTROLLER_GRACE else None
-        if cause is None and waited >= UNPROCESSED_LIMIT:
-            cause = f"the DaemonSet controller has not processed {name} in {waited:.0f} s: is it running?"
-        return cause
+        known = partial(causes.daemonset_controller_cause, cluster)
+        return causes.not_processed(cluster, f"DaemonSet {namespace}/{name}", "DaemonSet controller", waited, known)
 
     def describe(seen: tuple[client.V1DaemonSet, list[client.V1Pod]]) -> str:
         ds, pods = seen
@@ -146,6 +142,8 @@ def daemonset_settled(cluster: Cluster, namespace: str, name: str, selector: str
         timeout,
         describe=describe,
         final=final,
+        # its controller refusing to create the pods (Pod Security, a quota): a final answer, named
+        never=wait.failed_create(cluster.core, namespace, "DaemonSet", name),
     )
 
 
@@ -184,10 +182,30 @@ def stuck(pods: Iterable[client.V1Pod]) -> str | None:
 
 
 def statefulset_pods_ready(
-    cluster: Cluster, namespace: str, names: Sequence[str], *, not_uids: Iterable[str] = (), timeout: float = 180
+    cluster: Cluster,
+    namespace: str,
+    statefulset: str,
+    names: Sequence[str],
+    *,
+    not_uids: Iterable[str] = (),
+    timeout: float = 180,
 ) -> dict[str, client.V1Pod]:
-    """Pods with exactly these names, Ready, none of them one of `not_uids`."""
+    """Pods of StatefulSet `statefulset` with exactly these names, Ready, none of them one of
+    `not_uids`. Gives up when the StatefulSet controller refuses to create them (FailedCreate) or
+    is known not to run: it has not processed the StatefulSet after causes.CONTROLLER_GRACE while
+    kube-controller-manager's flags turn it off, or after causes.UNPROCESSED_LIMIT in any case."""
     old = set(not_uids)
+    started = time.monotonic()
+    refused = wait.failed_create(cluster.core, namespace, "StatefulSet", statefulset)
+
+    def not_acting() -> str | None:
+        found = unless_missing(lambda: cluster.apps.read_namespaced_stateful_set(statefulset, namespace))
+        if found is None or (found.status is not None and found.status.observed_generation):
+            return refused()
+        waited = time.monotonic() - started
+        known = partial(causes.controller_cause, cluster, "statefulset-controller")
+        what = f"StatefulSet {namespace}/{statefulset}"
+        return causes.not_processed(cluster, what, "StatefulSet controller", waited, known)
 
     def ready(pods: list[client.V1Pod]) -> dict[str, client.V1Pod] | None:
         by_name = {p.metadata.name: p for p in pods}
@@ -211,6 +229,7 @@ def statefulset_pods_ready(
             timeout,
             describe=describe,
             final=lambda pods: stuck(p for p in pods if p.metadata.name in names and p.metadata.uid not in old),
+            never=not_acting,
         )
     except WaitTimeout as e:  # never scheduled, no image: not the StatefulSet's doing (see pods.started)
         for name in names:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from clusterproof import pod_states, wait
+from clusterproof import causes, pod_states, wait
 from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
 from clusterproof.jigs.ingress.backends import service_backends, service_state
@@ -118,6 +118,15 @@ class Controller:
             return "; ".join(f"{_workload_state(w)}: nothing runs the controller" for w in workloads)
         return None
 
+    def unreachable(self) -> str | None:
+        """Why nothing can answer through the controller's node ports, when known: nothing runs
+        it, or its Service cannot route (clusterproof.causes.service_cause: no kube-proxy, no
+        EndpointSlice while that controller is off)."""
+        routing = None
+        if self.namespace and self.service_name:
+            routing = causes.service_cause(self.cluster, self.namespace, self.service_name)
+        return self.scaled_to_zero() or routing
+
     def assert_serving(self, timeout: float = SERVING_TIMEOUT) -> None:
         """The controller MUST have a ready pod: what serves the class's Ingresses. Waits up to
         `timeout` for one (a pod restarting), gives up at once when nothing would run one."""
@@ -158,7 +167,7 @@ class Controller:
             lambda a: a.status == 404,
             f"the 404 of ingress controller {self.describe()} for an unknown host via {where} {ip}:{port}",
             timeout=timeout,
-            never=self.scaled_to_zero,
+            never=self.unreachable,
         )
 
     def assert_path_routed(self, namespace: str, host: str, path: str, service: str) -> None:
@@ -173,7 +182,7 @@ class Controller:
                 f"{path} (Host {host}) via {node} {ip}:{port} answered by a pod of Service {service} "
                 f"({', '.join(sorted(backends))}) through {self.describe()}",
                 hint=lambda _: service_state(self.cluster, namespace, service),
-                never=self.scaled_to_zero,
+                never=self.unreachable,
             )
 
     def assert_serves_certificate(self, namespace: str, secret: str, host: str, cert_pem: bytes, backend: str) -> None:
@@ -193,7 +202,7 @@ class Controller:
                 ROUTE_TIMEOUT,
                 describe=lambda der: f"certificate {certificate_subject(der)}",
                 final=lambda _: secret_names_another_host(self.cluster, namespace, secret, host),
-                never=self.scaled_to_zero,
+                never=self.unreachable,
                 hint=lambda _: secret_certificate_state(self.cluster, namespace, secret, host),
             )
             wait_answer(
@@ -201,7 +210,7 @@ class Controller:
                 lambda a: a.status == 200 and a.body.strip() == backend,
                 f"HTTPS with SNI {host} via {where}, verified against Secret {secret}'s certificate, answered "
                 f"by {backend}",
-                never=self.scaled_to_zero,
+                never=self.unreachable,
             )
 
 

@@ -80,7 +80,8 @@ def _wait_installed(cluster: Cluster, what: Install, controller: Controller, tim
     ns = what.namespace
     for job in what.jobs:
         _settled(cluster, what, lambda job=job: wait_job_complete(cluster, ns, job, timeout))
-    _settled(cluster, what, lambda: wait.pods_ready(cluster.core, ns, what.pod_selector, 1, timeout))
+    refused = wait.failed_create(cluster.core, ns)  # Pod Security or a quota forbidding its pods: final
+    _settled(cluster, what, lambda: wait.pods_ready(cluster.core, ns, what.pod_selector, 1, timeout, never=refused))
     if what.webhook:
         # the API server admits an Ingress of the class only once the webhook has its certificate
         probe = ingress_probe(what.class_name)

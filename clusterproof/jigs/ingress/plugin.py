@@ -25,6 +25,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "ingress_nginx(what): the claim is ingress-nginx's own: skipped on another controller, also when that "
+        "controller does not become ready",
+    )
+
+
 def pytest_clusterproof_configure(config: pytest.Config, settings: Settings) -> None:
     name = config.getoption("ingress_class") or None
     if name and settings.provider == "kind":

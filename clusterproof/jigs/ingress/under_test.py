@@ -13,7 +13,7 @@ from clusterproof.errors import Broken, SetupFailed, WaitTimeout, one_line
 from clusterproof.jigs.ingress.classes import Plan, class_infos, plan
 from clusterproof.jigs.ingress.controller import Controller, find_controller
 from clusterproof.jigs.ingress.installer import install, missing_images
-from clusterproof.jigs.ingress.installs import INGRESS_NGINX_OFFLINE
+from clusterproof.jigs.ingress.installs import INGRESS_NGINX_CONTROLLER, INGRESS_NGINX_OFFLINE
 
 if TYPE_CHECKING:
     from clusterproof.manifests import Manifests
@@ -48,6 +48,24 @@ class UnderTest:
             return {"name": target.controller, "class": target.name, "controller": target.controller,
                     "installed": False, "error": one_line(self.error, 300)}
         return {"none": self.skip or "no ingress controller to test"}
+
+    def require_ingress_nginx(self, what: str, *, offline: bool) -> None:
+        """Skip `what` (an ingress-nginx claim) unless the controller under test is ingress-nginx,
+        decided from the plan: also when that controller's install or lookup failed (a claim
+        skipped on a healthy cluster stays skipped on a broken one)."""
+        if self.controller is not None:
+            self.controller.require_ingress_nginx(what)
+            return
+        intended = self.plan.install or self.plan.target
+        if intended is None or intended.controller == INGRESS_NGINX_CONTROLLER:
+            return
+        if self.plan.install is not None:
+            name = f"{self.plan.install.name} {self.plan.install.version} (installed by this run)"
+        else:
+            name = f"IngressClass {intended.name} ({intended.controller})"
+        state = " (it did not become ready)" if self.error is not None else ""
+        reason = f"; {INGRESS_NGINX_OFFLINE}" if offline else ""
+        pytest.skip(f"{what} is ingress-nginx's; the controller under test is {name}{state}{reason}")
 
     def get(self) -> Controller:
         if self.error is not None:
