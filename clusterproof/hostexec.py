@@ -35,7 +35,7 @@ from kubernetes import client
 from clusterproof import pod_states, wait
 from clusterproof.api_answers import ApiAnswer, answer_to
 from clusterproof.errors import ExecTimeout, NodeDown, NodeExecUnavailable, one_line
-from clusterproof.namespaces import wait_usable
+from clusterproof.namespaces import pod_security_labels, wait_usable
 from clusterproof.node_exec import NOT_KIND, NodeExec, NoNodeExec, kind_node_exec
 from clusterproof.probe import ExecResult, exec_in_pod
 from clusterproof.run import hash_of, short_id, slug
@@ -279,7 +279,7 @@ class HostExecPods:
         labels = {
             **self.labels,
             "app.kubernetes.io/name": HOSTEXEC_APP,
-            **{f"pod-security.kubernetes.io/{mode}": POD_SECURITY_LEVEL for mode in ("enforce", "warn", "audit")},
+            **pod_security_labels(POD_SECURITY_LEVEL),
         }
         body = client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace, labels=labels))
         made = answer_to(lambda: self.cluster.core.create_namespace(body))

@@ -1,6 +1,8 @@
-"""Test namespaces: made per test, labelled with the run, registered for deletion once made (never
-one that was there already), usable once the default ServiceAccount exists (pods are refused
-before), deleted without waiting."""
+"""Test namespaces: made per test, labelled with the run and with the Pod Security level their
+tests need (as upstream's e2e framework does: a cluster enforcing `baseline` or `restricted` by
+default then admits what the tests run, and a test that needs more says so), registered for
+deletion once made (never one that was there already), usable once the default ServiceAccount
+exists (pods are refused before), deleted without waiting."""
 
 from __future__ import annotations
 
@@ -10,12 +12,22 @@ from typing import TYPE_CHECKING
 from kubernetes import client
 
 from clusterproof import wait
-from clusterproof.errors import ClusterproofError
+from clusterproof.errors import ClusterproofError, SetupFailed
+from clusterproof.verdicts import words
 
 if TYPE_CHECKING:
     from clusterproof.cluster import Cluster
 
 SERVICE_ACCOUNT_TIMEOUT = 60.0
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
+DEFAULT_POD_SECURITY = "baseline"  # what the suites' own pods meet; hostPath and host namespaces need privileged
+
+
+def pod_security_labels(level: str) -> dict[str, str]:
+    """Pod Security Admission's namespace labels: enforce (and warn, audit) `level`."""
+    if level not in POD_SECURITY_LEVELS:
+        raise ValueError(f"unknown Pod Security level {level!r} (one of {', '.join(POD_SECURITY_LEVELS)})")
+    return {f"pod-security.kubernetes.io/{mode}": level for mode in ("enforce", "warn", "audit")}
 
 
 def create_namespace(
@@ -25,17 +37,22 @@ def create_namespace(
     timeout: float = SERVICE_ACCOUNT_TIMEOUT,
     *,
     created: Callable[[str], None] = lambda name: None,
+    pod_security: str = DEFAULT_POD_SECURITY,
 ) -> str:
-    """Create it, then `created(name)` (where its deletion is registered: only what this run made
-    is deleted), then wait until it is usable. A namespace of that name already there (409) is
-    someone else's: an error, and never registered for deletion."""
-    body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=dict(labels)))
+    """Create it labelled with the Pod Security level `pod_security`, then `created(name)` (where
+    its deletion is registered: only what this run made is deleted), then wait until it is usable.
+    A namespace of that name already there (409) is someone else's: an error, and never registered
+    for deletion. A refusal (a policy that forbids that label) is a set-up failure in the server's
+    words: the test could not be evaluated."""
+    all_labels = {**labels, **pod_security_labels(pod_security)}
+    body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=all_labels))
     try:
         cluster.core.create_namespace(body)
     except client.ApiException as e:
         if e.status == 409:
             raise ClusterproofError(f"namespace {name} already exists: not this run's, left alone") from None
-        raise
+        step = f"create namespace {name} with PodSecurity {pod_security} (pod-security.kubernetes.io/enforce)"
+        raise SetupFailed(step, words(e)) from e
     created(name)
     return wait_usable(cluster, name, timeout)
 

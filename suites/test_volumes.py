@@ -188,6 +188,7 @@ def write_through_hostpath(
 
 
 @pytest.mark.claim("VOL-06")
+@pytest.mark.pod_security("privileged")  # hostPath volumes
 def test_hostpath_data_outlives_the_pod_and_a_later_pod_on_the_same_node_reads_it(
     cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles
 ) -> None:
@@ -204,6 +205,7 @@ def test_hostpath_data_outlives_the_pod_and_a_later_pod_on_the_same_node_reads_i
 
 
 @pytest.mark.claim("VOL-07")
+@pytest.mark.pod_security("privileged")  # hostPath volumes
 def test_hostpath_data_stays_on_its_node_and_a_pod_on_another_node_does_not_see_it(
     cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles
 ) -> None:
@@ -221,6 +223,7 @@ def test_hostpath_data_stays_on_its_node_and_a_pod_on_another_node_does_not_see_
 
 
 @pytest.mark.claim("VOL-08")
+@pytest.mark.pod_security("privileged")  # hostPath volumes
 @pytest.mark.needs_node_exec
 def test_hostpath_types_create_what_is_missing_or_require_the_right_kind_of_file(
     cluster: Cluster, manifests: Manifests, namespace: str, node_files: NodeFiles
@@ -259,6 +262,7 @@ def test_hostpath_types_create_what_is_missing_or_require_the_right_kind_of_file
 
 
 @pytest.mark.claim("VOL-09", "VOL-06")
+@pytest.mark.pod_security("privileged")  # hostPath volumes
 @pytest.mark.needs_node_exec
 def test_notes_pod_volume_2_runs_once_node_v_exists_and_its_files_land_on_the_node(
     cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles

@@ -34,6 +34,7 @@ def selector_of(ds: dict[str, Any]) -> str:
 
 
 @pytest.mark.claim("WRK-01")
+@pytest.mark.pod_security("privileged")  # hostPath volumes
 def test_daemonset_runs_one_pod_on_every_node_it_tolerates_and_replaces_a_deleted_one(
     cluster: Cluster, namespace: str, manifests: Manifests
 ) -> None:
@@ -67,6 +68,7 @@ def test_daemonset_runs_one_pod_on_every_node_it_tolerates_and_replaces_a_delete
 
 
 @pytest.mark.claim("WRK-02")
+@pytest.mark.pod_security("privileged")  # hostPath volumes
 def test_notes_master_toleration_reaches_control_plane_nodes_only_where_the_master_taint_is_used(
     cluster: Cluster, namespace: str, manifests: Manifests, record_property
 ) -> None:
@@ -108,6 +110,7 @@ def test_notes_master_toleration_reaches_control_plane_nodes_only_where_the_mast
 
 
 @pytest.mark.claim("WRK-03")
+@pytest.mark.pod_security("privileged")  # hostPath volumes
 @pytest.mark.needs_node_exec
 def test_daemonset_pods_read_their_own_nodes_files_through_hostpath_var_log(
     cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles

@@ -33,6 +33,8 @@ MARKERS = (
     "claim(*ids): ties a test to claim IDs of CLAIMS.md (unknown ID = collection error)",
     "needs_node_exec: needs a shell on the nodes (--node-access); skipped, saying why, where there is none",
     "disruptive: changes node state; skipped on an existing cluster unless --allow-disruptive",
+    "pod_security(level): the Pod Security level the test's namespaces need (privileged, baseline, restricted; "
+    "default baseline): their pod-security.kubernetes.io/enforce label",
 )
 WORKER_RUN_ID = "clusterproof_run_id"
 PROGRESS_LOG = "progress.log"  # in the artifacts: every progress line with its time

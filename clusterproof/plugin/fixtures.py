@@ -12,7 +12,7 @@ from clusterproof import facts, verdicts
 from clusterproof.cluster import Cluster
 from clusterproof.images import ImageCatalogue
 from clusterproof.manifests import Manifests
-from clusterproof.namespaces import create_namespace
+from clusterproof.namespaces import DEFAULT_POD_SECURITY, create_namespace
 from clusterproof.plugin import node_access
 from clusterproof.plugin.configure import check_cluster_access_once, note_for
 from clusterproof.plugin.stash import (
@@ -161,10 +161,13 @@ def make_namespace(
     registered with the tracker as soon as it is made (a name already taken is an error, never
     registered): deleted when the test ends, after everything registered later (what the test made
     in it or elsewhere). A stop between the create and the registration is covered by the tracker's
-    last sweep of this run's labelled namespaces."""
+    last sweep of this run's labelled namespaces. Each enforces the Pod Security level the test
+    needs (marker `pod_security`, default baseline)."""
     item = request.node
     made = item.stash.setdefault(ITEM_NAMESPACES, [])
     labels = {**run.labels, TEST_LABEL_KEY: test_label(item.nodeid), OWNER_LABEL: tracker.owner}
+    marker = item.get_closest_marker("pod_security")
+    level = marker.args[0] if marker else DEFAULT_POD_SECURITY
 
     def make() -> str:
         name = namespace_name(run.run_id, item.name, item.nodeid, len(made) + 1)
@@ -173,7 +176,7 @@ def make_namespace(
             tracker.register_namespace(cluster, name)
             made.append(name)
 
-        return create_namespace(cluster, name, labels, created=created)
+        return create_namespace(cluster, name, labels, created=created, pod_security=level)
 
     return make
 

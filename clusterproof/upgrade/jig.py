@@ -19,6 +19,7 @@ from clusterproof.cluster import Cluster
 from clusterproof.images import ImageCatalogue
 from clusterproof.manifests import Doc, load
 from clusterproof.manifests import apply as create_objects
+from clusterproof.namespaces import DEFAULT_POD_SECURITY, pod_security_labels
 from clusterproof.probe import exec_in_pod
 from clusterproof.run import STATE_LABEL, short_id
 from clusterproof.upgrade.monitor import read_monitor_file
@@ -111,10 +112,10 @@ class UpgradeJig:
         state_id = self.run_id
         namespace = f"cp-upgrade-{short_id(state_id)}"
         quota_namespace = f"{namespace}-quota"
-        for ns in (namespace, quota_namespace):
-            self.cluster.core.create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=ns, labels=self.labels(state_id)))
-            )
+        # the hostPath pod needs Pod Security privileged (a cluster may enforce baseline by default)
+        for ns, level in ((namespace, "privileged"), (quota_namespace, DEFAULT_POD_SECURITY)):
+            labels = {**self.labels(state_id), **pod_security_labels(level)}
+            self.cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns, labels=labels)))
             wait.until(
                 lambda ns=ns: _default_service_account(self.cluster, ns), f"namespace {ns}'s default ServiceAccount", 60
             )
