@@ -11,6 +11,7 @@ from kubernetes import client
 
 from clusterproof import pod_states, urls, wait
 from clusterproof.cluster import Cluster
+from clusterproof.jigs import kubelet
 from clusterproof.jigs.pods import MountFailures, failed_mounts, read_pod, started
 from clusterproof.manifests import Manifests
 from clusterproof.tracker import ResourceTracker
@@ -19,7 +20,6 @@ from clusterproof.verdicts import setup_step
 HOSTPATH_TYPE_FAILURE = "hostPath type check failed"
 HOSTPATH_VOLUME = 'volume "host-path"'  # the template's volume, as the kubelet names it in events
 HOSTPATH_CASES_TIMEOUT = 240.0  # every case pod on one node at once
-KUBELET_PODS = "/var/lib/kubelet/pods"
 
 
 # --- nodes -----------------------------------------------------------------------------------
@@ -284,9 +284,11 @@ def wait_cloned(cluster: Cluster, namespace: str, name: str, node: str, timeout:
 
 
 def wait_emptydir_removed(cluster: Cluster, pod: client.V1Pod, volume_name: str, timeout: float = 60) -> None:
-    """The kubelet keeps an emptyDir under its pods directory; until it is gone from the node."""
+    """The kubelet keeps an emptyDir under its pods directory (in its root dir, read from the
+    kubelet: not always /var/lib/kubelet); until it is gone from the node."""
     node = pod.spec.node_name
-    where = f"{KUBELET_PODS}/{pod.metadata.uid}/volumes/kubernetes.io~empty-dir/{volume_name}"
+    pods_dir = f"{kubelet.setup_of(cluster, node).root_dir}/pods"
+    where = f"{pods_dir}/{pod.metadata.uid}/volumes/kubernetes.io~empty-dir/{volume_name}"
     wait.until_seen(
         lambda: cluster.node_exec(node, "test", "-e", where, check=False).returncode == 0,
         lambda present: not present,

@@ -17,6 +17,7 @@ from clusterproof import causes, pod_states, wait
 from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import SetupFailed, WaitTimeout
+from clusterproof.jigs import kubelet
 from clusterproof.jigs import pods as pods_jig
 
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
@@ -284,15 +285,16 @@ def shims(cluster: Cluster, node: str) -> dict[str, Process]:
 
 
 def sandbox_ids(cluster: Cluster, node: str, pod_uid: str) -> list[str]:
-    """containerd's sandbox containers for the pod (CRI labels on the k8s.io namespace)."""
+    """containerd's sandbox containers for the pod (CRI labels on the k8s.io namespace), asked
+    at the runtime endpoint the node's kubelet uses (k3s and RKE2: not containerd's default)."""
     selector = f'labels."io.cri-containerd.kind"==sandbox,labels."io.kubernetes.pod.uid"=={pod_uid}'
-    out = cluster.node_exec(node, "ctr", "-n", "k8s.io", "containers", "ls", "-q", selector).stdout
+    out = cluster.node_exec(node, *kubelet.setup_of(cluster, node).ctr("containers", "ls", "-q", selector)).stdout
     return out.split()
 
 
 def task_pids(cluster: Cluster, node: str) -> dict[str, int]:
     """Running containerd tasks on the node: container id -> pid."""
-    out = cluster.node_exec(node, "ctr", "-n", "k8s.io", "tasks", "ls").stdout
+    out = cluster.node_exec(node, *kubelet.setup_of(cluster, node).ctr("tasks", "ls")).stdout
     pids = {}
     for line in out.splitlines()[1:]:
         parts = line.split()
