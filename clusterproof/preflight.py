@@ -121,7 +121,10 @@ def _check_existing(settings: Settings, probes: Probes, env: Mapping[str, str]) 
 
 
 def read_kind_config(path: Path) -> dict[str, Any]:
-    """The kind config's YAML; a usage error (one line) if it is not a kind Cluster config."""
+    """The kind config's YAML; a usage error (one line) if it is not a kind Cluster config. A
+    node's extraMounts hostPath that is relative is taken from the config's own directory (an
+    admission configuration file kept beside it: docker needs it absolute); one that is not
+    there is one line."""
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
@@ -135,6 +138,14 @@ def read_kind_config(path: Path) -> dict[str, Any]:
         raise pytest.UsageError(f"--kind-config {path}: not YAML{at}: {problem}") from None
     if not isinstance(doc, dict) or doc.get("kind") != "Cluster":
         raise pytest.UsageError(f"--kind-config {path}: not a kind Cluster config")
+    for node in doc.get("nodes") or []:
+        for mount in (node or {}).get("extraMounts") or []:
+            host_path = Path(str(mount.get("hostPath", "")))
+            if mount.get("hostPath") and not host_path.is_absolute():
+                host_path = (path.parent / host_path).resolve()
+                if not host_path.exists():
+                    raise pytest.UsageError(f"--kind-config {path}: extraMounts hostPath {mount['hostPath']} not found")
+                mount["hostPath"] = str(host_path)
     return doc
 
 
