@@ -392,3 +392,21 @@ def test_a_stop_during_kind_delete_finishes_the_delete_then_stops(provider_for, 
         provider.release(cluster)
     assert kind.events == ["create", "delete", "delete"]
     assert not any("could not delete" in n for n in provider.notes)
+
+
+def test_a_kind_configs_relative_extra_mount_is_taken_from_its_directory(tmp_path):
+    """psa-baseline.yaml mounts its admission configuration, kept beside it; docker needs an
+    absolute path. A file that is not there is one line."""
+    import pytest
+
+    from clusterproof.providers.kind import read_kind_config
+
+    (tmp_path / "admission.yaml").write_text("kind: AdmissionConfiguration\n")
+    config = tmp_path / "psa.yaml"
+    mount = "{hostPath: admission.yaml, containerPath: /etc/kubernetes/clusterproof/admission.yaml}"
+    config.write_text(f"kind: Cluster\nnodes:\n  - role: control-plane\n    extraMounts: [{mount}]\n")
+    (node,) = read_kind_config(config)["nodes"]
+    assert node["extraMounts"][0]["hostPath"] == str(tmp_path / "admission.yaml")
+    config.write_text(config.read_text().replace("admission.yaml,", "missing.yaml,"))
+    with pytest.raises(pytest.UsageError, match="extraMounts hostPath missing.yaml not found"):
+        read_kind_config(config)
