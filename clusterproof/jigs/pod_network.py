@@ -45,7 +45,7 @@ class Container:
 
     def get(self, url: str, timeout: float = 3) -> ExecResult:
         """One GET with curl; rc != 0 when nothing answered."""
-        return self.sh(f"curl -sS --max-time {timeout:g} '{url}'", timeout=timeout + 30)
+        return self.sh(f"curl -sS -g --max-time {timeout:g} '{url}'", timeout=timeout + 30)
 
 
 def addresses_in(ip_addr_output: str) -> set[str]:
