@@ -125,8 +125,10 @@ def raw_request(
     *,
     content_type: str = "application/json",
     query: Iterable[tuple[str, str]] = (),
+    timeout: float = 30,
 ) -> ApiAnswer:
-    """One request through the cluster's ApiClient (its credentials), answered, never raised."""
+    """One request through the cluster's ApiClient (its credentials), answered, never raised
+    (an API error; a connection that fails raises as the client does)."""
     api = cluster.api
     request = api.param_serialize(
         method,
@@ -137,7 +139,7 @@ def raw_request(
         auth_settings=["BearerToken"],
     )
     try:
-        response = api.call_api(*request, _request_timeout=30)
+        response = api.call_api(*request, _request_timeout=timeout)
         response.read()
     except client.ApiException as e:
         return ApiAnswer.from_exception(e)

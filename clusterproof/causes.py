@@ -65,6 +65,9 @@ def routing_cause(cluster: Cluster) -> str | None:
             return None
         pods = health.kube_proxy_pods(look)
         if any(pod_is_ready(p) for p in pods):
+            synced = look.kube_proxy_health
+            if synced and all(status == 503 for status, _ in synced.values()):
+                return health.kube_proxy_sync_findings(look)[0].text + ": the Services' rules are stale"
             return None
         ds = next((d for d in look.daemonsets if d.metadata.name == health.KUBE_PROXY), None)
         if ds is None and not pods:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 
+from clusterproof.api_answers import raw_request
 from clusterproof.errors import ClusterUnreachable, one_line
 from clusterproof.pod_states import daemonset_processed, describe_pods, node_is_ready, pod_is_ready, stuck_container
 
@@ -40,6 +41,8 @@ ADDON_NAMESPACES = (SYSTEM, "local-path-storage")  # Deployments looked at (Core
 ENDPOINTS_NAMESPACES = (SYSTEM, "default")
 DNS_LABEL = "k8s-app=kube-dns"  # CoreDNS keeps kube-dns's label (Deployment, pods, Service)
 KUBE_PROXY = "kube-proxy"
+KUBE_PROXY_HEALTHZ_PORT = 10256  # kube-proxy's --healthz-bind-address (kubeadm: 0.0.0.0:10256)
+HEALTHZ_TIMEOUT = 5.0
 # DaemonSet name prefixes of pod networks that can take kube-proxy's place (no kube-proxy is then fine)
 PROXY_REPLACEMENTS = ("cilium", "kube-router", "antrea-agent", "calico-node", "ovnkube-node", "kube-ovn-cni")
 # DaemonSets every node needs (kube-proxy, pod networks): one that runs on no node is a finding
@@ -205,6 +208,23 @@ class Look:
             lambda s: (s.metadata.labels or {}).get("kubernetes.io/service-name", ""),
         )
 
+    @cached_property
+    def kube_proxy_health(self) -> dict[str, tuple[int, Any]]:
+        """node -> (status, body) of kube-proxy's /healthz on the nodes where a kube-proxy pod
+        runs, asked through the API server's node proxy; nodes not answered are left out."""
+        nodes = {p.spec.node_name for p in kube_proxy_pods(self) if p.spec and p.spec.node_name and pod_is_ready(p)}
+        found = {}
+        for node in sorted(nodes):
+            path = f"/api/v1/nodes/{node}:{KUBE_PROXY_HEALTHZ_PORT}/proxy/healthz"
+            try:
+                answer = raw_request(self.cluster, "GET", path, timeout=HEALTHZ_TIMEOUT)
+            except Exception as e:
+                self.unread.append(f"kube-proxy healthz on {node}: {type(e).__name__}")
+                continue
+            if answer.status in (200, 503):  # anything else: not its healthz (proxy refused, other port)
+                found[node] = (answer.status, answer.body)
+        return found
+
     def lease(self, name: str) -> client.V1Lease | None:
         try:
             return client.CoordinationV1Api(self.cluster.api).read_namespaced_lease(
@@ -246,6 +266,7 @@ def probe(cluster: Cluster, *, now: float | None = None) -> list[Finding]:
         controller_findings,
         daemonset_findings,
         kube_proxy_findings,
+        kube_proxy_sync_findings,
         dns_findings,
         deployment_findings,
         endpoints_findings,
@@ -321,6 +342,21 @@ def kube_proxy_findings(look: Look) -> list[Finding]:
             final=True,
         )
     ]
+
+
+def kube_proxy_sync_findings(look: Look) -> list[Finding]:
+    """kube-proxy running but not syncing its rules: its /healthz answers 503 once a change has
+    waited more than its health timeout (2 sync periods, 60 s by default) without being written."""
+    stale = []
+    for node, (status, body) in sorted(look.kube_proxy_health.items()):
+        if status != 503:
+            continue
+        last = body.get("lastUpdated") if isinstance(body, dict) else None
+        stale.append(f"{node}" + (f" (last synced {last})" if last else ""))
+    if not stale:
+        return []
+    text = f"{KUBE_PROXY}: not syncing its rules (healthz 503) on {', '.join(stale)}"
+    return [Finding(KUBE_PROXY, text, final=True)]
 
 
 def dns_findings(look: Look) -> list[Finding]:

@@ -493,3 +493,32 @@ def test_a_service_without_endpointslices_cannot_route_while_their_controller_is
     assert causes.service_cause(c, "ns1", "svc-1").endswith("the EndpointSlice controller is off")
     assert causes.service_cause(c, "ns1", "external-backend") is None
     assert causes.service_cause(cluster(), "ns1", "svc-1") is None  # healthy: the Service's own slices not even read
+
+
+def test_kube_proxy_running_but_not_syncing_its_rules_is_named(monkeypatch):
+    """kube-proxy's /healthz (through the API server's node proxy) answers 503 once a change has
+    waited past its health timeout: its pods look Ready, the rules are stale."""
+    from clusterproof.api_answers import ApiAnswer
+
+    pods = [pod(f"kube-proxy-{n}", {"k8s-app": "kube-proxy"}) for n in ("cp", "w1")]
+    for p, n in zip(pods, ("cp", "w1"), strict=True):
+        p.spec = client.V1PodSpec(node_name=n, containers=[])
+    asked = []
+
+    def healthz(cluster, method, path, timeout):
+        asked.append(path)
+        stale = {"lastUpdated": "2026-12-01T10:00:00Z", "currentTime": "2026-12-01T10:05:00Z"}
+        return ApiAnswer(503, stale) if "/w1:" in path else ApiAnswer(200, {})
+
+    monkeypatch.setattr(health, "raw_request", healthz)
+    c = cluster(pods=pods + [pod("coredns-1", DNS_LABELS)])
+    assert texts(c) == [
+        "kube-proxy: not syncing its rules (healthz 503) on w1 (last synced 2026-12-01T10:00:00Z)"
+    ]
+    assert asked[0] == "/api/v1/nodes/cp:10256/proxy/healthz"
+    assert causes.routing_cause(c) is None  # it syncs on cp
+    monkeypatch.setattr(health, "raw_request", lambda cluster, method, path, timeout: ApiAnswer(503, {}))
+    nowhere = cluster(pods=pods + [pod("coredns-1", DNS_LABELS)])
+    assert causes.routing_cause(nowhere) == (
+        "kube-proxy: not syncing its rules (healthz 503) on cp, w1: the Services' rules are stale"
+    )
