@@ -32,7 +32,7 @@ CONTROLLER_GRACE = 15.0
 UNPROCESSED_LIMIT = 45.0
 
 _cache: dict[tuple[str, str], tuple[float, Any]] = {}
-_confirmed: set[tuple[str, str]] = set()  # (cluster, cause) a wait gave up on after its grace
+_confirmed: set[tuple[str, str]] = set()  # (cluster, cause) a wait gave up on after its grace (confirm)
 _cache_lock = threading.Lock()
 
 
@@ -195,22 +195,55 @@ def not_processed(
     CONTROLLER_GRACE has passed, or at once when an earlier wait on this cluster already gave up
     on that cause; after UNPROCESSED_LIMIT in any case."""
     cause = known()
-    if cause and (waited >= CONTROLLER_GRACE or (cluster.name, cause) in _confirmed):
-        _confirmed.add((cluster.name, cause))
+    if cause and (waited >= CONTROLLER_GRACE or confirmed(cluster, cause)):
+        confirm(cluster, cause)
         return cause
     if waited >= UNPROCESSED_LIMIT:
         return f"the {controller} has not processed {what} in {waited:.0f} s: is it running?"
     return None
 
 
+def confirm(cluster: Cluster, cause: str) -> None:
+    """A wait on `cluster` gave up on `cause` after its grace: later waits need none."""
+    with _cache_lock:
+        _confirmed.add((cluster.name, cause))
+
+
+def confirmed(cluster: Cluster, cause: str | None) -> bool:
+    with _cache_lock:
+        return cause is not None and (cluster.name, cause) in _confirmed
+
+
+def grace_for(cluster: Cluster, cause: str | None, grace: float) -> float:
+    """How long a wait that depends on `cause` still goes on: `grace`, or none once an earlier
+    wait on the cluster gave up on that cause."""
+    return 0.0 if confirmed(cluster, cause) else grace
+
+
 def give_up_after(
-    grace: float, cause: Callable[[], str | None], *, clock: Callable[[], float] = time.monotonic
+    grace: float,
+    cause: Callable[[], str | None],
+    *,
+    cluster: Cluster | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Callable[[Any], str | None]:
     """A wait's `final` (for state it ignores): once `grace` seconds have passed, the cause of a
-    broken shared precondition, when there is one. Within the grace a wait always goes on."""
+    broken shared precondition, when there is one (then confirmed on `cluster`, when given: a
+    later wait on the same cause gives up at once). Within the grace a wait goes on, unless its
+    cause is confirmed already."""
     started = clock()
 
     def final(_: Any = None) -> str | None:
-        return cause() if clock() - started >= grace else None
+        waited = clock() - started
+        if waited < grace and cluster is None:
+            return None
+        reason = cause()
+        if reason is None:
+            return None
+        if waited < grace and not (cluster is not None and confirmed(cluster, reason)):
+            return None
+        if cluster is not None:
+            confirm(cluster, reason)
+        return reason
 
     return final

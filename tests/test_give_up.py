@@ -94,3 +94,23 @@ def test_a_controller_known_off_ends_the_wait_after_the_grace_once_then_at_once(
     unknown = causes.not_processed(cluster, "StatefulSet ns/web", "StatefulSet controller", 45, lambda: None)
     assert unknown == "the StatefulSet controller has not processed StatefulSet ns/web in 45 s: is it running?"
     assert causes.not_processed(cluster, "StatefulSet ns/web", "StatefulSet controller", 20, lambda: None) is None
+
+
+def test_a_cause_confirmed_once_spares_later_waits_their_grace():
+    """Every Service and DNS test of a module waited its grace out on the same known cause: the
+    first one confirms it, the later ones give up at once (on that cluster only)."""
+    now = [0.0]
+    one, other = SimpleNamespace(name="fake-one"), SimpleNamespace(name="fake-other")
+    causes.forget(one)
+    causes.forget(other)
+    off = "Services have Endpoints but no EndpointSlices (...): is the EndpointSlice controller running?"
+    first = causes.give_up_after(5, lambda: off, cluster=one, clock=lambda: now[0])
+    assert first() is None  # within its grace
+    now[0] = 5.0
+    assert first() == off and causes.confirmed(one, off)
+    later = causes.give_up_after(5, lambda: off, cluster=one, clock=lambda: now[0])
+    assert later() == off  # at once
+    assert causes.give_up_after(5, lambda: off, cluster=other, clock=lambda: now[0])() is None
+    assert causes.grace_for(one, off, 5) == 0.0 and causes.grace_for(other, off, 5) == 5
+    causes.forget(one)
+    assert not causes.confirmed(one, off)

@@ -138,7 +138,9 @@ def test_traffic_through_a_service_gives_up_after_the_grace_when_kube_proxy_runs
             timeouts.append(timeout)
             return super().await_answer(url, what, timeout)
 
-    jig = ServiceJig(cluster=None, manifests=None)
+    fake = SimpleNamespace(name="fake-no-kube-proxy")  # FAKE cluster: only its name (causes are faked)
+    causes.forget(fake)
+    jig = ServiceJig(cluster=fake, manifests=None)
     with pytest.raises(AssertionError) as info:
         jig.assert_answered_by(Silent({}, answers=False), service(), PODS)
     assert timeouts == [service_jig.BROKEN_GRACE]  # not ANSWER_TIMEOUT
@@ -146,6 +148,9 @@ def test_traffic_through_a_service_gives_up_after_the_grace_when_kube_proxy_runs
         info.value
     )
     assert f"final state {cause}" in str(info.value)
+    with pytest.raises(AssertionError):  # the next check: the cause is confirmed, no grace again
+        jig.assert_answered_by(Silent({}, answers=False), service(), PODS)
+    assert timeouts == [service_jig.BROKEN_GRACE, 0.0]
 
 
 def test_endpoints_wait_gives_up_when_the_endpoints_controller_is_known_to_be_off(monkeypatch):

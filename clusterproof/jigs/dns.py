@@ -216,11 +216,13 @@ def require_cluster_dns(cluster: Cluster, pod: ClientPod) -> DnsClient:
         lambda: probe_cluster_dns(cluster, pod),
         lambda found: found.answers,
         "cluster DNS to answer",
-        DNS_BROKEN_TIMEOUT if known else DNS_ANSWER_TIMEOUT,
+        causes.grace_for(cluster, known, DNS_BROKEN_TIMEOUT) if known else DNS_ANSWER_TIMEOUT,
         interval=2,
     )
     if status.answers:
         return DnsClient(pod, status.resolver)
+    if known:  # the next DNS test need not wait for it again
+        causes.confirm(cluster, known)
     if not status.endpoints:
         why = causes.endpoints_cause(cluster) or "CoreDNS pods are ready, the kube-dns Service has no ready endpoints"
         raise Broken(f"cluster DNS does not answer: {why}; {status.describe()}")

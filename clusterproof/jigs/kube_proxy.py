@@ -230,6 +230,6 @@ def _wait_every_node(
         expected,
         timeout,
         describe=lambda found: "; ".join(f"{node}: {p}" for node, p in sorted(found.items()) if p) or "-",
-        final=causes.give_up_after(BROKEN_GRACE, cause or (lambda: causes.routing_cause(cluster))),
+        final=causes.give_up_after(BROKEN_GRACE, cause or (lambda: causes.routing_cause(cluster)), cluster=cluster),
         interval=2,
     )

@@ -487,10 +487,12 @@ class ServiceJig(Jig):
         cause = causes.service_cause(self.cluster, service.metadata.namespace, service.metadata.name)
         if cause is None:
             return await_answer(ANSWER_TIMEOUT)
+        grace = causes.grace_for(self.cluster, cause, BROKEN_GRACE)  # none once another wait gave up on it
         try:
-            return await_answer(BROKEN_GRACE)
+            return await_answer(grace)
         except WaitTimeout as e:
-            raise WaitGaveUp(e.expected, cause, BROKEN_GRACE, last_seen=e.last_seen) from None
+            causes.confirm(self.cluster, cause)
+            raise WaitGaveUp(e.expected, cause, grace, last_seen=e.last_seen) from None
 
 
 def _assert_none(problems: Iterable[str | None]) -> None:
