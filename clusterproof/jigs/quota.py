@@ -138,7 +138,9 @@ class QuotaJig(Jig):
     ) -> dict[str, int]:
         # creations are charged by the ResourceQuota admission plugin; without it the quota
         # controller counts them only at its full resync (minutes): no use waiting for that
-        off = causes.give_up_after(ADMISSION_GRACE, lambda: causes.admission_disabled(self.cluster, "ResourceQuota"))
+        off = causes.give_up_after(
+            ADMISSION_GRACE, lambda: causes.admission_disabled(self.cluster, "ResourceQuota"), cluster=self.cluster
+        )
         return wait.until_seen(
             lambda: self.read(namespace, name),
             lambda quota: used_of(quota) == expected and used_of(quota),
