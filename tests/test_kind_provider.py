@@ -399,7 +399,7 @@ def test_a_kind_configs_relative_extra_mount_is_taken_from_its_directory(tmp_pat
     absolute path. A file that is not there is one line."""
     import pytest
 
-    from clusterproof.providers.kind import read_kind_config
+    from clusterproof.preflight import read_kind_config
 
     (tmp_path / "admission.yaml").write_text("kind: AdmissionConfiguration\n")
     config = tmp_path / "psa.yaml"
