@@ -91,7 +91,7 @@ def recorded_page(tmp_path_factory: pytest.TempPathFactory) -> Page:
 
 
 def real_page() -> Page:
-    run = Path(REAL_RUN or "")
+    run = Path(REAL_RUN or "").resolve()
     artifacts = run / "artifacts" if (run / "artifacts").is_dir() else run
     html = artifacts / PAGE if (artifacts / PAGE).is_file() else write([artifacts])
     return Page("report", html, artifacts / "screenshots")
