@@ -40,7 +40,8 @@ from typing import Any, Protocol
 from clusterproof import stopping
 from clusterproof.run import RUN_LABEL, new_run_id, run_dirs_of
 
-PYTEST = [sys.executable, "-m", "pytest", "-o", "testpaths=suites", "-p", "no:cacheprovider"]
+# -c: see tox.ini (a --kubeconfig outside the checkout would be taken for the rootdir)
+PYTEST = [sys.executable, "-m", "pytest", "-c", "pyproject.toml", "-o", "testpaths=suites", "-p", "no:cacheprovider"]
 RUNS = Path(".clusterproof/runs")
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 

@@ -30,7 +30,7 @@ kc -n user-ingress rollout status deploy/traefik --timeout=120s; kc -n user-data
 E="--kubeconfig $K --context $C --allow-context $C"
 dump() { $PY "$S/dump.py" --kubeconfig "$K" --context $C --kind staging,dev > "$OUT/$1.json"; }
 check() { $PY "$S/dump.py" --diff "$OUT/$1.json" "$OUT/$2.json" > "$OUT/diff-$3.txt"; echo "diff $3: $(head -c 400 "$OUT/diff-$3.txt" | tr '\n' ' ')"; }
-suite() { $PYTEST -o testpaths=suites $E -p no:cacheprovider "$@"; }
+suite() { $PYTEST -c pyproject.toml -o testpaths=suites $E -p no:cacheprovider "$@"; }
 
 say "(a) to the end"; dump a0
 suite --run-id harm-a > "$OUT/a.log" 2>&1; echo "rc $?"; tail -2 "$OUT/a.log"
