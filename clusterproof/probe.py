@@ -3,7 +3,8 @@
 Every request uses a new connection (a new Session, `Connection: close`; in-cluster a new
 curl/nc process), so a Service's load balancing is sampled per connection, as upstream's
 reachability checks do. One answer proves nothing about spreading: sample until the set of
-answering backends is complete, within a request budget.
+answering backends is complete, within a request budget; then on, counting the requests that fail
+once the rules are in place (a stale endpoint, a black hole), against a stated tolerance.
 """
 
 from __future__ import annotations
@@ -74,6 +75,19 @@ def http_get(
 # --- sampling backends ---------------------------------------------------------------------
 
 
+# Once every expected backend has answered, the Service's rules are in place: a request failing
+# after that (refused, timed out, no HTTP answer) is evidence against the claim, e.g. a stale
+# endpoint or a black hole taking a share of the connections. Tolerated: one in this many of them.
+TOLERATED_ONE_IN = 20
+# requests sampled after the set of backends is complete, at least (the budget may ask more)
+CONFIRM_REQUESTS = 20
+
+
+class ExecFailed(ProbeError):
+    """No request was sent: the exec into the client pod failed (an API hiccup on a loaded node).
+    Says nothing of the target, so it never counts against it."""
+
+
 @dataclass
 class SampleResult:
     """What `sample_backends` saw; str() is one line for an assertion message."""
@@ -84,6 +98,8 @@ class SampleResult:
     errors: list[str] = field(default_factory=list)
     requests: int = 0
     seconds: float = 0.0
+    requests_after: int = 0  # requests sent once every expected backend had answered
+    failed_after: list[str] = field(default_factory=list)  # the errors of those (not of the probing side)
 
     @property
     def complete(self) -> bool:
@@ -103,6 +119,24 @@ class SampleResult:
     def unexpected(self) -> set[str]:
         return set(self.seen) - set(self.expected)
 
+    @property
+    def tolerated(self) -> int:
+        """Failed requests tolerated after completion: one in TOLERATED_ONE_IN."""
+        return self.requests_after // TOLERATED_ONE_IN
+
+    @property
+    def too_many_failures(self) -> bool:
+        return len(self.failed_after) > self.tolerated
+
+    def failures_after(self) -> str:
+        """`k of n requests failed once every backend had answered (tolerated: t): 3x refused; ...`"""
+        kinds = Counter(self.failed_after)
+        first = "; ".join(f"{n}x {e}" for e, n in kinds.most_common(3))
+        return (
+            f"{len(self.failed_after)} of {self.requests_after} requests failed once every backend had answered "
+            f"(tolerated: {self.tolerated}, one in {TOLERATED_ONE_IN}): {first}"
+        )
+
     def __str__(self) -> str:
         seen = ", ".join(f"{k}: {v}" for k, v in sorted(self.seen.items())) or "none"
         text = f"{self.url}: {self.requests} requests in {self.seconds:.0f}s, answered by {{{seen}}}"
@@ -113,6 +147,8 @@ class SampleResult:
         if self.errors:
             kinds = Counter(self.errors)
             text += ", errors: " + "; ".join(f"{n}x {e}" for e, n in kinds.most_common(3))
+        if self.failed_after:
+            text += f" ({len(self.failed_after)} of them after every backend had answered)"
         return text
 
 
@@ -152,30 +188,40 @@ def sample(
     backend_of: Callable[[HttpAnswer], str] = hostname_of,
     clock: Callable[[], float] = time.monotonic,
 ) -> SampleResult:
-    """Drive `fetch(n)` (n fresh requests) until every expected backend answered. Gives up once
-    the request budget is spent and `settle` seconds have passed. With `never` (backends that
-    must not answer) the whole budget is spent, so their absence means something.
-    Non-2xx answers and connection failures are recorded as errors."""
+    """Drive `fetch(n)` (n fresh requests) until every expected backend answered, then on until
+    the request budget is spent and at least CONFIRM_REQUESTS more were sent: a request failing
+    then is counted against the target (`failed_after`). Gives up, incomplete, once the budget is
+    spent and `settle` seconds have passed. With `never` (backends that must not answer) the whole
+    budget is spent, so their absence means something. Non-2xx answers and connection failures
+    are recorded as errors; an ExecFailed (nothing was sent) counts against nothing."""
     never = frozenset(never)
     result = SampleResult(url, frozenset(expected))
     budget = max_requests or default_budget(result.expected | never)
     started = clock()
 
     def finished() -> bool:
-        if result.complete and (not never or result.requests >= budget):
-            return True
+        if result.complete:
+            return result.requests >= budget and result.requests_after >= CONFIRM_REQUESTS
         return result.requests >= budget and clock() - started >= settle
 
     while not finished():
         left = budget - result.requests
+        if result.complete:
+            left = max(left, CONFIRM_REQUESTS - result.requests_after)
         for answer in fetch(min(batch, left) if left > 0 else batch):
             result.requests += 1
+            after = result.complete and not isinstance(answer, ExecFailed)
+            result.requests_after += after
             if isinstance(answer, ProbeError):
-                result.errors.append(_strip_url(str(answer), url))
+                error = _strip_url(str(answer), url)
             elif not answer.ok:
-                result.errors.append(f"HTTP {answer.status}")
+                error = f"HTTP {answer.status}"
             else:
                 result.seen[backend_of(answer)] += 1
+                continue
+            result.errors.append(error)
+            if after:
+                result.failed_after.append(error)
         result.seconds = clock() - started
     return result
 
@@ -423,7 +469,7 @@ class ClientPod:
                 return self.http_many(url, n, timeout=timeout)
             except Exception as e:  # one failed exec (API hiccup on a loaded node) is n errors, not the end
                 return [
-                    ProbeError(f"exec in pod {self.name}: {type(e).__name__}: {one_line(e, 200, first_line=True)}")
+                    ExecFailed(f"exec in pod {self.name}: {type(e).__name__}: {one_line(e, 200, first_line=True)}")
                 ] * n
 
         return sample(

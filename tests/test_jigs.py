@@ -75,6 +75,23 @@ def test_answer_mismatch_names_who_never_answered_and_who_answered_instead():
     assert answer_mismatch("v", exact, {"pod-1"}) is None
 
 
+def test_answer_mismatch_counts_requests_failing_once_every_pod_answered_past_the_tolerance():
+    def result(failed: int) -> SampleResult:
+        return SampleResult(
+            "http://x/", frozenset({"pod-1", "pod-2"}), Counter({"pod-1": 15, "pod-2": 12}), requests=40,
+            errors=["no HTTP answer (curl: (28) Connection timed out after 3001 ms)"] * failed,
+            requests_after=38, failed_after=["no HTTP answer (curl: (28) Connection timed out after 3001 ms)"] * failed,
+        )
+
+    via = "ClusterIP 10.96.0.10:9000 of Service svc-1 from a pod on node kind-worker"
+    assert answer_mismatch(via, result(1), {"pod-1", "pod-2"}) is None  # one in 20 is tolerated
+    text = answer_mismatch(via, result(13), {"pod-1", "pod-2"})
+    assert text.startswith(
+        f"{via}: 13 of 38 requests failed once every backend had answered (tolerated: 1, one in 20): "
+        "13x no HTTP answer (curl: (28) Connection timed out after 3001 ms); answered by {pod-1, pod-2} (http://x/"
+    )
+
+
 def test_assert_answered_by_builds_its_description_from_the_service_and_the_clients():
     jig = ServiceJig(cluster=None, manifests=None)
     jig.assert_answered_by(FakeClientPod({"pod-1": 20, "pod-2": 20}), service(), PODS)  # exact: passes

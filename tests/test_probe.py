@@ -9,7 +9,7 @@ from itertools import cycle
 import pytest
 
 from clusterproof.errors import ProbeError, one_line
-from clusterproof.probe import HttpAnswer, http_get, parse_raw_responses, sample, sample_backends
+from clusterproof.probe import ExecFailed, HttpAnswer, http_get, parse_raw_responses, sample, sample_backends
 
 URL = "http://10.96.0.10:80/hostname"
 
@@ -49,11 +49,44 @@ def fake_fetch(answers: Iterator):
     return fetch
 
 
-def test_sample_stops_once_every_backend_answered():
+def test_sample_goes_on_after_every_backend_answered_to_the_budget_and_confirmation():
     fetch = fake_fetch(cycle([HttpAnswer(URL, 200, "a"), HttpAnswer(URL, 200, "b")]))
-    result = sample(fetch, URL, {"a", "b"}, batch=2)
+    result = sample(fetch, URL, {"a", "b"}, batch=10)
     assert result.complete and result.exact
-    assert result.requests == 2 and fetch.calls == [2]
+    assert result.requests == 40 and fetch.calls == [10, 10, 10, 10]  # the budget for two backends
+    assert result.requests_after == 38 and not result.failed_after and not result.too_many_failures
+    # a small budget still gets CONFIRM_REQUESTS after completion
+    small = sample(fake_fetch(cycle([HttpAnswer(URL, 200, "a"), HttpAnswer(URL, 200, "b")])), URL, {"a", "b"},
+                   max_requests=4, batch=10)
+    assert small.requests == 22 and small.requests_after == 20
+
+
+def test_failures_once_every_backend_answered_count_against_the_target_past_the_tolerance():
+    # a stale endpoint: one connection in three goes to a dead pod IP
+    answers = cycle([HttpAnswer(URL, 200, "a"), HttpAnswer(URL, 200, "b"), ProbeError(f"GET {URL}: timed out")])
+    result = sample(fake_fetch(answers), URL, {"a", "b"}, batch=10)
+    assert result.complete and result.exact  # the set of answering pods alone would hold
+    assert result.requests == 40 and result.requests_after == 38
+    assert len(result.failed_after) == 13 and result.tolerated == 1 and result.too_many_failures
+    assert result.failures_after() == (
+        "13 of 38 requests failed once every backend had answered (tolerated: 1, one in 20): 13x timed out"
+    )
+    assert str(result).endswith("errors: 13x timed out (13 of them after every backend had answered)")
+
+
+def test_failures_before_every_backend_answered_and_failed_execs_are_not_counted():
+    # rules still being written: errors first; then a lost exec (nothing was sent), then one timeout
+    answers = iter(
+        [ProbeError("GET x: refused")] * 5
+        + [HttpAnswer(URL, 200, "a"), HttpAnswer(URL, 200, "b")]
+        + [ExecFailed("exec in pod client: ApiException: 500")] * 10
+        + [ProbeError("GET x: timed out")]
+        + [HttpAnswer(URL, 200, "a")] * 40
+    )
+    result = sample(fake_fetch(answers), URL, {"a", "b"}, batch=10)
+    assert result.requests == 40 and result.requests_after == 23 and result.failed_after == ["GET x: timed out"]
+    assert result.tolerated == 1 and not result.too_many_failures
+    assert len(result.errors) == 16
 
 
 def test_sample_reports_missing_unexpected_and_errors_within_budget():
@@ -94,8 +127,8 @@ def test_sample_keeps_going_within_the_settle_window_for_a_late_backend():
         return [HttpAnswer(URL, 200, "b" if clock.now > 12 else "a") for _ in range(n)]
 
     result = sample(fetch, URL, {"a", "b"}, max_requests=10, settle=30, batch=10, clock=clock)
-    assert result.complete and result.seconds == 13
-    assert result.requests == 130
+    assert result.complete and result.seconds == 15  # 13 s until "b", then two batches to confirm
+    assert result.requests == 141 and result.requests_after == 20
 
 
 def test_sample_gives_up_after_budget_and_settle_window():

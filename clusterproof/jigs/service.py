@@ -3,8 +3,10 @@
 Builds backends and Services from fixtures, waits for a Service's endpoints, and checks who
 answers through it, one call per observed fact (`assert_answered_by`, `assert_node_port_answered_by`,
 ...): from inside the cluster through a client pod (ClusterIPs, pod IPs), and from the test host
-only to node InternalIPs (NodePorts, externalIPs that are node IPs). Each check builds its
-description from the Service and the pods, so a message cannot drift from the manifest.
+only to node InternalIPs (NodePorts, externalIPs that are node IPs). Each counts the requests that
+fail once every backend has answered (the rules are in place then): past one in 20 the claim fails
+with the counts and the first errors. Each check builds its description from the Service and the
+pods, so a message cannot drift from the manifest.
 API checks read refusals as the server words them (kube-proxy's NAT rules: clusterproof.jigs.kube_proxy).
 
 Set-up and observation are kept apart: making backends and Services (an API refusal, pods that
@@ -126,9 +128,13 @@ def kubectl_row(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[
 
 def answer_mismatch(via: str, result: SampleResult, expected: Iterable[str]) -> str | None:
     """A plain account of how the backends that answered through `via` differ from `expected`
-    (never answered, answered by something else), or None when they are exactly `expected`."""
+    (never answered, answered by something else), or of the requests that failed once all of
+    them had answered, past the tolerance (a stale endpoint, a black hole taking a share of the
+    connections); None when exactly `expected` answered and no more failed."""
     ready_set, seen = set(expected), set(result.seen)
     if seen == ready_set:
+        if result.too_many_failures:
+            return f"{via}: {result.failures_after()}; answered by {_fmt(seen)} ({result})"
         return None
     if not seen:
         return f"{via} did not answer; ready pods {_fmt(ready_set)} ({result})"
@@ -378,7 +384,8 @@ class ServiceJig(Jig):
     ) -> None:
         """Requests from each client pod to the Service's ClusterIP:port (a fresh connection each)
         are answered by exactly `pods`: every one of them answers, nothing else does (and none of
-        `never`, for which the whole request budget is spent). Fails naming who answered."""
+        `never`), and once all have answered no more than one request in 20 fails. Fails naming
+        who answered, and how many requests failed with which errors."""
         clients = [clients] if isinstance(clients, ClientPod) else list(clients)
         port = port or service.spec.ports[0].port
         url = cluster_ip_url(service, port, path)
