@@ -17,6 +17,7 @@ from clusterproof import wait
 from clusterproof.node_exec import NodeExec, NoNodeExec
 
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,11 @@ class Node:
     labels: Mapping[str, str]
     taints: tuple[Mapping[str, str], ...]
     is_control_plane: bool
+
+    @property
+    def blocking_taints(self) -> tuple[Mapping[str, str], ...]:
+        """Taints that keep pods without tolerations off (NoSchedule, NoExecute)."""
+        return tuple(t for t in self.taints if t["effect"] in BLOCKING_EFFECTS)
 
     @classmethod
     def from_api(cls, node: client.V1Node) -> Node:
@@ -176,10 +182,19 @@ class Cluster:
             pytest.skip(reason)
 
     def require_workers(self, count: int) -> list[Node]:
-        workers = self.workers
-        if len(workers) < count:
-            pytest.skip(f"needs {count} worker nodes, the cluster has {len(workers)}")
-        return workers
+        """At least `count` nodes that run ordinary pods: the workers, and control-plane nodes
+        without a NoSchedule/NoExecute taint (a single-node cluster's one node: kind, k3s,
+        minikube). Untainted nodes first, workers before control planes. Skips, naming them, when
+        there are fewer."""
+        nodes = self.nodes
+        usable = [n for n in nodes if not n.is_control_plane or not n.blocking_taints]
+        if len(usable) < count:
+            names = ", ".join(n.name for n in usable) or "none"
+            pytest.skip(
+                f"needs {count} nodes that run ordinary pods (workers, or a control plane without a NoSchedule "
+                f"taint); the cluster has {len(usable)} ({names}) of {len(nodes)} node(s)"
+            )
+        return sorted(usable, key=lambda n: (bool(n.blocking_taints), n.is_control_plane, n.name))
 
     # --- kubectl (for claims about kubectl itself) ----------------------------------------
 

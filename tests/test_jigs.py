@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 
 from clusterproof import causes, health, wait
+from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import Broken, WaitGaveUp, WaitTimeout
 from clusterproof.jigs import dns
 from clusterproof.jigs import pods as pods_jig
@@ -313,3 +314,47 @@ def test_the_node_port_range_setting_is_read_from_the_apiserver_flags_health_rea
     )
     assert service_jig.node_port_range_setting(cluster("kube-apiserver")).endswith("(default 30000-32767)")
     assert "not readable" in service_jig.node_port_range_setting(cluster())
+
+
+# --- nodes that run ordinary pods: single-node clusters ----------------------------------------
+
+
+class NodesOnly:
+    """FAKE cluster: only its nodes (Cluster.require_workers reads nothing else)."""
+
+    require_workers = Cluster.require_workers
+
+    def __init__(self, *nodes):
+        self.nodes = list(nodes)
+
+
+def a_node(name, control_plane=False, taints=()):
+    labels = {"node-role.kubernetes.io/control-plane": ""} if control_plane else {}
+    return Node(name, "10.0.0.1", labels, tuple({"key": k, "value": "", "effect": e} for k, e in taints), control_plane)
+
+
+CP_TAINT = ("node-role.kubernetes.io/control-plane", "NoSchedule")
+
+
+def test_a_single_node_clusters_untainted_control_plane_runs_the_one_worker_claims():
+    single = NodesOnly(a_node("kind-control-plane", control_plane=True))
+    assert workload_jig.pick_workers(single, 1) == ["kind-control-plane"]
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        workload_jig.pick_workers(single, 2)
+    assert str(skipped.value) == (
+        "needs 2 nodes that run ordinary pods (workers, or a control plane without a NoSchedule taint); "
+        "the cluster has 1 (kind-control-plane) of 1 node(s)"
+    )
+
+
+def test_the_default_cluster_picks_its_untainted_workers_and_never_its_tainted_control_plane():
+    default = NodesOnly(
+        a_node("kind-control-plane", control_plane=True, taints=[CP_TAINT]),
+        a_node("kind-worker2"),
+        a_node("kind-worker", taints=[("node.kubernetes.io/unreachable", "NoExecute")]),
+    )
+    assert workload_jig.pick_workers(default, 1) == ["kind-worker2"]  # the NotReady one last
+    assert workload_jig.pick_workers(default, 2) == ["kind-worker2", "kind-worker"]
+    one_worker = NodesOnly(a_node("cp", control_plane=True, taints=[CP_TAINT]), a_node("w1"))
+    with pytest.raises(pytest.skip.Exception, match="the cluster has 1 \\(w1\\) of 2 node"):
+        one_worker.require_workers(2)

@@ -73,13 +73,12 @@ def node1_nodes(cluster: Cluster) -> list[str]:
 
 def pick_node1(cluster: Cluster) -> Node:
     """The node that plays the notes' node1: one already labelled node=node1, else the first
-    untainted worker."""
+    node that runs ordinary pods (an untainted worker first)."""
     labelled = node1_nodes(cluster)
     nodes = {n.name: n for n in cluster.nodes}
     if labelled:
         return nodes[labelled[0]]
-    workers = sorted(cluster.require_workers(1), key=lambda n: (bool(n.taints), n.name))
-    return workers[0]
+    return cluster.require_workers(1)[0]
 
 
 # --- the jig ---------------------------------------------------------------------------------

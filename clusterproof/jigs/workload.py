@@ -15,12 +15,11 @@ from kubernetes import client
 
 from clusterproof import causes, pod_states, wait
 from clusterproof.api_answers import unless_missing
-from clusterproof.cluster import Cluster, Node
+from clusterproof.cluster import BLOCKING_EFFECTS, Cluster, Node
 from clusterproof.errors import SetupFailed, WaitTimeout
 from clusterproof.jigs import kubelet
 from clusterproof.jigs import pods as pods_jig
 
-BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 # Added by the DaemonSet controller to every daemon pod (1.20: pkg/controller/daemon/util).
 DAEMONSET_TOLERATIONS: tuple[Mapping[str, str], ...] = (
     {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"},
@@ -66,9 +65,9 @@ def template_tolerations(daemonset: Mapping[str, Any]) -> list[Mapping[str, Any]
 
 
 def pick_workers(cluster: Cluster, count: int) -> list[str]:
-    """`count` worker names to pin pods to, untainted ones first (skips when there are fewer)."""
-    workers = sorted(cluster.require_workers(count), key=lambda n: (bool(n.taints), n.name))
-    return [n.name for n in workers[:count]]
+    """`count` names of nodes that run ordinary pods to pin pods to, untainted workers first
+    (Cluster.require_workers: skips when there are fewer)."""
+    return [n.name for n in cluster.require_workers(count)[:count]]
 
 
 def tolerated_nodes(nodes: Sequence[Node], tolerations: Sequence[Mapping[str, Any]]) -> set[str]:
