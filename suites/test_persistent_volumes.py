@@ -172,7 +172,8 @@ def test_local_pv_with_node_affinity_pins_its_pods_to_the_labelled_node(
 ) -> None:
     """A local PV with nodeAffinity (node=node1) MUST pin every pod using it to that node [003].
 
-    Observed: where four pods of claim pvc-01 land, although each prefers any other node."""
+    Observed: where four pods of claim pvc-01 land, although each prefers any other node; a pod
+    the scheduler cannot place (no node1 to run it: a volume node affinity conflict) fails it."""
     cluster.require_workers(2)
     node1 = label_node1(jig)
     bind_pv_01(jig, node1)
@@ -183,7 +184,9 @@ def test_local_pv_with_node_affinity_pins_its_pods_to_the_labelled_node(
     names = [f"pod-volume-3-{i}" for i in range(1, 5)]
     for name in names:
         pods.create_pod(jig.manifests, POD_VOLUME_3, name=name, edit=avoid_node1)
-    placed = {name: pods.started(cluster, namespace, name).spec.node_name for name in names}
+    placed = {}
+    for name in names:
+        placed[name] = pods.started(cluster, namespace, name, observes={pods.UNSCHEDULED}).spec.node_name
 
     labelled = pv.node1_nodes(cluster)
     assert set(placed.values()) <= set(labelled), (

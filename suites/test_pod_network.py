@@ -1,14 +1,17 @@
-"""The pod network [001, 004]: one network namespace per pod, and pod-to-pod traffic without NAT."""
+"""The pod network [001, 004]: one network namespace per pod, and pod-to-pod traffic without NAT.
+
+A pod that gets no sandbox (the runtime's CNI ADD failed, or the node's pod network is not ready)
+is what these claims are about: it fails them, naming the pod, its node and the kubelet's words.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from clusterproof import wait
 from clusterproof.cluster import Cluster
+from clusterproof.jigs import pods
 from clusterproof.jigs.pod_network import Container, peer_ip_seen_by_server
 from clusterproof.manifests import Manifests
-from clusterproof.verdicts import setup_step
 
 TWO_CONTAINERS = "claims/services/two-container-pod.yaml"
 NO_NAT_SERVER = "claims/services/no-nat-server.yaml"
@@ -22,12 +25,12 @@ def test_containers_of_one_pod_share_localhost_and_one_pod_ip(
     """The containers of one pod MUST share one network namespace: localhost reaches the
     sibling, and both have the one pod IP [001, 004].
 
-    Observed: container sidecar's request to localhost:8080 answered by container web's
-    netexec; each container's global addresses (the pod IPs: one per family) and network
-    namespace id; in another pod, nothing on localhost:8080."""
+    Observed: pod two-containers getting its sandbox (the network namespace; none fails the
+    claim); container sidecar's request to localhost:8080 answered by container web's netexec;
+    each container's global addresses (the pod IPs: one per family) and network namespace id;
+    in another pod, nothing on localhost:8080."""
     manifests.apply(TWO_CONTAINERS)
-    with setup_step("start pod two-containers"):
-        pod = wait.pod_ready(cluster.core, namespace, "two-containers")
+    pod = pods.started(cluster, namespace, "two-containers", observes={pods.NO_SANDBOX})
     web = Container(cluster, namespace, "two-containers", "web")
     sidecar = Container(cluster, namespace, "two-containers", "sidecar")
 
@@ -56,15 +59,15 @@ def test_pod_to_pod_traffic_across_nodes_keeps_the_client_pod_ip(
     """Pod-to-pod traffic across nodes MUST NOT be NATed: the server sees the client pod's own
     IP [004].
 
-    Observed: the peer address agnhost netexec (/clientip) reports for a request from a client
-    pod on another worker, against the client pod's IP (and the nodes' IPs)."""
+    Observed: both pods getting their sandboxes on their nodes (none fails the claim); the peer
+    address agnhost netexec (/clientip) reports for a request from a client pod on another
+    worker, against the client pod's IP (and the nodes' IPs)."""
     server_node, client_node = cluster.require_workers(2)[:2]
     values = {"SERVER_NODE": server_node.name, "CLIENT_NODE": client_node.name}
     manifests.apply(NO_NAT_SERVER, values=values)
     manifests.apply(NO_NAT_CLIENT, values=values)
-    with setup_step(f"start pods no-nat-server on {server_node.name} and no-nat-client on {client_node.name}"):
-        server = wait.pod_ready(cluster.core, namespace, "no-nat-server")
-        client = wait.pod_ready(cluster.core, namespace, "no-nat-client")
+    server = pods.started(cluster, namespace, "no-nat-server", observes={pods.NO_SANDBOX})
+    client = pods.started(cluster, namespace, "no-nat-client", observes={pods.NO_SANDBOX})
     assert server.spec.node_name != client.spec.node_name, "server and client pods landed on one node"
     node_ips = {n.internal_ip: n.name for n in cluster.nodes}
     for pod in (server, client):

@@ -303,17 +303,22 @@ def test_loadbalancer_without_implementation_stays_pending_but_answers_on_its_no
 
 @pytest.mark.claim("SVC-11")
 def test_external_ip_shows_in_kubectl_and_answers_with_the_pods(
-    jig: ServiceJig, cluster: Cluster, namespace: str
+    jig: ServiceJig, cluster: Cluster, namespace: str, manifests: Manifests
 ) -> None:
     """A Service's `externalIPs` MUST show as its EXTERNAL-IP, and traffic to externalIP:port
     MUST reach its pods [000].
 
-    Observed: `kubectl get service` listing the externalIP set (a worker's InternalIP); from the
-    test host, requests to that IP on the Service's port answered by exactly both pods."""
+    Observed: the API server taking svc-externalips with externalIPs set (a worker's InternalIP;
+    a refusal, e.g. by the DenyServiceExternalIPs admission plugin, fails the claim); `kubectl get
+    service` listing it; from the test host, requests to that IP on the Service's port answered by
+    exactly both pods."""
     node = (cluster.workers or cluster.nodes)[0]
     pods = jig.start_backends(APP_PODS)
-    values = {"EXTERNAL_IP": node.internal_ip}
-    service = jig.create_service("claims/services/svc-externalips.yaml", values=values, backends=pods)
+    docs = manifests.render("claims/services/svc-externalips.yaml", {"EXTERNAL_IP": node.internal_ip})
+    answer = jig.try_create_service(docs)
+    assert answer.accepted, f"the API server refused svc-externalips with externalIPs [{node.internal_ip}]: {answer}"
+    service = jig.read("svc-externalips")
+    jig.wait_endpoints("svc-externalips", pods.ips)
 
     external = kubectl_row(cluster, namespace, "service", "svc-externalips")["EXTERNAL-IP"]
     assert external == node.internal_ip, f"kubectl get service shows EXTERNAL-IP {external!r}, set {node.internal_ip}"

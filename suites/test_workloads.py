@@ -197,12 +197,14 @@ def test_statefulset_pods_keep_their_names_and_their_own_claims_across_deletion(
     """StatefulSet pods MUST keep their stable names (web-0, web-1) and their own claims across
     deletion [002].
 
-    Observed: after both pods are deleted, the new web-0 and web-1 (new uids) mounting the same
-    claims, bound to the same PVs, and reading the file their predecessor of that name wrote."""
+    Observed: web-0 and web-1 scheduled and Ready (a pod the scheduler cannot place, e.g. its
+    claim's PV on a node that is gone, fails it); after both pods are deleted, the new web-0 and
+    web-1 (new uids) mounting the same claims, bound to the same PVs, and reading the file their
+    predecessor of that name wrote."""
     (node,) = workload.pick_workers(cluster, 1)
     web_pvs_and_statefulset(manifests, node_files, node)
     names = ["web-0", "web-1"]
-    first = workload.statefulset_pods_ready(cluster, namespace, "web", names)
+    first = workload.statefulset_pods_ready(cluster, namespace, "web", names, observes={pods.UNSCHEDULED})
     with setup_step("write /data/owner in web-0 and web-1"):
         for name, pod in first.items():
             pod_files.write(name, "/data/owner", f"{name} uid {pod.metadata.uid}")
@@ -215,7 +217,9 @@ def test_statefulset_pods_keep_their_names_and_their_own_claims_across_deletion(
         for name in names:
             pods.delete_pod(cluster, namespace, name, grace_seconds=1)
     old_uids = [p.metadata.uid for p in first.values()]
-    second = workload.statefulset_pods_ready(cluster, namespace, "web", names, not_uids=old_uids)
+    second = workload.statefulset_pods_ready(
+        cluster, namespace, "web", names, not_uids=old_uids, observes={pods.UNSCHEDULED}
+    )
 
     for name, pod in second.items():
         claim = workload.claim_of(pod, "data")

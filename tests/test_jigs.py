@@ -11,7 +11,7 @@ from kubernetes import client
 
 from clusterproof import causes, health, wait
 from clusterproof.cluster import Cluster, Node
-from clusterproof.errors import Broken, WaitGaveUp, WaitTimeout
+from clusterproof.errors import Broken, SetupFailed, WaitGaveUp, WaitTimeout
 from clusterproof.jigs import dns
 from clusterproof.jigs import pods as pods_jig
 from clusterproof.jigs import service as service_jig
@@ -217,16 +217,39 @@ def event(reason, message):
     return SimpleNamespace(reason=reason, message=message)
 
 
-def test_a_pod_that_did_not_start_for_reasons_no_claim_observes_is_a_set_up_failure():
+def test_a_pod_that_did_not_start_for_reasons_most_claims_do_not_observe_is_a_start_failure_of_its_kind():
     unscheduled = v1_pod(scheduled={"status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available"})
-    assert pods_jig.start_failure_of(unscheduled, []) == "pod p not scheduled: Unschedulable: 0/3 nodes are available"
-    no_image = v1_pod(waiting="ImagePullBackOff")
-    assert pods_jig.start_failure_of(no_image, []) == "pod p: container c ImagePullBackOff: pull access denied"
+    found = pods_jig.start_failure_of(unscheduled, [])
+    assert found.kind == pods_jig.UNSCHEDULED
+    assert str(found) == "pod p not scheduled: Unschedulable: 0/3 nodes are available"
+    no_image = pods_jig.start_failure_of(v1_pod(waiting="ImagePullBackOff"), [])
+    assert no_image.kind == pods_jig.NO_IMAGE
+    assert str(no_image) == "pod p: container c ImagePullBackOff: pull access denied"
     sandbox = [event("FailedCreatePodSandBox", 'plugin type="ptp" failed: no IP addresses available')]
-    assert pods_jig.start_failure_of(v1_pod(), sandbox).startswith("pod p: no sandbox (FailedCreatePodSandBox: ")
+    no_sandbox = pods_jig.start_failure_of(v1_pod(), sandbox)
+    assert no_sandbox.kind == pods_jig.NO_SANDBOX and str(no_sandbox).startswith("pod p: no sandbox (Failed")
+    # no CNI config on the node: the kubelet does not even try
+    not_ready = [event("NetworkNotReady", "network is not ready: container runtime network not ready")]
+    assert pods_jig.start_failure_of(v1_pod(), not_ready).kind == pods_jig.NO_SANDBOX
     # a mount that fails or a crashing container is the claim's own business
     assert pods_jig.start_failure_of(v1_pod(), [event("FailedMount", "hostPath type check failed")]) is None
     assert pods_jig.start_failure_of(v1_pod(waiting="CrashLoopBackOff"), []) is None
+
+
+def test_a_start_failure_a_claim_observes_fails_it_and_any_other_is_a_set_up_failure(monkeypatch):
+    conflict = "0/3 nodes are available: 3 node(s) had volume node affinity conflict"
+    unscheduled = v1_pod(scheduled={"status": "False", "reason": "Unschedulable", "message": conflict})
+    found = pods_jig.start_failure_of(unscheduled, [])
+    monkeypatch.setattr(pods_jig, "start_failure", lambda cluster, namespace, name: found)
+    waited = WaitTimeout("pod ns/p Ready", "Pending", 120)
+    set_up = pods_jig.not_started(None, "ns", "p", waited)
+    assert isinstance(set_up, SetupFailed)
+    assert str(set_up).startswith("could not evaluate (set-up: start pod p): pod p not scheduled")
+    observed = pods_jig.not_started(None, "ns", "p", waited, observes={pods_jig.UNSCHEDULED})
+    assert type(observed) is AssertionError
+    assert str(observed).startswith(f"pod p not scheduled: Unschedulable: {conflict} (timed out after 120s")
+    monkeypatch.setattr(pods_jig, "start_failure", lambda cluster, namespace, name: None)
+    assert pods_jig.not_started(None, "ns", "p", waited, observes={pods_jig.UNSCHEDULED}) is None  # the wait's own
 
 
 def skipping_cluster():

@@ -4,7 +4,7 @@ until the kubelet is done with it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,12 +51,15 @@ def start_pod(manifests: Manifests, source: str, **how: Any) -> client.V1Pod:
     return started(manifests.cluster, manifests.namespace, created["metadata"]["name"])
 
 
-def started(cluster: Cluster, namespace: str, name: str, timeout: float = START_TIMEOUT) -> client.V1Pod:
+def started(
+    cluster: Cluster, namespace: str, name: str, timeout: float = START_TIMEOUT, *, observes: Collection[str] = ()
+) -> client.V1Pod:
     """The pod once Ready. A pod that can never be (ImagePullBackOff, ...) fails at once; a
-    timeout names the pod's last FailedMount event. A pod that did not start for a reason no
-    claim here observes (never scheduled, its image cannot be pulled, no sandbox: the pod network
-    is broken) is a set-up failure (SetupFailed: the test errors, "could not evaluate"); anything
-    else (a mount that fails, a container that crashes) is the claim's own business."""
+    timeout names the pod's last FailedMount event. A pod that did not start for a reason most
+    claims do not observe (never scheduled, its image cannot be pulled, no sandbox: the pod network
+    is broken) is a set-up failure (SetupFailed: the test errors, "could not evaluate"), unless
+    the claim observes that very step (`observes`: UNSCHEDULED, NO_IMAGE, NO_SANDBOX): then it is
+    the claim's failure, as is anything else (a mount that fails, a container that crashes)."""
     try:
         return wait.pod_ready(
             cluster.core,
@@ -66,15 +69,46 @@ def started(cluster: Cluster, namespace: str, name: str, timeout: float = START_
             hint=lambda _: f"last FailedMount of pod {name}: {failed_mounts(cluster, namespace, name).last}",
         )
     except WaitTimeout as e:
-        unrelated = unrelated_start_failure(cluster, namespace, name)
-        if unrelated:
-            raise SetupFailed(f"start pod {name}", f"{unrelated} ({e})") from e
-        raise
+        judged = not_started(cluster, namespace, name, e, observes)
+        if judged is None:
+            raise
+        raise judged from e
 
 
-def unrelated_start_failure(cluster: Cluster, namespace: str, name: str) -> str | None:
-    """Why the pod did not start, when it is none of a claim's business: not scheduled, image
-    not pulled, sandbox not made (FailedCreatePodSandBox)."""
+def not_started(
+    cluster: Cluster, namespace: str, name: str, error: WaitTimeout, observes: Collection[str] = ()
+) -> Exception | None:
+    """What a wait for pod `name` that came to nothing means: SetupFailed when the pod did not
+    start for a reason the claim does not observe (StartFailure), an AssertionError naming it when
+    the claim observes it, else None (the wait's own error stands: the claim's failure)."""
+    failure = start_failure(cluster, namespace, name)
+    if failure is None:
+        return None
+    if failure.kind in observes:
+        return AssertionError(f"{failure} ({error})")
+    return SetupFailed(f"start pod {name}", f"{failure} ({error})")
+
+
+UNSCHEDULED, NO_IMAGE, NO_SANDBOX = "unscheduled", "no image", "no sandbox"
+# the kubelet's events when a pod gets no sandbox: the runtime failed to make it (CNI ADD failed), or
+# the node's pod network is not ready at all (no CNI config: the kubelet does not even try)
+SANDBOX_EVENTS = ("FailedCreatePodSandBox", "NetworkNotReady")
+
+
+@dataclass(frozen=True)
+class StartFailure:
+    """Why a pod did not start, of a kind most claims do not observe: UNSCHEDULED, NO_IMAGE or
+    NO_SANDBOX (the claims that do observe it pass `observes=`)."""
+
+    kind: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def start_failure(cluster: Cluster, namespace: str, name: str) -> StartFailure | None:
+    """Why pod `name` did not start, when it is a StartFailure (read now), or None."""
     try:
         pod = read_pod(cluster, namespace, name)
         events = cluster.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
@@ -83,19 +117,23 @@ def unrelated_start_failure(cluster: Cluster, namespace: str, name: str) -> str 
     return start_failure_of(pod, events)
 
 
-def start_failure_of(pod: client.V1Pod, events: list[client.CoreV1Event]) -> str | None:
+def start_failure_of(pod: client.V1Pod, events: list[client.CoreV1Event]) -> StartFailure | None:
     status = pod.status
+    name = pod.metadata.name
     scheduled = next((c for c in (status.conditions or []) if c.type == "PodScheduled"), None) if status else None
     if scheduled is not None and scheduled.status == "False":
-        return f"pod {pod.metadata.name} not scheduled: {scheduled.reason}: {scheduled.message}"
+        return StartFailure(UNSCHEDULED, f"pod {name} not scheduled: {scheduled.reason}: {scheduled.message}")
     containers = (status.container_statuses or []) if status else []
     for s in [*((status.init_container_statuses or []) if status else []), *containers]:
         waiting = s.state.waiting if s.state else None
         if waiting is not None and waiting.reason in IMAGE_REASONS:
-            return f"pod {pod.metadata.name}: container {s.name} {waiting.reason}: {waiting.message or ''}".rstrip(": ")
-    sandbox = [e.message for e in events if e.reason == "FailedCreatePodSandBox"]
+            text = f"pod {name}: container {s.name} {waiting.reason}: {waiting.message or ''}".rstrip(": ")
+            return StartFailure(NO_IMAGE, text)
+    sandbox = [e for e in events if e.reason in SANDBOX_EVENTS]
     if sandbox and not any(s.state and s.state.running for s in containers):
-        return f"pod {pod.metadata.name}: no sandbox (FailedCreatePodSandBox: {sandbox[-1]})"
+        on = f" on node {pod.spec.node_name}" if pod.spec and pod.spec.node_name else ""
+        last = sandbox[-1]
+        return StartFailure(NO_SANDBOX, f"pod {name}{on}: no sandbox ({last.reason}: {last.message})")
     return None
 
 
@@ -227,10 +265,10 @@ def wait_restarted(
             describe=describe,
         )
     except WaitTimeout as e:
-        unrelated = unrelated_start_failure(cluster, namespace, pod)  # never scheduled, no image: see started()
-        if unrelated:
-            raise SetupFailed(f"start pod {pod}", f"{unrelated} ({e})") from e
-        raise
+        judged = not_started(cluster, namespace, pod, e)  # never scheduled, no image: see started()
+        if judged is None:
+            raise
+        raise judged from e
 
 
 # --- what the kubelet said ---------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -16,7 +16,7 @@ from kubernetes import client
 from clusterproof import causes, pod_states, wait
 from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import BLOCKING_EFFECTS, Cluster, Node
-from clusterproof.errors import SetupFailed, WaitTimeout
+from clusterproof.errors import WaitTimeout
 from clusterproof.jigs import kubelet
 from clusterproof.jigs import pods as pods_jig
 
@@ -189,11 +189,14 @@ def statefulset_pods_ready(
     *,
     not_uids: Iterable[str] = (),
     timeout: float = 180,
+    observes: Collection[str] = (),
 ) -> dict[str, client.V1Pod]:
     """Pods of StatefulSet `statefulset` with exactly these names, Ready, none of them one of
     `not_uids`. Gives up when the StatefulSet controller refuses to create them (FailedCreate) or
     is known not to run: it has not processed the StatefulSet after causes.CONTROLLER_GRACE while
-    kube-controller-manager's flags turn it off, or after causes.UNPROCESSED_LIMIT in any case."""
+    kube-controller-manager's flags turn it off, or after causes.UNPROCESSED_LIMIT in any case. A pod
+    that did not start for a reason of pods.StartFailure is a set-up failure, unless the claim
+    `observes` it."""
     old = set(not_uids)
     started = time.monotonic()
     refused = wait.failed_create(cluster.core, namespace, "StatefulSet", statefulset)
@@ -231,11 +234,11 @@ def statefulset_pods_ready(
             final=lambda pods: stuck(p for p in pods if p.metadata.name in names and p.metadata.uid not in old),
             never=not_acting,
         )
-    except WaitTimeout as e:  # never scheduled, no image: not the StatefulSet's doing (see pods.started)
+    except WaitTimeout as e:  # never scheduled, no image (see pods.started)
         for name in names:
-            unrelated = pods_jig.unrelated_start_failure(cluster, namespace, name)
-            if unrelated:
-                raise SetupFailed(f"start pod {name}", f"{unrelated} ({e})") from e
+            judged = pods_jig.not_started(cluster, namespace, name, e, observes)
+            if judged is not None:
+                raise judged from e
         raise
 
 
