@@ -73,6 +73,11 @@ class ApiAnswer:
         causes = details.get("causes") or []
         return [Cause(c.get("field", ""), c.get("reason", ""), c.get("message", "")) for c in causes]
 
+    @property
+    def refused_as_bad_yaml(self) -> bool:
+        """400 BadRequest naming YAML: the server could not parse the text it was sent."""
+        return self.status == 400 and self.reason == "BadRequest" and "yaml" in self.message.lower()
+
     def cause_for(self, field_path: str) -> Cause | None:
         return next((c for c in self.causes if c.field == field_path), None)
 

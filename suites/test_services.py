@@ -406,9 +406,7 @@ def test_notes_multiport_service_as_written_loses_protocal_and_defaults_to_tcp(
 
 
 def assert_refused_as_bad_yaml(answer: ApiAnswer, what: str) -> None:
-    assert answer.status == 400 and answer.reason == "BadRequest" and "yaml" in answer.message.lower(), (
-        f"{what}: {answer}; expected 400 BadRequest with the YAML error"
-    )
+    assert answer.refused_as_bad_yaml, f"{what}: {answer}; expected 400 BadRequest with the YAML error"
 
 
 @pytest.mark.claim("ERR-02")

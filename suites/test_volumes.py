@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 import yaml
 
-from clusterproof.api_answers import answer_to
+from clusterproof.api_answers import answer_to, post_yaml_as_written
 from clusterproof.cluster import Cluster
 from clusterproof.jigs import pods, volume
 from clusterproof.jigs.pods import PodFiles
@@ -53,17 +53,19 @@ def test_emptydir_is_deleted_with_the_pod_and_the_next_pod_starts_empty(
 ) -> None:
     """An emptyDir MUST be deleted with its pod: the next pod starts with an empty one [000, 003].
 
-    Observed: a file written by the first pod-volume-1; after its deletion, the kubelet's
-    directory of the volume gone from the node (where nodes can be reached), and both mounts of
-    the re-created pod-volume-1 (a new uid) empty."""
+    Observed: the file the first pod-volume-1 wrote, found in the kubelet's directory of the
+    volume on its node (under the kubelet's --root-dir, read from its command line; without node
+    access, the default root, through a probe pod mounting that directory read-only); after the
+    pod's deletion, that directory gone from the node; both mounts of the re-created
+    pod-volume-1 (a new uid) empty."""
     first = pods.start_pod(manifests, POD_VOLUME_1)
     pod_files.write("pod-volume-1", "/mount1/left-behind", "from the first pod", "container1")
     assert pod_files.read("pod-volume-1", "/mount2/left-behind", "container2") == "from the first pod"
+    on_node = volume.EmptyDirOnNode.find(manifests, first, "empty-dir", "left-behind")
 
     with setup_step("delete pod pod-volume-1"):
         pods.delete_pod(cluster, namespace, "pod-volume-1")
-    if cluster.can_node_exec:
-        volume.wait_emptydir_removed(cluster, first, "empty-dir")
+    on_node.wait_removed()
     second = pods.start_pod(manifests, POD_VOLUME_1)
 
     assert second.metadata.uid != first.metadata.uid
@@ -319,6 +321,7 @@ class NotAnObject:
 
 
 POD_REFUSED = frozenset({"metadata.name", "spec.containers"})
+KIND_MISSING = "Object 'Kind' is missing"  # the API server's decoder, for a body without kind
 AS_WRITTEN = {
     "003-pod-volume-1.yaml": YamlRefusal(13, "expected <block end>, but found '-'"),
     "003-pod-volume-2.yaml": Flattened(
@@ -352,27 +355,39 @@ def test_notes_003_manifests_without_indentation_are_not_the_intended_objects(
     filename: str,
 ) -> None:
     """[003] prints its manifests without indentation: as written they are not the objects meant.
-    pod-volume-1 is no YAML at all; the others parse with every key at the top level and empty
-    metadata and spec, which the API server refuses naming the missing fields; the remote-volume
-    field list is not a manifest at all.
+    pod-volume-1 is no YAML at all, and the API server refuses it as such; the others parse with
+    every key at the top level and empty metadata and spec, which the API server refuses naming
+    the missing fields; the remote-volume field list is not a manifest at all: the API server
+    refuses it for want of a kind.
 
-    Observed: PyYAML's error (line, problem), the parsed documents, the API server's answer."""
+    Observed: PyYAML's error (line, problem), the parsed documents, the API server's answer (the
+    text as written, POSTed as YAML to the pods of the test's namespace in a dry run where it is
+    not an object of its own)."""
     expected = AS_WRITTEN[filename]
     raw = manifests.load_raw(f"notes-as-written/{filename}")
+    pods_path = f"/api/v1/namespaces/{namespace}/pods"
     if isinstance(expected, YamlRefusal):
         with pytest.raises(yaml.YAMLError) as refused:
             raw.documents()
         mark = refused.value.problem_mark
-        record_property("observed", f"PyYAML: {refused.value.problem} (line {mark.line + 1})")
+        answer = post_yaml_as_written(cluster, pods_path, raw.text, dry_run=True)
+        record_property("observed", f"PyYAML: {refused.value.problem} (line {mark.line + 1}); API server: {answer}")
         assert (mark.line + 1, refused.value.problem) == (expected.line, expected.problem), str(refused.value)
+        assert answer.refused_as_bad_yaml, (
+            f"{filename} as written, POSTed to {pods_path}: {answer}; expected 400 BadRequest naming the YAML error"
+        )
         return
 
     (doc,) = raw.documents()
     if isinstance(expected, NotAnObject):
         assert "apiVersion" not in doc and "kind" not in doc, f"{filename} parsed to {doc}"
         assert set(expected.keys) <= set(doc) and all(v is None for v in doc.values()), f"{filename} parsed to {doc}"
+        answer = post_yaml_as_written(cluster, pods_path, raw.text, dry_run=True)
         record_property(
-            "observed", f"parses to a flat mapping of {len(doc)} empty fields, no apiVersion/kind: nothing to send"
+            "observed", f"parses to a flat mapping of {len(doc)} empty fields, no apiVersion/kind; API server: {answer}"
+        )
+        assert answer.status == 400 and answer.reason == "BadRequest" and KIND_MISSING in answer.message, (
+            f"{filename} as written, POSTed to {pods_path}: {answer}; expected 400 BadRequest: {KIND_MISSING}"
         )
         return
 

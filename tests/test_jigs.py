@@ -3,6 +3,7 @@ waits that end early on a broken shared precondition. FAKE client pods stand in 
 cluster (they return scripted samples); FAKE health causes, watches and clusters are
 monkeypatched in where a test needs them."""
 
+import subprocess
 from collections import Counter
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ from clusterproof import causes, health, wait
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import Broken, SetupFailed, WaitGaveUp, WaitTimeout
 from clusterproof.jigs import dns
+from clusterproof.jigs import kubelet as kubelet_jig
 from clusterproof.jigs import pods as pods_jig
 from clusterproof.jigs import service as service_jig
 from clusterproof.jigs import volume as volume_jig
@@ -381,3 +383,73 @@ def test_the_default_cluster_picks_its_untainted_workers_and_never_its_tainted_c
     one_worker = NodesOnly(a_node("cp", control_plane=True, taints=[CP_TAINT]), a_node("w1"))
     with pytest.raises(pytest.skip.Exception, match="the cluster has 1 \\(w1\\) of 2 node"):
         one_worker.require_workers(2)
+
+
+def test_the_recycle_deprecation_is_read_from_the_api_servers_warnings_and_events():
+    from clusterproof.jigs import pv as pv_jig
+
+    warned = [
+        "metadata.annotations[volume.beta.kubernetes.io/storage-class]: deprecated since v1.8",
+        "spec.persistentVolumeReclaimPolicy: The Recycle reclaim policy is deprecated. Instead, the recommended "
+        "approach is to use dynamic provisioning.",
+    ]
+    assert pv_jig.recycle_deprecation(warned, []) == [warned[1]]
+    recycled = [event("RecyclerPod", "Recycler pod: Successfully assigned default/recycler-for-pv-recycle")]
+    assert pv_jig.recycle_deprecation([], recycled) == []  # Available again, or Failed, says nothing of it
+    deprecated = [event("VolumeRecycle", "the Recycle reclaim policy is deprecated")]
+    assert pv_jig.recycle_deprecation([], deprecated) == ["VolumeRecycle: the Recycle reclaim policy is deprecated"]
+
+
+# --- VOL-02: the emptyDir found on its node, then watched until removed ---------------------------
+
+
+class FakeNode:
+    """FAKE node exec: a set of directories with their entries (`ls -A` in one)."""
+
+    can_node_exec = True
+
+    def __init__(self, dirs):
+        self.dirs = dirs
+
+    def node_exec(self, node, *argv, check=True, timeout=60, input=None):
+        entries = self.dirs.get(argv[4])
+        if entries is None:
+            return subprocess.CompletedProcess(argv, 1, "", "")
+        return subprocess.CompletedProcess(argv, 0, "\n".join(entries), "")
+
+
+@pytest.fixture
+def kubelet_root(monkeypatch):
+    """FAKE kubelet setup: the root dir its flags name (jigs.kubelet reads it on a cluster)."""
+    setup = kubelet_jig.KubeletSetup(kubelet_jig.DEFAULT_RUNTIME_ENDPOINT, "/data/kubelet", "root dir: kubelet flag --root-dir")
+    monkeypatch.setattr(kubelet_jig, "setup_of", lambda cluster, node: setup)
+
+
+def running_pod(uid="u-1", node="kind-worker"):
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name="pod-volume-1", uid=uid), spec=client.V1PodSpec(containers=[], node_name=node)
+    )
+
+
+def test_the_emptydir_is_found_under_the_kubelets_real_root_and_its_removal_watched(kubelet_root):
+    where = "/data/kubelet/pods/u-1/volumes/kubernetes.io~empty-dir/empty-dir"
+    node = FakeNode({where: ["left-behind"]})
+    found = volume_jig.EmptyDirOnNode.find(SimpleNamespace(cluster=node), running_pod(), "empty-dir", "left-behind")
+    assert (found.node, found.path) == ("kind-worker", where)
+
+    with pytest.raises(WaitTimeout, match=r"removed from node kind-worker.*still there, holding \['left-behind'\]"):
+        found.wait_removed(timeout=0)
+    del node.dirs[where]
+    found.wait_removed(timeout=0)
+
+
+def test_an_emptydir_not_found_where_looked_is_no_proof_of_removal_but_could_not_evaluate(kubelet_root):
+    # the old check read /var/lib/kubelet whatever the kubelet's root: "not there" passed as removed
+    node = FakeNode({})
+    with pytest.raises(SetupFailed) as refused:
+        volume_jig.EmptyDirOnNode.find(SimpleNamespace(cluster=node), running_pod(), "empty-dir", "left-behind")
+    assert str(refused.value) == (
+        "could not evaluate (set-up: find the emptyDir empty-dir of pod pod-volume-1 on node kind-worker): "
+        "/data/kubelet/pods/u-1/volumes/kubernetes.io~empty-dir/empty-dir on node kind-worker: no such directory, "
+        "not the file left-behind the pod wrote (the kubelet's root dir: kubelet flag --root-dir)"
+    )

@@ -10,6 +10,7 @@ is labelled through the tracker's shared label lease.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,19 @@ PROVISION_TIMEOUT = 60.0
 # this long, then the wait gives up naming why
 PROVISIONER_DOWN_GRACE = 15.0
 PV_CONTROLLER_HINT = "is kube-controller-manager's persistentvolume-binder controller running?"
+
+
+# the API server warns on a PV with reclaim policy Recycle since 1.30 (kubernetes#122339):
+# "spec.persistentVolumeReclaimPolicy: The Recycle reclaim policy is deprecated. ..."
+RECYCLE_WARNED_SINCE = (1, 30)
+
+
+def recycle_deprecation(warnings: Iterable[str], events: Iterable[client.CoreV1Event]) -> list[str]:
+    """Where the cluster states that Recycle is deprecated: the API server's warnings naming it,
+    and events (the PV controller's) calling it deprecated."""
+    said = [w for w in warnings if "Recycle" in w and "deprecated" in w.lower()]
+    said += [f"{e.reason}: {e.message}" for e in events if "deprecat" in (e.message or "").lower()]
+    return said
 
 
 # --- StorageClasses and nodes ----------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Verbs for the pod-volume claims: files on the nodes (and removing them when the test ends),
-the hostPath `type` matrix sorted by outcome, and a git server for gitRepo volumes. Pods
-themselves (start, files inside, restarts) are clusterproof.jigs.pods."""
+the hostPath `type` matrix sorted by outcome, an emptyDir watched on its node, and a git server
+for gitRepo volumes. Pods themselves (start, files inside, restarts) are clusterproof.jigs.pods."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -11,15 +12,27 @@ from kubernetes import client
 
 from clusterproof import pod_states, urls, wait
 from clusterproof.cluster import Cluster
+from clusterproof.errors import WaitTimeout
 from clusterproof.jigs import kubelet
-from clusterproof.jigs.pods import MountFailures, failed_mounts, read_pod, started
+from clusterproof.jigs.pods import (
+    START_TIMEOUT,
+    MountFailures,
+    create_pod,
+    failed_mounts,
+    not_started,
+    read_pod,
+    started,
+)
 from clusterproof.manifests import Manifests
+from clusterproof.probe import exec_in_pod
 from clusterproof.tracker import ResourceTracker
 from clusterproof.verdicts import setup_step
 
 HOSTPATH_TYPE_FAILURE = "hostPath type check failed"
 HOSTPATH_VOLUME = 'volume "host-path"'  # the template's volume, as the kubelet names it in events
 HOSTPATH_CASES_TIMEOUT = 240.0  # every case pod on one node at once
+# a pod pinned to a node, mounting one directory of it read-only (hostPath type Directory): VOL-02's probe
+EMPTYDIR_PROBE = "claims/volumes/emptydir-probe.yaml"
 
 
 # --- nodes -----------------------------------------------------------------------------------
@@ -283,19 +296,110 @@ def wait_cloned(cluster: Cluster, namespace: str, name: str, node: str, timeout:
         cluster.require(False, f"node {node} cannot clone a gitRepo volume (no git binary): FailedMount: {message}")
 
 
-def wait_emptydir_removed(cluster: Cluster, pod: client.V1Pod, volume_name: str, timeout: float = 60) -> None:
-    """The kubelet keeps an emptyDir under its pods directory (in its root dir, read from the
-    kubelet: not always /var/lib/kubelet); until it is gone from the node."""
-    node = pod.spec.node_name
-    pods_dir = f"{kubelet.setup_of(cluster, node).root_dir}/pods"
-    where = f"{pods_dir}/{pod.metadata.uid}/volumes/kubernetes.io~empty-dir/{volume_name}"
-    wait.until_seen(
-        lambda: cluster.node_exec(node, "test", "-e", where, check=False).returncode == 0,
-        lambda present: not present,
-        f"{where} removed from node {node} after the pod's deletion",
-        timeout,
-        describe=lambda _: "present",
-    )
+# --- emptyDir on its node ----------------------------------------------------------------------
+
+EMPTY_DIR_PLUGIN = "kubernetes.io~empty-dir"
+EMPTYDIR_REMOVED_TIMEOUT = 60.0
+
+
+def emptydir_path(root: str, pod: client.V1Pod, volume_name: str) -> str:
+    return f"{root}/pods/{pod.metadata.uid}/volumes/{EMPTY_DIR_PLUGIN}/{volume_name}"
+
+
+@dataclass
+class EmptyDirOnNode:
+    """Where the kubelet keeps a pod's emptyDir on its node (under its root dir: jigs.kubelet),
+    found there with a file the pod wrote (so that "gone" later means removed, not a wrong
+    guess), and watched until it is removed. With node access: `ls` on the node. Without: through
+    probe pods pinned to the node that mount exactly that directory (hostPath type Directory,
+    read-only: a directory that is gone is refused by the kubelet's type check)."""
+
+    manifests: Manifests
+    node: str
+    path: str
+
+    @property
+    def cluster(self) -> Cluster:
+        return self.manifests.cluster
+
+    @classmethod
+    def find(cls, manifests: Manifests, pod: client.V1Pod, volume_name: str, file: str) -> EmptyDirOnNode:
+        """The emptyDir `volume_name` of the running `pod`, holding `file`. A set-up step: where
+        it is not found (another kubelet root, no hostPath allowed) the claim is not evaluated."""
+        cluster, node = manifests.cluster, pod.spec.node_name
+        with setup_step(f"find the emptyDir {volume_name} of pod {pod.metadata.name} on node {node}"):
+            setup = kubelet.setup_of(cluster, node)
+            found = cls(manifests, node, emptydir_path(setup.root_dir, pod, volume_name))
+            listing = found._listing()
+            if listing is None or file not in listing:
+                how = f" (the kubelet's root dir: {setup.read_from.split('root dir: ')[-1]})"
+                seen = "no such directory" if listing is None else f"a directory holding {listing}"
+                raise AssertionError(f"{found.path} on node {node}: {seen}, not the file {file} the pod wrote{how}")
+            return found
+
+    def wait_removed(self, timeout: float = EMPTYDIR_REMOVED_TIMEOUT) -> None:
+        """Until the directory is gone from the node (the claim fails naming what is left)."""
+
+        def describe(listing: list[str] | None) -> str:
+            return "gone" if listing is None else f"still there, holding {listing}"
+
+        wait.until_seen(
+            self._listing,
+            lambda listing: listing is None,
+            f"{self.path} removed from node {self.node} after its pod's deletion",
+            timeout,
+            describe=describe,
+            interval=2,
+        )
+
+    def _listing(self) -> list[str] | None:
+        """The directory's entries, None when it is not there."""
+        if self.cluster.can_node_exec:
+            script = 'cd "$1" 2>/dev/null && ls -A'
+            done = self.cluster.node_exec(self.node, "sh", "-c", script, "sh", self.path, check=False)
+            return done.stdout.split() if done.returncode == 0 else None
+        return self._probe()
+
+    def _probe(self) -> list[str] | None:
+        """A probe pod on the node mounting the directory: its listing when it runs, None when the
+        kubelet's type check refuses the mount (the directory is not there). Deleted after."""
+        name = f"emptydir-probe-{secrets.token_hex(3)}"
+        create_pod(self.manifests, EMPTYDIR_PROBE, values={"PROBE_PATH": self.path}, name=name, node=self.node)
+        try:
+            return self._probe_outcome(name)
+        finally:
+            self.cluster.delete_pod_now(self.manifests.namespace, name, wait_gone=False)
+
+    def _probe_outcome(self, name: str) -> list[str] | None:
+        namespace = self.manifests.namespace
+
+        def read() -> tuple[client.V1Pod, MountFailures]:
+            return read_pod(self.cluster, namespace, name), failed_mounts(self.cluster, namespace, name)
+
+        def outcome(seen: tuple[client.V1Pod, MountFailures]) -> str | None:
+            pod, failures = seen
+            if pod_states.pod_is_ready(pod):
+                return "mounted"
+            return "refused" if any(HOSTPATH_TYPE_FAILURE in m for m in failures.messages) else None
+
+        try:
+            found = wait.until_seen(
+                read,
+                outcome,
+                f"probe pod {name} on node {self.node} mounting {self.path} (Running), or the kubelet refusing it",
+                START_TIMEOUT,
+                describe=lambda seen: f"{pod_states.describe_pods([seen[0]])}; last FailedMount: {seen[1].last}",
+                final=lambda seen: pod_states.never_ready(seen[0]),
+            )
+        except WaitTimeout as e:
+            judged = not_started(self.cluster, namespace, name, e)
+            raise (judged or e) from e
+        if found == "refused":
+            return None
+        listed = exec_in_pod(self.cluster.core, namespace, name, ["ls", "-A", "/seen"])
+        if listed.rc != 0:
+            raise AssertionError(f"probe pod {name} could not list {self.path} on node {self.node}: {listed.stderr}")
+        return listed.stdout.split()
 
 
 def git_missing(message: str) -> bool:
