@@ -421,7 +421,8 @@ class FakeNode:
 @pytest.fixture
 def kubelet_root(monkeypatch):
     """FAKE kubelet setup: the root dir its flags name (jigs.kubelet reads it on a cluster)."""
-    setup = kubelet_jig.KubeletSetup(kubelet_jig.DEFAULT_RUNTIME_ENDPOINT, "/data/kubelet", "root dir: kubelet flag --root-dir")
+    read_from = "root dir: kubelet flag --root-dir"
+    setup = kubelet_jig.KubeletSetup(kubelet_jig.DEFAULT_RUNTIME_ENDPOINT, "/data/kubelet", read_from)
     monkeypatch.setattr(kubelet_jig, "setup_of", lambda cluster, node: setup)
 
 

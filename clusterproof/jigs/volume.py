@@ -5,7 +5,7 @@ for gitRepo volumes. Pods themselves (start, files inside, restarts) are cluster
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from kubernetes import client
@@ -13,7 +13,7 @@ from kubernetes import client
 from clusterproof import pod_states, urls, wait
 from clusterproof.cluster import Cluster
 from clusterproof.errors import WaitTimeout
-from clusterproof.jigs import kubelet
+from clusterproof.jigs import Jig, kubelet
 from clusterproof.jigs.pods import (
     START_TIMEOUT,
     MountFailures,
@@ -256,34 +256,49 @@ def start_git_server(manifests: Manifests, node: str, name: str = "git-server") 
     return GitServer(url=urls.url(ip, GIT_CONTAINER_PORT, ""), pod_ip=ip)
 
 
+def ready_or_refused(
+    cluster: Cluster, namespace: str, name: str, refusal: Callable[[str], str | None], expected: str, timeout: float
+) -> str | None:
+    """Until pod `name` is Ready (None) or the kubelet refused its volume: the first FailedMount
+    message `refusal` names (its answer is returned). A pod that can never be Ready ends the wait
+    at once; a timeout names the pod's last FailedMount."""
+
+    def read() -> tuple[client.V1Pod, MountFailures]:
+        return read_pod(cluster, namespace, name), failed_mounts(cluster, namespace, name)
+
+    def outcome(seen: tuple[client.V1Pod, MountFailures]) -> tuple[str | None] | None:
+        pod, failures = seen
+        if pod_states.pod_is_ready(pod):
+            return (None,)
+        refused = next(filter(None, map(refusal, failures.messages)), None)
+        return (refused,) if refused else None
+
+    (result,) = wait.until_seen(
+        read,
+        outcome,
+        expected,
+        timeout,
+        describe=lambda seen: f"{pod_states.describe_pods([seen[0]])}; last FailedMount: {seen[1].last}",
+        final=lambda seen: pod_states.never_ready(seen[0]),
+    )
+    return result
+
+
 def wait_cloned(cluster: Cluster, namespace: str, name: str, node: str, timeout: float = 120) -> None:
     """Until the gitRepo pod `name` is Ready (the kubelet cloned the repository into its volume).
     Skips at once when the kubelet says it cannot: the node has no git binary, or the git-repo
     volume plugin is disabled (1.37+, feature gate GitRepoVolumeDriver): a part the node lacks or
     was configured without, not a broken claim. A timeout names the pod's last FailedMount."""
 
-    def read() -> tuple[client.V1Pod, MountFailures]:
-        return read_pod(cluster, namespace, name), failed_mounts(cluster, namespace, name)
+    def refusal(message: str) -> str | None:
+        if gitrepo_disabled(message):
+            return f"disabled: {message}"
+        return f"no git: {message}" if git_missing(message) else None
 
-    def outcome(seen: tuple[client.V1Pod, MountFailures]) -> str | None:
-        pod, failures = seen
-        if pod_states.pod_is_ready(pod):
-            return "cloned"
-        for message in failures.messages:
-            if gitrepo_disabled(message):
-                return f"disabled: {message}"
-            if git_missing(message):
-                return f"no git: {message}"
-        return None
-
-    result = wait.until_seen(
-        read,
-        outcome,
-        f"pod {name} on {node} Running (or the kubelet saying it cannot clone)",
-        timeout,
-        describe=lambda seen: f"{pod_states.describe_pods([seen[0]])}; last FailedMount: {seen[1].last}",
-        final=lambda seen: pod_states.never_ready(seen[0]),
-    )
+    expected = f"pod {name} on {node} Running (or the kubelet saying it cannot clone)"
+    result = ready_or_refused(cluster, namespace, name, refusal, expected, timeout)
+    if result is None:
+        return
     if result.startswith("disabled: "):
         cluster.require(
             False,
@@ -307,20 +322,15 @@ def emptydir_path(root: str, pod: client.V1Pod, volume_name: str) -> str:
 
 
 @dataclass
-class EmptyDirOnNode:
+class EmptyDirOnNode(Jig):
     """Where the kubelet keeps a pod's emptyDir on its node (under its root dir: jigs.kubelet),
     found there with a file the pod wrote (so that "gone" later means removed, not a wrong
     guess), and watched until it is removed. With node access: `ls` on the node. Without: through
     probe pods pinned to the node that mount exactly that directory (hostPath type Directory,
     read-only: a directory that is gone is refused by the kubelet's type check)."""
 
-    manifests: Manifests
     node: str
     path: str
-
-    @property
-    def cluster(self) -> Cluster:
-        return self.manifests.cluster
 
     @classmethod
     def find(cls, manifests: Manifests, pod: client.V1Pod, volume_name: str, file: str) -> EmptyDirOnNode:
@@ -329,7 +339,7 @@ class EmptyDirOnNode:
         cluster, node = manifests.cluster, pod.spec.node_name
         with setup_step(f"find the emptyDir {volume_name} of pod {pod.metadata.name} on node {node}"):
             setup = kubelet.setup_of(cluster, node)
-            found = cls(manifests, node, emptydir_path(setup.root_dir, pod, volume_name))
+            found = cls(cluster, manifests, node, emptydir_path(setup.root_dir, pod, volume_name))
             listing = found._listing()
             if listing is None or file not in listing:
                 how = f" (the kubelet's root dir: {setup.read_from.split('root dir: ')[-1]})"
@@ -368,35 +378,24 @@ class EmptyDirOnNode:
         try:
             return self._probe_outcome(name)
         finally:
-            self.cluster.delete_pod_now(self.manifests.namespace, name, wait_gone=False)
+            self.cluster.delete_pod_now(self.namespace, name, wait_gone=False)
 
     def _probe_outcome(self, name: str) -> list[str] | None:
-        namespace = self.manifests.namespace
-
-        def read() -> tuple[client.V1Pod, MountFailures]:
-            return read_pod(self.cluster, namespace, name), failed_mounts(self.cluster, namespace, name)
-
-        def outcome(seen: tuple[client.V1Pod, MountFailures]) -> str | None:
-            pod, failures = seen
-            if pod_states.pod_is_ready(pod):
-                return "mounted"
-            return "refused" if any(HOSTPATH_TYPE_FAILURE in m for m in failures.messages) else None
-
         try:
-            found = wait.until_seen(
-                read,
-                outcome,
+            refused = ready_or_refused(
+                self.cluster,
+                self.namespace,
+                name,
+                lambda message: message if HOSTPATH_TYPE_FAILURE in message else None,
                 f"probe pod {name} on node {self.node} mounting {self.path} (Running), or the kubelet refusing it",
                 START_TIMEOUT,
-                describe=lambda seen: f"{pod_states.describe_pods([seen[0]])}; last FailedMount: {seen[1].last}",
-                final=lambda seen: pod_states.never_ready(seen[0]),
             )
         except WaitTimeout as e:
-            judged = not_started(self.cluster, namespace, name, e)
+            judged = not_started(self.cluster, self.namespace, name, e)
             raise (judged or e) from e
-        if found == "refused":
+        if refused:
             return None
-        listed = exec_in_pod(self.cluster.core, namespace, name, ["ls", "-A", "/seen"])
+        listed = exec_in_pod(self.core, self.namespace, name, ["ls", "-A", "/seen"])
         if listed.rc != 0:
             raise AssertionError(f"probe pod {name} could not list {self.path} on node {self.node}: {listed.stderr}")
         return listed.stdout.split()
