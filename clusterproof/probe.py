@@ -68,8 +68,22 @@ def http_get(
                 allow_redirects=False,
             )
         except requests.RequestException as e:
-            raise ProbeError(f"GET {url}: {type(e).__name__}: {one_line(e, 200, first_line=True)}") from None
+            raise ProbeError(f"GET {url}: {request_error(e)}") from None
         return HttpAnswer(url, response.status_code, response.text, dict(response.headers))
+
+
+def request_error(error: requests.RequestException) -> str:
+    """requests' error in its cause's words, without urllib3's wrapping and object addresses, so
+    that alike failures read (and are counted) alike: `ConnectTimeout: Connection to 172.20.0.3
+    timed out. (connect timeout=2.0)`, `ConnectionError: Failed to establish a new connection:
+    [Errno 111] Connection refused`, `ReadTimeout: Read timed out. (read timeout=3.0)`."""
+    text = str(error)
+    caused = re.search(r"\(Caused by \w+\((.*)\)\)$", text, re.S)
+    if caused:
+        text = caused.group(1)
+    text = re.sub(r"<[^<>]*>[:,]?\s*", "", text).strip("'\" ")
+    text = re.sub(r"^\w*Connection\w*\(host=[^)]*\):\s*", "", text).strip("'\" ")
+    return f"{type(error).__name__}: {one_line(text, 200, first_line=True)}"
 
 
 # --- sampling backends ---------------------------------------------------------------------
@@ -130,7 +144,7 @@ class SampleResult:
 
     def failures_after(self) -> str:
         """`k of n requests failed once every backend had answered (tolerated: t): 3x refused; ...`"""
-        kinds = Counter(self.failed_after)
+        kinds = Counter(map(error_kind, self.failed_after))
         first = "; ".join(f"{n}x {e}" for e, n in kinds.most_common(3))
         return (
             f"{len(self.failed_after)} of {self.requests_after} requests failed once every backend had answered "
@@ -145,11 +159,16 @@ class SampleResult:
         if self.unexpected:
             text += f", unexpected {sorted(self.unexpected)}"
         if self.errors:
-            kinds = Counter(self.errors)
+            kinds = Counter(map(error_kind, self.errors))
             text += ", errors: " + "; ".join(f"{n}x {e}" for e, n in kinds.most_common(3))
         if self.failed_after:
             text += f" ({len(self.failed_after)} of them after every backend had answered)"
         return text
+
+
+def error_kind(error: str) -> str:
+    """An error as counted: durations left out (curl's "timed out after 3001 milliseconds")."""
+    return re.sub(r"\b\d+ (milliseconds|ms)\b", r"N \1", error)
 
 
 def require_ok(answer: HttpAnswer) -> HttpAnswer:

@@ -7,9 +7,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import cycle
 
 import pytest
+import requests
 
 from clusterproof.errors import ProbeError, one_line
-from clusterproof.probe import ExecFailed, HttpAnswer, http_get, parse_raw_responses, sample, sample_backends
+from clusterproof.probe import (
+    ExecFailed,
+    HttpAnswer,
+    error_kind,
+    http_get,
+    parse_raw_responses,
+    request_error,
+    sample,
+    sample_backends,
+)
 
 URL = "http://10.96.0.10:80/hostname"
 
@@ -253,3 +263,30 @@ def test_one_line_of_an_error_is_redacted_collapsed_and_cut():
     assert one_line("A" * 130) == "[REDACTED BLOB]"  # a long base64-like run may be a credential
     assert one_line("", first_line=True) == "" and one_line("\n \n", first_line=True) == ""
     assert one_line("token: s3cr3t-value", redacted=False) == "token: s3cr3t-value"
+
+
+def test_request_errors_read_in_their_causes_words_and_alike_failures_count_alike():
+    refused = requests.ConnectionError(
+        "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: / (Caused by NewConnectionError("
+        "\"HTTPConnection(host='127.0.0.1', port=1): Failed to establish a new connection: [Errno 111] Connection "
+        "refused\"))"
+    )
+    assert request_error(refused) == (
+        "ConnectionError: Failed to establish a new connection: [Errno 111] Connection refused"
+    )
+    timeouts = [
+        requests.ConnectTimeout(
+            "HTTPConnectionPool(host='172.20.0.3', port=30000): Max retries exceeded with url: / (Caused by "
+            f"ConnectTimeoutError(<HTTPConnection(host='172.20.0.3', port=30000) at 0x7f4d6c95{n}>, 'Connection to "
+            "172.20.0.3 timed out. (connect timeout=2.0)'))"
+        )
+        for n in ("ec90", "de10")
+    ]
+    assert {request_error(e) for e in timeouts} == {
+        "ConnectTimeout: Connection to 172.20.0.3 timed out. (connect timeout=2.0)"
+    }
+    read = requests.ReadTimeout("HTTPConnectionPool(host='127.0.0.1', port=60525): Read timed out. (read timeout=3)")
+    assert request_error(read) == "ReadTimeout: Read timed out. (read timeout=3)"
+    # curl's durations differ by a millisecond from one timeout to the next: one kind
+    curl = [f"no HTTP answer (curl: (28) Connection timed out after {ms} milliseconds)" for ms in (3000, 3001, 3006)]
+    assert {error_kind(e) for e in curl} == {"no HTTP answer (curl: (28) Connection timed out after N milliseconds)"}
