@@ -9,6 +9,7 @@ apiVersion/kind routing in between.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -173,4 +174,12 @@ def _warnings(headers: Any) -> tuple[str, ...]:
         return ()
     getall = getattr(headers, "getlist", None) or getattr(headers, "get_all", None)
     values = getall("Warning") if getall else [headers.get("Warning")]
-    return tuple(v.split(" ", 2)[-1].strip('"') for v in values if v)
+    return tuple(_warning_text(v) for v in values if v)
+
+
+def _warning_text(value: str) -> str:
+    """The warn-text of `299 - "text"`, its quoted-string unescaped (`unknown field \\"nfs\\"`)."""
+    quoted = re.match(r'\d{3} \S+ "((?:[^"\\]|\\.)*)"', value)
+    if quoted is None:
+        return value.split(" ", 2)[-1].strip('"')
+    return re.sub(r"\\(.)", r"\1", quoted.group(1))

@@ -1,6 +1,7 @@
 """ApiAnswer: reading the API server's Status answers (bodies written here, no server)."""
 
 import json
+from types import SimpleNamespace
 
 from kubernetes.client import ApiException
 
@@ -51,6 +52,13 @@ def test_warnings_are_read_as_their_text():
     assert answer.accepted
     assert answer.warnings == ("networking.k8s.io/v1beta1 Ingress is deprecated in v1.19+",)
     assert "warnings: networking.k8s.io/v1beta1" in str(answer)
+
+
+def test_a_warnings_quoted_string_is_unescaped():
+    sent = ['299 - "unknown field \\"nfs\\""', '299 - "unknown field \\"iscsi\\""']
+    headers = SimpleNamespace(getlist=lambda name: sent)
+    answer = ApiAnswer.from_exception(exception(422, {"kind": "Status"}, headers))
+    assert answer.warnings == ('unknown field "nfs"', 'unknown field "iscsi"')
 
 
 def test_a_body_that_is_not_json_is_kept_as_text():
