@@ -14,7 +14,11 @@ from clusterproof.errors import WaitGaveUp
 
 NOW = time.time()
 OLD = datetime.datetime.fromtimestamp(NOW - 600, datetime.UTC)  # 10 min: settled
-YOUNG = datetime.datetime.fromtimestamp(NOW - 5, datetime.UTC)
+
+
+def made_5s_ago() -> datetime.datetime:
+    """Made 5 s ago, now (not at import: on a loaded host the module's tests take half a minute)."""
+    return datetime.datetime.fromtimestamp(time.time() - 5, datetime.UTC)
 
 
 def meta(name, namespace="kube-system", labels=None, created=OLD):
@@ -250,7 +254,7 @@ def test_daemonset_controller_off():
 
 
 def test_a_young_clusters_unprocessed_daemonsets_are_not_final_yet():
-    c = cluster(daemonsets=[daemonset("kube-proxy", processed=False, created=YOUNG)])
+    c = cluster(daemonsets=[daemonset("kube-proxy", processed=False, created=made_5s_ago())])
     found = [f for f in health.probe(c) if f.component == "DaemonSet controller"]
     assert found and not found[0].final
     assert causes.daemonset_controller_cause(c) is None
@@ -306,7 +310,7 @@ def test_endpoints_and_endpointslice_controllers_off():
         "no EndpointSlice for Service kube-system/kube-dns (10 min old): is the EndpointSlice controller running?",
     ]
     assert causes.endpoints_cause(c).startswith("no Endpoints object for Service kube-system/kube-dns")
-    young = cluster(endpoints=set(), services=[service("kube-dns", selector=DNS_LABELS, created=YOUNG)])
+    young = cluster(endpoints=set(), services=[service("kube-dns", selector=DNS_LABELS, created=made_5s_ago())])
     assert causes.endpoints_cause(young) is None  # not yet evidence
 
 
@@ -448,7 +452,7 @@ def test_services_with_endpoints_but_no_endpointslices_name_the_endpointslice_co
     CoreDNS read only slices, so every Service and DNS claim failed by its symptom while the
     health section said nothing. The Endpoints object proves the Service was seen: its slice is
     due SLICE_LAG seconds later, whatever the Service's age (a young cluster's kube-dns)."""
-    young_service = [service("kube-dns", selector=DNS_LABELS, created=YOUNG), service("kubernetes", "default")]
+    young_service = [service("kube-dns", selector=DNS_LABELS, created=made_5s_ago()), service("kubernetes", "default")]
     c = cluster(slices={("default", "kubernetes")}, services=young_service)
     expected = (
         "Services have Endpoints but no EndpointSlices (kube-system/kube-dns: ready 10.244.0.2): is the "
