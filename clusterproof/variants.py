@@ -4,10 +4,11 @@ modules it concerns; every one should end with no claim failed, and every skip a
     python -m clusterproof.variants [--only NAME[,NAME...]] [--list] [pytest options]   (tox -e variants)
 
 Each variant is one pytest run of its own (a run id, kind clusters from its kind config under
-fixtures/kind/, the modules named). At the end a table: variant, modules, verdicts (counted over the
-claims those modules test), time; then each claim that failed, errored or was skipped, with its
-reason; written to `.clusterproof/variants-<first run id>.json`. Exit 1 when a claim failed (or a
-run ended without claims.json), else 0: errors and skips are for a reader to judge, with their reasons.
+fixtures/kind/, the modules named, its artifacts in `.clusterproof/variants/<run id>-<variant>/`).
+At the end a table: variant, modules, verdicts (counted over the claims those modules test),
+time; then each claim that failed, errored or was skipped, with its reason; written to
+`.clusterproof/variants-<first run id>.json`. Exit 1 when a claim failed (or a run ended without
+claims.json), else 0: errors and skips are for a reader to judge, with their reasons.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from clusterproof.bench import PYTEST, RUNS
 from clusterproof.run import new_run_id
 
 SUITES = "suites"
+VARIANT_RUNS = RUNS.parent / "variants"  # each variant's artifacts: <run id>-<variant>/
 VERDICTS = ("held", "partial", "failed", "error", "skipped")  # in the table's order
 
 
@@ -129,15 +131,16 @@ def run_variant(
     fixtures: Path,
     *,
     pytest: Callable[[list[str]], tuple[int, int | None]],
-    runs: Path = RUNS,
+    runs: Path = VARIANT_RUNS,
     clock: Callable[[], float] = time.monotonic,
 ) -> Row:
     run_id = new_run_id()
+    artifacts = runs / f"{run_id}-{variant.name}"
     started = clock()
-    rc, stop = pytest([*variant.pytest_args(fixtures), "--run-id", run_id, *extra])
+    rc, stop = pytest([*variant.pytest_args(fixtures), "--run-id", run_id, "--artifacts-dir", str(artifacts), *extra])
     row = Row(variant.name, variant.what, list(variant.modules), run_id, rc, round(clock() - started, 1))
     row.stopped = stop is not None
-    found = read_claims(runs / run_id / "artifacts" / "claims.json")
+    found = read_claims(artifacts / "claims.json")
     if found is None:
         row.note = f"no claims.json (exit {rc}): the run ended before reporting any claim"
     else:
