@@ -73,6 +73,48 @@ def test_nftables_rules_of_a_service_are_its_service_ips_element_and_its_endpoin
     assert not kube_proxy.nft_service_rules(NFTABLES, "ns1", "svc-1", "10.96.12.34", 80).present
 
 
+NFTABLES_137 = """\
+table ip kube-proxy {
+	map service-ips {
+		type ipv4_addr . inet_proto . inet_service : verdict
+		elements = { 10.96.0.10 . udp . 53 : goto service-FY5PMXPG-kube-system/kube-dns/udp/dns,
+			     10.96.233.236 . tcp . 9000 : goto service-ULMVA6XW-ns1/svc-1/tcp/,
+			     10.96.0.1 . tcp . 443 : goto service-2QRHZV4L-default/kubernetes/tcp/https }
+	}
+
+	chain service-2QRHZV4L-default/kubernetes/tcp/https {
+		meta l4proto tcp dnat to 172.20.0.11:6443
+	}
+
+	chain service-ULMVA6XW-ns1/svc-1/tcp/ {
+		meta l4proto tcp dnat ip to numgen random mod 2 map { 0 : 10.244.1.14 . 8080, 1 : 10.244.2.23 . 8080 }
+	}
+}
+"""
+NFTABLES_137_V6 = """\
+table ip6 kube-proxy {
+	map service-ips {
+		elements = { fd00:10:96::e9ec . tcp . 9000 : goto service-ULMVA6XW-ns1/svc-1/tcp/ }
+	}
+
+	chain service-ULMVA6XW-ns1/svc-1/tcp/ {
+		meta l4proto tcp dnat ip6 to numgen random mod 2 map { 0 : fd00:10:244:1::e . 8080, 1 : fd00:10:244:2::17 . 8080 }
+	}
+}
+"""
+
+
+def test_nftables_rules_of_1_37_dnat_in_the_service_chain_itself():
+    """kube-proxy 1.37 writes no endpoint chains: the service chain DNATs through a numgen map
+    (seen on the offline 1.37 cluster in nftables mode), or to one address."""
+    found = kube_proxy.nft_service_rules(NFTABLES_137, "ns1", "svc-1", "10.96.233.236", 9000)
+    assert found.present and found.destinations == {"10.244.1.14:8080", "10.244.2.23:8080"}
+    api = kube_proxy.nft_service_rules(NFTABLES_137, "default", "kubernetes", "10.96.0.1", 443)
+    assert api.destinations == {"172.20.0.11:6443"}
+    v6 = kube_proxy.nft_service_rules(NFTABLES_137_V6, "ns1", "svc-1", "fd00:10:96::e9ec", 9000)
+    assert v6.present and v6.destinations == {"[fd00:10:244:1::e]:8080", "[fd00:10:244:2::17]:8080"}
+
+
 def test_the_mode_is_what_the_nodes_rules_show():
     iptables = NodeRules(IPTABLES_V4, "")
     nftables = NodeRules("*nat\nCOMMIT\n", NFTABLES)

@@ -143,19 +143,30 @@ _NFT_CHAIN = re.compile(r'^\s*chain "?([^\s"{]+)"? \{\n(.*?)^\s*\}', re.MULTILIN
 
 def nft_service_rules(rules: str, namespace: str, name: str, cluster_ip: str, port: int) -> ServiceRules:
     """From `nft list table ip|ip6 kube-proxy`: the service-ips map's element `<ClusterIP> . tcp .
-    <port> : goto service-<hash>-<namespace>/<name>/tcp/<port name>`, and the `dnat to` of the
-    Service's endpoint chains (`endpoint-<hash>-<namespace>/<name>/tcp/<port name>__<ip>/<port>`)."""
+    <port> : goto service-<hash>-<namespace>/<name>/tcp/<port name>`, and where the Service's
+    chains DNAT to: in the service chain itself (1.37: `dnat to ip:port` for one endpoint, `dnat ip
+    to numgen random mod N map { 0 : ip . port, ... }` for several), or in its endpoint chains
+    (earlier releases: `endpoint-<hash>-<namespace>/<name>/tcp/<port name>__<ip>/<port>`)."""
     owner = f"-{namespace}/{name}/"
     element = re.compile(re.escape(cluster_ip) + r" \. tcp \. " + str(port) + r' : goto "?(service-[^\s",}]+)')
     portal = tuple(m.group(0) for m in element.finditer(rules) if owner in m.group(1))
-    destinations = frozenset(
-        found.group(1)
-        for chain in _NFT_CHAIN.finditer(rules)
-        if chain.group(1).startswith("endpoint-") and owner in chain.group(1)
-        for found in [re.search(r"\bdnat (?:ip6? )?to (\S+)", chain.group(2))]
-        if found
-    )
-    return ServiceRules(portal, destinations)
+    destinations: set[str] = set()
+    for chain in _NFT_CHAIN.finditer(rules):
+        if chain.group(1).startswith(("service-", "endpoint-")) and owner in chain.group(1):
+            destinations |= nft_dnat_destinations(chain.group(2))
+    return ServiceRules(portal, frozenset(destinations))
+
+
+def nft_dnat_destinations(chain_body: str) -> set[str]:
+    """`ip:port` (`[ip6]:port`) of each `dnat to` in a chain: one address, or a numgen map's."""
+    found = {m.group(1) for m in re.finditer(r"\bdnat (?:ip6? )?to (?!numgen)(\S+)", chain_body)}
+    for mapped in re.finditer(r"\bdnat (?:ip6? )?to numgen [^{]*\{([^}]*)\}", chain_body):
+        for entry in mapped.group(1).split(","):
+            target = entry.partition(" : ")[2].strip()  # "10.244.0.2 . 53"
+            address, _, number = target.rpartition(" . ")
+            if address and number:
+                found.add(urls.host_port(address.strip(), number.strip()))
+    return found
 
 
 def wait_rules_written(
