@@ -435,3 +435,26 @@ def test_cluster_health_is_shown_at_the_top_clusters_with_the_same_findings_toge
 
 def test_no_health_section_when_nothing_was_found(runs):
     assert 'id="health"' not in page_of(runs / "held")
+
+
+def test_a_stretch_the_monitor_did_not_observe_is_grey_and_counted_apart_from_downtime(runs):
+    path = runs / "upgrade" / "artifacts" / "upgrade.json"
+    data = json.loads(path.read_text())
+    start = data["disruptions"][0]["start"]
+    data["disruptions"].append(
+        {
+            "target": "Service web ClusterIP (from a pod)",
+            "start": start,
+            "end": start + 45.0,
+            "not_observed": True,
+            "detail": "no sample for 45.0s",
+        }
+    )
+    data["version_rule"] = "v1.32.2 (--expect-version)"
+    path.write_text(json.dumps(data))
+    up = section(page_of(runs / "upgrade"), "upgrade", "history")
+    svg = up[up.index("<svg") : up.index("</svg>")]
+    assert svg.count('class="u-blind"') == 1 and svg.count('class="u-down"') == 4
+    assert "Service web ClusterIP (from a pod) not observed" in svg
+    assert "Service web ClusterIP (from a pod) never 45.0 s" in text_of(up)  # down never; 45 s not observed
+    assert "UPG-08 required every component v1.32.2 (--expect-version)." in text_of(up)

@@ -166,6 +166,7 @@ def upgrade_of(data: Any) -> dict[str, Any]:
         "cluster": str(data.get("cluster") or ""),
         "from": str(data.get("from") or ""),
         "to": str(data.get("to") or ""),
+        "version_rule": str(data.get("version_rule") or ""),
         "phases": entries("phases", ("name",), ("start", "end")),
         "targets": [str(t) for t in targets] if isinstance(targets, list) else [],
         "disruptions": entries("disruptions", ("target",), ("start", "end")),

@@ -413,13 +413,16 @@ def upgrade_view(upgrade: dict[str, Any]) -> dict[str, Any]:
     disruptions = [d for d in upgrade.get("disruptions", []) if isinstance(d, dict)]
     targets = []
     for target in svg.upgrade_targets(upgrade):
-        down = [d["end"] - d["start"] for d in disruptions if d.get("target") == target and _span(d)]
+        mine = [d for d in disruptions if d.get("target") == target and _span(d)]
+        down = [d["end"] - d["start"] for d in mine if not d.get("not_observed")]
+        blind = [d["end"] - d["start"] for d in mine if d.get("not_observed")]
         targets.append(
             {
                 "target": target,
                 "intervals": len(down),
                 "total": svg.duration(sum(down)) if down else "",
                 "longest": svg.duration(max(down)) if down else "",
+                "blind": svg.duration(sum(blind)) if blind else "",
             }
         )
     checks = [c for c in upgrade.get("checks", []) if isinstance(c, dict)]
@@ -440,6 +443,7 @@ def upgrade_view(upgrade: dict[str, Any]) -> dict[str, Any]:
     return {
         "from": upgrade.get("from", ""),
         "to": upgrade.get("to", ""),
+        "version_rule": upgrade.get("version_rule", ""),
         "cluster": upgrade.get("cluster", ""),
         "phases": phases,
         "started": min((p["start"] for p in phases if _span(p)), default=None),

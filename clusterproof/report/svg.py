@@ -161,7 +161,8 @@ def _short_cluster(name: str) -> str:
 
 
 def upgrade_timeline(upgrade: dict[str, Any]) -> Markup | None:
-    """Phases, each node's upgrade, each target's downtime (red) over the upgrade window."""
+    """Phases, each node's upgrade, each target's downtime (red) and unobserved stretches (grey)
+    over the upgrade window."""
     phases = [p for p in upgrade.get("phases", []) if _has_span(p)]
     nodes = [n for n in upgrade.get("nodes", []) if n.get("start") is not None]
     disruptions = [d for d in upgrade.get("disruptions", []) if _has_span(d)]
@@ -190,7 +191,10 @@ def upgrade_timeline(upgrade: dict[str, Any]) -> Markup | None:
         down = [d for d in disruptions if d["target"] == target]
         segments = [Segment(t0, t1, "u-up", f"{target}: answering")]
         segments += [
-            Segment(d["start"], d["end"], "u-down", _span_title(f"{target} down", d, t0) + _detail(d)) for d in down
+            Segment(d["start"], d["end"], "u-blind", _span_title(f"{target} not observed", d, t0) + _detail(d))
+            if d.get("not_observed")
+            else Segment(d["start"], d["end"], "u-down", _span_title(f"{target} down", d, t0) + _detail(d))
+            for d in down
         ]
         lanes.append(Lane(_fit(target), segments, title=target))
     markers = [(n["start"], f"node {n['node']}") for n in nodes]
