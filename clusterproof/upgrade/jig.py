@@ -1,36 +1,63 @@
 """The upgrade jig: the durable state `--phase before` creates and records, and the facts
-`--phase after` compares with it. Nothing here is tracked for deletion: the state outlives
-the run on purpose; `remove_state` takes it away after a successful `after`."""
+`--phase after` compares with it.
+
+`before` is all or nothing. What it makes is journaled as it is made, and while it is unfinished
+it is the before run's like anything a run makes (namespaces and volumes carry the run label: a
+killed `before` is swept like any dead run's leftovers; its volumes are still `Delete`, so their
+data goes with their claims). A failed or stopped `before` removes what it made (a cleanup step of
+the tracker that does nothing once committed), and says so. The commit: the state file written
+(never over an existing one unless told), then the labels moved to the durable state's
+(`clusterproof.io/upgrade-state`: no sweep touches it), the Retain volume already Retain.
+`remove_state` takes the state away after a successful `after`: the volumes set back to Delete
+first, so their provisioner removes them and their data with the namespaces."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client
 
-from clusterproof import pod_states, wait
+from clusterproof import pod_states, probe, urls, wait
 from clusterproof.api_answers import ApiAnswer, answer_to, unless_missing
 from clusterproof.cluster import Cluster
 from clusterproof.images import ImageCatalogue
 from clusterproof.manifests import Doc, load
 from clusterproof.manifests import apply as create_objects
 from clusterproof.namespaces import DEFAULT_POD_SECURITY, pod_security_labels
-from clusterproof.probe import exec_in_pod
-from clusterproof.run import STATE_LABEL, short_id
-from clusterproof.upgrade.monitor import read_monitor_file
-from clusterproof.upgrade.state import CONFIGMAP, UpgradeState
+from clusterproof.probe import ClientPod, exec_in_pod
+from clusterproof.run import RUN_LABEL, STATE_LABEL, short_id
+from clusterproof.tracker import ResourceTracker
+from clusterproof.upgrade import monitor_file, specs, versions
+from clusterproof.upgrade.monitor import targets_of
+from clusterproof.upgrade.state import UpgradeState
 
 FIXTURES = "upgrade"
-HOST_DIR = "/var/lib/clusterproof-upgrade"
+DURABLE = ("web", "store", "settings", "prober", "retain")  # fixtures/upgrade/*.yaml in the durable namespace
+QUOTA = "quota"  # ... and in the quota namespace
 READY_TIMEOUT = 180.0
 PAYLOAD = "head -c 65536 /dev/urandom > {path} && sha256sum {path}"
 CHECKSUM = "sha256sum {path}"
 DEPLOYMENTS = ("web", "retained-user", "consumer")
+RETAINED_CLAIM = "retained"
+SERVED = ("web", "web-np")  # the Services UPG-05 sends traffic through (store is headless and serves nothing)
+WEB_REPLICAS = 2
+# which claim compares an object's identity and spec
+CLAIM_OF_KIND = {
+    "Deployment": "UPG-02",
+    "StatefulSet": "UPG-02",
+    "DaemonSet": "UPG-02",
+    "Service": "UPG-02",
+    "PodDisruptionBudget": "UPG-02",
+    "PersistentVolume": "UPG-03",
+    "PersistentVolumeClaim": "UPG-03",
+    "ResourceQuota": "UPG-06",
+    "ConfigMap": "UPG-07",
+}
 
 
 @dataclass
@@ -41,7 +68,7 @@ class Check:
     check: str
     expected: str
     observed: str
-    verdict: str  # held | tolerated | failed
+    verdict: str  # held | tolerated | failed | skipped
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -54,31 +81,41 @@ class Check:
 
 
 @dataclass
+class Journal:
+    """What an unfinished `--phase before` made, recorded as it goes."""
+
+    namespaces: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)  # PV names
+    host_file: tuple[str, str] | None = None  # (node, path)
+    state_file: Path | None = None  # written by this run
+    committed: bool = False
+
+
+@dataclass
 class UpgradeJig:
     cluster: Cluster
     catalogue: ImageCatalogue
     fixtures_dir: Path
     run_id: str
+    tracker: ResourceTracker
     checks: list[Check] = field(default_factory=list)
+    after_started: float = field(default_factory=time.time)  # (re)set when --phase after takes the state
 
     # --- plumbing ----------------------------------------------------------------------------
 
-    def labels(self, state_id: str) -> dict[str, str]:
-        return {STATE_LABEL: state_id}
-
-    def docs(self, name: str, namespace: str | None, state_id: str, values: dict[str, str] | None = None) -> list[Doc]:
+    def docs(self, name: str, namespace: str | None, values: dict[str, str] | None = None) -> list[Doc]:
         return load(
             f"{FIXTURES}/{name}.yaml",
             namespace,
             catalogue=self.catalogue,
-            labels=self.labels(state_id),
+            labels={STATE_LABEL: self.run_id},
             offline=self.cluster.offline,
             values=values or {},
             fixtures_dir=self.fixtures_dir,
         )
 
-    def create(self, name: str, namespace: str | None, state_id: str, values: dict[str, str] | None = None) -> None:
-        create_objects(self.cluster, self.docs(name, namespace, state_id, values))  # no tracker: kept
+    def create(self, name: str, namespace: str | None, values: dict[str, str] | None = None) -> list[Doc]:
+        return create_objects(self.cluster, self.docs(name, namespace, values))  # no tracker: the journal's
 
     def run_in(self, namespace: str, pod: str, script: str) -> str:
         result = exec_in_pod(self.cluster.core, namespace, pod, ["sh", "-c", script])
@@ -88,9 +125,6 @@ class UpgradeJig:
 
     def pod_of(self, namespace: str, app: str, timeout: float = READY_TIMEOUT) -> client.V1Pod:
         return wait.pods_ready(self.cluster.core, namespace, f"app={app}", 1, timeout)[0]
-
-    def sha256(self, namespace: str, pod: str, path: str) -> str:
-        return self.run_in(namespace, pod, CHECKSUM.format(path=path)).split()[0]
 
     def record(self, claim: str, check: str, expected: object, observed: object, verdict: str | None = None) -> Check:
         verdict = verdict or ("held" if str(expected) == str(observed) else "failed")
@@ -106,32 +140,45 @@ class UpgradeJig:
         changed = [c for c in checks if c.verdict != "held"]
         assert not changed, "; ".join(f"{c.check}: " + wording.format(c.expected, c.observed) for c in changed)
 
+    def read(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """The object as the API server serves it (a dict, camelCase), or None when it is gone."""
+        resource = self.cluster.dynamic.resources.get(api_version=api_version, kind=kind)
+        found = unless_missing(lambda: resource.get(name=name, namespace=namespace))
+        return found.to_dict() if found is not None else None
+
+    def read_recorded(self, entry: dict[str, Any]) -> dict[str, Any] | None:
+        return self.read(entry["api_version"], entry["kind"], entry["name"], entry.get("namespace"))
+
     # --- before --------------------------------------------------------------------------------
 
-    def create_durable_state(self, state_file: Path, context: str) -> UpgradeState:
-        state_id = self.run_id
-        namespace = f"cp-upgrade-{short_id(state_id)}"
+    def create_durable_state(self, context: str, note: Callable[[str], None]) -> tuple[UpgradeState, Journal]:
+        """Create the durable state, write its data, and read the record of it from the cluster.
+        Until `commit`, everything made is the before run's, undone if the test does not finish."""
+        default_storage_class(self.cluster)  # the claims need one
+        journal = Journal()
+        self.tracker.on_cleanup(
+            self.cluster,
+            "remove what an unfinished --phase before made",
+            lambda: None if journal.committed else self.undo(journal, note),
+        )
+        namespace = f"cp-upgrade-{short_id(self.run_id)}"
         quota_namespace = f"{namespace}-quota"
         # the hostPath pod needs Pod Security privileged (a cluster may enforce baseline by default)
         for ns, level in ((namespace, "privileged"), (quota_namespace, DEFAULT_POD_SECURITY)):
-            labels = {**self.labels(state_id), **pod_security_labels(level)}
+            journal.namespaces.append(ns)
+            labels = {RUN_LABEL: self.run_id, **pod_security_labels(level)}
             self.cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns, labels=labels)))
             wait.until(
                 lambda ns=ns: _default_service_account(self.cluster, ns), f"namespace {ns}'s default ServiceAccount", 60
             )
-        default_class = default_storage_class(self.cluster)
-        retain_class = f"cp-upgrade-retain-{short_id(state_id)}"
-        for name in ("web", "store", "settings", "prober"):
-            self.create(name, namespace, state_id)
-        self.create(
-            "retain", namespace, state_id, {"STORAGE_CLASS": retain_class, "PROVISIONER": default_class.provisioner}
-        )
-        self.create("quota", quota_namespace, state_id)
+        created = [doc for name in DURABLE for doc in self.create(name, namespace)]
+        created += self.create(QUOTA, quota_namespace)
 
         for name in DEPLOYMENTS:
             wait.deployment_available(self.cluster.apps, namespace, name, READY_TIMEOUT)
         wait.daemonsets_ready(self.cluster.apps, namespace, READY_TIMEOUT)
         store_pods = wait.pods_ready(self.cluster.core, namespace, "app=upgrade-store", 2, READY_TIMEOUT)
+        self.journal_volumes(namespace, journal)
 
         checksums: dict[str, dict[str, str]] = {}
         for pod in store_pods:
@@ -145,7 +192,8 @@ class UpgradeJig:
         digest = self.run_in(namespace, retained.metadata.name, PAYLOAD.format(path="/data/payload")).split()[0]
         checksums["retained volume"] = {"app": "upgrade-retained", "path": "/data/payload", "sha256": digest}
         node = sorted(n.name for n in self.cluster.workers or self.cluster.nodes)[0]
-        path = f"/host/{state_id}.data"
+        path = f"/host/{self.run_id}.data"
+        journal.host_file = (node, path)
         checksums["hostPath file"] = {
             "node": node,
             "path": path,
@@ -154,9 +202,74 @@ class UpgradeJig:
         wait.until(
             lambda: _quota_full(self.cluster, quota_namespace), "ResourceQuota at-limit counted at its limit", 60
         )
+        self.retain(namespace)
+        durable = [
+            {
+                "kind": d["kind"],
+                "api_version": d["apiVersion"],
+                "name": d["metadata"]["name"],
+                "namespace": d["metadata"].get("namespace"),
+            }
+            for d in created
+            if d["kind"] in CLAIM_OF_KIND
+        ]
+        state = self.read_state(namespace, quota_namespace, durable, context, checksums)
+        return state, journal
 
-        state = UpgradeState(
-            run_id=state_id,
+    def journal_volumes(self, namespace: str, journal: Journal) -> None:
+        """The volumes provisioned for the durable claims: labelled with the run (a killed `before`
+        is swept) and journaled."""
+        for claim in self.cluster.core.list_namespaced_persistent_volume_claim(namespace).items:
+            pv = claim.spec.volume_name
+            if pv and pv not in journal.volumes:
+                journal.volumes.append(pv)
+                self.cluster.core.patch_persistent_volume(pv, {"metadata": {"labels": {RUN_LABEL: self.run_id}}})
+
+    def retain(self, namespace: str) -> None:
+        """The volume of the Retain claim gets reclaimPolicy Retain (as `kubectl patch pv` does):
+        from here on its data outlives its claim."""
+        claim = self.cluster.core.read_namespaced_persistent_volume_claim(RETAINED_CLAIM, namespace)
+        self.cluster.core.patch_persistent_volume(
+            claim.spec.volume_name, {"spec": {"persistentVolumeReclaimPolicy": "Retain"}}
+        )
+
+    def read_state(
+        self,
+        namespace: str,
+        quota_namespace: str,
+        durable: list[dict[str, Any]],
+        context: str,
+        checksums: dict[str, dict[str, str]],
+    ) -> UpgradeState:
+        """The record, read from the cluster: every durable object's identity and normalised
+        spec (with the claims of the StatefulSet and the volumes behind every claim)."""
+        entries = list(durable)
+        volumes: dict[str, dict[str, Any]] = {}
+        for claim in self.cluster.core.list_namespaced_persistent_volume_claim(namespace).items:
+            if not any(e["kind"] == "PersistentVolumeClaim" and e["name"] == claim.metadata.name for e in entries):
+                entries.append(_entry("PersistentVolumeClaim", "v1", claim.metadata.name, namespace))
+            if claim.spec.volume_name:
+                pv = self.cluster.core.read_persistent_volume(claim.spec.volume_name)
+                entries.append(_entry("PersistentVolume", "v1", pv.metadata.name, None))
+                volumes[pv.metadata.name] = {
+                    "claim": claim.metadata.name,
+                    "namespace": namespace,
+                    "claim_uid": claim.metadata.uid,
+                    "phase": pv.status.phase,
+                    "reclaim": pv.spec.persistent_volume_reclaim_policy,
+                }
+        objects = {}
+        for entry in entries:
+            found = self.read_recorded(entry)
+            assert found is not None, f"{entry['kind']} {entry['name']} is gone right after it was made"
+            objects[f"{entry['kind']} {entry['name']}"] = {
+                **entry,
+                "uid": found["metadata"]["uid"],
+                "claim": "UPG-06" if entry.get("namespace") == quota_namespace else CLAIM_OF_KIND[entry["kind"]],
+                "spec": specs.normalise(found),
+            }
+        return UpgradeState(
+            run_id=self.run_id,
             cluster_uid=self.cluster.core.read_namespace("kube-system").metadata.uid,
             context=context,
             server_version=self.cluster.git_version,
@@ -164,78 +277,157 @@ class UpgradeJig:
             node_ips={n.name: n.internal_ip or "" for n in self.cluster.nodes},
             namespace=namespace,
             quota_namespace=quota_namespace,
-            objects=self.identities(namespace),
-            volumes=self.bound_volumes(namespace),
+            kube_proxy=kube_proxy_tag(self.cluster) or "",
+            objects=objects,
+            volumes=volumes,
             checksums=checksums,
             restarts=restarts(self.cluster, namespace),
         )
-        state.save(state_file)
-        self.cluster.core.create_namespaced_config_map(
-            namespace,
-            client.V1ConfigMap(
-                metadata=client.V1ObjectMeta(name=CONFIGMAP, labels=self.labels(state_id)),
-                data={"state.json": state.to_json()},
-            ),
-        )
-        return state
 
     def host_file(self, namespace: str, node: str, path: str, *, write: bool) -> str:
         """Write (or read) the hostPath file on `node` through a pod there; its sha256."""
         name = f"hostpath-{'writer' if write else 'reader'}-{int(time.time())}"
-        self.create("hostpath", namespace, self.run_id, {"NAME": name, "NODE": node})
+        self.create("hostpath", namespace, {"NAME": name, "NODE": node})
         try:
             wait.pod_ready(self.cluster.core, namespace, name, READY_TIMEOUT)
             if write:
                 return self.run_in(namespace, name, PAYLOAD.format(path=path)).split()[0]
             return self.sha256_or_absent(namespace, name, path)
         finally:
-            self.cluster.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+            unless_missing(lambda: self.cluster.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0))
 
-    def identities(self, namespace: str) -> dict[str, dict[str, Any]]:
-        apps, core = self.cluster.apps, self.cluster.core
-        found: dict[str, dict[str, Any]] = {}
-        for name in DEPLOYMENTS:
-            found[f"Deployment {name}"] = {"uid": apps.read_namespaced_deployment(name, namespace).metadata.uid}
-        found["StatefulSet store"] = {"uid": apps.read_namespaced_stateful_set("store", namespace).metadata.uid}
-        found["DaemonSet prober"] = {"uid": apps.read_namespaced_daemon_set("prober", namespace).metadata.uid}
-        pdb = client.PolicyV1Api(self.cluster.api).read_namespaced_pod_disruption_budget("web", namespace)
-        found["PodDisruptionBudget web"] = {"uid": pdb.metadata.uid}
-        found["ConfigMap settings"] = {"uid": core.read_namespaced_config_map("settings", namespace).metadata.uid}
-        for name in ("web", "web-np"):
-            svc = core.read_namespaced_service(name, namespace)
-            found[f"Service {name}"] = {
-                "uid": svc.metadata.uid,
-                "clusterIP": svc.spec.cluster_ip,
-                **({"nodePort": svc.spec.ports[0].node_port} if name == "web-np" else {}),
-            }
-        return found
+    def write_state_file(self, state: UpgradeState, journal: Journal, path: Path, *, overwrite: bool) -> None:
+        """The state file, atomically; never over an existing one unless `overwrite`."""
+        if overwrite:
+            state.replace(path)
+        else:
+            try:
+                state.write_new(path)
+            except FileExistsError:
+                raise AssertionError(
+                    f"{path} appeared while this --phase before ran (another --phase before on the same "
+                    "state file?): this one's state is removed, that file is left as it is"
+                ) from None
+        journal.state_file = path
 
-    def bound_volumes(self, namespace: str) -> dict[str, dict[str, Any]]:
-        volumes = {}
-        for claim in self.cluster.core.list_namespaced_persistent_volume_claim(namespace).items:
-            if claim.spec.volume_name:
-                pv = self.cluster.core.read_persistent_volume(claim.spec.volume_name)
-                volumes[pv.metadata.name] = {
-                    "claim": claim.metadata.name,
-                    "claim_uid": claim.metadata.uid,
-                    "phase": pv.status.phase,
-                    "reclaim": pv.spec.persistent_volume_reclaim_policy,
-                }
-        return volumes
+    def assert_cluster_matches(self, state_file: Path) -> None:
+        """UPG-01: the state read again from the cluster — objects, specs, bindings, versions, the data
+        hashed again — is what the state file says."""
+        recorded = UpgradeState.load(state_file)
+        durable = [{k: v[k] for k in ("kind", "api_version", "name", "namespace")} for v in recorded.objects.values()]
+        durable = [d for d in durable if d["kind"] not in ("PersistentVolume",)]
+        checksums = {
+            what: {**where, "sha256": self.hash_again(recorded, where)} for what, where in recorded.checksums.items()
+        }
+        now = self.read_state(recorded.namespace, recorded.quota_namespace, durable, recorded.context, checksums)
+        differences = []
+        for field_name in ("cluster_uid", "server_version", "node_versions", "kube_proxy", "volumes", "checksums"):
+            in_file, on_cluster = getattr(recorded, field_name), getattr(now, field_name)
+            if on_cluster != in_file:
+                differences.append(f"{field_name}: {in_file} in the file, {on_cluster} on the cluster")
+        for key in sorted(set(recorded.objects) | set(now.objects)):
+            was, found = recorded.objects.get(key), now.objects.get(key)
+            if was is None or found is None:
+                differences.append(f"{key}: {'not in the file' if was is None else 'not on the cluster'}")
+                continue
+            if was["uid"] != found["uid"]:
+                differences.append(f"{key}: uid {was['uid']} in the file, {found['uid']} on the cluster")
+            differences += [f"{key} {c}" for c in specs.changes(was["spec"], found["spec"])]
+        self.record(
+            "UPG-01",
+            f"{state_file} against the cluster, read again",
+            f"{len(recorded.objects)} objects, {len(recorded.volumes)} volumes, {len(recorded.checksums)} checksums",
+            "the same" if not differences else "; ".join(differences),
+            "held" if not differences else "failed",
+        )
+        assert not differences, f"{state_file} differs from the cluster read again: " + "; ".join(differences)
 
-    # --- after ---------------------------------------------------------------------------------
+    def hash_again(self, state: UpgradeState, where: dict[str, str]) -> str:
+        if "pod" in where:
+            return self.sha256_or_absent(state.namespace, where["pod"], where["path"])
+        if "app" in where:
+            return self.sha256_or_absent(
+                state.namespace, self.pod_of(state.namespace, where["app"]).metadata.name, where["path"]
+            )
+        return self.host_file(state.namespace, where["node"], where["path"], write=False)
 
-    def assert_same_identity(self, state: UpgradeState) -> None:
-        now = self.identities(state.namespace)
-        facts = {}
-        for obj, before in state.objects.items():
-            after = now.get(obj, {})
-            for key, value in before.items():
-                facts[f"{obj} {key}"] = (value, after.get(key, "gone"))
-        self.expect_same("UPG-02", facts)
+    def commit(self, state: UpgradeState, journal: Journal) -> None:
+        """From the before run's to the durable state's: the labels move (no sweep touches it now)."""
+        moved = {"metadata": {"labels": {STATE_LABEL: state.run_id, RUN_LABEL: None}}}
+        for ns in journal.namespaces:
+            self.cluster.core.patch_namespace(ns, moved)
+        for pv in journal.volumes:
+            self.cluster.core.patch_persistent_volume(pv, moved)
+        journal.committed = True
+
+    def undo(self, journal: Journal, note: Callable[[str], None]) -> None:
+        """A `before` that did not finish: everything it made, removed (the tracker's step)."""
+        removed = self.remove(journal.namespaces, journal.volumes, journal.host_file)
+        if journal.state_file is not None:
+            journal.state_file.unlink(missing_ok=True)
+            removed.append(f"the state file {journal.state_file}")
+        note("--phase before did not finish: removed what it made: " + (", ".join(removed) or "nothing yet"))
+
+    # --- after: what is left -------------------------------------------------------------------
+
+    def gone(self, state: UpgradeState) -> dict[str, str]:
+        """Durable objects that are not there any more (or whose namespace is being deleted): key -> why."""
+        namespaces = {}
+        for ns in (state.namespace, state.quota_namespace):
+            found = unless_missing(lambda ns=ns: self.cluster.core.read_namespace(ns))
+            if found is None:
+                namespaces[ns] = f"namespace {ns} is gone"
+            elif found.status and found.status.phase == "Terminating":
+                namespaces[ns] = f"namespace {ns} is being deleted"
+        missing = {}
+        for key, entry in state.objects.items():
+            if entry.get("namespace") in namespaces:
+                missing[key] = namespaces[entry["namespace"]]
+            elif self.read_recorded(entry) is None:
+                missing[key] = "gone"
+        return missing
+
+    def require(self, claim: str, state: UpgradeState, *keys: str) -> None:
+        """Fail `claim` naming what it needs of the durable state that is lost."""
+        lost = {k: why for k, why in self.gone(state).items() if k in keys}
+        for key, why in lost.items():
+            self.record(claim, f"{key} (durable state)", "there", why)
+        assert not lost, "lost durable state: " + "; ".join(f"{k}: {why}" for k, why in sorted(lost.items()))
+
+    # --- after: identity and spec (UPG-02, UPG-03, UPG-06, UPG-07) -----------------------------
+
+    def compare_objects(self, claim: str, state: UpgradeState) -> list[str]:
+        """Each durable object of `claim`: there, the same UID, every recorded spec field the same
+        (clusterproof.upgrade.specs). Returns what differs, one entry per object."""
+        problems = []
+        lost = self.gone(state)
+        for key, entry in sorted(state.objects.items()):
+            if entry["claim"] != claim:
+                continue
+            found = None if key in lost else self.read_recorded(entry)
+            if found is None:
+                observed = lost.get(key, "gone")
+            elif found["metadata"]["uid"] != entry["uid"]:
+                observed = f"replaced: uid {entry['uid']} -> {found['metadata']['uid']}"
+            else:
+                observed = "; ".join(specs.changes(entry["spec"], specs.normalise(found))) or "the same"
+            check = self.record(
+                claim,
+                key,
+                f"uid {entry['uid']}, spec as recorded ({len(entry['spec'])} fields)",
+                observed,
+                "held" if observed == "the same" else "failed",
+            )
+            if check.verdict != "held":
+                problems.append(f"{key}: {observed}")
+        return problems
+
+    def assert_same_objects(self, state: UpgradeState) -> None:
+        problems = self.compare_objects("UPG-02", state)
+        assert not problems, "; ".join(problems)
 
     def assert_volumes_still_bound(self, state: UpgradeState) -> None:
-        facts = {}
+        problems = []
         for pv, before in state.volumes.items():
             found = unless_missing(lambda pv=pv: self.cluster.core.read_persistent_volume(pv))
             ref = found.spec.claim_ref if found else None
@@ -243,21 +435,30 @@ class UpgradeJig:
                 after = "PV gone"
             else:
                 after = f"{ref.name} ({ref.uid}), {found.status.phase}" if ref else f"no claim, {found.status.phase}"
-            facts[f"PV {pv}"] = (f"{before['claim']} ({before['claim_uid']}), Bound", after)
-        self.expect_same("UPG-03", facts)
+            check = self.record("UPG-03", f"PV {pv}", f"{before['claim']} ({before['claim_uid']}), Bound", after)
+            if check.verdict != "held":
+                problems.append(f"PV {pv}: {before['claim']} ({before['claim_uid']}), Bound before, {after} after")
+        problems += self.compare_objects("UPG-03", state)
+        assert not problems, "; ".join(problems)
+
+    # --- after: data (UPG-04) ------------------------------------------------------------------
 
     def assert_data_unchanged(self, state: UpgradeState) -> None:
+        lost = self.gone(state)
+        holders = {"pod": "StatefulSet store", "app": "Deployment retained-user"}
+        namespace_gone = next((why for why in lost.values() if why.startswith(f"namespace {state.namespace} ")), None)
         facts: dict[str, tuple[object, object]] = {}
         for what, where in state.checksums.items():
-            if "pod" in where:
+            holder = next((holders[k] for k in holders if k in where), None)
+            if holder in lost:
+                after = f"not readable: {holder} {lost[holder]}"
+            elif namespace_gone:
+                after = f"not readable: {namespace_gone}"
+            elif "pod" in where:
                 wait.pod_ready(self.cluster.core, state.namespace, where["pod"], READY_TIMEOUT)
-                after = self.sha256_or_absent(state.namespace, where["pod"], where["path"])
-            elif "app" in where:
-                after = self.sha256_or_absent(
-                    state.namespace, self.pod_of(state.namespace, where["app"]).metadata.name, where["path"]
-                )
+                after = self.hash_again(state, where)
             else:
-                after = self.host_file(state.namespace, where["node"], where["path"], write=False)
+                after = self.hash_again(state, where)
             facts[f"sha256 of {what} ({where['path']})"] = (where["sha256"], after)
         self.expect_same("UPG-04", facts)
 
@@ -266,17 +467,56 @@ class UpgradeJig:
             namespace, pod, f"test -e {path} || {{ echo absent; exit 0; }}; {CHECKSUM.format(path=path)}"
         ).split()[0]
 
-    def assert_deployment_scales(self, state: UpgradeState, replicas: int = 3) -> None:
+    # --- after: controllers and traffic (UPG-05) -----------------------------------------------
+
+    def scale_web(self, state: UpgradeState, replicas: int) -> list[str]:
+        """Scale the Deployment (back to WEB_REPLICAS when the test ends, also on a stop): the
+        names of its Ready pods once it is available."""
         apps = self.cluster.apps
-        apps.patch_namespaced_deployment_scale("web", state.namespace, {"spec": {"replicas": replicas}})
-        try:
-            wait.deployment_available(apps, state.namespace, "web", READY_TIMEOUT)
-            ready = len(wait.pods_ready(self.cluster.core, state.namespace, "app=upgrade-web", replicas, READY_TIMEOUT))
-        finally:
-            apps.patch_namespaced_deployment_scale("web", state.namespace, {"spec": {"replicas": 2}})
-        self.expect_same(
-            "UPG-05", {"Deployment web scaled": (replicas, ready)}, wording="expected {} ready pods, found {}"
+        self.tracker.on_cleanup(
+            self.cluster,
+            f"scale Deployment {state.namespace}/web back to {WEB_REPLICAS}",
+            lambda: unless_missing(
+                lambda: apps.patch_namespaced_deployment_scale(
+                    "web", state.namespace, {"spec": {"replicas": WEB_REPLICAS}}
+                )
+            ),
         )
+        apps.patch_namespaced_deployment_scale("web", state.namespace, {"spec": {"replicas": replicas}})
+        wait.deployment_available(apps, state.namespace, "web", READY_TIMEOUT)
+        ready = wait.pods_ready(self.cluster.core, state.namespace, "app=upgrade-web", replicas, READY_TIMEOUT)
+        self.expect_same(
+            "UPG-05", {"Deployment web scaled": (replicas, len(ready))}, wording="expected {} ready pods, found {}"
+        )
+        return sorted(p.metadata.name for p in ready)
+
+    def current_pods(self, state: UpgradeState) -> list[str]:
+        """The Ready pods of the Deployment web, by the selector recorded before (not the Service's)."""
+        prefix = "spec.selector.matchLabels."
+        spec = state.objects["Deployment web"]["spec"]
+        labels = ",".join(f"{path[len(prefix) :]}={v}" for path, v in spec.items() if path.startswith(prefix))
+        pods = self.cluster.core.list_namespaced_pod(state.namespace, label_selector=labels).items
+        return sorted(p.metadata.name for p in pods if pod_states.pod_is_ready(p) and not p.metadata.deletion_timestamp)
+
+    def assert_services_answer(self, state: UpgradeState, client_pod: ClientPod) -> None:
+        """Through each Service that serves (web, web-np): its ClusterIP from a pod, and web-np's
+        NodePort on every node from this host; answered by the Deployment's current pods, and by
+        no other."""
+        expected = self.current_pods(state)
+        facts: dict[str, tuple[object, object]] = {}
+        core = self.cluster.core
+        for name in SERVED:
+            svc = core.read_namespaced_service(name, state.namespace)
+            port = svc.spec.ports[0]
+            url = urls.url(svc.spec.cluster_ip, port.port, "/hostname")
+            seen = client_pod.sample_backends(url, expected)
+            facts[f"Service {name} ClusterIP {url} from pod {client_pod.name}"] = (expected, _answered(seen))
+            if port.node_port:
+                for node, ip in sorted(state.node_ips.items()):
+                    url = urls.url(ip, port.node_port, "/hostname")
+                    seen = probe.sample_backends(url, expected)
+                    facts[f"Service {name} NodePort {url} ({node}) from this host"] = (expected, _answered(seen))
+        self.expect_same("UPG-05", facts, wording="expected answers from {}, got {}")
 
     def assert_statefulset_writes(self, state: UpgradeState) -> None:
         pod = sorted(w["pod"] for w in state.checksums.values() if "pod" in w)[0]
@@ -290,11 +530,14 @@ class UpgradeJig:
         on = sorted({p.spec.node_name for p in pods if pod_states.pod_is_ready(p)})
         self.expect_same("UPG-05", {"DaemonSet prober ready on": (sorted(n.name for n in self.cluster.nodes), on)})
 
+    # --- after: quota (UPG-06), ConfigMap (UPG-07) ---------------------------------------------
+
     def quota_answer(self, state: UpgradeState) -> ApiAnswer:
         body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "one-too-many"}}
         return answer_to(lambda: self.cluster.core.create_namespaced_config_map(state.quota_namespace, body))
 
     def assert_quota_refuses(self, state: UpgradeState) -> None:
+        problems = self.compare_objects("UPG-06", state)
         answer = self.quota_answer(state)
         if answer.accepted:
             self.cluster.core.delete_namespaced_config_map("one-too-many", state.quota_namespace)
@@ -305,12 +548,16 @@ class UpgradeJig:
             "refused: 403 exceeded quota",
             "refused: 403 exceeded quota" if refused else str(answer),
         )
-        assert check.verdict == "held", (
-            f"a third ConfigMap in {state.quota_namespace}: expected 403 exceeded quota; "
-            f"the API server answered {answer}"
-        )
+        if check.verdict != "held":
+            problems.append(
+                f"a third ConfigMap in {state.quota_namespace}: expected 403 exceeded quota; "
+                f"the API server answered {answer}"
+            )
+        assert not problems, "; ".join(problems)
 
     def assert_configmap_reaches_a_new_pod(self, state: UpgradeState) -> None:
+        problems = self.compare_objects("UPG-07", state)
+        assert not problems, "; ".join(problems)
         old = self.pod_of(state.namespace, "upgrade-consumer")
         self.cluster.core.delete_namespaced_pod(old.metadata.name, state.namespace, grace_period_seconds=0)
         new = wait.until(
@@ -329,7 +576,7 @@ class UpgradeJig:
         )
         env = self.run_in(state.namespace, new.metadata.name, "echo $GREETING").strip()
         file = self.run_in(state.namespace, new.metadata.name, "cat /etc/settings/greeting").strip()
-        expected = "hello-from-before-the-upgrade"
+        expected = state.objects["ConfigMap settings"]["spec"]["data.greeting"]
         self.expect_same(
             "UPG-07",
             {
@@ -338,59 +585,92 @@ class UpgradeJig:
             },
         )
 
-    def assert_versions(self, target: str | None) -> None:
-        server = client.VersionApi(self.cluster.api).get_code().git_version
-        nodes = node_versions(self.cluster)
-        target = target or server
-        facts: dict[str, tuple[object, object]] = {f"kubelet on {n}": (target, v) for n, v in nodes.items()}
-        from clusterproof.upgrade.state import version_tuple
+    # --- after: versions (UPG-08) --------------------------------------------------------------
 
-        newer = sorted(n for n, v in nodes.items() if version_tuple(v) > version_tuple(server))
-        facts["kubelets newer than the API server"] = ("none", ", ".join(newer) or "none")
-        proxy = self.cluster.apps.read_namespaced_daemon_set("kube-proxy", "kube-system")
-        image = proxy.spec.template.spec.containers[0].image
-        facts["kube-proxy image tag"] = (target, image.rsplit(":", 1)[-1])
-        self.expect_same("UPG-08", facts, wording="expected {}, found {}")
+    def assert_versions(self, state: UpgradeState, rule: versions.VersionRule) -> None:
+        """Every component at the version the rule asks (clusterproof.upgrade.versions)."""
+        rows = versions.component_rows(
+            rule,
+            state.last,
+            client.VersionApi(self.cluster.api).get_code().git_version,
+            node_versions(self.cluster),
+            kube_proxy_tag(self.cluster),
+        )
+        for row in rows:
+            self.record("UPG-08", row.check, row.expected, row.observed, row.verdict)
+        failed = [f"{row.check}: {row.why}" for row in rows if row.verdict == "failed"]
+        assert not failed, "; ".join(failed)
 
-    def assert_disruption_within(self, monitor_file: Path, budget: float, api_budget: float) -> dict[str, float]:
-        """Seconds down per monitored target against its budget (`api_budget` for the API server):
-        over it fails, between nothing and the budget is reported as tolerated. Returns seconds down
-        per target."""
-        if not monitor_file.is_file():
-            pytest.skip(
-                f"no monitor output at {monitor_file}: run `python -m clusterproof.upgrade.monitor --state-file "
-                "<state file>` while the cluster is upgraded"
-            )
-        outages, summary = read_monitor_file(monitor_file)
-        if summary is None:
+    # --- after: disruption (UPG-09) ------------------------------------------------------------
+
+    def upgrade_window(self, since: float, until: float, steps_file: Path | None) -> tuple[float, float, str] | None:
+        """When the upgrade ran, as far as the cluster (and the in-place upgrade's steps file)
+        shows: kube-system containers started and kubelets started ("Starting" events on Nodes)
+        between `since` (the state recorded, or the last hop checked) and `until` (this after
+        phase began). None when nothing shows an upgrade."""
+        seen: list[tuple[float, str]] = []
+        for pod in self.cluster.core.list_namespaced_pod("kube-system").items:
+            for status in pod.status.container_statuses or []:
+                running = status.state.running if status.state else None
+                if running and running.started_at and running.started_at.timestamp() > since:
+                    seen.append((running.started_at.timestamp(), f"{pod.metadata.name} started"))
+        for event in self.cluster.core.list_namespaced_event(
+            "default", field_selector="involvedObject.kind=Node"
+        ).items:
+            when = event.last_timestamp or event.event_time or event.first_timestamp
+            if event.reason == "Starting" and when and when.timestamp() > since:
+                seen.append((when.timestamp(), f"kubelet on {event.involved_object.name} started"))
+        if steps_file is not None and steps_file.is_file():
+            steps = json.loads(steps_file.read_text())
+            for item in steps.get("phases", []) + steps.get("nodes", []):
+                if isinstance(item.get("start"), int | float) and item["start"] > since:
+                    what = item.get("name") or f"node {item.get('node')} upgraded"
+                    seen += [(item["start"], what), (item.get("end") or item["start"], what)]
+        seen = [(when, what) for when, what in seen if when < until]
+        if not seen:
+            return None
+        first, last = min(seen), max(seen)
+        return first[0], last[0], f"first: {first[1]}; last: {last[1]}"
+
+    def assert_disruption_within(
+        self, state: UpgradeState, monitor_path: Path, budget: float, api_budget: float, steps_file: Path | None
+    ) -> dict[str, float]:
+        """Seconds down and not observed per monitored target against its budget (`api_budget` for
+        the API server), from a monitor output that belongs to this upgrade (monitor_file.judge).
+        Returns seconds counted per target."""
+        if not monitor_path.is_file():
+            self.record("UPG-09", "the monitor's output", str(monitor_path), "no such file", "failed")
             raise AssertionError(
-                f"{monitor_file} has no summary line: the monitor did not finish (stop it with "
-                "SIGTERM, Ctrl-C or its stop file, not SIGKILL)"
+                f"no monitor output at {monitor_path}: the disruption during the upgrade was not observed (run "
+                "`python -m clusterproof.upgrade.monitor --state-file <state file>` while the cluster is upgraded)"
             )
-        down = {name: float(v["down_seconds"]) for name, v in summary["summary"].items()}
-        if down.get("control", 0.0) > 0:
-            raise AssertionError(
-                f"the monitor's own listener was down {down['control']:.1f}s: the probing side "
-                "was at fault, the cluster's disruption cannot be judged from this file"
-            )
-        over = {}
-        for name, seconds in sorted(down.items()):
-            if name == "control":
-                continue
-            allowed = api_budget if name == "apiserver" else budget
-            verdict = "held" if seconds == 0 else ("tolerated" if seconds <= allowed else "failed")
-            self.record("UPG-09", f"down during the upgrade: {name}", f"<= {allowed:g}s", f"{seconds:.1f}s", verdict)
-            if verdict == "failed":
-                worst = max(
-                    (o for o in outages if o.get("target") == name), default={}, key=lambda o: o["end"] - o["start"]
-                )
-                over[name] = f"{seconds:.1f}s of {allowed:g}s allowed" + (
-                    f" (longest {worst['end'] - worst['start']:.1f}s, last error {worst.get('detail') or '?'})"
-                    if worst
-                    else ""
-                )
-        assert not over, "disruption over budget: " + "; ".join(f"{k}: {v}" for k, v in over.items())
-        return down
+        since = state.last["checked"]
+        since_what = "the last hop was checked" if state.hops else "the state was recorded"
+        judged = monitor_file.judge(
+            monitor_file.read_monitor_file(monitor_path),
+            state_id=state.run_id,
+            since=since,
+            since_what=since_what,
+            window=self.upgrade_window(since, self.after_started, steps_file),
+            targets=targets_of(state),
+            budget=budget,
+            api_budget=api_budget,
+        )
+        for problem in judged.problems:
+            self.record("UPG-09", "the monitor's output", "belongs to this upgrade and covers it", problem, "failed")
+        for t in judged.targets:
+            observed = f"{t.down:.1f}s down" + (f" + {t.unobserved:.1f}s not observed" if t.unobserved else "")
+            self.record("UPG-09", f"down during the upgrade: {t.target}", f"<= {t.allowed:g}s", observed, t.verdict)
+        over = [
+            f"{t.target}: {t.down:.1f}s down"
+            + (f" + {t.unobserved:.1f}s not observed" if t.unobserved else "")
+            + f" of {t.allowed:g}s allowed ({t.detail})"
+            for t in judged.over
+        ]
+        assert not judged.problems and not over, "; ".join(
+            judged.problems + (["disruption over budget: " + "; ".join(over)] if over else [])
+        )
+        return {t.target: round(t.counted, 1) for t in judged.targets}
 
     def restarts_since(self, state: UpgradeState) -> dict[str, int]:
         """Containers that restarted since `before` (kubeadm restarts the static pods), by how often."""
@@ -401,42 +681,52 @@ class UpgradeJig:
             if count > state.restarts.get(name, 0)
         }
 
-    def assert_recorded(self, state: UpgradeState, state_file: Path) -> None:
-        """The state file and its ConfigMap copy say the same, and every checksum is there."""
-        copy = self.cluster.core.read_namespaced_config_map(CONFIGMAP, state.namespace).data["state.json"]
-        assert copy == state_file.read_text(), f"ConfigMap {state.namespace}/{CONFIGMAP} differs from {state_file}"
-        missing = [w for w, c in state.checksums.items() if len(c.get("sha256", "")) != 64]
-        assert not missing, f"no sha256 recorded for {', '.join(missing)}"
-
     # --- leaving -------------------------------------------------------------------------------
 
     def remove_state(self, state: UpgradeState, note: Callable[[str], None]) -> None:
-        """Everything `before` kept: the hostPath file, the namespaces, the Retain PVs and their class."""
+        """Everything `before` kept: the hostPath file, the namespaces, the volumes (as they are
+        now on the cluster, not as recorded)."""
         where = state.checksums.get("hostPath file")
-        if where:
-            self.run_host_cleanup(state.namespace, where["node"], where["path"])
-        for ns in (state.namespace, state.quota_namespace):
+        host = (where["node"], where["path"]) if where else None
+        volumes = [
+            pv.metadata.name
+            for pv in self.cluster.core.list_persistent_volume(label_selector=f"{STATE_LABEL}={state.run_id}").items
+        ]
+        removed = self.remove([state.namespace, state.quota_namespace], [*state.volumes, *volumes], host)
+        note(f"upgrade state of {state.run_id} removed: {', '.join(removed)}")
+
+    def remove(self, namespaces: list[str], volumes: list[str], host: tuple[str, str] | None) -> list[str]:
+        """The hostPath file, the volumes set to Delete (their provisioner removes them and their
+        data once their claims go), the namespaces; what was removed, in words."""
+        removed = []
+        live = [ns for ns in namespaces if unless_missing(lambda ns=ns: self.cluster.core.read_namespace(ns))]
+        if host and namespaces and namespaces[0] in live:
+            self.run_host_cleanup(namespaces[0], *host)
+            removed.append(f"the hostPath file {host[1]} on {host[0]}")
+        for ns in live:
+            for claim in self.cluster.core.list_namespaced_persistent_volume_claim(ns).items:
+                if claim.spec.volume_name and claim.spec.volume_name not in volumes:
+                    volumes = [*volumes, claim.spec.volume_name]
+        for pv in dict.fromkeys(volumes):
+            if unless_missing(
+                lambda pv=pv: self.cluster.core.patch_persistent_volume(
+                    pv, {"spec": {"persistentVolumeReclaimPolicy": "Delete"}}
+                )
+            ):
+                removed.append(f"PV {pv} (set to Delete)")
+        for ns in live:
             unless_missing(lambda ns=ns: self.cluster.core.delete_namespace(ns))
-        for pv, info in state.volumes.items():
-            if info.get("reclaim") == "Retain":
-                unless_missing(lambda pv=pv: self.cluster.core.delete_persistent_volume(pv))
-        for sc in self.cluster.storage.list_storage_class(label_selector=f"{STATE_LABEL}={state.run_id}").items:
-            unless_missing(lambda sc=sc: self.cluster.storage.delete_storage_class(sc.metadata.name))
-        note(
-            f"upgrade state of {state.run_id} removed (namespaces {state.namespace}, {state.quota_namespace}, "
-            f"{len(state.volumes)} PVs' Retain leftovers, the hostPath file)"
-        )
+            removed.append(f"namespace {ns}")
+        return removed
 
     def run_host_cleanup(self, namespace: str, node: str, path: str) -> None:
         name = f"hostpath-cleanup-{int(time.time())}"
-        self.create("hostpath", namespace, self.run_id, {"NAME": name, "NODE": node})
+        self.create("hostpath", namespace, {"NAME": name, "NODE": node})
         try:
             wait.pod_ready(self.cluster.core, namespace, name, READY_TIMEOUT)
             self.run_in(namespace, name, f"rm -f {path}")
         finally:
-            unless_missing(
-                lambda: self.cluster.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
-            )
+            unless_missing(lambda: self.cluster.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0))
 
 
 def default_storage_class(cluster: Cluster) -> client.V1StorageClass:
@@ -448,8 +738,27 @@ def default_storage_class(cluster: Cluster) -> client.V1StorageClass:
     raise AssertionError(f"no default StorageClass (classes: {names}): the upgrade state needs dynamic claims")
 
 
+def _entry(kind: str, api_version: str, name: str, namespace: str | None) -> dict[str, Any]:
+    return {"kind": kind, "api_version": api_version, "name": name, "namespace": namespace}
+
+
+def _answered(result: probe.SampleResult) -> list[str]:
+    """The pods that answered (and the errors, when some requests got none)."""
+    answered = sorted(result.seen)
+    return answered + ([f"{len(result.errors)} requests unanswered: {result.errors[0]}"] if result.errors else [])
+
+
 def node_versions(cluster: Cluster) -> dict[str, str]:
     return {n.metadata.name: n.status.node_info.kubelet_version for n in cluster.core.list_node().items}
+
+
+def kube_proxy_tag(cluster: Cluster) -> str | None:
+    """kube-proxy's image tag (its DaemonSet in kube-system), or None when there is none."""
+    proxy = unless_missing(lambda: cluster.apps.read_namespaced_daemon_set("kube-proxy", "kube-system"))
+    if proxy is None:
+        return None
+    image = proxy.spec.template.spec.containers[0].image
+    return image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
 
 
 def restarts(cluster: Cluster, namespace: str) -> dict[str, int]:
