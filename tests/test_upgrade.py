@@ -950,3 +950,40 @@ def test_the_driver_takes_the_kept_cluster_over_so_a_sweep_deletes_it_once_the_d
     assert decided() == (False, f"alive: pid {os.getpid()} on {liveness.this_machine().host} is running")
     recorder.close()  # the driver is gone
     assert decided()[0] is True
+
+
+def test_the_monitor_closes_its_targets_at_the_stop_not_after_reading_the_probers_logs(tmp_path):
+    """Reading the probers' complete logs after the stop took 11 s on a loaded host: that is no
+    stretch without samples. FAKE probes and times."""
+    m = fake_monitor(tmp_path, {"control": lambda: (True, "")})
+    m.read_prober_logs_at_stop = lambda: set()
+    m.started = 990.0
+    m.targets["control"].observe(1000.0, True)
+    with (tmp_path / "m.jsonl").open("a") as m.file:
+        summary = m.finish("SIGTERM", now=1001.0)  # the wall clock is far later
+    assert summary["stopped"] == 1001.0 and summary["summary"]["control"]["not_observed_seconds"] == 0
+
+
+def test_the_in_place_upgrade_repeats_a_kubectl_step_while_the_api_server_is_away():
+    """kubectl says "The connection to the server HOST:6443 was refused" too (a drain failed on it).
+    FAKE node commands."""
+    from clusterproof.offline import kind_upgrade, releases
+
+    upgrade = kind_upgrade.KindUpgrade("c", releases.release("1.37"), log=lambda m: None)
+    answers = [
+        kind_upgrade.UpgradeError(
+            "c-control-plane: drain c-worker failed (exit 1): The connection to the server "
+            "c-control-plane:6443 was refused - did you specify the right host or port?"
+        ),
+        "node/c-worker drained",
+    ]
+
+    def run(node, *argv, **kwargs):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    upgrade.run = run
+    upgrade.wait_api_ready = lambda node: None
+    assert upgrade.kubectl("c-control-plane", "drain", "c-worker", what="drain c-worker") == "node/c-worker drained"

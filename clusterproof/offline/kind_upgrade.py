@@ -32,6 +32,7 @@ READY_TIMEOUT = 180
 # what kubectl says while the API server restarts (RBAC not loaded yet reads as forbidden)
 API_AWAY = (
     "connection refused",
+    "was refused",  # kubectl: "The connection to the server HOST:6443 was refused"
     "is forbidden",
     "currently unable to handle",
     "EOF",

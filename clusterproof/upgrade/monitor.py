@@ -346,12 +346,14 @@ class Monitor:
             self.stopped.set()
         return self.stopped.is_set()
 
-    def all_targets(self) -> dict[str, Target]:
+    def all_targets(self, until: float | None = None) -> dict[str, Target]:
+        """The host's targets, and each prober's rebuilt from its samples (up to `until`)."""
         with self.lock:
             found = dict(self.targets)
             for node in self.state.node_ips:
                 name = f"clusterip from {node}"
-                found[name] = outages_from_samples(name, self.prober_samples.get(node, []), self.started)
+                samples = [s for s in self.prober_samples.get(node, []) if until is None or s[0] <= until]
+                found[name] = outages_from_samples(name, samples, self.started)
         return found
 
     def live_line(self) -> str:
@@ -361,12 +363,13 @@ class Monitor:
         down = ", ".join(parts) if parts else "nothing"
         return f"[monitor {now - self.started:5.0f}s] down so far: {down} ({len(targets)} targets)"
 
-    def finish(self, why: str) -> dict:
-        """Close open outages and gaps, add the probers' complete logs, write the summary line."""
+    def finish(self, why: str, now: float | None = None) -> dict:
+        """Close open outages and gaps at the stop (`now`), add the probers' complete logs (read
+        after it: that takes a while, and is no stretch without samples), write the summary line."""
         self.stopped.set()
+        now = time.time() if now is None else now
         unread = self.read_prober_logs_at_stop()
-        now = time.time()
-        targets = self.all_targets()
+        targets = self.all_targets(until=now)
         with self.lock:
             for name, target in sorted(targets.items()):
                 if name.startswith("clusterip"):
@@ -420,9 +423,10 @@ class Monitor:
                 with self.lock:
                     self.write({"alive": time.time()})
                 self.say(self.live_line())
+            stopped = time.time()
             for thread in threads:
                 thread.join(timeout=REQUEST_TIMEOUT * 12)
-            return self.finish(why())
+            return self.finish(why(), stopped)
 
 
 def api_client(kubeconfig: Path | None, context: str) -> client.ApiClient:
