@@ -150,6 +150,10 @@ class Cluster:
         """Whether nodes can be reached at all (a given node may still not be: node_exec says)."""
         return self._node_exec.unavailable() is None
 
+    def why_no_node_exec(self) -> str | None:
+        """Why no node can be reached (the skip reason), or None."""
+        return self._node_exec.unavailable()
+
     def node_exec(
         self,
         node: str,
@@ -177,7 +181,7 @@ class Cluster:
 
     def require_node_exec(self) -> None:
         """Skip, saying why, unless nodes can be reached (the `needs_node_exec` marker calls it)."""
-        reason = self._node_exec.unavailable()
+        reason = self.why_no_node_exec()
         if reason:
             pytest.skip(reason)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -42,11 +43,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from clusterproof import journal, kind_clusters, liveness, node_labels
+from clusterproof import journal, kind_clusters, liveness, node_files, node_labels
 from clusterproof.errors import one_line
 from clusterproof.kind_clusters import Claim
 from clusterproof.kubeconfig import read_contexts, resolve_kubeconfig
 from clusterproof.liveness import Machine, RunRecord, StartOf
+from clusterproof.node_exec import kind_node_exec
 from clusterproof.run import RUN_LABEL, STATE_LABEL, credential_owner, credentials_root
 from clusterproof.run_records import ClusterRecords, HostRegistry, RunRecorder, registry_dir
 
@@ -72,7 +74,8 @@ class Item:
     run_id: str
     remove: Callable[[], None] = field(compare=False, repr=False)
     created: float | None = None
-    verb: str = "delete"  # delete | release | restore
+    verb: str = "delete"  # delete | release | restore | remove
+    blocked: str | None = None  # why it cannot be removed from here even if its run is dead
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,11 @@ def decide(
     decisions = []
     for run_id, its in by_run.items():
         remove, why = _run_is_dead(run_id, its, runs.get(run_id, []), machine, dead, start_of, now)
-        decisions += [Decision(item, remove, why) for item in its]
+        for item in its:
+            if remove and item.blocked:
+                decisions.append(Decision(item, False, f"{why}; {item.blocked}"))
+            else:
+                decisions.append(Decision(item, remove, why))
     return decisions
 
 
@@ -369,22 +376,47 @@ def _forget_dead(
 # --- a cluster: run-labelled objects, node-label leases, run records ---------------------------
 
 
-class ClusterSide:
-    """What runs left on one cluster. `core`, `storage`: kubernetes CoreV1Api/StorageV1Api (or fakes)."""
+NodeCommand = Callable[..., subprocess.CompletedProcess]  # Cluster.node_exec: (node, *argv, check=, timeout=)
 
-    def __init__(self, name: str, core: Any, storage: Any, records: ClusterRecords | None) -> None:
+
+class ClusterSide:
+    """What runs left on one cluster. `core`, `storage`: kubernetes CoreV1Api/StorageV1Api (or
+    fakes); `node_exec`: a shell on the nodes (Cluster.node_exec), and `why_no_node_exec` says
+    when there is none (asked only when a dead run left files there: asking may prepare host exec
+    pods); without one, node files are left, saying why."""
+
+    def __init__(
+        self,
+        name: str,
+        core: Any,
+        storage: Any,
+        records: ClusterRecords | None,
+        *,
+        node_exec: NodeCommand | None = None,
+        why_no_node_exec: Callable[[], str | None] = lambda: "no shell on the nodes",
+    ) -> None:
         self.name = name
         self.core = core
         self.storage = storage
         self.records = records
+        self.node_exec = node_exec
+        self.why_no_node_exec = why_no_node_exec
 
     @classmethod
     def of(cls, cluster: Cluster, records: ClusterRecords | None) -> ClusterSide:
-        return cls(cluster.name, cluster.core, cluster.storage, records)
+        """With the cluster's node access (its mechanism is chosen before the sweep runs)."""
+        return cls(
+            cluster.name,
+            cluster.core,
+            cluster.storage,
+            records,
+            node_exec=cluster.node_exec,
+            why_no_node_exec=cluster.why_no_node_exec,
+        )
 
     def items(self) -> list[Item]:
         """In the order they are removed: journaled Services put back, namespaces (with what runs in
-        them), PersistentVolumes, StorageClasses, then node-label leases."""
+        them), PersistentVolumes, StorageClasses, files on the nodes, then node-label leases."""
         from clusterproof.tracker import delete_namespace
 
         items = [
@@ -407,7 +439,9 @@ class ClusterSide:
             if not sc.metadata.deletion_timestamp:
                 name = sc.metadata.name
                 items.append(_item(sc, f"StorageClass {name}", lambda n=name: self._delete_sc(n)))
-        for node in self.core.list_node(_request_timeout=REQUEST_TIMEOUT).items:
+        nodes = self.core.list_node(_request_timeout=REQUEST_TIMEOUT).items
+        items += self._node_files({n.metadata.name for n in nodes})
+        for node in nodes:
             leases = node_labels.leases_in(node.metadata.annotations or {})
             for key, lease in sorted(leases.items()):
                 for holder in lease.get("holders") or []:
@@ -419,6 +453,44 @@ class ClusterSide:
                             verb="release",
                         )
                     )
+        return items
+
+    def _node_files(self, nodes: set[str]) -> list[Item]:
+        """A run's files on each node (clusterproof.node_files), removed through the node access
+        of the sweeping run; only entries named after their run are removed."""
+        items = []
+        records = node_files.list_records(self.core)
+        missing = (self.why_no_node_exec() if self.node_exec else "no shell on the nodes") if records else None
+        for record in records:
+            run_id = node_files.record_run_id(record)
+            if run_id is None:
+                continue
+            name = record.metadata.name
+            for node, entries in sorted(node_files.entries_of(record.data).items()):
+
+                def drop(node: str = node, name: str = name) -> None:
+                    node_files.drop_node(self.core, name, node)
+
+                if node not in nodes:
+                    what = f"record of files on node {node} (the node is gone)"
+                    items.append(_item(record, what, drop, run_id=run_id))
+                    continue
+                refused = [why for e in entries if (why := node_files.sweepable(e, run_id))]
+                removable = [e for e in entries if not node_files.sweepable(e, run_id)]
+                what = f"files on node {node}: {', '.join(e.path for e in removable) or 'none'}"
+                if refused:
+                    what += f" (left: {'; '.join(refused)})"
+
+                def remove(node: str = node, entries: list[node_files.Entry] = removable, name: str = name) -> None:
+                    if entries:
+                        assert self.node_exec is not None  # else the item is blocked
+                        done = self.node_exec(node, *node_files.removal_argv(entries), check=False, timeout=60)
+                        if done.returncode != 0:
+                            raise RuntimeError(f"on node {node}: exit {done.returncode}: {done.stderr.strip()[:200]}")
+                    node_files.drop_node(self.core, name, node)
+
+                blocked = f"not removed from here: {missing}" if missing and removable else None
+                items.append(_item(record, what, remove, run_id=run_id, verb="remove", blocked=blocked))
         return items
 
     def _delete_pv(self, name: str) -> None:
@@ -439,14 +511,14 @@ def _ours(objects: Iterable[Any]) -> list[Any]:
     return found
 
 
-def _item(obj: Any, what: str, remove: Callable[[], None], verb: str = "delete") -> Item:
+def _item(obj: Any, what: str, remove: Callable[[], None], *, run_id: str | None = None, **how: Any) -> Item:
     created = obj.metadata.creation_timestamp
     return Item(
         what,
-        obj.metadata.labels[RUN_LABEL],
+        run_id or obj.metadata.labels[RUN_LABEL],
         remove,
         created=created.timestamp() if isinstance(created, datetime) else None,
-        verb=verb,
+        **how,
     )
 
 
@@ -652,7 +724,23 @@ def _cluster_side(kubeconfig: str | None, context: str | None, allowed: list[str
         )
     api = config.new_client_from_config(config_file=str(path), context=context, persist_config=False)
     records = ClusterRecords(context, client.CoreV1Api(api), client.CoordinationV1Api(api))
-    return ClusterSide(context, client.CoreV1Api(api), client.StorageV1Api(api), records)
+    docker = functools.cache(lambda: kind_node_exec(api))  # asked only when a dead run left node files
+
+    def node_exec(node: str, *argv: str, input: str | None = None, check: bool = True, timeout: float = 60) -> Any:
+        return docker()(node, argv, input=input, check=check, timeout=timeout)
+
+    def why_no_node_exec() -> str | None:
+        missing = docker().unavailable()
+        return missing and f"{missing} (only docker reaches nodes here; a suite run with node access sweeps them)"
+
+    return ClusterSide(
+        context,
+        client.CoreV1Api(api),
+        client.StorageV1Api(api),
+        records,
+        node_exec=node_exec,
+        why_no_node_exec=why_no_node_exec,
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from kubernetes.client import ApiException, V1DeleteOptions
 
 from clusterproof import node_labels, stopping
+from clusterproof.node_files import EMPTY_DIR, TREE, Entry, NodeFileRecord, removal_argv
 from clusterproof.run import RUN_LABEL
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class _ClusterRecord:
     scopes: list[_Steps] = field(default_factory=lambda: [_Steps("cluster")])
     namespaces: set[str] = field(default_factory=set)  # registered, not yet deleted
     deleted: set[str] = field(default_factory=set)  # namespaces deleted (the final sweep skips them)
+    node_files: NodeFileRecord | None = None  # made on the first node path declared
 
 
 class ResourceTracker:
@@ -173,6 +175,29 @@ class ResourceTracker:
             scope="cluster",
         )
         node_labels.take(cluster.core, node, key, value, self.holder)
+
+    def node_path(self, cluster: Cluster, nodes: Iterable[str], path: str, *, tree: bool = True) -> None:
+        """A path this process is about to write on `nodes` (tree: a file or directory, removed
+        whole; else a directory removed only if empty): recorded on the cluster now, so a later
+        run's sweep removes it should this one be killed (clusterproof.node_files), and removed
+        when the test ends, after whatever is registered later. Call it before the write."""
+        nodes = list(nodes)
+        entry = Entry(path, TREE if tree else EMPTY_DIR)
+        with self._lock:
+            record = self._record(cluster)
+            if record.node_files is None:
+                record.node_files = NodeFileRecord(cluster.core, self.run_id, self.owner)
+            files = record.node_files
+        files.add(nodes, entry)
+        for node in nodes:
+
+            def undo(node: str = node) -> None:
+                done = cluster.node_exec(node, *removal_argv([entry]), check=False, timeout=30)
+                if done.returncode != 0:
+                    raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[:200]}")
+                files.forget(node, entry)
+
+            self.on_cleanup(cluster, f"remove {path} on node {node}", undo)
 
     # --- cleaning -------------------------------------------------------------------------
 

@@ -19,7 +19,8 @@ def pod_files(cluster: Cluster, namespace: str) -> PodFiles:
 
 @pytest.fixture
 def node_files(cluster: Cluster, tracker: ResourceTracker, run: RunContext) -> NodeFiles:
-    """Files on the nodes under the run's own directory, removed when the test ends."""
+    """Files on the nodes, under the run's own directory or named after the run: recorded before they
+    are written, removed when the test ends. A test taking it needs node access (else skipped)."""
     files = NodeFiles(cluster, tracker, run.run_id)
     # registered before the test names its own files, so removed after them; only if empty: other
     # tests of the run may still have files there

@@ -281,6 +281,7 @@ def test_deleting_the_claim_deletes_its_dynamically_provisioned_pv(jig: PVJig, c
 
 
 @pytest.mark.claim("PV-07")
+@pytest.mark.needs_node_exec  # the recycler pod mounts the PV's host path on a node (the runtime makes it)
 def test_recycle_reclaim_policy_is_stated_deprecated_by_the_cluster(
     jig: PVJig, cluster: Cluster, record_property
 ) -> None:

@@ -177,7 +177,8 @@ def write_through_hostpath(
     cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles, node: str
 ) -> str:
     """hostpath-writer on `node` writes /host/<namespace> (one file per test), then is deleted;
-    returns the text written."""
+    returns the text written. The files are the run's on the node (declared first: removed after
+    the test, or by a later run's sweep)."""
     nodes = [n.name for n in cluster.nodes]
     node_files.keep_clean(nodes, f"{node_files.run_dir}/hostpath", rmdir_only=True)
     node_files.keep_clean(nodes, f"{node_files.run_dir}/hostpath/{namespace}")
@@ -191,6 +192,7 @@ def write_through_hostpath(
 
 @pytest.mark.claim("VOL-06")
 @pytest.mark.pod_security("privileged")  # hostPath volumes
+@pytest.mark.needs_node_exec
 def test_hostpath_data_outlives_the_pod_and_a_later_pod_on_the_same_node_reads_it(
     cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles
 ) -> None:
@@ -208,6 +210,7 @@ def test_hostpath_data_outlives_the_pod_and_a_later_pod_on_the_same_node_reads_i
 
 @pytest.mark.claim("VOL-07")
 @pytest.mark.pod_security("privileged")  # hostPath volumes
+@pytest.mark.needs_node_exec
 def test_hostpath_data_stays_on_its_node_and_a_pod_on_another_node_does_not_see_it(
     cluster: Cluster, namespace: str, manifests: Manifests, pod_files: PodFiles, node_files: NodeFiles
 ) -> None:
@@ -274,21 +277,21 @@ def test_notes_pod_volume_2_runs_once_node_v_exists_and_its_files_land_on_the_no
 
     Observed: the pod Running after /node-v was made on every node; the file it writes at
     /mount1 read on its node at /node-v."""
-    # the notes' pod has no nodeSelector: /node-v must exist wherever it may land
+    nodes = [n.name for n in cluster.nodes]
+    # the notes' pod has no nodeSelector: /node-v must exist wherever it may land (another test may
+    # use it too: removed only where this test made it, and only if empty)
     with setup_step("make /node-v on every node"):
-        made = node_files.make_dir([n.name for n in cluster.nodes], "/node-v")
-    # another test may use /node-v too: remove it only if this test made it and it is empty
-    node_files.keep_clean([n for n, created in made.items() if created], "/node-v", rmdir_only=True)
-    node_files.keep_clean(list(made), f"/node-v/{namespace}")
+        node_files.make_dir(nodes, "/node-v")
+    name = node_files.own_name(namespace)
+    node_files.keep_clean(nodes, f"/node-v/{name}")
 
     pod = pods.start_pod(manifests, POD_VOLUME_2)
     text = f"written in pod-volume-2 of {namespace}"
-    pod_files.write("pod-volume-2", f"/mount1/{namespace}", text)
-    on_node = node_files.read(pod.spec.node_name, f"/node-v/{namespace}")
+    pod_files.write("pod-volume-2", f"/mount1/{name}", text)
+    on_node = node_files.read(pod.spec.node_name, f"/node-v/{name}")
     found = "no file" if on_node is None else repr(on_node)
     assert on_node == text, (
-        f"pod-volume-2 wrote {text!r} at /mount1/{namespace}; "
-        f"node {pod.spec.node_name} has {found} at /node-v/{namespace}"
+        f"pod-volume-2 wrote {text!r} at /mount1/{name}; node {pod.spec.node_name} has {found} at /node-v/{name}"
     )
 
 

@@ -122,7 +122,7 @@ def test_daemonset_pods_read_their_own_nodes_files_through_hostpath_var_log(
     set-up.)"""
     with setup_step("run the notes' DaemonSet fluentd-elasticsearch"):
         _, placement = run_daemonset(cluster, namespace, manifests, FLUENTD)
-    marker = f"/var/log/clusterproof-{namespace}.marker"
+    marker = f"/var/log/{node_files.own_name(namespace)}.marker"
     node_files.keep_clean(placement.nodes, marker)
     with setup_step(f"write {marker} on every node"):
         for node in placement.nodes:
@@ -187,6 +187,7 @@ def web_pvs_and_statefulset(manifests: Manifests, node_files: NodeFiles, node: s
 
 
 @pytest.mark.claim("WRK-05")
+@pytest.mark.needs_node_exec  # its PVs are hostPath directories, written on the node
 def test_statefulset_pods_keep_their_names_and_their_own_claims_across_deletion(
     cluster: Cluster,
     namespace: str,

@@ -1,7 +1,7 @@
 """The liveness rule, what a sweep selects and removes, the run records, the CLI. All against
-FAKES (declared below): a fake API server (namespaces, PVs, StorageClasses, nodes, Leases) that
-ignores label selectors (so the sweep's own filtering is what is tested), a fake process table,
-a fake kind. No cluster, no docker."""
+FAKES (declared below): a fake API server (namespaces, PVs, StorageClasses, nodes, Leases,
+ConfigMaps) that ignores label selectors (so the sweep's own filtering is what is tested), a fake
+shell on the nodes (records the commands), a fake process table, a fake kind. No cluster, no docker."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from kubernetes.client import ApiException
 from clusterproof import journal, liveness, node_labels, sweep
 from clusterproof.kind_clusters import Claim, Claims
 from clusterproof.liveness import Machine, RunRecord
+from clusterproof.node_files import EMPTY_DIR, TREE, Entry, NodeFileRecord, removal_argv
 from clusterproof.run import RUN_LABEL
 from clusterproof.run_records import (
     RECORDS_NAMESPACE,
@@ -135,10 +136,12 @@ class FakeApi:
         self.storage_classes = {}
         self.nodes = {}  # name -> {"labels": {}, "annotations": {}, "version": int}
         self.leases = {}
-        self.config_maps = {}  # in the records' namespace
+        self.config_maps = {}  # in the records' namespace: name -> SimpleNamespace(metadata, data)
         self.services = {}  # "ns/name" -> spec dict
         self.stored = {}  # lease name -> when the server stored its last change (its own clock)
         self.server_clock = time.time
+        self.node_commands = []  # (node, argv) run through the fake node access
+        self.node_exit = 0  # what every node command exits with
         self.fail = set()  # names whose delete answers 500
         api = self
 
@@ -164,24 +167,10 @@ class FakeApi:
             def list_persistent_volume(self, label_selector=None, _request_timeout=None):
                 return SimpleNamespace(items=list(api.pvs.values()))
 
-            def create_namespaced_config_map(self, namespace, body, _request_timeout=None):
-                name = body["metadata"]["name"]
-                if name in api.config_maps:
-                    raise ApiException(status=409)
-                api.calls.append(("create ConfigMap", name))
-                labels = body["metadata"]["labels"]
-                api.config_maps[name] = SimpleNamespace(metadata=meta(name, labels), data=body["data"])
-
             def read_namespaced_config_map(self, name, namespace, _request_timeout=None):
                 if name not in api.config_maps:
                     raise ApiException(status=404)
                 return api.config_maps[name]
-
-            def list_namespaced_config_map(self, namespace, label_selector=None, _request_timeout=None):
-                return SimpleNamespace(items=list(api.config_maps.values()))
-
-            def delete_namespaced_config_map(self, name, namespace, _request_timeout=None):
-                api._delete(api.config_maps, "ConfigMap", name)
 
             def patch_namespaced_service(self, name, namespace, body, _content_type=None, _request_timeout=None):
                 api.calls.append(("patch Service", f"{namespace}/{name}", _content_type))
@@ -208,6 +197,40 @@ class FakeApi:
                         resource_version=str(node["version"]),
                     )
                 )
+
+            def create_namespaced_config_map(self, namespace, body, _request_timeout=None):
+                assert namespace == RECORDS_NAMESPACE
+                name = body["metadata"]["name"]
+                if name in api.config_maps:
+                    raise ApiException(status=409)
+                api.calls.append(("create ConfigMap", name))
+                api.config_maps[name] = SimpleNamespace(
+                    metadata=meta(name, body["metadata"]["labels"]), data=dict(body["data"])
+                )
+
+            def replace_namespaced_config_map(self, name, namespace, body, _request_timeout=None):
+                if name not in api.config_maps:
+                    raise ApiException(status=404)
+                api.calls.append(("replace ConfigMap", name))
+                api.config_maps[name].data = dict(body["data"])
+
+            def list_namespaced_config_map(self, namespace, label_selector=None, _request_timeout=None):
+                return SimpleNamespace(items=list(api.config_maps.values()))
+
+            def patch_namespaced_config_map(self, name, namespace, body, _request_timeout=None):
+                if name not in api.config_maps:
+                    raise ApiException(status=404)
+                api.calls.append(("patch ConfigMap", name))
+                found = api.config_maps[name]
+                for key, value in body["data"].items():
+                    if value is None:
+                        found.data.pop(key, None)
+                    else:
+                        found.data[key] = value
+                return SimpleNamespace(metadata=found.metadata, data=dict(found.data) or None)
+
+            def delete_namespaced_config_map(self, name, namespace, _request_timeout=None):
+                api._delete(api.config_maps, "ConfigMap", name)
 
             def patch_node(self, name, body, _request_timeout=None):
                 node = api.nodes[name]
@@ -289,8 +312,29 @@ class FakeApi:
     def changes(self):
         return [c for c in self.calls if not c[0].startswith(("renew", "create"))]
 
-    def side(self):
-        return sweep.ClusterSide("fake", self.core, self.storage, ClusterRecords("fake", self.core, self.coordination))
+    def node_files(self, run_id, owner="main", **nodes):
+        """A run's record of its node files: node -> [(path, how)]."""
+        record = NodeFileRecord(self.core, run_id, owner)
+        for node, entries in nodes.items():
+            for path, how in entries:
+                record.add([node], Entry(path, how))
+        return record.name
+
+    def node_exec(self, node, *argv, input=None, check=True, timeout=60):
+        """FAKE node access: records the command, answers `node_exit`."""
+        self.node_commands.append((node, list(argv)))
+        return subprocess.CompletedProcess(list(argv), self.node_exit, "", "rm: cannot remove: Read-only file system")
+
+    def side(self, node_access="yes"):
+        """node_access: "yes" (the fake one), or the reason there is none."""
+        return sweep.ClusterSide(
+            "fake",
+            self.core,
+            self.storage,
+            ClusterRecords("fake", self.core, self.coordination),
+            node_exec=self.node_exec,
+            why_no_node_exec=lambda: None if node_access == "yes" else node_access,
+        )
 
 
 def a_shared_cluster():
@@ -438,6 +482,125 @@ def test_a_removal_that_fails_is_reported_and_keeps_the_runs_record():
     assert report.errors == ["delete PersistentVolume pv-dead: HTTP 500 Internal Server Error"]
     assert lease_name(record("dead")) in api.leases  # a later sweep still knows whose it is
     assert "pv-dead" in api.pvs and "cp-dead-a" not in api.namespaces
+
+
+# --- files on the nodes ---------------------------------------------------------------------------
+
+
+def nodes_with_files():
+    """Dead run `dead` left files on w1 and w2; live run `live` has files on w1."""
+    api = FakeApi()
+    for name in ("w1", "w2", "w3"):
+        api.node(name, {}, {})
+    records = ClusterRecords("fake", api.core, api.coordination)
+    records.write(record("dead", pid=100))
+    records.write(record("live", pid=200))
+    dead = api.node_files(
+        "dead",
+        w1=[("/tmp/clusterproof-dead", EMPTY_DIR), ("/tmp/clusterproof-dead/hostpath/cp-x", TREE)],
+        w2=[("/node-v", EMPTY_DIR), ("/node-v/clusterproof-dead-a1b2c3", TREE)],
+    )
+    live = api.node_files("live", w1=[("/tmp/clusterproof-live/pv-1", TREE)])
+    api.calls.clear()
+    return api, dead, live
+
+
+def test_a_dead_runs_node_files_are_removed_through_node_access_and_said_so():
+    api, dead, live = nodes_with_files()
+    report = sweep.sweep_cluster(api.side(), [], machine=HERE, start_of=processes(p200=5000), now=NOW)
+
+    run_dir = "/tmp/clusterproof-dead"
+    assert api.node_commands == [
+        ("w1", removal_argv([Entry(run_dir, EMPTY_DIR), Entry(f"{run_dir}/hostpath/cp-x")])),
+        ("w2", removal_argv([Entry("/node-v", EMPTY_DIR), Entry("/node-v/clusterproof-dead-a1b2c3")])),
+    ]
+    assert dead not in api.config_maps and set(api.config_maps) == {live}  # its record went with the last node
+    assert lease_name(record("dead")) not in api.leases  # nothing of it is left: its run record goes too
+    assert report.lines()[:2] == [
+        "removed files on node w1: /tmp/clusterproof-dead, /tmp/clusterproof-dead/hostpath/cp-x "
+        "(run dead: pid 100 on host-a is gone)",
+        "removed files on node w2: /node-v, /node-v/clusterproof-dead-a1b2c3 (run dead: pid 100 on host-a is gone)",
+    ]
+
+
+def test_removal_runs_latest_first_trees_whole_and_directories_only_when_empty(tmp_path):
+    """The removal command itself, run by a real shell on a directory here."""
+    run_dir, shared, kept = tmp_path / "clusterproof-r1", tmp_path / "node-v", tmp_path / "used-by-others"
+    (run_dir / "hostpath" / "cp-ns").mkdir(parents=True)
+    (run_dir / "hostpath" / "cp-ns" / "file").write_text("x")
+    (shared / "clusterproof-r1-abc").mkdir(parents=True)
+    (kept / "theirs").mkdir(parents=True)
+    entries = [
+        Entry(str(run_dir), EMPTY_DIR),
+        Entry(str(run_dir / "hostpath"), EMPTY_DIR),
+        Entry(str(run_dir / "hostpath" / "cp-ns")),
+        Entry(str(shared), EMPTY_DIR),
+        Entry(str(shared / "clusterproof-r1-abc")),
+        Entry(str(kept), EMPTY_DIR),
+    ]
+    done = subprocess.run(removal_argv(entries), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["used-by-others"]
+    assert (kept / "theirs").is_dir()
+
+
+def test_without_node_access_node_files_are_left_saying_why_and_their_records_kept():
+    api, dead, _ = nodes_with_files()
+    report = sweep.sweep_cluster(
+        api.side("no shell on the nodes: --node-access none"), [], machine=HERE, start_of=processes(p200=5000), now=NOW
+    )
+    assert api.node_commands == [] and dead in api.config_maps and lease_name(record("dead")) in api.leases
+    assert (
+        "left alone: files on node w1: /tmp/clusterproof-dead, /tmp/clusterproof-dead/hostpath/cp-x "
+        "(pid 100 on host-a is gone; not removed from here: no shell on the nodes: --node-access none)"
+    ) in report.lines()
+
+
+def test_a_live_runs_node_files_are_not_touched():
+    api, _, live = nodes_with_files()
+    sweep.sweep_cluster(api.side(), [], machine=HERE, start_of=processes(p200=5000), now=NOW)
+    assert all(node != "w1" or "clusterproof-live" not in " ".join(argv) for node, argv in api.node_commands)
+    assert live in api.config_maps
+
+
+def test_a_record_cannot_make_a_sweep_remove_what_is_not_named_after_its_run():
+    api = FakeApi()
+    api.node("w1", {}, {})
+    api.node_files(
+        "dead",
+        w1=[
+            ("/var/lib/kubelet", TREE),
+            ("/tmp/clusterproof-dead/../../etc", TREE),
+            ("/tmp/clusterproof-deadbeef", TREE),  # another run's name
+            ("/var/log/clusterproof-dead-a1b2c3.marker", TREE),
+            ("/node-v", EMPTY_DIR),  # rmdir: nothing but an empty directory goes
+        ],
+    )
+    report = sweep.sweep_cluster(api.side(), [], dead=["dead"], machine=HERE, now=NOW)
+    ((node, argv),) = api.node_commands
+    assert argv == removal_argv([Entry("/var/log/clusterproof-dead-a1b2c3.marker"), Entry("/node-v", EMPTY_DIR)])
+    line = report.lines()[0]
+    assert line.startswith("removed files on node w1: /var/log/clusterproof-dead-a1b2c3.marker, /node-v (left: ")
+    assert "/var/lib/kubelet is not named after run dead" in line and "not a plain absolute path" in line
+
+
+def test_a_failed_removal_is_an_error_and_keeps_the_record():
+    api, dead, _ = nodes_with_files()
+    api.node_exit = 1
+    report = sweep.sweep_cluster(api.side(), [], machine=HERE, start_of=processes(p200=5000), now=NOW)
+    assert report.errors[0].startswith("remove files on node w1: /tmp/clusterproof-dead")
+    assert "exit 1: rm: cannot remove: Read-only file system" in report.errors[0]
+    assert dead in api.config_maps and lease_name(record("dead")) in api.leases
+
+
+def test_files_on_a_node_that_is_gone_are_gone_with_it():
+    api, dead, _ = nodes_with_files()
+    del api.nodes["w2"]
+    report = sweep.sweep_cluster(api.side(), [], machine=HERE, start_of=processes(p200=5000), now=NOW)
+    assert [node for node, _ in api.node_commands] == ["w1"] and dead not in api.config_maps
+    assert "deleted record of files on node w2 (the node is gone) (run dead: pid 100 on host-a is gone)" in (
+        report.lines()
+    )
 
 
 # --- kind clusters on this host ---------------------------------------------------------------------

@@ -152,8 +152,10 @@ class PVJig(Jig):
         self.tracker.register(self.cluster, pv, namespaced=False)
 
     def _clean_host_paths(self, docs: list[Doc]) -> None:
+        """A PV's host path is written only by a pod that mounts it, and the tests that mount one
+        need node access (`needs_node_exec`): without it there is nothing to declare."""
         paths = host_paths(docs)
-        if not paths:
+        if not paths or not self.cluster.can_node_exec:
             return
         nodes = [n.name for n in self.cluster.nodes]
         if not self._paths_registered:  # the run's directory after the paths in it (LIFO), if empty

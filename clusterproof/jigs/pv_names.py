@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clusterproof.manifests import Doc
+from clusterproof.node_files import node_dir
 from clusterproof.run import hash_of, short_id
 
 PV_SET_LABEL = "clusterproof.io/pv-set"
@@ -34,7 +35,7 @@ class PVNames:
 
     @property
     def run_dir(self) -> str:
-        return f"/tmp/clusterproof-{self.run_id}"
+        return node_dir(self.run_id)
 
     def name(self, notes_name: str) -> str:
         """This test's name of the notes' PV or StorageClass `notes_name`."""

@@ -24,6 +24,7 @@ from clusterproof.jigs.pods import (
     started,
 )
 from clusterproof.manifests import Manifests
+from clusterproof.node_files import node_dir, node_name
 from clusterproof.probe import exec_in_pod
 from clusterproof.tracker import ResourceTracker
 from clusterproof.verdicts import setup_step
@@ -39,8 +40,12 @@ EMPTYDIR_PROBE = "claims/volumes/emptydir-probe.yaml"
 
 
 class NodeFiles:
-    """Files on the nodes (node exec). Whatever `keep_clean` names is removed when the test ends
-    (a tracker step, registered when named)."""
+    """Files on the nodes (node exec). Every path is declared (`keep_clean`, `make_dir`) before
+    anything is written there: recorded on the cluster and removed when the test ends
+    (ResourceTracker.node_path: a later run's sweep removes it should this run be killed). A test
+    that declares one where the nodes cannot be reached is skipped, saying why: nothing is written
+    on a node unless it can be removed, and node access is what the user opted into
+    (--node-access, --allow-privileged)."""
 
     def __init__(self, cluster: Cluster, tracker: ResourceTracker, run_id: str) -> None:
         self.cluster = cluster
@@ -50,7 +55,12 @@ class NodeFiles:
     @property
     def run_dir(self) -> str:
         """Per-run directory on the nodes (fixtures use /tmp/clusterproof-${RUN_ID})."""
-        return f"/tmp/clusterproof-{self.run_id}"
+        return node_dir(self.run_id)
+
+    def own_name(self, what: str) -> str:
+        """A name of this run's for a file or directory outside run_dir (`clusterproof-<run id>-<hash>`):
+        the sweep removes only what is named after its run."""
+        return node_name(self.run_id, what)
 
     def sh(self, node: str, script: str, *args: str, check: bool = True) -> str:
         done = self.cluster.node_exec(node, "sh", "-c", script, "sh", *args, check=False)
@@ -73,26 +83,18 @@ class NodeFiles:
         return self.sh(node, 'stat -c %F "$1" 2>&1 || true', path).strip()
 
     def keep_clean(self, nodes: Iterable[str], path: str, *, rmdir_only: bool = False) -> None:
-        """Remove `path` from `nodes` when the test ends (rmdir_only: only if it is an empty
-        directory), after whatever is registered later. Where nodes cannot be reached, nothing
-        can be removed: nothing is registered."""
-        if not self.cluster.can_node_exec:
-            return
-        command = 'rmdir "$1" 2>/dev/null || true' if rmdir_only else 'rm -rf -- "$1"'
-        for node in nodes:
+        """`path` is about to be written on `nodes` (by a node command, or a pod's hostPath): recorded,
+        and removed when the test ends (rmdir_only: only if it is an empty directory), after
+        whatever is registered later. Skips the test where the nodes cannot be reached."""
+        self.cluster.require_node_exec()
+        self.tracker.node_path(self.cluster, nodes, path, tree=not rmdir_only)
 
-            def undo(node: str = node) -> None:
-                self.cluster.node_exec(node, "sh", "-c", command, "sh", path, check=False, timeout=30)
-
-            self.tracker.on_cleanup(self.cluster, f"remove {path} on node {node}", undo)
-
-    def make_dir(self, nodes: Iterable[str], path: str) -> dict[str, bool]:
-        """mkdir -p on each node; returns node -> True when this call created it."""
-        made = {}
-        for node in nodes:
-            out = self.sh(node, '[ -d "$1" ] && echo existed || { mkdir -p "$1" && echo created; }', path)
-            made[node] = out.strip() == "created"
-        return made
+    def make_dir(self, nodes: Iterable[str], path: str) -> None:
+        """mkdir -p where `path` is missing; what this made goes when the test ends, if empty."""
+        missing = [node for node in nodes if not self.test(node, "d", path)]
+        self.keep_clean(missing, path, rmdir_only=True)
+        for node in missing:
+            self.sh(node, 'mkdir -p "$1"', path)
 
 
 # --- hostPath types --------------------------------------------------------------------------
