@@ -184,6 +184,7 @@ def web_pvs_and_statefulset(manifests: Manifests, node_files: NodeFiles, node: s
         if doc["kind"] == "StatefulSet":
             doc["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = storage_class
     manifests.apply(docs)
+    workload.delete_first_when_the_test_ends(manifests, "StatefulSet", "web")
 
 
 @pytest.mark.claim("WRK-05")

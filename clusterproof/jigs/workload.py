@@ -19,6 +19,7 @@ from clusterproof.cluster import BLOCKING_EFFECTS, Cluster, Node
 from clusterproof.errors import WaitTimeout
 from clusterproof.jigs import kubelet
 from clusterproof.jigs import pods as pods_jig
+from clusterproof.manifests import Manifests
 
 # Added by the DaemonSet controller to every daemon pod (1.20: pkg/controller/daemon/util).
 DAEMONSET_TOLERATIONS: tuple[Mapping[str, str], ...] = (
@@ -179,6 +180,19 @@ def stuck(pods: Iterable[client.V1Pod]) -> str | None:
 
 
 # --- StatefulSet -----------------------------------------------------------------------------
+
+
+def delete_first_when_the_test_ends(manifests: Manifests, kind: str, name: str) -> None:
+    """The test's controller `kind`/`name` deleted when the test ends, before whatever was registered
+    earlier (its PVs' directories on a node): else, while the namespace goes, it makes its pods
+    again, and the kubelet their hostPath directories (DirectoryOrCreate), after those were removed."""
+    resource = manifests.cluster.dynamic.resources.get(api_version="apps/v1", kind=kind)
+    assert manifests.tracker is not None
+
+    def delete() -> None:
+        unless_missing(lambda: resource.delete(name=name, namespace=manifests.namespace))
+
+    manifests.tracker.on_cleanup(manifests.cluster, f"delete {kind} {manifests.namespace}/{name}", delete)
 
 
 def statefulset_pods_ready(
