@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,7 @@ SERVICE_ACCOUNT = ("clusterproof-runs", "clusterproof")  # namespace, name: fixt
 USER = f"system:serviceaccount:{SERVICE_ACCOUNT[0]}:{SERVICE_ACCOUNT[1]}"
 CONTEXT = "clusterproof"
 RBAC_DIR = Path("fixtures/rbac")
+INGRESS_INSTALL = RBAC_DIR / "ingress-install"  # bound only with --ingress-install
 BASE_KIND_CONFIG = Path("fixtures/kind/three-nodes.yaml")
 BOOT_TEST = "suites/test_quota.py::test_fourth_pod_is_refused_under_a_quota_of_three_pods"  # a quick one
 DEFAULT_SUITES = ("suites/test_persistent_volumes.py",)
@@ -119,15 +121,49 @@ class Request:
         return f"{self.verb} {group}{self.resource}{where}"
 
 
+# Opening exec, attach or port-forward over a websocket is a GET the authorizer allows (its decision in
+# the audit log), then a second check wants `create` on the subresource: refused, it is a 403 with an
+# empty reason and no decision of its own.
+UPGRADED = ("exec", "attach", "portforward")
+# Creating a role or binding that grants more than its creator holds (RBAC's escalation check): the
+# authorizer allowed the create, the registry refuses it naming each permission not held.
+NOT_HELD = "is attempting to grant RBAC permissions not currently held"
+HELD_RULE = re.compile(r'\{APIGroups:\[([^\]]*)\], Resources:\[([^\]]*)\], Verbs:\[([^\]]*)\]')
+
+
 def refusals(lines: Iterable[str], user: str = USER) -> list[Request]:
-    """Requests of `user` the authorizer refused (decision forbid), each once, in order."""
+    """Requests of `user` refused for want of a permission, each once, in order: the authorizer's
+    decision forbid, and a websocket upgrade's create check (UPGRADED)."""
     found: dict[Request, None] = {}
     for event in _events(lines, user):
-        if (event.get("annotations") or {}).get("authorization.k8s.io/decision") == "forbid":
-            request = Request.from_event(event)
-            if request is not None:
-                found[_without_name(request)] = None
+        request = Request.from_event(event)
+        if request is None:
+            continue
+        decision = (event.get("annotations") or {}).get("authorization.k8s.io/decision")
+        status = event.get("responseStatus") or {}
+        upgraded = (event.get("objectRef") or {}).get("subresource") in UPGRADED
+        if decision == "forbid":
+            found[_without_name(request)] = None
+        elif upgraded and status.get("code") == 403 and status.get("message", "").endswith("forbidden: "):
+            found[Request("create", request.group, request.resource, request.namespace)] = None
+        elif status.get("code") == 403 and NOT_HELD in status.get("message", ""):
+            for wanted in not_held(status["message"]):
+                found[wanted] = None
     return list(found)
+
+
+def not_held(message: str) -> list[Request]:
+    """The permissions an escalation refusal names (each verb on each resource, cluster-wide)."""
+    def names(text: str) -> list[str]:
+        return [n.strip().strip('"') for n in text.split(" ") if n.strip()]
+
+    return [
+        Request(verb, group, resource, "")
+        for groups, resources, verbs in HELD_RULE.findall(message)
+        for group in names(groups) or [""]
+        for resource in names(resources)
+        for verb in names(verbs)
+    ]
 
 
 def allowed(lines: Iterable[str], user: str = USER) -> set[Request]:
@@ -195,16 +231,21 @@ def service_account_kubeconfig(admin: Path, context: str, out: Path, *, seconds:
     return out
 
 
-def apply_rbac(admin: Path, context: str, directory: Path = RBAC_DIR) -> list[str]:
-    """fixtures/rbac/'s objects, applied as cluster-admin (server-side apply: a changed rule
-    replaces the old one); their names."""
+def rbac_docs(*directories: Path) -> list[dict[str, Any]]:
+    paths = [p for d in directories for p in sorted(d.glob("*.yaml"))]
+    return [doc for p in paths for doc in yaml.safe_load_all(p.read_text()) if doc]
+
+
+def apply_rbac(admin: Path, context: str, *directories: Path) -> list[str]:
+    """The objects of `directories` (default fixtures/rbac/), applied as cluster-admin (server-side
+    apply: a changed rule replaces the old one); their names."""
     from kubernetes import config
     from kubernetes.dynamic import DynamicClient
 
     api = config.new_client_from_config(config_file=str(admin), context=context, persist_config=False)
     dynamic = DynamicClient(api)
-    docs = [doc for path in sorted(directory.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
     made = []
+    docs = rbac_docs(*(directories or (RBAC_DIR,)))
     for doc in sorted(docs, key=lambda d: d["kind"] != "Namespace"):  # namespaces first
         resource = dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
         dynamic.server_side_apply(resource, body=doc, field_manager="clusterproof-rbac", force_conflicts=True)
@@ -222,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clusterproof.rbac", description=__doc__.split("\n")[0])
     parser.add_argument("--suites", nargs="*", default=list(DEFAULT_SUITES), help="what runs under the role")
     parser.add_argument("--unused", action="store_true", help="also list the role's grants no request needed")
+    parser.add_argument(
+        "--ingress-install", action="store_true", help=f"also bind {INGRESS_INSTALL}/ (the run installs a controller)"
+    )
     parser.add_argument("--keep-cluster", action="store_true", help="keep the kind cluster")
     args = parser.parse_args(argv)
 
@@ -252,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         admin_context = f"kind-{name}"
 
         started = time.monotonic()
-        made = apply_rbac(admin, admin_context)
+        directories = (RBAC_DIR, INGRESS_INSTALL) if args.ingress_install else (RBAC_DIR,)
+        made = apply_rbac(admin, admin_context, *directories)
         say(f"applied {RBAC_DIR}: {', '.join(made)}")
         kubeconfig = service_account_kubeconfig(admin, admin_context, work / "kubeconfig")
         say(f"kubeconfig of {USER}: {kubeconfig}")
@@ -277,11 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"no request of {USER} was refused for want of a permission ({len(lines)} requests audited)")
         if args.unused:
             used = allowed(lines)
-            for path in sorted(RBAC_DIR.glob("*.yaml")):
-                for doc in yaml.safe_load_all(path.read_text()):
-                    if doc and doc.get("kind") in ("ClusterRole", "Role"):
-                        for grant in unused_rules(doc, used):
-                            say(f"{doc['kind']} {doc['metadata']['name']}: not needed by this run: {grant}")
+            for doc in rbac_docs(*directories):
+                if doc["kind"] in ("ClusterRole", "Role"):
+                    for grant in unused_rules(doc, used):
+                        say(f"{doc['kind']} {doc['metadata']['name']}: not needed by this run: {grant}")
     except KeyboardInterrupt:
         say("interrupted")
         rc = 130

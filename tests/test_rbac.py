@@ -46,6 +46,33 @@ def test_refusals_are_the_authorizers_forbid_decisions_of_the_service_account_ea
     assert Request("create", "coordination.k8s.io", "leases", "clusterproof-runs") in allowed(lines)
 
 
+def test_a_websocket_exec_allowed_as_get_but_refused_its_create_check_is_a_refusal():
+    """As the audit log has it (1.37): decision allow for the GET, then 403 with an empty reason."""
+    upgraded = json.loads(event("get", "pods", subresource="exec", namespace="cp-1", code=403))
+    upgraded["responseStatus"]["message"] = 'pods "web-0" is forbidden: '
+    quota = json.loads(event("create", "pods", namespace="cp-1", code=403))
+    quota["responseStatus"]["message"] = 'pods "p4" is forbidden: exceeded quota: pods, requested: pods=1'
+    assert refusals([json.dumps(upgraded), json.dumps(quota)]) == [Request("create", "", "pods/exec", "cp-1")]
+
+
+def test_a_role_granting_more_than_its_creator_holds_names_each_missing_permission():
+    """The RBAC registry's escalation check, as the API server words it (1.37)."""
+    made = json.loads(event("create", "clusterroles", group="rbac.authorization.k8s.io", code=403))
+    made["responseStatus"]["message"] = (
+        'clusterroles.rbac.authorization.k8s.io "traefik" is forbidden: user "system:serviceaccount:x:y" '
+        '(groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:\n'
+        '{APIGroups:[""], Resources:["nodes"], Verbs:["watch"]}\n'
+        '{APIGroups:["networking.k8s.io"], Resources:["ingresses" "ingresses/status"], Verbs:["get" "update"]}'
+    )
+    assert refusals([json.dumps(made)]) == [
+        Request("watch", "", "nodes", ""),
+        Request("get", "networking.k8s.io", "ingresses", ""),
+        Request("update", "networking.k8s.io", "ingresses", ""),
+        Request("get", "networking.k8s.io", "ingresses/status", ""),
+        Request("update", "networking.k8s.io", "ingresses/status", ""),
+    ]
+
+
 def test_grants_no_request_needed_are_listed():
     role = {"rules": [
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "patch"]},
@@ -76,7 +103,7 @@ def test_the_kind_config_makes_the_control_plane_write_the_audit_log(tmp_path):
 
 
 def test_fixtures_bind_the_service_account_to_exactly_the_shipped_roles():
-    docs = [d for p in sorted(RBAC_DIR.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    docs = rbac.rbac_docs(RBAC_DIR, RBAC_DIR / "ingress-install")
     roles = {(d["kind"], d["metadata"]["name"]) for d in docs if d["kind"] in ("ClusterRole", "Role")}
     bindings = [d for d in docs if d["kind"] in ("ClusterRoleBinding", "RoleBinding")]
     assert {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings} == roles
