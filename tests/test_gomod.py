@@ -164,7 +164,39 @@ def test_traefik_wrapper_repeats_upstreams_forks_and_excludes_and_stamps_the_ver
     go_mod = files["go.mod"]
     assert "go 1.25.0" in go_mod and f"require github.com/traefik/traefik/v3 {releases.TRAEFIK}" in go_mod
     assert "\tgithub.com/gorilla/mux => github.com/containous/mux v0.0.0-20250523120546-41b6ec3aed59" in go_mod
+    # a fork version the proxy refuses is replaced by the one it serves (programs.TRAEFIK_PINS)
+    assert "\tgithub.com/abbot/go-http-auth => github.com/containous/go-http-auth v0.4.1-0.20200324110947" in go_mod
+    assert "\tgithub.com/go-acme/lego/v5 => github.com/go-acme/lego/v5 v5.5.2" in go_mod
     assert "exclude (\n\tgithub.com/tencentcloud/tencentcloud-sdk-go v3.0.83+incompatible\n)" in go_mod
-    assert "dynamic/ext" not in go_mod
     assert files["tools.go"].count('_ "github.com/traefik/traefik/v3/cmd/traefik"') == 1
     assert f"-X github.com/traefik/traefik/v3/pkg/version.Version={releases.TRAEFIK}" in program.ldflags
+
+
+def test_traefiks_unpublished_extension_module_is_replaced_by_our_stub_beside_the_wrapper():
+    """v3.7's go.mod replaces github.com/traefik/traefik/dynamic/ext by ./pkg/config/dynamic/ext (not
+    in the published module): the wrapper writes a module of ours and replaces it by that local path,
+    whatever the upstream go.mod says (so the stub is part of the step's recipe)."""
+    files = gomod.wrapper_files(programs.traefik(TRAEFIK_GO_MOD))
+    replace = "\tgithub.com/traefik/traefik/dynamic/ext => ./local/github-com-traefik-traefik-dynamic-ext"
+    assert replace in files["go.mod"]
+    assert "./pkg/config/dynamic/ext" not in files["go.mod"]
+    stub = "local/github-com-traefik-traefik-dynamic-ext"
+    assert files[f"{stub}/go.mod"].startswith("module github.com/traefik/traefik/dynamic/ext\n")
+    assert "type HTTP struct{}" in files[f"{stub}/ext.go"] and "type Router struct{}" in files[f"{stub}/ext.go"]
+    assert programs.traefik("").local_modules == programs.traefik(TRAEFIK_GO_MOD).local_modules
+    akamai = "local/github-com-akamai-akamaiopen-edgegrid-golang-v13"
+    assert f"\tgithub.com/akamai/AkamaiOPEN-edgegrid-golang/v13 => ./{akamai}" in files["go.mod"]
+    assert {f"{akamai}/go.mod", f"{akamai}/pkg/edgegrid/edgegrid.go", f"{akamai}/pkg/dns/dns.go"} <= set(files)
+
+
+def test_local_modules_are_written_in_their_own_directories(fake_go, tmp_path):
+    program = gomod.GoProgram("x v1", "example.com/x", "v1.0.0", ("example.com/x/cmd/x",),
+                              local_modules={"example.com/x/ext": {"go.mod": "module example.com/x/ext\n"}})
+    gomod.build(gomod.GoEnv(tmp_path / "cache", go=str(fake_go)), program, tmp_path / "out", tmp_path / "w", log=str)
+    assert (tmp_path / "w" / "local" / "example-com-x-ext" / "go.mod").read_text() == "module example.com/x/ext\n"
+
+
+def test_the_version_a_go_mod_requires():
+    go_mod = "module m\n\nrequire (\n\tsigs.k8s.io/gateway-api v1.6.1\n\tother v2 // indirect\n)\nrequire one v3\n"
+    assert gomod.required_version(go_mod, "sigs.k8s.io/gateway-api") == "v1.6.1"
+    assert gomod.required_version(go_mod, "one") == "v3" and gomod.required_version(go_mod, "none") is None

@@ -29,12 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from clusterproof.errors import ClusterproofError
-from clusterproof.offline import gomod, programs, releases
+from clusterproof.offline import gateway_api, gomod, programs, releases
 from clusterproof.offline.releases import Release
 from clusterproof.progress import Progress
 
 RECIPES = Path(__file__).parent / "recipes"
+GATEWAY_API_CRDS = "gateway-api-crds"  # the step writing the Gateway API CRDs (standard channel)
+CRDS_FILE = "crds/standard.yaml"  # below that step's output
 MIN_FREE_BYTES = 12 * 1024**3  # Go caches, rootfs trees and the images of one release at once
 Log = Callable[[str], None]
 
@@ -146,6 +150,48 @@ def _go_traefik(builder: Builder, step: Step, out: Path) -> dict[str, float]:
     return gomod.build(env, program, out, builder.cache / "go" / "work" / step.name, log=builder.step_log(step))
 
 
+def _go_gateway_api_crds(builder: Builder, step: Step, out: Path) -> dict[str, float]:
+    """The Gateway API CRDs of the standard channel at the version Traefik's go.mod requires:
+    controller-gen over the module's types, then the channel's marks read (see offline.gateway_api)."""
+    env, work, log = builder.go_env, builder.cache / "go" / "work", builder.step_log(step)
+    traefik = gomod.download(env, step.name, programs.TRAEFIK_MODULE, releases.TRAEFIK, work)
+    try:
+        version = gateway_api.version_for((traefik / "go.mod").read_text())
+    except ValueError as e:
+        raise BuildError(f"{step.name}: {e}") from None
+    seconds = gomod.build(env, gateway_api.controller_gen(), out, work / f"{step.name}-controller-gen", log=log)
+    types = work / f"{step.name}-types"
+    seconds.update(gomod.build(env, gateway_api.api_types(version), out, types, log=log))
+    generated = out.parent / "generated"
+    started = time.monotonic()
+    log(f"controller-gen {releases.CONTROLLER_TOOLS} over {gateway_api.MODULE} {version}")
+    done = subprocess.run(
+        [str(out / "controller-gen"), *gateway_api.controller_gen_args(str(generated))],
+        cwd=types, env=env.env(), capture_output=True, text=True,
+    )
+    if done.returncode != 0:
+        raise BuildError(f"{step.name}: controller-gen failed: {gomod.first_error_line(done.stderr)}")
+    seconds["controller-gen run"] = time.monotonic() - started
+    module = gomod.download(env, step.name, gateway_api.MODULE, version, work)
+    stamp = gateway_api.stamp_of((module / gateway_api.CONSTS_FILE).read_text())
+    crds = gateway_api.standard_channel(_yaml_documents(sorted(generated.glob("*.yaml"))), stamp)
+    target = out.parent / CRDS_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump_all(crds, sort_keys=True))
+    shipped = _yaml_documents(sorted((module / "config" / "crd" / gateway_api.CHANNEL).glob("*.yaml")))
+    differences = gateway_api.compare(crds, shipped)
+    log(
+        f"{len(crds)} CRDs of the {gateway_api.CHANNEL} channel, {gateway_api.MODULE} {version}: "
+        + ("the same as the module's own config/crd/standard" if not differences else
+           f"{len(differences)} differ from the module's own config/crd/standard: {'; '.join(differences)}")
+    )
+    return seconds
+
+
+def _yaml_documents(files: list[Path]) -> list[dict[str, Any]]:
+    return [doc for f in files for doc in yaml.safe_load_all(f.read_text()) if isinstance(doc, dict)]
+
+
 def _go_step(name: str, program: gomod.GoProgram, go: GoAction, *code: object) -> Step:
     """A Go build into bin/ by `go`, hashed on `program` and the build code (gomod and `code`:
     the action's own, where it has any; see _go_recipe)."""
@@ -214,6 +260,14 @@ def steps(release: Release) -> dict[str, Step]:
         local_path = _program_step("go-local-path-provisioner", programs.local_path_provisioner())
         # the ingress controller of offline clusters (ingress-nginx cannot be built: clusterproof.jigs.ingress.installs)
         traefik = _go_step("go-traefik", programs.traefik(""), _go_traefik, _go_traefik)
+        # the Gateway API CRDs Traefik's Gateway provider is built against (installed with it, not preloaded)
+        crds = Step(
+            GATEWAY_API_CRDS,
+            _go_recipe(gateway_api.controller_gen(), _go_gateway_api_crds, gateway_api, _yaml_documents),
+            go=_go_gateway_api_crds,
+            marker="bin/.done",
+            env={"TRAEFIK_VERSION": releases.TRAEFIK},
+        )
         extra = {
             "COREDNS_BIN": (coredns, "bin"),
             "LOCAL_PATH_BIN": (local_path, "bin"),
@@ -273,6 +327,8 @@ def steps(release: Release) -> dict[str, Step]:
         },
     )
     graph = [node_rootfs, workload_rootfs, agnhost, kube, runtime, etcd, *(s for s, _ in extra.values()), images, node]
+    if release.source == "go":
+        graph.append(crds)
     found = {s.name: s for s in graph}
     found["node"] = node
     return found
@@ -457,9 +513,20 @@ class Builder:
             self.run_step(step)
 
     def build(self, release: Release | None = None) -> str:
-        node = steps(release or releases.release(None))["node"]
-        self.ensure(node)
-        return node.tag
+        """The node image of `release` (and, for the Go-built releases, the Gateway API CRDs)."""
+        graph = steps(release or releases.release(None))
+        self.ensure(graph["node"])
+        if GATEWAY_API_CRDS in graph:
+            self.ensure(graph[GATEWAY_API_CRDS])
+        return graph["node"].tag
+
+    def gateway_api_crds(self, release: Release | None = None) -> Path:
+        """The Gateway API CRDs file (standard channel), built first when missing."""
+        step = steps(release or releases.release(None)).get(GATEWAY_API_CRDS)
+        if step is None:
+            raise BuildError(f"no Gateway API CRDs for the legacy release {(release or releases.release(None)).kube}")
+        self.ensure(step)
+        return step.output_dir(self.cache) / CRDS_FILE
 
     def report(self) -> str:
         return "\n".join(

@@ -42,6 +42,9 @@ class GoProgram:
     # module -> version (the same module, published), or "other/module version" (a fork)
     replaces: Mapping[str, str] = field(default_factory=dict)
     excludes: tuple[str, ...] = ()  # "module version" lines the upstream go.mod excludes
+    # module -> {file: source}: a module of our own, written beside the wrapper and replacing that
+    # module by its local path (a nested module upstream replaces locally and never published)
+    local_modules: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     main_go: str | None = None  # source of the wrapper's own main package
     main_name: str = ""  # the binary built from main_go
     ldflags: str = "-s -w"
@@ -157,6 +160,15 @@ def module_excludes(go_mod: str) -> tuple[str, ...]:
     return tuple(" ".join(line.split()) for line in _directive_lines(go_mod, "exclude") if len(line.split()) == 2)
 
 
+def required_version(go_mod: str, module: str) -> str | None:
+    """The version a go.mod requires of `module` (None: not required)."""
+    for line in _directive_lines(go_mod, "require"):
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == module:
+            return parts[1]
+    return None
+
+
 def _directive_lines(go_mod: str, verb: str) -> list[str]:
     """The bodies of `verb ...` lines and of `verb ( ... )` blocks, comments removed."""
     found, block = [], False
@@ -186,13 +198,16 @@ def wrapper_files(program: GoProgram) -> dict[str, str]:
     lines = [f"module clusterproof.local/build/{_slug(program.component)}", "", f"go {program.go_directive}", ""]
     lines += [*program.godebug, ""] if program.godebug else []
     lines += [f"require {program.module} v{program.version.lstrip('v')}", ""]
-    if program.replaces:
+    replaced = {**program.replaces, **{mod: f"./{_local_dir(mod)}" for mod in program.local_modules}}
+    if replaced:
         lines.append("replace (")
-        lines += [f"\t{mod} => {_target(mod, ver)}" for mod, ver in sorted(program.replaces.items())]
+        lines += [f"\t{mod} => {_target(mod, ver)}" for mod, ver in sorted(replaced.items())]
         lines.append(")")
     if program.excludes:
         lines += ["", "exclude (", *(f"\t{line}" for line in program.excludes), ")"]
     files = {"go.mod": "\n".join(lines) + "\n"}
+    for mod, sources in program.local_modules.items():
+        files.update({f"{_local_dir(mod)}/{name}": text for name, text in sources.items()})
     if program.main_go is not None:
         files["main.go"] = program.main_go
     if program.packages:
@@ -208,6 +223,7 @@ def build(
     check_toolchain(program.component, env.go)
     workdir.mkdir(parents=True, exist_ok=True)
     for name, text in wrapper_files(program).items():
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
         (workdir / name).write_text(text)
     log(f"{program.component}: resolving modules (go mod tidy)")
     try:
@@ -247,8 +263,12 @@ def version_ldflags(packages: tuple[str, ...], values: Mapping[str, str]) -> str
 
 
 def _target(module: str, version: str) -> str:
-    """The right side of a replace: the same module at `version`, or "other/module version"."""
-    return version if " " in version else f"{module} {version}"
+    """The right side of a replace: the same module at `version`, "other/module version", or a local path."""
+    return version if " " in version or version.startswith("./") else f"{module} {version}"
+
+
+def _local_dir(module: str) -> str:
+    return f"local/{_slug(module)}"
 
 
 def _go_version_text(env: GoEnv) -> str:

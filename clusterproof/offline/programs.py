@@ -19,6 +19,29 @@ KUBE_COMMANDS = (
 )
 AGNHOST = "k8s.io/kubernetes/test/images/agnhost"
 TRAEFIK_MODULE = "github.com/traefik/traefik/v3"
+STUBS = Path(__file__).parent / "recipes" / "files" / "go-stubs"
+# Traefik v3.7's module graph holds modules the Go module proxy does not serve (probed 2026-12-06 with
+# `go mod tidy` of the wrapper and `go mod download`; 403 "not available" unless said): what the
+# wrapper uses instead, each written down here.
+# - Modules of our own (recipes/files/go-stubs, see its README): Traefik's extension point of its
+#   dynamic configuration, a nested module of its tree replaced there by a local path and never
+#   published; Akamai's EdgeGrid v13 (lego's Akamai EdgeDNS provider), of which no version is served.
+TRAEFIK_STUBS = {
+    "github.com/traefik/traefik/dynamic/ext": "traefik-dynamic-ext",
+    "github.com/akamai/AkamaiOPEN-edgegrid-golang/v13": "akamai-edgegrid-v13",
+}
+# - Other served versions: the containous fork of go-http-auth at v0.4.1-0.20260804094822-b975dcaa8c48
+#   is refused, the fork commit Traefik v3.6 used is served (Traefik's basic and digest auth
+#   middlewares build on it; no claim uses them); lego v5.4.1's DNS provider SDKs (huaweicloud
+#   v0.1.213, sacloud v0.1.0, ucloud v0.22.116, yandex dns v0.0.94) are refused, lego v5.5.2 (same
+#   major, the newest whose SDKs are served) requires served ones, but for Oracle's, whose v1065.124.x
+#   is refused while v1065.108.2 (what lego v4 required for Traefik v3.6) is served.
+TRAEFIK_PINS = {
+    "github.com/abbot/go-http-auth": "github.com/containous/go-http-auth v0.4.1-0.20200324110947-a37a7636d23e",
+    "github.com/go-acme/lego/v5": "v5.5.2",
+    "github.com/nrdcg/oci-go-sdk/common/v1065": "v1065.108.2",
+    "github.com/nrdcg/oci-go-sdk/dns/v1065": "v1065.108.2",
+}
 VERSION_PACKAGES = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
 NO_COMMIT = "0" * 40
 BUILD_DATE = "2026-01-01T00:00:00Z"  # fixed: the same recipe gives the same binaries
@@ -167,9 +190,10 @@ def local_path_provisioner() -> gomod.GoProgram:
 
 
 def traefik(upstream_go_mod: str) -> gomod.GoProgram:
-    """The Traefik binary (its Kubernetes Ingress provider among the rest: cmd/traefik has no
-    plugin selection). `upstream_go_mod`: Traefik's own go.mod, whose forks (replace lines) and
-    excludes the wrapper repeats."""
+    """The Traefik binary (its Kubernetes Ingress NGINX and Gateway API providers among the rest:
+    cmd/traefik has no plugin selection). `upstream_go_mod`: Traefik's own go.mod, whose forks
+    (replace lines) and excludes the wrapper repeats; what the proxy does not serve is replaced as
+    TRAEFIK_STUBS and TRAEFIK_PINS say."""
     module = TRAEFIK_MODULE
     go, godebug = gomod.directives(upstream_go_mod)
     version = {"Version": TRAEFIK, "BuildDate": BUILD_DATE}
@@ -178,12 +202,19 @@ def traefik(upstream_go_mod: str) -> gomod.GoProgram:
         module=module,
         version=TRAEFIK,
         packages=(f"{module}/cmd/traefik",),
-        replaces=gomod.module_replaces(upstream_go_mod),
+        replaces={**gomod.module_replaces(upstream_go_mod), **TRAEFIK_PINS},
         excludes=gomod.module_excludes(upstream_go_mod),
+        local_modules={module: stub(name) for module, name in TRAEFIK_STUBS.items()},
         ldflags=gomod.version_ldflags((f"{module}/pkg/version",), version),
         godebug=godebug,
         go_directive=go,
     )
+
+
+def stub(name: str) -> dict[str, str]:
+    """The files of our stand-in module `name` (recipes/files/go-stubs/<name>), by relative path."""
+    root = STUBS / name
+    return {str(f.relative_to(root)): f.read_text() for f in sorted(root.rglob("*")) if f.is_file()}
 
 
 def pause_source(kubernetes_dir: Path) -> Path:

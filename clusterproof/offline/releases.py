@@ -106,10 +106,15 @@ LOCAL_PATH_PROVISIONER = "v0.0.30"
 AGNHOST_FROM = "1.37"
 AGNHOST_TAG = "2.66.1"  # test/images/agnhost/VERSION in that tree
 # The ingress controller of offline clusters (ingress-nginx cannot be built here: see
-# clusterproof/jigs/ingress/installs.py, INGRESS_NGINX_OFFLINE). The newest Traefik the module proxy serves
-# that builds from Go modules alone: v3.7.x requires github.com/traefik/traefik/dynamic/ext, a
-# nested module of its tree that is replaced by a local path and not published.
-TRAEFIK = "v3.6.12"
+# clusterproof/jigs/ingress/installs.py, INGRESS_NGINX_OFFLINE): its Kubernetes Ingress NGINX provider
+# reads the notes' Ingresses as written (class nginx, rewrite-target from v3.7.0), its Gateway API
+# provider serves the GW claims. Its module graph holds modules the proxy does not serve (its nested
+# dynamic/ext module, a fork version, some DNS SDKs of lego): clusterproof.offline.programs says what
+# the wrapper uses instead (TRAEFIK_STUBS, TRAEFIK_PINS).
+TRAEFIK = "v3.7.13"
+# controller-gen, which turns the Gateway API module's types into its CRDs at build time (the Gateway
+# API version is the one Traefik's go.mod requires: clusterproof.offline.gateway_api)
+CONTROLLER_TOOLS = "v0.21.0"
 
 
 def release(version: str | None) -> Release:
