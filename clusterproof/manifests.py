@@ -37,6 +37,7 @@ CLUSTER_SCOPED_KINDS = frozenset(
         "CSIDriver",
         "CSINode",
         "CustomResourceDefinition",
+        "GatewayClass",
         "IngressClass",
         "MutatingWebhookConfiguration",
         "Namespace",

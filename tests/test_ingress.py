@@ -95,13 +95,23 @@ def test_ingress_nginx_install_is_the_bare_metal_one_with_admission_webhook_and_
     assert controller["image"] == "registry.k8s.io/ingress-nginx/controller:v1.15.1"
 
 
-def test_traefik_is_the_release_the_offline_build_makes_and_serves_ingresses_on_its_entry_points():
+def test_traefik_is_the_release_the_offline_build_makes_and_serves_the_nginx_class_and_gateways():
+    """Offline, Traefik serves the notes' class nginx (controller k8s.io/ingress-nginx) through its
+    Ingress NGINX provider, and Gateways of its GatewayClass; a Gateway's address is the node's IP
+    and its listener ports are host ports, so the address serves."""
     assert ingress.TRAEFIK.version == releases.TRAEFIK
     docs = rendered(ingress.TRAEFIK, offline=True)
     (container,) = _containers(of_kind(docs, "Deployment")[0])
+    args = container["args"]
     assert container["image"] == f"docker.io/library/traefik:{releases.TRAEFIK}"
-    assert "--providers.kubernetesingress=true" in container["args"]
-    assert "--entryPoints.websecure.http.tls=true" in container["args"]
+    assert ingress.TRAEFIK.provider_arg in args and "--providers.kubernetesingress=true" not in args
+    assert "--providers.kubernetesgateway=true" in args
+    assert "--providers.kubernetesgateway.statusaddress.ip=$(HOST_IP)" in args
+    assert "--entryPoints.websecure.http.tls=true" in args
+    assert {(p["containerPort"], p.get("hostPort")) for p in container["ports"]} >= {(80, 80), (443, 443)}
+    (gateway_class,) = of_kind(docs, "GatewayClass")
+    assert gateway_class["metadata"]["name"] == ingress.TRAEFIK.gateway_class
+    assert gateway_class["spec"]["controllerName"] == ingress.TRAEFIK.gateway_controller
     assert not of_kind(docs, "ValidatingWebhookConfiguration") and not of_kind(docs, "Job")
 
 
@@ -125,9 +135,9 @@ class FakeManifests:
 
 def test_cluster_scoped_objects_of_an_install_are_owned_by_its_namespace():
     manifests = FakeManifests()
-    rest = ingress.rendered(ingress.INGRESS_NGINX, manifests)
+    owner, rest = ingress.rendered(ingress.INGRESS_NGINX, manifests)
     assert [d["kind"] for d in manifests.created] == ["Namespace"]  # created first, alone
-    owner = {"apiVersion": "v1", "kind": "Namespace", "name": "ingress-nginx", "uid": "uid-ingress-nginx"}
+    assert owner == {"apiVersion": "v1", "kind": "Namespace", "name": "ingress-nginx", "uid": "uid-ingress-nginx"}
     scoped = [d for d in rest if d["kind"] in CLUSTER_SCOPED_KINDS]
     assert {d["kind"] for d in scoped} == {
         "ClusterRole",
@@ -143,6 +153,7 @@ def test_cluster_scoped_objects_of_an_install_are_owned_by_its_namespace():
 
 NGINX = ingress.ClassInfo("nginx", "k8s.io/ingress-nginx")
 TRAEFIK = ingress.ClassInfo("traefik", "traefik.io/ingress-controller")
+OURS_OFFLINE = ingress.ClassInfo("nginx", "k8s.io/ingress-nginx", run_id="me")
 HAPROXY_DEFAULT = ingress.ClassInfo("haproxy", "haproxy.org/ingress-controller/haproxy", default=True)
 
 
@@ -170,8 +181,27 @@ def test_without_ingress_class_the_default_class_is_tested():
 def test_a_cluster_with_the_class_of_our_install_is_not_installed_on_twice():
     chosen = ingress.plan([NGINX], None, existing=False, offline=False)
     assert chosen.target == NGINX and chosen.install is None and "not installed twice" in chosen.why
-    offline = ingress.plan([TRAEFIK], None, existing=False, offline=True)
-    assert offline.target == TRAEFIK and offline.install is None
+    offline = ingress.plan([OURS_OFFLINE], None, existing=False, offline=True, run_id="me")
+    assert offline.target == OURS_OFFLINE and offline.install is None
+
+
+def test_a_class_another_run_installed_is_not_tested_it_goes_when_that_run_ends():
+    """#20: a second live run must not reuse a controller the first deletes under it."""
+    theirs = ingress.ClassInfo("nginx", "k8s.io/ingress-nginx", run_id="other-run")
+    for wanted in (None, "nginx"):
+        chosen = ingress.plan([theirs], wanted, existing=True, offline=True, run_id="me", may_install=True)
+        assert chosen.target is None and chosen.install is None
+        assert chosen.skip.startswith("IngressClass nginx (k8s.io/ingress-nginx) was installed by run other-run")
+
+
+def test_installing_a_controller_on_an_existing_cluster_is_opt_in():
+    refused = ingress.plan([], None, existing=True, offline=False, may_install=False)
+    assert refused.install is None and refused.skip == (
+        "no ingress controller on the cluster, and installing ingress-nginx v1.15.1 (cluster-wide RBAC, an "
+        "IngressClass, an admission webhook) on an existing cluster needs --allow-disruptive"
+    )
+    assert ingress.plan([], None, existing=True, offline=False, may_install=True).install is ingress.INGRESS_NGINX
+    assert ingress.plan([], None, existing=False, offline=False, may_install=False).install is ingress.INGRESS_NGINX
 
 
 def test_an_existing_cluster_with_classes_and_no_default_is_tested_as_it_is_or_asks_to_pick():
@@ -193,7 +223,9 @@ def test_a_cluster_without_a_controller_gets_ingress_nginx_online_and_traefik_of
 # --- skip reasons per controller -------------------------------------------------------------------
 
 
-def controller_of(install: ingress.Install, *, offline: bool, name: str | None = None) -> ingress.Controller:
+def controller_of(
+    install: ingress.Install, *, offline: bool, name: str | None = None, provider: str = ""
+) -> ingress.Controller:
     return ingress.Controller(
         SimpleNamespace(offline=offline),  # FAKE cluster: only asked whether it is offline
         class_name=install.class_name,
@@ -204,20 +236,48 @@ def controller_of(install: ingress.Install, *, offline: bool, name: str | None =
         service_name=install.service,
         pod_selector=install.pod_selector,
         installed=install,
+        provider=provider,
     )
 
 
-def test_ingress_nginx_claims_skip_on_traefik_offline_naming_it_and_the_missing_ingress_nginx_image():
-    traefik = controller_of(ingress.TRAEFIK, offline=True)
+def test_ing_01_skips_on_traefik_offline_saying_ingress_nginx_is_final_and_cannot_be_had():
+    traefik = controller_of(ingress.TRAEFIK, offline=True, provider=ingress.TRAEFIK.provider)
     with pytest.raises(pytest.skip.Exception) as info:
-        traefik.require_ingress_nginx("ING-04 (the nginx.ingress.kubernetes.io/rewrite-target annotation)")
+        traefik.require_ingress_nginx("ING-01 (the bare-metal ingress-nginx install)")
     reason = str(info.value)
     assert reason.startswith(
-        "ING-04 (the nginx.ingress.kubernetes.io/rewrite-target annotation) is ingress-nginx's; the controller under "
-        f"test is traefik {releases.TRAEFIK} (IngressClass traefik, installed by this run); no ingress-nginx "
-        "controller image offline: its nginx needs stream-lua-nginx-module"
+        "ING-01 (the bare-metal ingress-nginx install) is ingress-nginx's own; the controller under test is traefik "
+        f"{releases.TRAEFIK} (ingress-nginx provider, IngressClass nginx, installed by this run); ingress-nginx "
+        "v1.15.1 is its final release (the project was retired in March 2026), supported on Kubernetes 1.31–1.35, "
+        "and cannot be had offline: no ingress-nginx controller image offline: its nginx needs stream-lua-nginx-module"
     )
     assert "lua-resty-balancer" in reason and "controller-v*" in reason
+
+
+def test_traefiks_ingress_nginx_provider_reads_the_nginx_annotations_and_another_controller_does_not():
+    """ING-04 runs where the class is the ingress-nginx one (ingress-nginx, or Traefik's provider)."""
+    controller_of(ingress.TRAEFIK, offline=True).require_nginx_annotations("ING-04")  # no skip
+    controller_of(ingress.INGRESS_NGINX, offline=False).require_nginx_annotations("ING-04")  # no skip
+    haproxy = dataclasses.replace(controller_of(ingress.TRAEFIK, offline=False), controller="haproxy.org/x")
+    with pytest.raises(pytest.skip.Exception, match=r"^ING-04 is an ingress-nginx annotation; the controller under"):
+        haproxy.require_nginx_annotations("ING-04")
+
+
+@pytest.mark.parametrize(
+    ("server", "git", "words"),
+    [
+        ((1, 35), "v1.35.4", "on Kubernetes v1.35.4, a supported pairing: ingress-nginx v1.15.1 is its final"),
+        ((1, 37), "v1.37.2", "on Kubernetes v1.37.2, an unsupported pairing: ingress-nginx v1.15.1 is its final"),
+        ((1, 30), "v1.30.9", "on Kubernetes v1.30.9, an unsupported pairing"),
+    ],
+)
+def test_ingress_nginx_is_observed_beside_the_kubernetes_releases_its_final_release_supports(server, git, words):
+    assert ingress.support_of("v1.15.1", server, git).startswith(words)
+    assert ingress.support_of("v1.14.0", server, git) == f"on Kubernetes {git}"
+    nginx = controller_of(ingress.INGRESS_NGINX, offline=False)
+    nginx.cluster = SimpleNamespace(offline=False, server_version=server, git_version=git)  # FAKE cluster
+    assert nginx.observed_on().startswith(f"ingress-nginx v1.15.1 (IngressClass nginx, installed by this run) {words}")
+    assert nginx.observed_on().endswith("supported on Kubernetes 1.31–1.35")
 
 
 def test_ingress_nginx_claims_skip_on_another_controller_online_without_the_offline_story():
@@ -234,7 +294,7 @@ def test_ingress_nginx_claims_skip_on_another_controller_online_without_the_offl
     with pytest.raises(pytest.skip.Exception) as info:
         other.require_ingress_nginx("ING-01 (the bare-metal ingress-nginx install)")
     assert str(info.value) == (
-        "ING-01 (the bare-metal ingress-nginx install) is ingress-nginx's; the controller under test is "
+        "ING-01 (the bare-metal ingress-nginx install) is ingress-nginx's own; the controller under test is "
         "haproxy.org/ingress-controller/haproxy v3.1.0 (IngressClass haproxy)"
     )
 
@@ -264,7 +324,7 @@ def test_ingress_nginx_claims_stay_skipped_when_the_other_controller_never_gets_
 def test_the_module_outcome_skips_fails_or_gives_the_controller():
     with pytest.raises(pytest.skip.Exception, match="pick the one"):
         ingress.UnderTest(skip="pick the one to test").get()
-    broken = Broken("ingress controller traefik v3.6.12 did not become ready: ...")
+    broken = Broken("ingress controller traefik v3.7.13 did not become ready: ...")
     with pytest.raises(Broken):
         ingress.UnderTest(error=broken, namespace="traefik").get()
     traefik = controller_of(ingress.TRAEFIK, offline=True)
@@ -292,7 +352,7 @@ def pod(name, ready):
     return client.V1Pod(
         metadata=client.V1ObjectMeta(name=name, namespace="traefik", labels={"app.kubernetes.io/name": "traefik"}),
         spec=client.V1PodSpec(
-            containers=[client.V1Container(name="traefik", image="docker.io/library/traefik:v3.6.12")]
+            containers=[client.V1Container(name="traefik", image="docker.io/library/traefik:v3.7.13")]
         ),
         status=client.V1PodStatus(
             phase="Running", conditions=[client.V1PodCondition(type="Ready", status="True" if ready else "False")]
@@ -333,7 +393,7 @@ def test_a_controller_scaled_to_zero_fails_at_once_naming_the_controller():
     with pytest.raises(WaitGaveUp) as info:
         traefik.assert_serving()
     message = str(info.value)
-    assert f"a ready pod of ingress controller traefik {releases.TRAEFIK} (IngressClass traefik" in message
+    assert f"a ready pod of ingress controller traefik {releases.TRAEFIK} (IngressClass nginx" in message
     assert "Deployment traefik/traefik: 0 of 0 replicas ready (scaled to zero): nothing runs the controller" in message
 
 
@@ -341,7 +401,7 @@ def test_a_serving_controller_passes_and_a_restarting_one_is_waited_for(monkeypa
     traefik = controller_of(ingress.TRAEFIK, offline=True)
     traefik.cluster = fake_cluster(pods=[pod("traefik-1", True)], deployments=[deployment(1, 1)])
     traefik.assert_serving()
-    assert ingress.version_of([pod("traefik-1", True)]) == "v3.6.12"
+    assert ingress.version_of([pod("traefik-1", True)]) == "v3.7.13"
     traefik.cluster = fake_cluster(pods=[pod("traefik-1", False)], deployments=[deployment(1, 0)])
     with pytest.raises(wait.WaitTimeout, match="last seen: Deployment traefik/traefik: 0 of 1 replicas ready; pods"):
         traefik.assert_serving(timeout=0)
@@ -420,8 +480,8 @@ def test_offline_nodes_without_the_controller_image_are_named():
         status=client.V1NodeStatus(images=[client.V1ContainerImage(names=["registry.k8s.io/pause:3.10.2"])])
     )
     cluster = SimpleNamespace(core=SimpleNamespace(list_node=lambda: SimpleNamespace(items=[node])))  # FAKE cluster
-    assert ingress.missing_images(cluster, ["docker.io/library/traefik:v3.6.12", "registry.k8s.io/pause:3.10.2"]) == [
-        "docker.io/library/traefik:v3.6.12"
+    assert ingress.missing_images(cluster, ["docker.io/library/traefik:v3.7.13", "registry.k8s.io/pause:3.10.2"]) == [
+        "docker.io/library/traefik:v3.7.13"
     ]
 
 
@@ -447,7 +507,7 @@ def test_an_unreadable_secret_is_said_so():
 def test_the_claims_table_names_what_each_verdict_was_observed_on():
     claims = parse_claims("## ING\n| ID | c | o |\n|---|---|---|\n| ING-03 | paths | http |\n| ING-04 | rw | http |\n")
     ledger = ClaimLedger(claims)
-    on = f"traefik {releases.TRAEFIK} (IngressClass traefik, installed by this run)"
+    on = f"traefik {releases.TRAEFIK} (ingress-nginx provider, IngressClass nginx, installed by this run)"
 
     def report(nodeid, claim, when, outcome, longrepr=None):
         return claim_report(nodeid, when, outcome, (claim,), longrepr, properties=[(OBSERVED_ON_PROPERTY, on)])
@@ -479,6 +539,8 @@ def test_the_install_is_timed_as_a_row_of_where_the_time_went(monkeypatch):
     # FAKE waits and lookup: what is installed, not how a cluster answers, is checked here
     monkeypatch.setattr(installer, "_wait_installed", lambda cluster, what, controller, timeout: waited.append(what))
     monkeypatch.setattr(installer, "find_controller", lambda cluster, target, why="", installed=None: found)
+    crds = []  # FAKE: the Gateway API CRDs are installed before the GatewayClass
+    monkeypatch.setattr(installer, "install_gateway_api_crds", lambda cluster, manifests, owner: crds.append(owner))
     cluster = SimpleNamespace(name="cp-x-ingress", offline=True)  # FAKE cluster
     assert ingress.install(cluster, ingress.TRAEFIK, manifests, stopwatch) is found
     assert waited == [ingress.TRAEFIK]
@@ -490,7 +552,9 @@ def test_the_install_is_timed_as_a_row_of_where_the_time_went(monkeypatch):
         "Service",
         "Deployment",
         "IngressClass",
+        "GatewayClass",
     ]
+    assert crds == [{"apiVersion": "v1", "kind": "Namespace", "name": "traefik", "uid": "uid-traefik"}]
     ((what, seconds, _),) = stopwatch.phases
     assert what == f"cluster cp-x-ingress: install ingress controller traefik {releases.TRAEFIK}" and seconds >= 0
 
@@ -499,7 +563,7 @@ def test_an_install_that_does_not_get_ready_fails_naming_the_pod_unless_its_imag
     def cluster_with(waiting_reason):
         status = client.V1ContainerStatus(
             name="traefik",
-            image="docker.io/library/traefik:v3.6.12",
+            image="docker.io/library/traefik:v3.7.13",
             image_id="",
             ready=False,
             restart_count=3,

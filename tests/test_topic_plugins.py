@@ -110,3 +110,28 @@ def test_the_repository_conftest_says_where_the_fixtures_are(pytester):
         "    assert settings.kind_config == settings.fixtures_dir / 'kind' / 'three-nodes.yaml'\n"
     )
     assert pytester.runpytest("--claims-file", "CLAIMS.md", "-p", "no:cacheprovider").ret == 0
+
+
+def test_gateway_class_is_for_existing_clusters_only(project):
+    project.makepyfile("def test_x():\n    pass\n")
+    line = one_usage_error(project.runpytest("--gateway-class", "eg"))
+    assert line.startswith("ERROR: --gateway-class eg: picks the class of an existing cluster")
+
+
+def test_a_gateway_class_the_cluster_lacks_is_one_line_listing_its_classes(monkeypatch):
+    from clusterproof.jigs.ingress.gateway import GatewayClassInfo
+
+    listed = {"answer": [GatewayClassInfo("eg", "gateway.envoyproxy.io/gatewayclass-controller", accepted=True)]}
+    monkeypatch.setattr(ingress_plugin, "list_gateway_classes", lambda api, timeout: listed["answer"])  # FAKE answer
+    monkeypatch.setattr(ingress_plugin, "_client", lambda kubeconfig, context: SimpleNamespace(close=lambda: None))
+    config = SimpleNamespace(stash={ingress_plugin.CLASS: None, ingress_plugin.GATEWAY_CLASS: "traefik"})
+    settings = SimpleNamespace(kubeconfig=Path("kc"), context="kind-dev")
+    with pytest.raises(pytest.UsageError) as refused:
+        ingress_plugin.pytest_clusterproof_access_checked(config, settings)
+    assert str(refused.value) == (
+        "--gateway-class traefik: the cluster has no GatewayClass 'traefik' "
+        "(GatewayClasses: eg (gateway.envoyproxy.io/gatewayclass-controller, accepted))"
+    )
+    listed["answer"] = None  # the cluster does not serve the Gateway API
+    with pytest.raises(pytest.UsageError, match=r"does not serve the Gateway API \(gateway.networking.k8s.io/v1\)$"):
+        ingress_plugin.pytest_clusterproof_access_checked(config, settings)

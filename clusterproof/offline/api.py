@@ -125,8 +125,8 @@ def kubeadm_cluster_configuration(cluster: Cluster) -> str | None:
 host_hygiene = hygiene.host_hygiene
 
 
-def gateway_api_crds(log: Callable[[str], None] = print) -> Path:
+def gateway_api_crds(progress: Progress | None = None) -> Path:
     """The Gateway API CRDs (standard channel) Traefik's Gateway provider is built against, generated
     from the Go module at build time (a cache check once the images are built: the same for every
     Go-built release)."""
-    return Builder(log=lambda m: log(f"offline images: {m}")).gateway_api_crds()
+    return Builder(progress=progress).gateway_api_crds()

@@ -32,7 +32,8 @@ log = logging.getLogger("clusterproof")
 MARKERS = (
     "claim(*ids): ties a test to claim IDs of CLAIMS.md (unknown ID = collection error)",
     "needs_node_exec: needs a shell on the nodes (--node-access); skipped, saying why, where there is none",
-    "disruptive: changes node state; skipped on an existing cluster unless --allow-disruptive",
+    "disruptive: changes what the run did not create (node state, a controller's Service); skipped on an existing "
+    "cluster unless --allow-disruptive",
     "pod_security(level): the Pod Security level the test's namespaces need (privileged, baseline, restricted; "
     "default baseline): their pod-security.kubernetes.io/enforce label",
 )

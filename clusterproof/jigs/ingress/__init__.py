@@ -1,11 +1,18 @@
 """Ingress verbs, the package's face: the names the suites and tests use, each defined in the module of its one job.
 
 installs (the controllers this suite installs), classes (which IngressClass is tested), tls, documents,
-traffic (HTTP through the controller), backends, api (kubectl and discovery), controller (the Controller
-jig), installer (installing one), under_test (the module's controller, chosen once).
+traffic (HTTP through the controller), routes (what a route must do, through any entry point), backends,
+api (kubectl and discovery), controller (the Controller jig), installer (installing one), under_test
+(the module's controller, chosen once), gateway (Gateway API: the GatewayClass under test, the Gateway jig).
 """
 
-from clusterproof.jigs.ingress.api import external_ip_column, patch_service_spec, served_versions, serves_resource
+from clusterproof.jigs.ingress.api import (
+    expected_external_ip_column,
+    external_ip_column,
+    patch_service_spec,
+    served_versions,
+    serves_resource,
+)
 from clusterproof.jigs.ingress.backends import path_services, service_backends, service_for, service_state
 from clusterproof.jigs.ingress.classes import (
     DEFAULT_CLASS_ANNOTATION,
@@ -26,16 +33,49 @@ from clusterproof.jigs.ingress.controller import (
     selector_labels,
     version_of,
 )
-from clusterproof.jigs.ingress.documents import address_within, set_class, set_host
+from clusterproof.jigs.ingress.documents import (
+    address_within,
+    create_owned_by_namespace,
+    ingress_state,
+    renamed,
+    set_class,
+    set_host,
+    unclaimed_class_name,
+)
+from clusterproof.jigs.ingress.gateway import (
+    NO_CONTROLLER,
+    GatewayClassInfo,
+    GatewayJig,
+    GatewayUnderTest,
+    condition,
+    conditions,
+    describe_conditions,
+    gateway_under_test,
+    plan_gateway,
+    route_parent,
+    route_services,
+)
 from clusterproof.jigs.ingress.installer import install, missing_images, read_job, rendered
 from clusterproof.jigs.ingress.installs import (
     ADMISSION_JOBS,
     ADMISSION_SERVICE,
     CONTROLLER_SERVICE,
     INGRESS_NGINX,
+    INGRESS_NGINX_FINAL,
     TRAEFIK,
     Install,
     install_for,
+    support_of,
+)
+from clusterproof.jigs.ingress.routes import (
+    AsIngressNginx,
+    EntryPoint,
+    assert_another_name_gets_another_certificate,
+    assert_not_served,
+    assert_path_routed,
+    assert_serves_certificate,
+    assert_unknown_host_not_found,
+    node_entry_points,
 )
 from clusterproof.jigs.ingress.tls import (
     b64,
@@ -52,44 +92,68 @@ from clusterproof.jigs.ingress.traffic import answers_with, get, wait_answer
 from clusterproof.jigs.ingress.under_test import UnderTest, controller_under_test
 
 __all__ = [
+    "AsIngressNginx",
     "ADMISSION_JOBS",
     "ADMISSION_SERVICE",
     "CONTROLLER_SERVICE",
     "ClassInfo",
     "Controller",
     "DEFAULT_CLASS_ANNOTATION",
+    "EntryPoint",
+    "GatewayClassInfo",
+    "GatewayJig",
+    "GatewayUnderTest",
     "INGRESS_NGINX",
+    "INGRESS_NGINX_FINAL",
     "IngressClassNotFound",
     "Install",
+    "NO_CONTROLLER",
     "Plan",
     "TRAEFIK",
     "UnderTest",
     "address_within",
     "answers_with",
+    "assert_another_name_gets_another_certificate",
+    "assert_not_served",
+    "assert_path_routed",
+    "assert_serves_certificate",
+    "assert_unknown_host_not_found",
     "b64",
     "certificate_subject",
     "check_class",
     "class_infos",
+    "condition",
+    "conditions",
     "controller_claims",
     "controller_under_test",
     "controller_words",
+    "create_owned_by_namespace",
     "default_classes",
     "der_of",
+    "describe_conditions",
+    "expected_external_ip_column",
     "external_ip_column",
     "find_controller",
+    "gateway_under_test",
     "get",
     "https_get_sni",
     "ingress_classes",
     "install",
+    "ingress_state",
     "install_for",
     "missing_images",
+    "node_entry_points",
     "patch_service_spec",
     "path_services",
     "plan",
+    "plan_gateway",
     "presented_certificate",
     "read_job",
+    "renamed",
     "rendered",
     "require_cryptography",
+    "route_parent",
+    "route_services",
     "secret_certificate_state",
     "secret_names_another_host",
     "selector_labels",
@@ -101,6 +165,8 @@ __all__ = [
     "service_state",
     "set_class",
     "set_host",
+    "support_of",
+    "unclaimed_class_name",
     "version_of",
     "wait_answer",
 ]

@@ -15,9 +15,21 @@ from clusterproof.cluster import Cluster
 
 
 def external_ip_column(cluster: Cluster, namespace: str, service: str) -> str:
-    """The EXTERNAL-IP column of `kubectl get service`, as a person would read it."""
-    out = cluster.kubectl("get", "service", service, "-n", namespace, "--no-headers").stdout.split()
+    """The EXTERNAL-IP column of `kubectl get service -o wide`, as a person would read it (wide: a
+    load balancer's addresses are not cut short)."""
+    out = cluster.kubectl("get", "service", service, "-n", namespace, "--no-headers", "-o", "wide").stdout.split()
     return out[3] if len(out) > 3 else f"<unreadable: {' '.join(out)!r}>"
+
+
+def expected_external_ip_column(service: client.V1Service, external_ips: list[str]) -> str:
+    """What kubectl shows as EXTERNAL-IP for `service` with `external_ips` set: the externalIPs, or
+    <none>; for a LoadBalancer Service, its load balancer's addresses first, or <pending> when it has
+    neither (kubectl's own rule: a cloud install's Service lists its load balancer before any patch)."""
+    if service.spec.type != "LoadBalancer":
+        return ",".join(external_ips) or "<none>"
+    ingresses = (service.status.load_balancer.ingress or []) if service.status and service.status.load_balancer else []
+    balancer = [i.ip or i.hostname for i in ingresses if i.ip or i.hostname]
+    return ",".join([*balancer, *external_ips]) or "<pending>"
 
 
 def patch_service_spec(cluster: Cluster, namespace: str, service: str, spec: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from clusterproof import pod_states
 from clusterproof.cluster import Cluster
 from clusterproof.errors import ClusterproofError
 from clusterproof.jigs.ingress.installs import INGRESS_NGINX, INGRESS_NGINX_OFFLINE, Install, install_for
+from clusterproof.run import RUN_LABEL
 
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 
@@ -21,12 +22,14 @@ class ClassInfo:
     name: str
     controller: str
     default: bool = False
+    run_id: str | None = None  # the run of this suite that installed it (its run label), if one did
 
     @classmethod
     def of(cls, ic: client.V1IngressClass) -> ClassInfo:
         annotations = ic.metadata.annotations or {}
         default = annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
-        return cls(ic.metadata.name, (ic.spec.controller if ic.spec else None) or "?", default)
+        run_id = (ic.metadata.labels or {}).get(RUN_LABEL)
+        return cls(ic.metadata.name, (ic.spec.controller if ic.spec else None) or "?", default, run_id)
 
 
 class IngressClassNotFound(ClusterproofError):
@@ -79,13 +82,36 @@ def check_class(wanted: str, classes: Sequence[ClassInfo]) -> ClassInfo:
     )
 
 
-def plan(classes: Sequence[ClassInfo], wanted: str | None, *, existing: bool, offline: bool) -> Plan:
+def plan(
+    classes: Sequence[ClassInfo],
+    wanted: str | None,
+    *,
+    existing: bool,
+    offline: bool,
+    run_id: str = "",
+    may_install: bool = True,
+) -> Plan:
     """Which class to test. `--ingress-class` first, then the cluster's default class; a class the
-    suite's own install would make is reused (never installed twice); an existing cluster with
-    other classes is tested as it is (its only class, or the user picks one); otherwise the
-    suite installs its controller (a kind cluster of the run has none)."""
+    suite's own install would make is reused (never installed twice) when this run made it; an
+    existing cluster with other classes is tested as it is (its only class, or the user picks one);
+    otherwise the suite installs its controller (a kind cluster of the run has none; on an existing
+    cluster only when `may_install`: --allow-disruptive). A class another run of the suite installed
+    is never tested: that run removes it when its module ends."""
     if wanted:
-        return Plan(target=check_class(wanted, classes), why=f"--ingress-class {wanted}")
+        chosen = Plan(target=check_class(wanted, classes), why=f"--ingress-class {wanted}")
+    else:
+        chosen = _choose(classes, existing=existing, offline=offline, may_install=may_install)
+    target = chosen.target
+    if target is not None and target.run_id and target.run_id != run_id:
+        return Plan(
+            skip=f"IngressClass {target.name} ({target.controller}) was installed by run {target.run_id} of this "
+            "suite, which removes it when its ingress module ends: not tested by another run (run the ingress "
+            "module of one run at a time, or let the sweep remove what a dead run left)"
+        )
+    return chosen
+
+
+def _choose(classes: Sequence[ClassInfo], *, existing: bool, offline: bool, may_install: bool) -> Plan:
     defaults = sorted((c for c in classes if c.default), key=lambda c: c.name)
     if defaults:
         return Plan(target=defaults[0], why="the cluster's default IngressClass")
@@ -99,6 +125,12 @@ def plan(classes: Sequence[ClassInfo], wanted: str | None, *, existing: bool, of
         return Plan(
             skip=f"the cluster has IngressClasses {describe_classes(classes)} and none is the default: "
             "pick the one to test with --ingress-class NAME"
+        )
+    if existing and not may_install:
+        return Plan(
+            skip=f"no ingress controller on the cluster, and installing {ours.name} {ours.version} (cluster-wide "
+            "RBAC, an IngressClass" + (", an admission webhook" if ours.webhook else "") + ") on an existing "
+            "cluster needs --allow-disruptive"
         )
     why = "no ingress controller on the cluster" if existing else "a kind cluster of this run"
     if offline:

@@ -4,32 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from kubernetes import client
 
-from clusterproof import causes, pod_states, wait
+from clusterproof import causes, journal, pod_states, wait
 from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
-from clusterproof.jigs.ingress.backends import service_backends, service_state
+from clusterproof.jigs.ingress import routes
 from clusterproof.jigs.ingress.classes import ClassInfo
 from clusterproof.jigs.ingress.installs import (
+    INGRESS_NGINX,
     INGRESS_NGINX_CONTROLLER,
+    INGRESS_NGINX_FINAL,
     INGRESS_NGINX_OFFLINE,
-    KNOWN_CONTROLLERS,
     Install,
+    known_for,
+    support_of,
 )
-from clusterproof.jigs.ingress.tls import (
-    certificate_subject,
-    der_of,
-    https_get_sni,
-    presented_certificate,
-    secret_certificate_state,
-    secret_names_another_host,
-)
-from clusterproof.jigs.ingress.traffic import ROUTE_TIMEOUT, get, wait_answer
-from clusterproof.probe import HttpAnswer
+from clusterproof.jigs.ingress.routes import EntryPoint
+from clusterproof.jigs.ingress.traffic import get, wait_answer
+
+if TYPE_CHECKING:
+    from clusterproof.tracker import ResourceTracker
 
 SERVING_TIMEOUT = 60.0  # a controller pod that is restarting gets this long to be Ready again
 # words of IngressClass controller strings that name no particular controller
@@ -51,22 +49,50 @@ class Controller:
     pod_selector: str | None
     installed: Install | None = None  # what this run installed (removed when the module ends)
     why: str = ""  # how the class was chosen
+    provider: str = ""  # how it serves the class when the class names another controller ("ingress-nginx provider")
 
     def describe(self) -> str:
-        origin = ", installed by this run" if self.installed else ""
-        return f"{self.name} {self.version} (IngressClass {self.class_name}{origin})"
+        details = [p for p in (self.provider, f"IngressClass {self.class_name}") if p]
+        if self.installed:
+            details.append("installed by this run")
+        return f"{self.name} {self.version} ({', '.join(details)})"
+
+    def observed_on(self) -> str:
+        """What a verdict was observed on: the controller, and for ingress-nginx the Kubernetes
+        version beside the releases it supports."""
+        if not self.is_ingress_nginx:
+            return self.describe()
+        pairing = support_of(self.version, self.cluster.server_version, self.cluster.git_version)
+        return f"{self.describe()} {pairing}"
 
     @property
     def is_ingress_nginx(self) -> bool:
+        """ingress-nginx itself (not another controller serving its class)."""
+        return self.controller == INGRESS_NGINX_CONTROLLER and self.name == INGRESS_NGINX.name
+
+    @property
+    def reads_nginx_annotations(self) -> bool:
+        """It serves IngressClasses of controller k8s.io/ingress-nginx: ingress-nginx, or another
+        controller's ingress-nginx provider (Traefik's reads rewrite-target from v3.7.0)."""
         return self.controller == INGRESS_NGINX_CONTROLLER
 
     def require_ingress_nginx(self, what: str) -> None:
-        """Skip unless the controller is ingress-nginx, naming the one under test (and offline,
-        why there is no ingress-nginx)."""
+        """Skip unless the controller is ingress-nginx itself, naming the one under test (and
+        offline, why there is no ingress-nginx)."""
         if self.is_ingress_nginx:
             return
-        offline = f"; {INGRESS_NGINX_OFFLINE}" if self.cluster.offline else ""
-        pytest.skip(f"{what} is ingress-nginx's; the controller under test is {self.describe()}{offline}")
+        offline = ""
+        if self.cluster.offline:
+            offline = f"; {INGRESS_NGINX_FINAL}, and cannot be had offline: {INGRESS_NGINX_OFFLINE}"
+        pytest.skip(f"{what} is ingress-nginx's own; the controller under test is {self.describe()}{offline}")
+
+    def require_nginx_annotations(self, what: str) -> None:
+        """Skip unless the controller serves the ingress-nginx class (reads its annotations), naming it."""
+        if not self.reads_nginx_annotations:
+            pytest.skip(
+                f"{what} is an ingress-nginx annotation; the controller under test, {self.describe()}, serves "
+                f"IngressClass {self.class_name} of controller {self.controller}, not {INGRESS_NGINX_CONTROLLER}"
+            )
 
     # --- its objects ---
 
@@ -85,6 +111,27 @@ class Controller:
                 f"no NodePort or LoadBalancer Service with ports 80 and 443 in front of ingress controller "
                 f"{self.describe()} (looked for: {where}): the checks reach the controller through its node ports"
             )
+        return service
+
+    def hold_service(self, tracker: ResourceTracker, run_id: str) -> client.V1Service:
+        """Before a test changes the controller's Service: what puts its externalIPs and
+        externalTrafficPolicy back is journaled on the cluster (clusterproof.journal: the sweep puts
+        them back after a kill) and done when the test ends. A Service another run is changing is
+        not touched: skipped, naming that run."""
+        service = self.require_service()
+        spec = service.spec
+        entry = journal.Entry(
+            run_id,
+            service.metadata.namespace,
+            service.metadata.name,
+            {"externalIPs": spec.external_ips, "externalTrafficPolicy": spec.external_traffic_policy},
+        )
+        try:
+            journal.hold(self.cluster.core, entry)
+        except journal.Held as e:
+            pytest.skip(str(e))
+        restore = lambda: journal.restore(self.cluster.core, entry)  # noqa: E731
+        tracker.on_cleanup(self.cluster, f"put back {entry.describe()}", restore)
         return service
 
     def pods(self) -> list[client.V1Pod]:
@@ -158,60 +205,54 @@ class Controller:
             nodes = [(name, ip) for name, ip in nodes if name in hosting]
         return nodes
 
+    def entry_points(self, port: int, scheme: str = "http") -> list[EntryPoint]:
+        """The controller's node port for `port` on every node that serves it."""
+        node_port = self.node_port(port)
+        return [EntryPoint(f"{node} {ip}:{node_port}", ip, node_port, scheme) for node, ip in self.node_ips()]
+
     # --- traffic through it ---
 
-    def assert_unknown_host_not_found(self, ip: str, port: int, where: str, timeout: float = 30) -> HttpAnswer:
+    def assert_unknown_host_not_found(self, ip: str, port: int, where: str, timeout: float = 30) -> None:
         """The controller itself MUST answer a host no Ingress names: with 404."""
-        return wait_answer(
-            lambda: get(ip, port, "/", "no-such-host.clusterproof.test"),
-            lambda a: a.status == 404,
-            f"the 404 of ingress controller {self.describe()} for an unknown host via {where} {ip}:{port}",
-            timeout=timeout,
-            never=self.unreachable,
+        entry = EntryPoint(f"{where} {ip}:{port}", ip, port)
+        routes.assert_unknown_host_not_found(
+            entry, f"ingress controller {self.describe()}", timeout=timeout, never=self.unreachable
         )
 
     def assert_path_routed(self, namespace: str, host: str, path: str, service: str) -> None:
         """`path` (Host `host`) MUST be answered, through the controller's node port on every
         serving node, by a pod behind `service` (the Service the Ingress's rule names)."""
-        backends = service_backends(self.cluster, namespace, service, what=f"{path} (Host {host})")
-        port = self.node_port(80)
-        for node, ip in self.node_ips():
-            wait_answer(
-                lambda ip=ip: get(ip, port, path, host),
-                lambda a: a.ok and a.body.strip() in backends,
-                f"{path} (Host {host}) via {node} {ip}:{port} answered by a pod of Service {service} "
-                f"({', '.join(sorted(backends))}) through {self.describe()}",
-                hint=lambda _: service_state(self.cluster, namespace, service),
-                never=self.unreachable,
-            )
+        routes.assert_path_routed(
+            self.cluster, self.entry_points(80), namespace, host, path, service, self.describe(),
+            never=self.unreachable,
+        )
+
+    def assert_as_ingress_nginx(self, host: str, cases: Sequence[routes.AsIngressNginx]) -> list[str]:
+        """Requests whose answer ingress-nginx defines MUST be answered so by ingress-nginx itself and
+        by a controller that ignores its annotations (the path routes by Prefix alone); by another
+        implementation of its class they are compared, and where it answers otherwise, the
+        differences are returned in words (a request routed to another Service fails everywhere)."""
+        entries = self.entry_points(80)
+        if self.reads_nginx_annotations and not self.is_ingress_nginx:
+            return routes.differences_from_ingress_nginx(entries, host, cases, self.describe())
+        for case in cases:
+            for entry in entries:
+                wait_answer(
+                    lambda entry=entry, case=case: get(entry.ip, entry.port, case.path, host),
+                    lambda a, case=case: a.ok and a.body.strip() in case.answered_by,
+                    f"{case.path} (Host {host}) via {entry.where} answered by {', '.join(sorted(case.answered_by))} "
+                    f"through {self.describe()}, as {case.nginx}",
+                    never=self.unreachable,
+                )
+        return []
 
     def assert_serves_certificate(self, namespace: str, secret: str, host: str, cert_pem: bytes, backend: str) -> None:
         """HTTPS with SNI `host` MUST be terminated, on the controller's 443 node port of every
-        serving node, with the certificate of TLS Secret `secret` (verified, and the name checked),
-        and answered by `backend`. A wrong certificate is named by its subject, and so is the one
-        the Secret holds (its certificate only, never its key)."""
-        ours = der_of(cert_pem)
-        port = self.node_port(443)
-        for node, ip in self.node_ips():
-            where = f"{node} {ip}:{port}"
-            wait.until_seen(
-                lambda ip=ip: presented_certificate(ip, port, host),
-                lambda der: der == ours or None,
-                f"the certificate of Secret {secret} ({certificate_subject(ours)}) for SNI {host} via {where} "
-                f"from {self.describe()}",
-                ROUTE_TIMEOUT,
-                describe=lambda der: f"certificate {certificate_subject(der)}",
-                final=lambda _: secret_names_another_host(self.cluster, namespace, secret, host),
-                never=self.unreachable,
-                hint=lambda _: secret_certificate_state(self.cluster, namespace, secret, host),
-            )
-            wait_answer(
-                lambda ip=ip: https_get_sni(ip, port, host, "/", cert_pem),
-                lambda a: a.status == 200 and a.body.strip() == backend,
-                f"HTTPS with SNI {host} via {where}, verified against Secret {secret}'s certificate, answered "
-                f"by {backend}",
-                never=self.unreachable,
-            )
+        serving node, with the certificate of TLS Secret `secret`, and answered by `backend`."""
+        routes.assert_serves_certificate(
+            self.cluster, self.entry_points(443), namespace, secret, host, cert_pem, backend, self.describe(),
+            never=self.unreachable,
+        )
 
 
 def selector_labels(selector: str) -> dict[str, str]:
@@ -257,21 +298,25 @@ def find_controller(
     cluster: Cluster, target: ClassInfo, *, why: str = "", installed: Install | None = None
 ) -> Controller:
     """The controller of IngressClass `target`: its pods by the usual labels of a known controller
-    (in the namespace of the one this run installed), its Service: the NodePort or LoadBalancer
-    Service on 80 and 443 in front of those pods; for other controllers, such a Service whose
-    namespace or name carries a word of the controller's name (`haproxy.org/ingress-controller` ->
-    haproxy), and its pods through the Service's selector."""
-    known = installed or KNOWN_CONTROLLERS.get(target.controller)
+    of that IngressClass controller (ingress-nginx's own, then Traefik's ingress-nginx provider: the
+    first with pods; in the namespace of the one this run installed), its Service: the NodePort or
+    LoadBalancer Service on 80 and 443 in front of those pods; for other controllers, such a Service
+    whose namespace or name carries a word of the controller's name (`haproxy.org/ingress-controller`
+    -> haproxy), and its pods through the Service's selector."""
+    known: Install | None = installed
     namespace = service_name = selector = None
     pods: list[client.V1Pod] = []
     if installed is not None:
         namespace, service_name, selector = installed.namespace, installed.service, installed.pod_selector
         pods = cluster.core.list_namespaced_pod(namespace, label_selector=selector).items
-    elif known is not None:
-        selector = known.pod_selector
-        found = cluster.core.list_pod_for_all_namespaces(label_selector=selector).items
-        pods = _of_class(found, target.name)
-        namespace = pods[0].metadata.namespace if pods else None
+    else:
+        for candidate in known_for(target.controller):
+            listed = cluster.core.list_pod_for_all_namespaces(label_selector=candidate.pod_selector).items
+            found = _serving(listed, candidate)
+            if found:
+                known, selector, pods = candidate, candidate.pod_selector, _of_class(found, target.name)
+                namespace = pods[0].metadata.namespace
+                break
     if installed is None:
         service = _front_service(cluster, target, namespace, pods)
         if service is not None:
@@ -291,7 +336,16 @@ def find_controller(
         pod_selector=selector,
         installed=installed,
         why=why,
+        provider=known.provider if known is not None else "",
     )
+
+
+def _serving(pods: list[client.V1Pod], candidate: Install) -> list[client.V1Pod]:
+    """Of a known controller's pods, those that serve the class: all of them, or where the class is
+    served by a provider of another controller, those whose container turns that provider on."""
+    if not candidate.provider_arg:
+        return pods
+    return [p for p in pods for c in p.spec.containers or [] if candidate.provider_arg in (c.args or [])]
 
 
 def _of_class(pods: list[client.V1Pod], class_name: str) -> list[client.V1Pod]:

@@ -1,11 +1,17 @@
-"""Ingress documents: one host and class per test, and the load-balancer addresses in an Ingress's status."""
+"""Ingress documents: one host and class per test, a class of the test's own, and the load-balancer
+addresses in an Ingress's status."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clusterproof import wait
 from clusterproof.cluster import Cluster
+from clusterproof.manifests import CLUSTER_SCOPED_KINDS
+from clusterproof.run import hash_of
+
+if TYPE_CHECKING:
+    from clusterproof.manifests import Manifests
 
 
 def ingresses(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -43,6 +49,17 @@ def load_balancer_addresses(ingress: Any) -> list[str]:
     return found
 
 
+def ingress_state(cluster: Cluster, namespace: str, name: str) -> str:
+    """`Ingress x (class nginx): address 172.18.0.3`, or that no controller wrote one (a hint for a
+    route nothing serves: with a controller that reports status, no address means nobody took it on)."""
+    found = cluster.networking.read_namespaced_ingress(name, namespace)
+    class_name = found.spec.ingress_class_name if found.spec else None
+    addresses = load_balancer_addresses(found)
+    if addresses:
+        return f"Ingress {name} (class {class_name}): address {', '.join(addresses)}"
+    return f"Ingress {name} (class {class_name}): no address in its status (has a controller of its class taken it on?)"
+
+
 def address_within(cluster: Cluster, namespace: str, name: str, window: float) -> list[str]:
     """Watch Ingress `name` for `window` seconds; the status addresses it got ([] when none)."""
     return wait.seen_within(
@@ -53,3 +70,26 @@ def address_within(cluster: Cluster, namespace: str, name: str, window: float) -
         namespace=namespace,
         field_selector=f"metadata.name={name}",
     )
+
+
+def renamed(docs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The Ingress (of one-Ingress documents) under another name: a second copy in one namespace."""
+    for doc in ingresses(docs):
+        doc["metadata"]["name"] = name
+    return docs
+
+
+def unclaimed_class_name(namespace: str) -> str:
+    """A class name of the test's own (IngressClass or GatewayClass): cluster-scoped, so unique per test."""
+    return f"cp-unclaimed-{hash_of(namespace, 10)}"
+
+
+def create_owned_by_namespace(manifests: Manifests, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Create `docs`, the cluster-scoped ones owned by the test's namespace: they go with it (deleted
+    by the tracker, or by the garbage collector after the sweep deletes the namespace of a killed run)."""
+    ns = manifests.cluster.core.read_namespace(manifests.namespace)
+    owner = {"apiVersion": "v1", "kind": "Namespace", "name": ns.metadata.name, "uid": ns.metadata.uid}
+    for doc in docs:
+        if doc["kind"] in CLUSTER_SCOPED_KINDS:
+            doc["metadata"]["ownerReferences"] = [owner]
+    return manifests.create(docs)

@@ -123,10 +123,17 @@ class TlsAnswer:
     body: str
 
 
-def https_get_sni(ip: str, port: int, host: str, path: str, trusted_pem: bytes, *, timeout: float = 5) -> TlsAnswer:
-    """HTTPS to ip:port with SNI `host`, trusting only `trusted_pem` and checking the name.
-    Raises ProbeError when no verified TLS answer comes back."""
-    context = ssl.create_default_context(cadata=trusted_pem.decode("ascii"))
+def https_get_sni(
+    ip: str, port: int, host: str, path: str, trusted_pem: bytes | None, *, timeout: float = 5
+) -> TlsAnswer:
+    """HTTPS to ip:port with SNI `host`, trusting only `trusted_pem` and checking the name (None: any
+    certificate, unchecked: only to see what answers). Raises ProbeError when no TLS answer comes back."""
+    if trusted_pem is None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context = ssl.create_default_context(cadata=trusted_pem.decode("ascii"))
     request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
     try:
         with (

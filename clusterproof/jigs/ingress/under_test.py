@@ -13,7 +13,13 @@ from clusterproof.errors import Broken, SetupFailed, WaitTimeout, one_line
 from clusterproof.jigs.ingress.classes import Plan, class_infos, plan
 from clusterproof.jigs.ingress.controller import Controller, find_controller
 from clusterproof.jigs.ingress.installer import install, missing_images
-from clusterproof.jigs.ingress.installs import INGRESS_NGINX_CONTROLLER, INGRESS_NGINX_OFFLINE
+from clusterproof.jigs.ingress.installs import (
+    INGRESS_NGINX,
+    INGRESS_NGINX_CONTROLLER,
+    INGRESS_NGINX_FINAL,
+    INGRESS_NGINX_OFFLINE,
+    Install,
+)
 
 if TYPE_CHECKING:
     from clusterproof.manifests import Manifests
@@ -49,23 +55,34 @@ class UnderTest:
                     "installed": False, "error": one_line(self.error, 300)}
         return {"none": self.skip or "no ingress controller to test"}
 
-    def require_ingress_nginx(self, what: str, *, offline: bool) -> None:
-        """Skip `what` (an ingress-nginx claim) unless the controller under test is ingress-nginx,
+    def require_ingress_nginx(self, what: str, *, offline: bool, annotations: bool = False) -> None:
+        """Skip `what` (an ingress-nginx claim) unless the controller under test is ingress-nginx
+        itself (`annotations`: or another controller serving its class, reading its annotations),
         decided from the plan: also when that controller's install or lookup failed (a claim
         skipped on a healthy cluster stays skipped on a broken one)."""
         if self.controller is not None:
-            self.controller.require_ingress_nginx(what)
+            if annotations:
+                self.controller.require_nginx_annotations(what)
+            else:
+                self.controller.require_ingress_nginx(what)
             return
         intended = self.plan.install or self.plan.target
-        if intended is None or intended.controller == INGRESS_NGINX_CONTROLLER:
+        if intended is None or intended.controller != INGRESS_NGINX_CONTROLLER:
+            serves = False
+        elif annotations or not isinstance(intended, Install):
+            serves = True  # the class of ingress-nginx's controller (an existing class: taken to be its)
+        else:
+            serves = intended.name == INGRESS_NGINX.name
+        if intended is None or serves:
             return
         if self.plan.install is not None:
             name = f"{self.plan.install.name} {self.plan.install.version} (installed by this run)"
         else:
             name = f"IngressClass {intended.name} ({intended.controller})"
         state = " (it did not become ready)" if self.error is not None else ""
-        reason = f"; {INGRESS_NGINX_OFFLINE}" if offline else ""
-        pytest.skip(f"{what} is ingress-nginx's; the controller under test is {name}{state}{reason}")
+        reason = f"; {INGRESS_NGINX_FINAL}, and cannot be had offline: {INGRESS_NGINX_OFFLINE}" if offline else ""
+        own = "an ingress-nginx annotation" if annotations else "ingress-nginx's own"
+        pytest.skip(f"{what} is {own}; the controller under test is {name}{state}{reason}")
 
     def get(self) -> Controller:
         if self.error is not None:
@@ -76,12 +93,27 @@ class UnderTest:
 
 
 def controller_under_test(
-    cluster: Cluster, wanted: str | None, manifests: Manifests, stopwatch: Stopwatch
+    cluster: Cluster,
+    wanted: str | None,
+    manifests: Manifests,
+    stopwatch: Stopwatch,
+    *,
+    run_id: str = "",
+    allow_disruptive: bool = False,
 ) -> UnderTest:
-    """Choose the class (see `plan`), install the controller when nothing implements one, find
-    it. `manifests` is bound to the install's namespace and registers what it creates with the
-    tracker (removed when its scope ends). Never raises: the outcome is for each test to meet."""
-    chosen = plan(class_infos(cluster), wanted, existing=cluster.provider == "existing", offline=cluster.offline)
+    """Choose the class (see `plan`), install the controller when nothing implements one (on an
+    existing cluster only with --allow-disruptive), find it. `manifests` is bound to the install's
+    namespace and registers what it creates with the tracker (removed when its scope ends). Never
+    raises: the outcome is for each test to meet."""
+    existing = cluster.provider == "existing"
+    chosen = plan(
+        class_infos(cluster),
+        wanted,
+        existing=existing,
+        offline=cluster.offline,
+        run_id=run_id,
+        may_install=allow_disruptive or not existing,
+    )
     if chosen.skip:
         return UnderTest(skip=chosen.skip, plan=chosen)
     if chosen.install is not None and cluster.offline:
