@@ -458,3 +458,32 @@ def test_a_stretch_the_monitor_did_not_observe_is_grey_and_counted_apart_from_do
     assert "Service web ClusterIP (from a pod) not observed" in svg
     assert "Service web ClusterIP (from a pod) never 45.0 s" in text_of(up)  # down never; 45 s not observed
     assert "UPG-08 required every component v1.32.2 (--expect-version)." in text_of(up)
+
+
+def test_the_migration_view_puts_each_ingress_claim_beside_the_gateway_api_route_that_mirrors_it(tmp_path):
+    """#21: for each of the notes' Ingress behaviours, the GW claim naming it ("mirrors ING-03"),
+    both verdicts and what holds on both; no section without GW claims."""
+    from clusterproof.claims import load_claims
+    from clusterproof.settings import PACKAGE_DATA
+
+    packaged = load_claims(PACKAGE_DATA / "CLAIMS.md")
+    verdicts = {"ING-03": "held", "GW-02": "failed", "ING-05": "held", "GW-04": "held", "ING-06": "held"}
+    claims = [
+        {"id": cid, "section": packaged[cid].section, "claim": packaged[cid].text, "verdict": verdict, "reason": "",
+         "tests": []}
+        for cid, verdict in verdicts.items()
+    ]
+    artifacts = tmp_path / "run" / "artifacts"
+    artifacts.mkdir(parents=True)
+    (artifacts / "claims.json").write_text(json.dumps({"run_id": "r1", "claims": claims}))
+    html = page_of(tmp_path / "run")
+    view = text_of(section(html, "migration", "time"))
+    assert "ING-03 One Ingress routes by path to different Services" in view
+    assert "GW-02 HTTPRoute minimal-route sends each path prefix to its own Service" in view
+    assert "held GW-02" in view and "failed holds on Ingress only" in view
+    assert "ING-05" in view and "held holds on both" in view
+    assert "ING-06" not in view  # GW-05 is not in this run: nothing to put beside it
+    assert view.index("ING-03") < view.index("ING-05")
+
+    (artifacts / "claims.json").write_text(json.dumps({"run_id": "r1", "claims": claims[:1]}))
+    assert 'id="migration"' not in page_of(tmp_path / "run")

@@ -17,7 +17,7 @@ from clusterproof.run import artifacts_dir_name
 
 CLAIMS, TIMINGS, CLUSTERS, UPGRADE = "claims.json", "timings.json", "cluster.json", "upgrade.json"
 # the claim areas in the order of CLAIMS.md; UPG: the upgrade's own rows; any other prefix after them
-AREAS = ("SVC", "ING", "VOL", "PV", "WRK", "NS", "ERR", "UPG")
+AREAS = ("SVC", "ING", "GW", "VOL", "PV", "WRK", "NS", "ERR", "UPG")
 # what a reader must see first: failures, then what did not finish, then what is only partly known
 SEVERITY = {"failed": 0, "error": 1, "partial": 2, "skipped": 3, "not run": 4, "no test": 5, "held": 6}
 DIAGNOSTICS_EXCERPT = 24_000  # characters of a diagnostics.txt shown inline (the link has all)

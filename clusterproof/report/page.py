@@ -78,6 +78,7 @@ def render(run: Run, past: list[PastRun], page: Path, last: int = HISTORY_RUNS, 
         phase_totals=phase_totals(run),
         upgrade=upgrade,
         history=history,
+        migration=migration(run),
     )
 
 
@@ -245,6 +246,44 @@ def attention(groups: list[Group]) -> list[Attention]:
     ]
     items.sort(key=lambda a: severity(a.verdict))
     return items
+
+
+# --- the Ingress -> Gateway API migration view ----------------------------------------------
+
+_MIRRORS = re.compile(r"\(mirrors (ING-\d+)")
+
+
+@dataclass
+class Migration:
+    """One of the notes' Ingress behaviours and the Gateway API route claim that mirrors it."""
+
+    ingress: ClaimRow | None
+    route: ClaimRow
+
+    @property
+    def together(self) -> str:
+        """Both held, both not held, or which of the two holds."""
+        held = {
+            "Ingress": self.ingress is not None and self.ingress.verdict == "held",
+            "Gateway API": self.route.verdict == "held",
+        }
+        if all(held.values()):
+            return "holds on both"
+        if not any(held.values()):
+            return "holds on neither"
+        return f"holds on {next(k for k, v in held.items() if v)} only"
+
+
+def migration(run: Run) -> list[Migration]:
+    """For each GW claim, the ING claim it names as its mirror ("(mirrors ING-03)" in its text),
+    side by side: what holds on both, for a team moving off ingress-nginx."""
+    by_id = {c.id: c for c in run.claims}
+    rows = []
+    for claim in run.claims:
+        found = _MIRRORS.search(claim.text) if claim.area == "GW" else None
+        if found:
+            rows.append(Migration(by_id.get(found.group(1)), claim))
+    return sorted(rows, key=lambda m: _id_order(m.ingress.id if m.ingress else m.route.id))
 
 
 # --- the cluster -------------------------------------------------------------------------------
