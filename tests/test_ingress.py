@@ -304,17 +304,23 @@ def test_ingress_nginx_claims_run_on_ingress_nginx():
 
 
 def test_ingress_nginx_claims_stay_skipped_when_the_other_controller_never_gets_ready():
-    """#24 5b: ING-01 and ING-04 are ingress-nginx's (skipped on Traefik); they read *failed* when
-    the installed Traefik never became ready. The skip is decided from the plan, before the
-    install's failure is met."""
-    broken = Broken("ingress controller traefik v3.6.12 did not become ready: ...")
+    """#24 5b: ING-01 is ingress-nginx's own (skipped on Traefik); it read *failed* when the installed
+    Traefik never became ready. The skip is decided from the plan, before the install's failure is met.
+    ING-04 (an ingress-nginx annotation) runs where Traefik's ingress-nginx provider serves the class:
+    there the install's failure is its failure."""
+    broken = Broken("ingress controller traefik v3.7.13 did not become ready: ...")
     failed = ingress.UnderTest(error=broken, namespace="traefik", plan=ingress.Plan(install=ingress.TRAEFIK))
     with pytest.raises(pytest.skip.Exception) as info:
         failed.require_ingress_nginx("ING-01 (the bare-metal ingress-nginx install)", offline=True)
     assert str(info.value).startswith(
-        f"ING-01 (the bare-metal ingress-nginx install) is ingress-nginx's; the controller under test is traefik "
-        f"{releases.TRAEFIK} (installed by this run) (it did not become ready); no ingress-nginx controller image"
+        "ING-01 (the bare-metal ingress-nginx install) is ingress-nginx's own; the controller under test is traefik "
+        f"{releases.TRAEFIK} (installed by this run) (it did not become ready); ingress-nginx v1.15.1 is its final "
+        "release"
     )
+    failed.require_ingress_nginx("ING-04", offline=True, annotations=True)  # no skip
+    haproxy = ingress.Plan(target=ingress.ClassInfo("haproxy", "haproxy.org/ingress-controller"))
+    with pytest.raises(pytest.skip.Exception, match=r"^ING-04 is an ingress-nginx annotation; the controller under"):
+        ingress.UnderTest(error=broken, plan=haproxy).require_ingress_nginx("ING-04", offline=False, annotations=True)
     nginx = ingress.UnderTest(error=broken, namespace="ingress-nginx", plan=ingress.Plan(install=ingress.INGRESS_NGINX))
     nginx.require_ingress_nginx("ING-01", offline=False)  # no skip: its failure is ING-01's
     with pytest.raises(Broken):
@@ -334,12 +340,12 @@ def test_the_module_outcome_skips_fails_or_gives_the_controller():
 def test_what_the_report_is_told_of_the_module_s_controller():
     traefik = controller_of(ingress.TRAEFIK, offline=True)
     assert ingress.UnderTest(controller=traefik).fact() == {
-        "name": "traefik", "version": ingress.TRAEFIK.version, "class": "traefik",
-        "controller": "traefik.io/ingress-controller", "namespace": "traefik", "installed": True,
+        "name": "traefik", "version": ingress.TRAEFIK.version, "class": "nginx",
+        "controller": "k8s.io/ingress-nginx", "namespace": "traefik", "installed": True,
     }
     found = dataclasses.replace(traefik, installed=None)
     assert ingress.UnderTest(controller=found).fact()["installed"] is False
-    broken = Broken("ingress controller traefik v3.6.12 did not become ready: no Ready pod")
+    broken = Broken("ingress controller traefik v3.7.13 did not become ready: no Ready pod")
     failed = ingress.UnderTest(error=broken, plan=ingress.Plan(install=ingress.TRAEFIK)).fact()
     assert failed["name"] == "traefik" and failed["installed"] is True and "did not become ready" in failed["error"]
     assert ingress.UnderTest(skip="no IngressClass to test").fact() == {"none": "no IngressClass to test"}
