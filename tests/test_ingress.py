@@ -109,6 +109,8 @@ def test_traefik_is_the_release_the_offline_build_makes_and_serves_the_nginx_cla
     assert "--providers.kubernetesgateway.statusaddress.ip=$(HOST_IP)" in args
     assert "--entryPoints.websecure.http.tls=true" in args
     assert {(p["containerPort"], p.get("hostPort")) for p in container["ports"]} >= {(80, 80), (443, 443)}
+    # host ports are beyond Pod Security baseline: the namespace says what its pods need
+    assert docs[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
     (gateway_class,) = of_kind(docs, "GatewayClass")
     assert gateway_class["metadata"]["name"] == ingress.TRAEFIK.gateway_class
     assert gateway_class["spec"]["controllerName"] == ingress.TRAEFIK.gateway_controller
