@@ -37,7 +37,7 @@ from clusterproof.api_answers import ApiAnswer, answer_to
 from clusterproof.errors import ExecTimeout, NodeDown, NodeExecUnavailable, one_line
 from clusterproof.namespaces import pod_security_labels, wait_usable
 from clusterproof.node_exec import NOT_KIND, NodeExec, NoNodeExec, kind_node_exec
-from clusterproof.probe import ExecResult, exec_in_pod
+from clusterproof.pod_exec import ExecResult, exec_in_pod
 from clusterproof.run import hash_of, short_id, slug
 
 if TYPE_CHECKING:

@@ -44,7 +44,7 @@ from clusterproof.node_exec import (
     prove_kind_nodes,
 )
 from clusterproof.plugin import node_access
-from clusterproof.probe import ExecResult, exit_status
+from clusterproof.pod_exec import ExecResult, exit_status
 from clusterproof.timings import Stopwatch
 from clusterproof.tracker import ResourceTracker
 

@@ -221,17 +221,17 @@ def test_exec_whose_websocket_handshake_never_comes_back_is_a_probe_error(monkey
 
     from kubernetes import client
 
-    from clusterproof import probe
+    from clusterproof import pod_exec
 
     with socket.create_server(("127.0.0.1", 0)) as silent:
         configuration = client.Configuration()
         configuration.host = f"http://127.0.0.1:{silent.getsockname()[1]}"
         core = client.CoreV1Api(client.ApiClient(configuration))
-        monkeypatch.setattr(probe, "EXEC_HANDSHAKE_TIMEOUT", 0.5)
+        monkeypatch.setattr(pod_exec, "EXEC_HANDSHAKE_TIMEOUT", 0.5)
         started = time.monotonic()
 
         with pytest.raises(ProbeError, match=r"no websocket handshake within 0.5s"):
-            probe.exec_in_pod(core, "ns", "pod", ["true"])
+            pod_exec.exec_in_pod(core, "ns", "pod", ["true"])
 
         assert time.monotonic() - started < 5
         # the abandoned handshake holds a client of its own: the caller's still makes plain API calls
@@ -239,7 +239,7 @@ def test_exec_whose_websocket_handshake_never_comes_back_is_a_probe_error(monkey
 
 
 def test_exec_stream_opener_hands_back_the_stream_or_the_error_of_its_thread():
-    from clusterproof.probe import _open_exec_stream
+    from clusterproof.pod_exec import _open_exec_stream
 
     assert _open_exec_stream(lambda: "stream", "exec") == "stream"
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from clusterproof import urls, wait
 from clusterproof.cluster import Cluster
 from clusterproof.errors import ProbeError
-from clusterproof.probe import ANSWER_TIMEOUT, ExecResult, exec_in_pod
+from clusterproof.pod_exec import ExecResult, exec_in_pod
+from clusterproof.probe import ANSWER_TIMEOUT
 
 _INET = re.compile(r"\binet6? ([0-9a-fA-F.:]+)/\d+")
 

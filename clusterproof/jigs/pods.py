@@ -15,8 +15,8 @@ from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
 from clusterproof.errors import SetupFailed, WaitTimeout
 from clusterproof.manifests import Manifests
+from clusterproof.pod_exec import ExecResult, exec_in_pod
 from clusterproof.pod_states import IMAGE_REASONS
-from clusterproof.probe import ExecResult, exec_in_pod
 
 ABSENT_RC = 3  # exit code of PodFiles.read's script when the path does not exist
 START_TIMEOUT = 120.0
