@@ -65,7 +65,8 @@ def test_stop_with_parent_sends_sighup_when_the_parent_dies(tmp_path):
             time.sleep(0.05)
         assert ready.exists()
         parent.kill()
-        while not marker.exists() and time.monotonic() < deadline:
+        # the handler's write_text makes the file before it writes: an empty file is not yet its answer
+        while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert marker.read_text() == "hup"
     finally:
