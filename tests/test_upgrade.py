@@ -987,3 +987,17 @@ def test_the_in_place_upgrade_repeats_a_kubectl_step_while_the_api_server_is_awa
     upgrade.run = run
     upgrade.wait_api_ready = lambda node: None
     assert upgrade.kubectl("c-control-plane", "drain", "c-worker", what="drain c-worker") == "node/c-worker drained"
+
+
+def test_a_failed_copy_into_a_node_is_an_upgrade_error_with_dockers_words(tmp_path):
+    """Seen: `docker cp` of the kubelet failed half-way (exit 1) and the driver died in a traceback
+    without docker's reason. FAKE docker: a script that fails as docker does on a full disk."""
+    from clusterproof.offline import kind_upgrade, releases
+
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\necho 'Error response from daemon: no space left on device' >&2\nexit 1\n")
+    docker.chmod(0o755)
+    upgrade = kind_upgrade.KindUpgrade("c", releases.release("1.37"), log=lambda m: None, docker=str(docker))
+    said = r"docker cp .*kubelet to /usr/bin/kubelet failed \(exit 1\): Error response from daemon: no space left"
+    with pytest.raises(kind_upgrade.UpgradeError, match=said):
+        upgrade.copy_in("c-worker", tmp_path / "kubelet", "/usr/bin/kubelet")

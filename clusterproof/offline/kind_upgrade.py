@@ -139,7 +139,16 @@ class KindUpgrade:
         return out
 
     def copy_in(self, node: str, source: Path, target: str) -> None:
-        subprocess.run([self.docker, "cp", str(source), f"{node}:{target}.new"], check=True, capture_output=True)
+        """`source` installed at `target` on the node (copied beside it, then moved: never half a binary)."""
+        try:
+            done = subprocess.run(
+                [self.docker, "cp", str(source), f"{node}:{target}.new"], capture_output=True, timeout=COMMAND_TIMEOUT
+            )
+        except subprocess.TimeoutExpired:
+            raise UpgradeError(f"{node}: docker cp {source.name} still running after {COMMAND_TIMEOUT:.0f}s") from None
+        if done.returncode != 0:  # e.g. the host's disk full: docker says so on stderr
+            why = " | ".join(done.stderr.decode(errors="replace").strip().splitlines()[-3:])
+            raise UpgradeError(f"{node}: docker cp {source} to {target} failed (exit {done.returncode}): {why}")
         self.run(node, "sh", "-c", f"chmod 0755 {target}.new && mv -f {target}.new {target}", what=f"install {target}")
 
     def version_of(self, node: str) -> str:
