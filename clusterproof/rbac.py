@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rc != 0:
             say(f"the boot run failed (exit {rc}): nothing ran under the role")
             return rc
-        admin = runs.run_dir_for(rootdir, boot_id) / "clusters" / name / "kubeconfig"
+        admin = admin_kubeconfig(name, work / "admin-kubeconfig")
         admin_context = f"kind-{name}"
 
         started = time.monotonic()
@@ -338,6 +338,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"kept kind cluster {name}")
         say("where the time went:\n" + "\n".join(f"  {w:<58} {s:7.1f}s" for w, s in rows))
     return rc
+
+
+def admin_kubeconfig(cluster: str, out: Path) -> Path:
+    """The kind cluster's cluster-admin kubeconfig (0600), from kind itself: the boot run's own copy
+    is under its run directory, whose name has a random part (--run-id is a prefix)."""
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    done = subprocess.run(
+        [shutil.which("kind") or "kind", "export", "kubeconfig", f"--name={cluster}", f"--kubeconfig={out}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"[rbac] cannot read the kubeconfig of kind cluster {cluster}: {done.stderr.strip()}")
+    return out
 
 
 def read_audit_log(cluster: str) -> list[str]:
