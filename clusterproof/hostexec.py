@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from kubernetes import client
 
 from clusterproof import pod_states, wait
-from clusterproof.api_answers import ApiAnswer, answer_to
+from clusterproof.api_answers import ApiAnswer, answer_to, unless_missing
 from clusterproof.errors import ExecTimeout, NodeDown, NodeExecUnavailable, one_line
 from clusterproof.namespaces import pod_security_labels, wait_usable
 from clusterproof.node_exec import NOT_KIND, NodeExec, NoNodeExec, kind_node_exec
@@ -299,12 +299,9 @@ class HostExecPods:
         return None if judged.accepted else refusal(f"pod {self.namespace}/{probe['metadata']['name']}", judged)
 
     def _start(self, node: str, generation: int) -> _Pod:
-        try:
-            found = self.cluster.core.read_node(node)
-        except client.ApiException as e:
-            if e.status == 404:
-                raise NodeDown(node, f"node {node} not found: no host exec pod there") from None
-            raise
+        found = unless_missing(lambda: self.cluster.core.read_node(node))
+        if found is None:
+            raise NodeDown(node, f"node {node} not found: no host exec pod there")
         unreachable = why_unreachable(found)
         if unreachable:
             raise unreachable

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from kubernetes import client
 
 from clusterproof import causes, health, probe, urls, wait
-from clusterproof.api_answers import ApiAnswer, answer_to
+from clusterproof.api_answers import ApiAnswer, answer_to, unless_missing
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import WaitGaveUp, WaitTimeout
 from clusterproof.jigs import Jig
@@ -265,12 +265,8 @@ class ServiceJig(Jig):
 
     def delete_service(self, name: str) -> None:
         services = self.cluster.dynamic.resources.get(api_version="v1", kind="Service")
-        try:
-            # dynamic: a 1.20 server answers a Service delete with a Status the typed client cannot read
-            services.delete(name=name, namespace=self.namespace)
-        except client.ApiException as e:
-            if e.status != 404:
-                raise
+        # dynamic: a 1.20 server answers a Service delete with a Status the typed client cannot read
+        unless_missing(lambda: services.delete(name=name, namespace=self.namespace))
         wait.gone(
             lambda: self.core.read_namespaced_service(name, self.namespace),
             f"Service {self.namespace}/{name}",
