@@ -87,8 +87,9 @@ def test_recreated_pods_get_new_ips_but_the_clusterip_stays_and_reaches_them(
     keeps its ClusterIP, and the Service MUST reach the new pods [003].
 
     Observed: pod IPs before and after; svc-1's ClusterIP before and after; its Endpoints naming
-    the new pods; a request from a client pod to the ClusterIP answered by a re-created pod (the
-    old ones are gone, so any answer is a new pod's)."""
+    the new pods; requests from a client pod to the ClusterIP (a fresh connection each) answered
+    by every re-created pod and nothing else, and no more than one in 20 failing once they all
+    answered (a stale endpoint, an old pod's IP left in the rules, takes a share of them)."""
     client, old = backends_and_a_client(jig, client_pod, APP_PODS)
     service = jig.create_service(SVC_1)
 
@@ -100,7 +101,7 @@ def test_recreated_pods_get_new_ips_but_the_clusterip_stays_and_reaches_them(
     assert kept == service.spec.cluster_ip, f"svc-1's ClusterIP changed from {service.spec.cluster_ip} to {kept}"
     endpoints = jig.wait_endpoints("svc-1", new.ips)
     assert endpoint_target_uids(endpoints) == new.uids, f"svc-1's endpoints do not point at the new pods {new}"
-    jig.assert_answered_by_one_of(client, service, new)
+    jig.assert_answered_by(client, service, new, note="pods re-created")
 
 
 @pytest.mark.claim("SVC-03")

@@ -112,14 +112,6 @@ def test_assert_answered_by_builds_its_description_from_the_service_and_the_clie
     assert clients[0].asked == ["http://10.96.0.10:9000/"]
 
 
-def test_assert_answered_by_one_of_accepts_any_of_the_pods_and_names_a_stranger():
-    jig = ServiceJig(cluster=None, manifests=None)
-    jig.assert_answered_by_one_of(FakeClientPod({}), service(type_="NodePort", name="np-svc"), PODS)
-    strangers = Backends((ready_pod("pod-3", "10.244.1.9"),))
-    with pytest.raises(AssertionError, match=r"of NodePort Service np-svc answered from 'pod-1', not from one of"):
-        jig.assert_answered_by_one_of(FakeClientPod({}), service(type_="NodePort", name="np-svc"), strangers)
-
-
 def test_pv_names_keep_tests_apart():
     names = PVNames.for_test("20261122-163000-ab12", "cp-163000ab12-pv-01-3f2a")
     docs = [

@@ -395,15 +395,6 @@ class ServiceJig(Jig):
             problems.append(self._inside_mismatch(pod, url, what, pods.names, never=never, service=service))
         _assert_none(problems)
 
-    def assert_answered_by_one_of(self, client_pod: ClientPod, service: client.V1Service, pods: Backends) -> None:
-        """A request from the client pod to the Service's ClusterIP is answered, by one of `pods`
-        (retried while kube-proxy catches up with the Endpoints)."""
-        port = service.spec.ports[0].port
-        what = f"ClusterIP {service.spec.cluster_ip}:{port} of {describe_service(service)}"
-        answer = self._first_answer(lambda t: client_pod.await_answer(cluster_ip_url(service, port), what, t), service)
-        who = hostname_of(answer)
-        assert who in pods.names, f"{what} answered from {who!r}, not from one of the pods {pods}"
-
     def assert_ports_reach_container_ports(
         self, client_pod: ClientPod, service: client.V1Service, pods: Backends, container_port_of: Mapping[int, int]
     ) -> None:
