@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from kubernetes import client
 
-from clusterproof import causes, health, health_cli, wait
+from clusterproof import causes, health, health_cli, system_look, wait
 from clusterproof.errors import WaitGaveUp
 
 NOW = time.time()
@@ -514,14 +514,14 @@ def test_kube_proxy_running_but_not_syncing_its_rules_is_named(monkeypatch):
         stale = {"lastUpdated": "2026-12-01T10:00:00Z", "currentTime": "2026-12-01T10:05:00Z"}
         return ApiAnswer(503, stale) if "/w1:" in path else ApiAnswer(200, {})
 
-    monkeypatch.setattr(health, "raw_request", healthz)
+    monkeypatch.setattr(system_look, "raw_request", healthz)
     c = cluster(pods=pods + [pod("coredns-1", DNS_LABELS)])
     assert texts(c) == [
         "kube-proxy: not syncing its rules (healthz 503) on w1 (last synced 2026-12-01T10:00:00Z)"
     ]
     assert asked[0] == "/api/v1/nodes/cp:10256/proxy/healthz"
     assert causes.routing_cause(c) is None  # it syncs on cp
-    monkeypatch.setattr(health, "raw_request", lambda cluster, method, path, timeout: ApiAnswer(503, {}))
+    monkeypatch.setattr(system_look, "raw_request", lambda cluster, method, path, timeout: ApiAnswer(503, {}))
     nowhere = cluster(pods=pods + [pod("coredns-1", DNS_LABELS)])
     assert causes.routing_cause(nowhere) == (
         "kube-proxy: not syncing its rules (healthz 503) on cp, w1: the Services' rules are stale"
