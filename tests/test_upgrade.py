@@ -205,6 +205,26 @@ def test_outcomes_hear_setup_and_call_and_keep_the_worst():
     assert outcomes.outcome == {"t::two": "failed", "t::x": "skipped"}
 
 
+def test_a_test_stopped_in_its_call_is_not_finished_and_keeps_the_state():
+    """Seen on a real run: SIGTERM during UPG-04's call; its setup had passed, no call report came.
+    Had that been the last test, the state would have been removed. Reports are fakes."""
+    outcomes = upgrade_plugin.Outcomes(selected=dict(SELECTED))
+
+    def report(nodeid, when, outcome):
+        return SimpleNamespace(nodeid=nodeid, when=when, outcome=outcome, failed=outcome == "failed")
+
+    for r in (
+        report("t::two", "setup", "passed"),
+        report("t::two", "call", "passed"),
+        report("t::eight", "setup", "passed"),
+        report("t::eight", "call", "passed"),
+        report("t::nine", "setup", "passed"),  # the stop came here
+    ):
+        outcomes.pytest_runtest_logreport(r)
+    verdict = outcomes.verdict(CLAIMS)
+    assert (verdict.held, verdict.open) == (False, {"UPG-09": "not finished"})
+
+
 def settings_for(tmp_path) -> SimpleNamespace:
     """Fake run settings: the fields the upgrade options are checked against."""
     return SimpleNamespace(rootdir=tmp_path, provider="existing", cluster_scope="module", keep_clusters=False)

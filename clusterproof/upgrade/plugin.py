@@ -252,8 +252,10 @@ class Outcomes:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.nodeid not in self.selected or report.when not in ("setup", "call"):
             return
-        rank = {"passed": 0, "skipped": 1, "failed": 2}
         seen = "failed" if report.failed else report.outcome
+        if report.when == "setup" and seen == "passed":
+            seen = "not finished"  # set up, not yet run: a stop during its call leaves it so (seen: SIGTERM)
+        rank = {"not finished": 0, "passed": 0, "skipped": 1, "failed": 2}
         if rank.get(seen, 2) >= rank[self.outcome.get(report.nodeid, "passed")]:
             self.outcome[report.nodeid] = seen
 
