@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rc != 0:
             say(f"the boot run failed (exit {rc}): nothing ran under the role")
             return rc
-        admin = admin_kubeconfig(name, work / "admin-kubeconfig")
+        admin = admin_kubeconfig(rootdir, boot_id, name)
         admin_context = f"kind-{name}"
 
         started = time.monotonic()
@@ -340,18 +340,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return rc
 
 
-def admin_kubeconfig(cluster: str, out: Path) -> Path:
-    """The kind cluster's cluster-admin kubeconfig (0600), from kind itself: the boot run's own copy
-    is under its run directory, whose name has a random part (--run-id is a prefix)."""
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.close(fd)
-    done = subprocess.run(
-        [shutil.which("kind") or "kind", "export", "kubeconfig", f"--name={cluster}", f"--kubeconfig={out}"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"[rbac] cannot read the kubeconfig of kind cluster {cluster}: {done.stderr.strip()}")
-    return out
+def admin_kubeconfig(rootdir: Path, boot_id: str, cluster: str) -> Path:
+    """The boot run's cluster-admin kubeconfig of the kind cluster. Its run directory is named by
+    its id, `--run-id` plus a random part: the one run given `boot_id` (itself unique)."""
+    found = sorted(rootdir.glob(f".clusterproof/runs/{boot_id}-*/clusters/{cluster}/kubeconfig"))
+    if len(found) != 1:
+        raise SystemExit(f"[rbac] the boot run's kubeconfig of {cluster}: {len(found)} found under .clusterproof/runs/")
+    return found[0]
 
 
 def read_audit_log(cluster: str) -> list[str]:

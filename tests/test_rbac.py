@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from clusterproof import rbac
@@ -114,3 +115,16 @@ def test_fixtures_bind_the_service_account_to_exactly_the_shipped_roles():
     for role in (d for d in docs if d["kind"] in ("ClusterRole", "Role")):
         for rule in role["rules"]:
             assert "*" not in rule.get("verbs", []) and "*" not in rule.get("resources", []), rule
+
+
+def test_the_admin_kubeconfig_is_the_boot_runs_own_whatever_random_part_its_id_got(tmp_path):
+    boot = tmp_path / ".clusterproof/runs/20261206-040000-aa11bb-boot-c0ffee/clusters/cprbac-x"
+    boot.mkdir(parents=True)
+    (boot / "kubeconfig").write_text("{}")
+    other = tmp_path / ".clusterproof/runs/20261206-050000-cc22dd-boot-123456/clusters/cprbac-x"
+    other.mkdir(parents=True)
+    (other / "kubeconfig").write_text("{}")
+
+    assert rbac.admin_kubeconfig(tmp_path, "20261206-040000-aa11bb-boot", "cprbac-x") == boot / "kubeconfig"
+    with pytest.raises(SystemExit, match="0 found"):
+        rbac.admin_kubeconfig(tmp_path, "20261206-040000-aa11bb-boot", "cprbac-y")
