@@ -648,3 +648,24 @@ def test_a_route_wait_gives_up_at_once_naming_a_controller_scaled_to_zero_mid_te
         )
     assert "scaled to zero): nothing runs the controller" in str(gave_up.value)
     assert "connection" in str(gave_up.value).lower()
+
+
+def test_an_ingress_is_described_with_its_class_its_ingress_nginx_annotations_as_stored_and_its_address():
+    """A hint of ING-03/04's waits: what the controller reads (a rewrite-target changed under the test shows)."""
+    found = client.V1Ingress(
+        metadata=client.V1ObjectMeta(
+            name="rewrite-ingress",
+            annotations={"nginx.ingress.kubernetes.io/rewrite-target": "/wrong/$2", "other.example/x": "y"},
+        ),
+        spec=client.V1IngressSpec(ingress_class_name="nginx"),
+        status=client.V1IngressStatus(
+            load_balancer=client.V1IngressLoadBalancerStatus(
+                ingress=[client.V1IngressLoadBalancerIngress(ip="172.18.0.3")]
+            )
+        ),
+    )
+    described = ingress.describe_ingress(found)
+    assert described == "Ingress rewrite-ingress (class nginx, rewrite-target /wrong/$2): address 172.18.0.3"
+    found.status = None
+    found.metadata.annotations = None
+    assert ingress.describe_ingress(found).startswith("Ingress rewrite-ingress (class nginx): no address in its status")

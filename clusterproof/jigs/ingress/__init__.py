@@ -36,6 +36,7 @@ from clusterproof.jigs.ingress.controller import (
 from clusterproof.jigs.ingress.documents import (
     address_within,
     create_owned_by_namespace,
+    describe_ingress,
     ingress_state,
     renamed,
     set_class,
@@ -139,6 +140,7 @@ __all__ = [
     "https_get_sni",
     "ingress_classes",
     "install",
+    "describe_ingress",
     "ingress_state",
     "install_for",
     "missing_images",

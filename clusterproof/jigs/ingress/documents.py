@@ -49,15 +49,30 @@ def load_balancer_addresses(ingress: Any) -> list[str]:
     return found
 
 
+NGINX_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io/"
+
+
 def ingress_state(cluster: Cluster, namespace: str, name: str) -> str:
-    """`Ingress x (class nginx): address 172.18.0.3`, or that no controller wrote one (a hint for a
-    route nothing serves: with a controller that reports status, no address means nobody took it on)."""
-    found = cluster.networking.read_namespaced_ingress(name, namespace)
+    """`Ingress x (class nginx, rewrite-target /$2): address 172.18.0.3`, or that no controller wrote
+    one (a hint for a route nothing serves: with a controller that reports status, no address means
+    nobody took it on). Its ingress-nginx annotations are as stored now: what the controller reads."""
+    return describe_ingress(cluster.networking.read_namespaced_ingress(name, namespace))
+
+
+def describe_ingress(found: Any) -> str:
     class_name = found.spec.ingress_class_name if found.spec else None
+    annotations = {
+        key.removeprefix(NGINX_ANNOTATION_PREFIX): value
+        for key, value in sorted((found.metadata.annotations or {}).items())
+        if key.startswith(NGINX_ANNOTATION_PREFIX)
+    }
+    what = ", ".join([f"class {class_name}", *(f"{key} {value}" for key, value in annotations.items())])
     addresses = load_balancer_addresses(found)
     if addresses:
-        return f"Ingress {name} (class {class_name}): address {', '.join(addresses)}"
-    return f"Ingress {name} (class {class_name}): no address in its status (has a controller of its class taken it on?)"
+        return f"Ingress {found.metadata.name} ({what}): address {', '.join(addresses)}"
+    return (
+        f"Ingress {found.metadata.name} ({what}): no address in its status (has a controller of its class taken it on?)"
+    )
 
 
 def address_within(cluster: Cluster, namespace: str, name: str, window: float) -> list[str]:
