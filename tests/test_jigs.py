@@ -230,6 +230,32 @@ def test_a_pod_that_did_not_start_for_reasons_most_claims_do_not_observe_is_a_st
     assert pods_jig.start_failure_of(v1_pod(waiting="CrashLoopBackOff"), []) is None
 
 
+def test_a_pod_bound_to_a_node_that_is_down_did_not_start_for_that_reason():
+    down = client.V1Node(
+        metadata=client.V1ObjectMeta(name="w2"),
+        spec=client.V1NodeSpec(),
+        status=client.V1NodeStatus(
+            conditions=[
+                client.V1NodeCondition(
+                    type="Ready",
+                    status="Unknown",
+                    reason="NodeStatusUnknown",
+                    message="Kubelet stopped posting node status.",
+                )
+            ]
+        ),
+    )
+    found = pods_jig.start_failure_of(v1_pod(), [], down)
+    assert found.kind == pods_jig.NODE_DOWN
+    assert str(found) == "pod p: node w2 is not Ready (NodeStatusUnknown: Kubelet stopped posting node status.)"
+    up = client.V1Node(
+        metadata=client.V1ObjectMeta(name="w1"),
+        spec=client.V1NodeSpec(),
+        status=client.V1NodeStatus(conditions=[client.V1NodeCondition(type="Ready", status="True")]),
+    )
+    assert pods_jig.start_failure_of(v1_pod(), [], up) is None
+
+
 def test_a_start_failure_a_claim_observes_fails_it_and_any_other_is_a_set_up_failure(monkeypatch):
     conflict = "0/3 nodes are available: 3 node(s) had volume node affinity conflict"
     unscheduled = v1_pod(scheduled={"status": "False", "reason": "Unschedulable", "message": conflict})

@@ -13,7 +13,8 @@ from kubernetes import client
 from clusterproof import wait
 from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
-from clusterproof.errors import SetupFailed, WaitTimeout
+from clusterproof.errors import NodeDown, SetupFailed, WaitTimeout
+from clusterproof.hostexec import why_unreachable
 from clusterproof.manifests import Manifests
 from clusterproof.pod_exec import ExecResult, exec_in_pod
 from clusterproof.pod_states import IMAGE_REASONS
@@ -59,13 +60,21 @@ def started(
     claims do not observe (never scheduled, its image cannot be pulled, no sandbox: the pod network
     is broken) is a set-up failure (SetupFailed: the test errors, "could not evaluate"), unless
     the claim observes that very step (`observes`: UNSCHEDULED, NO_IMAGE, NO_SANDBOX): then it is
-    the claim's failure, as is anything else (a mount that fails, a container that crashes)."""
+    the claim's failure, as is anything else (a mount that fails, a container that crashes). A pod
+    bound to a node that is down (NotReady, the node lifecycle controller's taints) never starts:
+    the wait stops on it at once, a set-up failure naming the node and its condition."""
+
+    def node_down() -> str | None:
+        failure = start_failure(cluster, namespace, name)
+        return str(failure) if failure is not None and failure.kind == NODE_DOWN else None
+
     try:
         return wait.pod_ready(
             cluster.core,
             namespace,
             name,
             timeout,
+            never=node_down,
             hint=lambda _: f"last FailedMount of pod {name}: {failed_mounts(cluster, namespace, name).last}",
         )
     except WaitTimeout as e:
@@ -89,7 +98,7 @@ def not_started(
     return SetupFailed(f"start pod {name}", f"{failure} ({error})")
 
 
-UNSCHEDULED, NO_IMAGE, NO_SANDBOX = "unscheduled", "no image", "no sandbox"
+UNSCHEDULED, NO_IMAGE, NO_SANDBOX, NODE_DOWN = "unscheduled", "no image", "no sandbox", "node down"
 # the kubelet's events when a pod gets no sandbox: the runtime failed to make it (CNI ADD failed), or
 # the node's pod network is not ready at all (no CNI config: the kubelet does not even try)
 SANDBOX_EVENTS = ("FailedCreatePodSandBox", "NetworkNotReady")
@@ -97,8 +106,8 @@ SANDBOX_EVENTS = ("FailedCreatePodSandBox", "NetworkNotReady")
 
 @dataclass(frozen=True)
 class StartFailure:
-    """Why a pod did not start, of a kind most claims do not observe: UNSCHEDULED, NO_IMAGE or
-    NO_SANDBOX (the claims that do observe it pass `observes=`)."""
+    """Why a pod did not start, of a kind most claims do not observe: UNSCHEDULED, NODE_DOWN,
+    NO_IMAGE or NO_SANDBOX (the claims that do observe it pass `observes=`)."""
 
     kind: str
     text: str
@@ -112,18 +121,26 @@ def start_failure(cluster: Cluster, namespace: str, name: str) -> StartFailure |
     try:
         pod = read_pod(cluster, namespace, name)
         events = cluster.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+        bound = pod.spec.node_name if pod.spec else None
+        node = cluster.core.read_node(bound) if bound else None
     except client.ApiException:
         return None
-    return start_failure_of(pod, events)
+    return start_failure_of(pod, events, node)
 
 
-def start_failure_of(pod: client.V1Pod, events: list[client.CoreV1Event]) -> StartFailure | None:
+def start_failure_of(
+    pod: client.V1Pod, events: list[client.CoreV1Event], node: client.V1Node | None = None
+) -> StartFailure | None:
+    """`node`: the one the pod is bound to (a node that is down explains a pod that never started)."""
     status = pod.status
     name = pod.metadata.name
     scheduled = next((c for c in (status.conditions or []) if c.type == "PodScheduled"), None) if status else None
     if scheduled is not None and scheduled.status == "False":
         return StartFailure(UNSCHEDULED, f"pod {name} not scheduled: {scheduled.reason}: {scheduled.message}")
     containers = (status.container_statuses or []) if status else []
+    down = why_unreachable(node) if node is not None else None
+    if isinstance(down, NodeDown) and not any(s.ready for s in containers):
+        return StartFailure(NODE_DOWN, f"pod {name}: {down.cause}")
     for s in [*((status.init_container_statuses or []) if status else []), *containers]:
         waiting = s.state.waiting if s.state else None
         if waiting is not None and waiting.reason in IMAGE_REASONS:
