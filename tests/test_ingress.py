@@ -405,6 +405,20 @@ def test_a_controller_scaled_to_zero_fails_at_once_naming_the_controller():
     assert "Deployment traefik/traefik: 0 of 0 replicas ready (scaled to zero): nothing runs the controller" in message
 
 
+def test_a_class_nothing_is_found_serving_fails_at_once_saying_so():
+    """Seen on a user's Traefik with its ingress-nginx provider turned off, IngressClass nginx left:
+    ING-04 waited 60 s for 'a ready pod ... in None (None)'."""
+    orphan = controller_of(ingress.TRAEFIK, offline=True)
+    orphan.cluster = fake_cluster()
+    orphan.namespace = orphan.pod_selector = orphan.service_name = None
+    with pytest.raises(WaitGaveUp) as info:
+        orphan.assert_serving()
+    message = str(info.value)
+    assert "in None" not in message
+    assert "nothing found serving IngressClass nginx (controller k8s.io/ingress-nginx)" in message
+    assert orphan.unreachable() == orphan.not_found()
+
+
 def test_a_serving_controller_passes_and_a_restarting_one_is_waited_for(monkeypatch):
     traefik = controller_of(ingress.TRAEFIK, offline=True)
     traefik.cluster = fake_cluster(pods=[pod("traefik-1", True)], deployments=[deployment(1, 1)])

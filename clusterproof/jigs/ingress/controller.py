@@ -155,8 +155,24 @@ class Controller:
 
     def workload_state(self) -> str:
         """`Deployment traefik/traefik: 0 of 1 ready` (what runs the controller, in words)."""
+        if not (self.namespace and self.pod_selector):
+            return "no controller pods found"
         parts = [_workload_state(w) for w in self.workloads()]
         return "; ".join(parts) or f"no Deployment or DaemonSet in {self.namespace} runs pods {self.pod_selector}"
+
+    def stopped(self) -> str | None:
+        """Why no controller pod will be ready: none was found, or nothing runs one."""
+        return self.not_found() or self.scaled_to_zero()
+
+    def not_found(self) -> str | None:
+        """Why no controller pod can be watched: none was found serving the class, else None."""
+        if self.namespace and self.pod_selector:
+            return None
+        return (
+            f"nothing found serving IngressClass {self.class_name} (controller {self.controller}): no pods of a "
+            "known controller of it (for k8s.io/ingress-nginx: ingress-nginx's, or Traefik's with its ingress-nginx "
+            "provider turned on) and no NodePort or LoadBalancer Service on 80 and 443 named after it"
+        )
 
     def scaled_to_zero(self) -> str | None:
         """Why no controller pod can come (scaled to zero, a DaemonSet on no node), else None."""
@@ -172,7 +188,7 @@ class Controller:
         routing = None
         if self.namespace and self.service_name:
             routing = causes.service_cause(self.cluster, self.namespace, self.service_name)
-        return self.scaled_to_zero() or routing
+        return self.stopped() or routing
 
     def assert_serving(self, timeout: float = SERVING_TIMEOUT) -> None:
         """The controller MUST have a ready pod: what serves the class's Ingresses. Waits up to
@@ -180,10 +196,11 @@ class Controller:
         wait.until_seen(
             self.pods,
             lambda pods: [p for p in pods if pod_states.pod_is_ready(p)] or None,
-            f"a ready pod of ingress controller {self.describe()} in {self.namespace} ({self.pod_selector})",
+            f"a ready pod of ingress controller {self.describe()}"
+            + (f" in {self.namespace} ({self.pod_selector})" if self.namespace else ""),
             timeout,
             describe=lambda pods: f"{self.workload_state()}; pods: {pod_states.describe_pods(pods)}",
-            final=lambda pods: None if any(pod_states.pod_is_ready(p) for p in pods) else self.scaled_to_zero(),
+            final=lambda pods: None if any(pod_states.pod_is_ready(p) for p in pods) else self.stopped(),
         )
 
     def node_port(self, port: int) -> int:
