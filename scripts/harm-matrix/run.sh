@@ -30,29 +30,32 @@ kc -n user-ingress rollout status deploy/traefik --timeout=120s; kc -n user-data
 E="--kubeconfig $K --context $C --allow-context $C"
 dump() { $PY "$S/dump.py" --kubeconfig "$K" --context $C --kind staging,dev > "$OUT/$1.json"; }
 check() { $PY "$S/dump.py" --diff "$OUT/$1.json" "$OUT/$2.json" > "$OUT/diff-$3.txt"; echo "diff $3: $(head -c 400 "$OUT/diff-$3.txt" | tr '\n' ' ')"; }
-suite() { $PYTEST -c pyproject.toml -o testpaths=suites $E -p no:cacheprovider "$@"; }
+suite() { $PYTEST -c pyproject.toml -o testpaths=suites $E --offline yes -p no:cacheprovider "$@"; }
+# in the background (`suite_bg ... & P=$!`): pytest itself is $P, so the signals below reach the run
+# (with `suite ... &`, $P was the subshell running the function: SIGKILL and SIGTERM left pytest running)
+suite_bg() { exec $PYTEST -c pyproject.toml -o testpaths=suites $E --offline yes -p no:cacheprovider "$@"; }
 
 say "(a) to the end"; dump a0
 suite --run-id harm-a > "$OUT/a.log" 2>&1; echo "rc $?"; tail -2 "$OUT/a.log"
 dump a1; check a0 a1 a
 
 say "(b) SIGKILL mid-module, then swept"; dump b0
-suite --run-id harm-b > "$OUT/b.log" 2>&1 & P=$!
+suite_bg --run-id harm-b > "$OUT/b.log" 2>&1 & P=$!
 sleep "${KILL_AFTER:-150}"; kill -9 $P; wait $P 2>/dev/null; echo "killed in: $(grep -o 'suites/test_[a-z_]*.py' "$OUT/b.log" | tail -1)"
 $PY -m clusterproof.sweep $E 2>&1 | tail -15
 dump b1; check b0 b1 b
 
 say "(c) twice at once with one --run-id"; dump c0
 M="suites/test_quota.py suites/test_pod_network.py suites/test_volumes.py"
-suite --run-id harm-c $M > "$OUT/c1.log" 2>&1 & P1=$!
-suite --run-id harm-c $M > "$OUT/c2.log" 2>&1 & P2=$!
-wait $P1; echo "rc1 $?"; wait $P2; echo "rc2 $?"; tail -1 "$OUT/c1.log" "$OUT/c2.log"
+suite_bg --run-id harm-c $M > "$OUT/c1.log" 2>&1 & P1=$!
+suite_bg --run-id harm-c $M > "$OUT/c2.log" 2>&1 & P2=$!
+wait $P1; echo "rc1 $?"; wait $P2; echo "rc2 $?"; tail -n 1 "$OUT/c1.log" "$OUT/c2.log"
 dump c1; check c0 c1 c
 
 say "(d) --phase after interrupted"; ST=$OUT/upgrade-state.json; rm -f "$ST"
 suite suites/test_upgrade.py --phase before --state-file "$ST" --run-id harm-d0 > "$OUT/d0.log" 2>&1; echo "before rc $?"
 dump d0
-suite suites/test_upgrade.py --phase after --state-file "$ST" --run-id harm-d1 > "$OUT/d1.log" 2>&1 & P=$!
+suite_bg suites/test_upgrade.py --phase after --state-file "$ST" --run-id harm-d1 > "$OUT/d1.log" 2>&1 & P=$!
 sleep "${STOP_AFTER:-20}"; kill -TERM $P; wait $P; echo "after rc $? (SIGTERM)"; tail -3 "$OUT/d1.log"
 ls -la "$ST"*; kc get ns -l clusterproof.io/upgrade-state --no-headers
 dump d1; check d0 d1 d
