@@ -20,7 +20,7 @@ from clusterproof import journal, liveness, node_labels, sweep
 from clusterproof.kind_clusters import Claim, Claims
 from clusterproof.liveness import Machine, RunRecord
 from clusterproof.node_files import EMPTY_DIR, TREE, Entry, NodeFileRecord, removal_argv
-from clusterproof.run import RUN_LABEL
+from clusterproof.run import RUN_LABEL, STATE_LABEL
 from clusterproof.run_records import (
     RECORDS_NAMESPACE,
     ClusterRecords,
@@ -31,7 +31,7 @@ from clusterproof.run_records import (
 
 HERE = Machine("host-a", "boot-1", "pid:[4026531836]")
 NOW = 1_800_000_000.0
-STATE = sweep.STATE_LABEL
+STATE = STATE_LABEL
 
 
 def record(run_id, pid=100, start=5000, machine=HERE, heartbeat=NOW, owner="main", **fields):
@@ -842,7 +842,7 @@ def test_the_cli_dry_run_prints_what_it_would_remove(tmp_path, capsys, monkeypat
     api = FakeApi()
     api.namespace("cp-old", {RUN_LABEL: "old"}, created=time.time() - 48 * 3600)
     monkeypatch.setenv("CLUSTERPROOF_RUNS_REGISTRY", str(tmp_path / "reg"))
-    monkeypatch.setattr(sweep, "_cluster_side", lambda kubeconfig, context, allowed: api.side())
+    monkeypatch.setattr(sweep.cli, "_cluster_side", lambda kubeconfig, context, allowed: api.side())
     assert sweep.main(["--dry-run", "--no-kind", "--context", "c", "--allow-context", "c"]) == 0
     assert capsys.readouterr().out == (
         "sweep: would delete namespace cp-old (run old: left no record; its newest object is 48h old)\n"

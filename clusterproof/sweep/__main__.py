@@ -1,0 +1,5 @@
+import sys
+
+from clusterproof.sweep.cli import main
+
+sys.exit(main())
