@@ -419,6 +419,24 @@ def test_a_class_nothing_is_found_serving_fails_at_once_saying_so():
     assert orphan.unreachable() == orphan.not_found()
 
 
+@pytest.mark.parametrize(
+    ("args", "on"),
+    [
+        (["--providers.kubernetesingressnginx=true"], True),  # this suite's install
+        (["--providers.kubernetesingressnginx"], True),  # a bare flag (how Helm charts write them)
+        (["--providers.kubernetesingressnginx.ingressclass=nginx"], True),  # an option turns it on
+        (["--providers.kubernetesingressnginx=false", "--providers.kubernetesingressnginx.ingressclass=x"], False),
+        (["--providers.kubernetesingress=true", "--providers.kubernetesgateway=true"], False),
+        ([], False),
+    ],
+)
+def test_traefik_serves_the_ingress_nginx_class_when_any_argument_turns_its_provider_on(args, on):
+    """Seen on Traefik v3.7.13: with `=true` removed and its options left, the provider still served ING-04."""
+    from clusterproof.jigs.ingress.controller import turns_on
+
+    assert turns_on(args, ingress.TRAEFIK.provider_arg) is on
+
+
 def test_a_serving_controller_passes_and_a_restarting_one_is_waited_for(monkeypatch):
     traefik = controller_of(ingress.TRAEFIK, offline=True)
     traefik.cluster = fake_cluster(pods=[pod("traefik-1", True)], deployments=[deployment(1, 1)])

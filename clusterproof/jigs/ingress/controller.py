@@ -362,7 +362,18 @@ def _serving(pods: list[client.V1Pod], candidate: Install) -> list[client.V1Pod]
     served by a provider of another controller, those whose container turns that provider on."""
     if not candidate.provider_arg:
         return pods
-    return [p for p in pods for c in p.spec.containers or [] if candidate.provider_arg in (c.args or [])]
+    return [p for p in pods for c in p.spec.containers or [] if turns_on(c.args or [], candidate.provider_arg)]
+
+
+def turns_on(args: Sequence[str], provider_arg: str) -> bool:
+    """Whether a container's arguments turn the provider of `provider_arg` (`--providers.x=true`) on:
+    `--providers.x`, `--providers.x=true`, or any option of it (`--providers.x.ingressclass=nginx`:
+    its static configuration makes a provider on when any option of it is set), unless `--providers.x=false`."""
+    flag = provider_arg.split("=", 1)[0]
+    values = [arg.partition("=")[2].lower() or "true" for arg in args if arg.partition("=")[0] == flag]
+    if "false" in values:
+        return False
+    return bool(values) or any(arg.startswith(f"{flag}.") for arg in args)
 
 
 def _of_class(pods: list[client.V1Pod], class_name: str) -> list[client.V1Pod]:
