@@ -19,7 +19,8 @@ from clusterproof import urls
 from clusterproof.claims import OBSERVED_ON_PROPERTY
 from clusterproof.cluster import Cluster
 from clusterproof.jigs import dns
-from clusterproof.jigs.service import APP_PODS, ServiceJig
+from clusterproof.jigs.service import ServiceJig
+from clusterproof.jigs.service_backends import APP_PODS
 from clusterproof.manifests import Manifests
 from clusterproof.probe import ClientPod
 from clusterproof.verdicts import setup_step

@@ -24,13 +24,7 @@ from clusterproof.cluster import Cluster
 from clusterproof.errors import SetupFailed
 from clusterproof.jigs import kube_proxy
 from clusterproof.jigs.service import (
-    APP_PODS,
-    LEGACY_BACKEND,
     NOTES_NODE_PORT_RANGE,
-    NP_PODS,
-    SAMPLE_APP,
-    BackendPods,
-    Backends,
     ServiceJig,
     endpoint_target_uids,
     in_notes_range,
@@ -38,6 +32,7 @@ from clusterproof.jigs.service import (
     kubectl_row,
     node_port_range_setting,
 )
+from clusterproof.jigs.service_backends import APP_PODS, LEGACY_BACKEND, NP_PODS, SAMPLE_APP, BackendPods, Backends
 from clusterproof.manifests import Manifests
 from clusterproof.probe import ClientPod
 

@@ -20,7 +20,8 @@ from clusterproof.jigs import service as service_jig
 from clusterproof.jigs import volume as volume_jig
 from clusterproof.jigs import workload as workload_jig
 from clusterproof.jigs.pv_names import PV_SET_LABEL, PVNames, host_paths
-from clusterproof.jigs.service import Backends, ServiceJig, answer_mismatch
+from clusterproof.jigs.service import ServiceJig, answer_mismatch
+from clusterproof.jigs.service_backends import Backends
 from clusterproof.probe import ClientPod, SampleResult
 from clusterproof.run import short_id
 

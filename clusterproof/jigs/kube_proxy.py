@@ -13,7 +13,8 @@ from kubernetes import client
 from clusterproof import causes, health, urls, wait
 from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
-from clusterproof.jigs.service import BROKEN_GRACE, Backends
+from clusterproof.jigs.service import BROKEN_GRACE
+from clusterproof.jigs.service_backends import Backends
 
 RULES_TIMEOUT = 60.0
 IPTABLES, NFTABLES = "iptables", "nftables"

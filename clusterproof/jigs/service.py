@@ -21,7 +21,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from kubernetes import client
 
@@ -30,6 +29,7 @@ from clusterproof.api_answers import ApiAnswer, answer_to, unless_missing
 from clusterproof.cluster import Cluster, Node
 from clusterproof.errors import WaitGaveUp, WaitTimeout
 from clusterproof.jigs import Jig
+from clusterproof.jigs.service_backends import BackendPods, Backends
 from clusterproof.manifests import Doc
 from clusterproof.probe import ANSWER_TIMEOUT, ClientPod, HttpAnswer, SampleResult, hostname_of
 from clusterproof.verdicts import setup_step
@@ -41,62 +41,6 @@ ENDPOINTS_TIMEOUT = 90.0
 BROKEN_GRACE = 5.0
 PORT_RELEASE_TIMEOUT = 60.0
 NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
-
-
-# --- backends ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BackendPods:
-    """A fixture of pods that back Services: its path, the selector of its pods, how many."""
-
-    path: str
-    selector: str
-    count: int
-
-
-# pod-1, pod-2 (app: pod), agnhost serve-hostname on 8080: [003]'s practice backends
-APP_PODS = BackendPods("claims/services/app-pods.yaml", "app=pod", 2)
-# Deployment np-pods, 2 replicas, serve-hostname on 80: [002]'s NodePort backends
-NP_PODS = BackendPods("claims/services/np-pods.yaml", "app=np-pods", 2)
-# Deployment sample-app, 2 replicas, agnhost porter on 80 and 443 ("port-80 <pod>")
-SAMPLE_APP = BackendPods("claims/services/sample-app.yaml", "app=sample-app", 2)
-# one pod standing for a workload outside the cluster (SVC-17): agnhost netexec on 8080 (/hostname)
-LEGACY_BACKEND = BackendPods("claims/services/legacy-backend.yaml", "role=legacy-backend", 1)
-
-
-@dataclass(frozen=True)
-class Backends:
-    """The ready pods behind a Service."""
-
-    pods: tuple[client.V1Pod, ...]
-
-    @property
-    def names(self) -> set[str]:
-        return {p.metadata.name for p in self.pods}
-
-    @property
-    def ips(self) -> set[str]:
-        return {p.status.pod_ip for p in self.pods}
-
-    @property
-    def uids(self) -> set[str]:
-        return {p.metadata.uid for p in self.pods}
-
-    @property
-    def by_ip(self) -> dict[str, str]:
-        """pod IP -> pod name"""
-        return {p.status.pod_ip: p.metadata.name for p in self.pods}
-
-    def ip_of(self, name: str) -> str:
-        return next(p.status.pod_ip for p in self.pods if p.metadata.name == name)
-
-    def __str__(self) -> str:
-        return ", ".join(f"{p.metadata.name} ({p.status.pod_ip})" for p in sorted(self.pods, key=_pod_name)) or "none"
-
-
-def _pod_name(pod: client.V1Pod) -> str:
-    return pod.metadata.name
 
 
 def node_port_range_setting(cluster: Cluster) -> str:
