@@ -247,7 +247,7 @@ def test_a_pod_bound_to_a_node_that_is_down_did_not_start_for_that_reason():
         ),
     )
     found = pods_jig.start_failure_of(v1_pod(), [], down)
-    assert found.kind == pods_jig.NODE_DOWN
+    assert found.kind == pods_jig.NODE_DOWN and found.final
     assert str(found) == "pod p: node w2 is not Ready (NodeStatusUnknown: Kubelet stopped posting node status.)"
     up = client.V1Node(
         metadata=client.V1ObjectMeta(name="w1"),
@@ -255,6 +255,13 @@ def test_a_pod_bound_to_a_node_that_is_down_did_not_start_for_that_reason():
         status=client.V1NodeStatus(conditions=[client.V1NodeCondition(type="Ready", status="True")]),
     )
     assert pods_jig.start_failure_of(v1_pod(), [], up) is None
+    no_cni = "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady"
+    down.status.conditions[0] = client.V1NodeCondition(
+        type="Ready", status="False", reason="KubeletNotReady", message=no_cni
+    )
+    found = pods_jig.start_failure_of(v1_pod(), [], down)
+    assert found.kind == pods_jig.NO_SANDBOX and found.final  # the pod network's fault: SVC-19/20 observe it
+    assert str(found) == f"pod p: node w2 is not Ready (KubeletNotReady: {no_cni})"
 
 
 def test_a_start_failure_a_claim_observes_fails_it_and_any_other_is_a_set_up_failure(monkeypatch):

@@ -66,7 +66,7 @@ def started(
 
     def node_down() -> str | None:
         failure = start_failure(cluster, namespace, name)
-        return str(failure) if failure is not None and failure.kind == NODE_DOWN else None
+        return str(failure) if failure is not None and failure.final else None
 
     try:
         return wait.pod_ready(
@@ -102,6 +102,7 @@ UNSCHEDULED, NO_IMAGE, NO_SANDBOX, NODE_DOWN = "unscheduled", "no image", "no sa
 # the kubelet's events when a pod gets no sandbox: the runtime failed to make it (CNI ADD failed), or
 # the node's pod network is not ready at all (no CNI config: the kubelet does not even try)
 SANDBOX_EVENTS = ("FailedCreatePodSandBox", "NetworkNotReady")
+NETWORK_NOT_READY = "NetworkReady=false"  # the kubelet's Ready condition when the runtime has no pod network
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class StartFailure:
 
     kind: str
     text: str
+    final: bool = False  # the pod's node says so itself: waiting longer cannot help
 
     def __str__(self) -> str:
         return self.text
@@ -140,7 +142,9 @@ def start_failure_of(
     containers = (status.container_statuses or []) if status else []
     down = why_unreachable(node) if node is not None else None
     if isinstance(down, NodeDown) and not any(s.ready for s in containers):
-        return StartFailure(NODE_DOWN, f"pod {name}: {down.cause}")
+        # NotReady because its runtime has no pod network (no CNI config): no sandbox, the pod network's fault
+        kind = NO_SANDBOX if NETWORK_NOT_READY in down.cause else NODE_DOWN
+        return StartFailure(kind, f"pod {name}: {down.cause}", final=True)
     for s in [*((status.init_container_statuses or []) if status else []), *containers]:
         waiting = s.state.waiting if s.state else None
         if waiting is not None and waiting.reason in IMAGE_REASONS:
