@@ -27,7 +27,8 @@ from clusterproof.images import ImageCatalogue
 from clusterproof.run import RunContext
 from clusterproof.settings import Settings
 from clusterproof.tracker import ResourceTracker
-from clusterproof.upgrade.jig import UpgradeJig, kube_proxy_tag, node_versions
+from clusterproof.upgrade.durable import kube_proxy_tag, node_versions
+from clusterproof.upgrade.jig import UpgradeJig
 from clusterproof.upgrade.monitor_file import read_monitor_file
 from clusterproof.upgrade.state import API_DISRUPTION_BUDGET, DISRUPTION_BUDGET, StateError, UpgradeState
 from clusterproof.upgrade.versions import BadVersion, VersionRule, numbers, parse_expected
