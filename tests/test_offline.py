@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -346,10 +347,20 @@ def test_the_go_built_releases_upgrade_one_minor_at_a_time_from_1_35_to_the_defa
     assert [r.kube for r in path] == ["v1.35.4", "v1.36.3", "v1.37.2"]
     with pytest.raises(releases.UnknownRelease, match="no release after v1.37.2"):
         releases.upgrade_target(releases.release("1.37"))
-    # what kubeadm v1.35.4 asks for (cmd/kubeadm/app/constants): its own etcd, CoreDNS and pause
+    # what kubeadm v1.35.4 asks for (cmd/kubeadm/app/constants): its own etcd and CoreDNS
     old = build.steps(releases.release("1.35"))
     assert {"go-etcd-3.6.6", "go-coredns-v1.13.1", "go-kubernetes-1.35"} <= set(old)
-    assert old["images-1.35"].env["PAUSE_TAG"] == "3.10.1"
+
+
+def test_every_go_built_release_carries_the_pause_image_its_containerd_runs_sandboxes_with():
+    """Seen with 1.35 built with kubeadm's pause 3.10.1: containerd's sandbox image (3.10.2) was not
+    in the node, no static pod got a sandbox ("failed to pull image registry.k8s.io/pause:3.10.2")
+    and kind create failed after 4 min with the control plane "not healthy"."""
+    config = tomllib.loads((build.RECIPES / "files" / "containerd.toml").read_text())
+    sandbox = config["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"]
+    for release in (r for r in releases.RELEASES.values() if r.source == "go"):
+        assert release.image("pause") == sandbox, release.kube
+        assert build.steps(release)[f"images-{release.minor}"].env["PAUSE_TAG"] == release.pause
 
 
 def test_a_step_of_the_same_name_and_another_recipe_is_built_not_taken_for_the_first(tmp_path, monkeypatch):

@@ -2,7 +2,10 @@
 
 Versions come from what the Go module proxy serves and builds with Go 1.26 (probed and
 written down in docs/DESIGN.md, "Offline build"). Image tags are the ones kubeadm of that
-release asks for (cmd/kubeadm/app/constants), so kubeadm init and upgrade find them unchanged.
+release asks for (cmd/kubeadm/app/constants), so kubeadm init and upgrade find them unchanged,
+except pause: the node's containerd runs every pod sandbox with one pause image
+(recipes/files/containerd.toml, shared by the Go-built releases) and the suites' catalogue names
+that same one, so each Go-built release carries it (kubeadm only warns when its own differs).
 """
 
 from __future__ import annotations
@@ -84,7 +87,9 @@ RELEASES = {
         etcd="3.6.6",
         etcd_tag="3.6.6-0",
         coredns="v1.13.1",
-        pause="3.10.1",
+        # kubeadm 1.35 asks for 3.10.1; a node without containerd's sandbox image (3.10.2) starts no
+        # pod: kind create waited 4 min for a control plane whose sandboxes failed to pull it
+        pause="3.10.2",
     ),
     # The notes' own era (master taint, v1beta1 Ingress served): the nightly's legacy row.
     "1.20": Release(
