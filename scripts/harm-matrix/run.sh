@@ -24,9 +24,11 @@ cp "$(ls -d .clusterproof/runs/harm-user-staging-*/clusters/staging/kubeconfig |
 K=$OUT/staging.kubeconfig; C=kind-staging
 kc() { kubectl --kubeconfig "$K" --context $C "$@"; }
 NODE_IP=$(kc get node staging-worker -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
-$PY "$S/user_objects.py" "$NODE_IP" staging-worker | kc apply -f - | tail -3
+$PY "$S/user_objects.py" "$NODE_IP" staging-worker > "$OUT/user-objects.yaml" || exit 1
+kc apply -f "$OUT/user-objects.yaml" > /dev/null || { say "the user's objects were not all applied"; exit 1; }
 kc label node staging-worker team=payments tier=gold --overwrite; kc label node staging-worker2 team=search --overwrite
-kc -n user-ingress rollout status deploy/traefik --timeout=120s; kc -n user-data wait pod/ledger --for=condition=Ready --timeout=120s
+kc -n user-ingress rollout status deploy/traefik --timeout=120s || { say "the user's Traefik is not ready"; exit 1; }
+kc -n user-data wait pod/ledger --for=condition=Ready --timeout=120s || { say "the user's ledger pod is not ready"; exit 1; }
 E="--kubeconfig $K --context $C --allow-context $C"
 dump() { $PY "$S/dump.py" --kubeconfig "$K" --context $C --kind staging,dev > "$OUT/$1.json"; }
 check() { $PY "$S/dump.py" --diff "$OUT/$1.json" "$OUT/$2.json" > "$OUT/diff-$3.txt"; echo "diff $3: $(head -c 400 "$OUT/diff-$3.txt" | tr '\n' ' ')"; }
@@ -56,7 +58,9 @@ say "(d) --phase after interrupted"; ST=$OUT/upgrade-state.json; rm -f "$ST"
 suite suites/test_upgrade.py --phase before --state-file "$ST" --run-id harm-d0 > "$OUT/d0.log" 2>&1; echo "before rc $?"
 dump d0
 suite_bg suites/test_upgrade.py --phase after --state-file "$ST" --run-id harm-d1 > "$OUT/d1.log" 2>&1 & P=$!
-sleep "${STOP_AFTER:-20}"; kill -TERM $P; wait $P; echo "after rc $? (SIGTERM)"; tail -3 "$OUT/d1.log"
+# stopped once its checks run (after the cluster is found), not at a guessed time from the start
+for _ in $(seq 120); do grep -q 'node access on' "$OUT/d1.log" 2>/dev/null && break; kill -0 $P 2>/dev/null || break; sleep 1; done
+sleep "${STOP_AFTER:-5}"; kill -TERM $P; wait $P; echo "after rc $? (SIGTERM)"; tail -3 "$OUT/d1.log"
 ls -la "$ST"*; kc get ns -l clusterproof.io/upgrade-state --no-headers
 dump d1; check d0 d1 d
 say "done: the clusters staging and dev are the user's (kept): kind delete cluster --name staging/dev when finished"

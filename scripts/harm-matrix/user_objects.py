@@ -1,28 +1,39 @@
 #!/usr/bin/env python3
-"""Make a kind cluster look like a user's: its own ingress controller (Traefik, from the suite's
-fixture, renamed and moved to namespace user-ingress; IngressClass default; Service with
+"""Make a kind cluster look like a user's: their own ingress controller (Traefik, from the suite's
+fixture as a user migrating off ingress-nginx runs it: its ingress-nginx provider serving the default
+IngressClass nginx; moved to namespace user-ingress, its cluster-wide RBAC renamed; the Service with
 externalTrafficPolicy Local and externalIPs), a namespace with a Retain PV bound to a claim and a pod
-using it, node labels. Prints the kubectl YAML to apply on stdin of `kubectl apply -f -`."""
+using it. Prints the YAML for `kubectl apply -f -`.
+
+A bare cluster has no Gateway API CRDs (the suite installs them with its own controller), so the
+fixture's GatewayClass, its Gateway provider and that provider's RBAC are left out: with them the
+apply fails and the controller never gets ready. The image is the catalogue's (the offline build's
+Traefik, on the nodes), pulled as the fixture says (IfNotPresent)."""
 
 import sys
+from pathlib import Path
 
 import yaml
 
-WT = __import__("pathlib").Path(__file__).resolve().parents[2]
+WT = Path(__file__).resolve().parents[2]
+GATEWAY_GROUP = "gateway.networking.k8s.io"
 node_ip = sys.argv[1]  # a node's InternalIP, for externalIPs
 worker = sys.argv[2]
-docs = list(yaml.safe_load_all((WT / "fixtures/claims/ingress/controllers/traefik-baremetal.yaml").read_text()))
+image = yaml.safe_load((WT / "clusterproof/data/images.yaml").read_text())["traefik"]["ref"]
+docs = yaml.safe_load_all((WT / "fixtures/claims/ingress/controllers/traefik-baremetal.yaml").read_text())
 out = []
 for d in docs:
-    if not d:
+    if not d or d["apiVersion"].startswith(GATEWAY_GROUP):
         continue
     meta = d["metadata"]
     if d["kind"] == "Namespace":
         meta["name"] = "user-ingress"
-    elif d["kind"] in ("ClusterRole", "ClusterRoleBinding", "IngressClass"):
+    elif d["kind"] in ("ClusterRole", "ClusterRoleBinding"):
         meta["name"] = "user-" + meta["name"]
-    else:
+    elif d["kind"] != "IngressClass":
         meta["namespace"] = "user-ingress"
+    if d["kind"] == "ClusterRole":
+        d["rules"] = [r for r in d["rules"] if GATEWAY_GROUP not in r["apiGroups"]]
     if d["kind"] == "ClusterRoleBinding":
         d["roleRef"]["name"] = "user-" + d["roleRef"]["name"]
         for s in d["subjects"]:
@@ -32,22 +43,10 @@ for d in docs:
     if d["kind"] == "Service" and d["spec"].get("type") == "NodePort":
         d["spec"]["externalTrafficPolicy"] = "Local"
         d["spec"]["externalIPs"] = [node_ip]
-        for p in d["spec"]["ports"]:
-            p.pop("nodePort", None)
     if d["kind"] == "Deployment":
         for c in d["spec"]["template"]["spec"]["containers"]:
-            c["image"] = "docker.io/library/traefik:v3.6.12"
-            c["imagePullPolicy"] = "Never"
-            c["args"] = [
-                a.replace(
-                    "--providers.kubernetesingress.ingressclass=traefik",
-                    "--providers.kubernetesingress.ingressclass=user-traefik",
-                ).replace(
-                    "--providers.kubernetesingress.ingressendpoint.publishedservice=traefik/traefik",
-                    "--providers.kubernetesingress.ingressendpoint.publishedservice=user-ingress/traefik",
-                )
-                for a in c.get("args", [])
-            ]
+            c["image"] = image
+            c["args"] = [a for a in c["args"] if not a.startswith("--providers.kubernetesgateway")]
     out.append(d)
 out += [
     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "user-data", "labels": {"team": "payments"}}},
