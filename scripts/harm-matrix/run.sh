@@ -20,7 +20,7 @@ user_cluster() {  # a cluster of the "user": made and kept by a run recorded els
 say "the user's clusters"
 user_cluster staging --run-id harm-user-staging
 user_cluster dev --run-id harm-user-dev --kind-config "$S/one-node.yaml"
-cp "$(ls -d .clusterproof/runs/harm-user-staging-*/clusters/staging/kubeconfig | tail -1)" "$OUT/staging.kubeconfig"
+cp "$(ls -td .clusterproof/runs/harm-user-staging-*/clusters/staging/kubeconfig | head -1)" "$OUT/staging.kubeconfig"
 K=$OUT/staging.kubeconfig; C=kind-staging
 kc() { kubectl --kubeconfig "$K" --context $C "$@"; }
 NODE_IP=$(kc get node staging-worker -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
