@@ -20,6 +20,11 @@ CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kube
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 
 
+def recycler_pod(pv_name: str) -> tuple[str, str]:
+    """The PV controller's recycler pod of PV `pv_name` (reclaim policy Recycle): namespace, name."""
+    return "default", f"recycler-for-{pv_name}"
+
+
 @dataclass(frozen=True)
 class Node:
     name: str

@@ -133,6 +133,7 @@ class FakeApi:
         self.calls = []
         self.namespaces = {}
         self.pvs = {}
+        self.pods = {}  # "ns/name" -> True (pods outside run namespaces: the PV controller's recycler pods)
         self.storage_classes = {}
         self.nodes = {}  # name -> {"labels": {}, "annotations": {}, "version": int}
         self.leases = {}
@@ -183,6 +184,9 @@ class FakeApi:
 
             def delete_persistent_volume(self, name, _request_timeout=None):
                 api._delete(api.pvs, "PersistentVolume", name)
+
+            def delete_namespaced_pod(self, name, namespace, grace_period_seconds=None, _request_timeout=None):
+                api._delete(api.pods, "pod", f"{namespace}/{name}")
 
             def list_node(self, _request_timeout=None):
                 return SimpleNamespace(items=[self.read_node(n) for n in api.nodes])
@@ -299,8 +303,9 @@ class FakeApi:
         phase = "Terminating" if kw.get("deleting") else "Active"
         self.namespaces[name] = SimpleNamespace(metadata=meta(name, labels, **kw), status=SimpleNamespace(phase=phase))
 
-    def pv(self, name, labels=None, **kw):
-        self.pvs[name] = SimpleNamespace(metadata=meta(name, labels, **kw))
+    def pv(self, name, labels=None, reclaim="Delete", **kw):
+        spec = SimpleNamespace(persistent_volume_reclaim_policy=reclaim)
+        self.pvs[name] = SimpleNamespace(metadata=meta(name, labels, **kw), spec=spec)
 
     def storage_class(self, name, labels=None, **kw):
         self.storage_classes[name] = SimpleNamespace(metadata=meta(name, labels, **kw))
@@ -394,6 +399,27 @@ def test_a_sweep_removes_what_a_dead_run_left_and_nothing_else():
         "released label disk on node w2 (lease of dead/main) (run dead: pid 100 on host-a is gone)",
         "left alone: 3 thing(s) of run live, alive: pid 200 on host-a is running",
     ]
+
+
+def test_a_dead_runs_recycle_pv_goes_with_its_recycler_pod_and_no_other_pod_is_touched():
+    """A run killed while the PV controller recycled its PV (PV-07) left the controller's recycler
+    pod in `default`: the sweep deletes it with the PV (seen in the harm matrix, #20). A Recycle PV
+    whose recycler pod is already gone is deleted all the same; a live run's recycler pod stays."""
+    api = a_shared_cluster()
+    api.pv("pv-dead-recycle", {RUN_LABEL: "dead"}, reclaim="Recycle")
+    api.pv("pv-dead-recycled", {RUN_LABEL: "dead"}, reclaim="Recycle")
+    api.pv("pv-live-recycle", {RUN_LABEL: "live"}, reclaim="Recycle")
+    api.pods = {"default/recycler-for-pv-dead-recycle": True, "default/recycler-for-pv-live-recycle": True}
+    report = sweep.sweep_cluster(api.side(), [], this_run="me", machine=HERE, start_of=processes(p200=5000), now=NOW)
+    deleted = [c for c in api.changes() if c[0] in ("delete PersistentVolume", "delete pod")]
+    assert deleted == [
+        ("delete PersistentVolume", "pv-dead"),
+        ("delete PersistentVolume", "pv-dead-recycle"),
+        ("delete pod", "default/recycler-for-pv-dead-recycle"),
+        ("delete PersistentVolume", "pv-dead-recycled"),
+    ]
+    assert api.pods == {"default/recycler-for-pv-live-recycle": True}
+    assert not report.failed
 
 
 def test_a_service_a_dead_run_was_changing_is_put_back_from_its_journal_and_a_live_runs_is_not():

@@ -18,7 +18,7 @@ from kubernetes import client
 
 from clusterproof import causes, wait
 from clusterproof.api_answers import ApiAnswer, answer_to, raw_request, unless_missing
-from clusterproof.cluster import Cluster, Node
+from clusterproof.cluster import Cluster, Node, recycler_pod
 from clusterproof.errors import WaitGaveUp, WaitTimeout
 from clusterproof.jigs import Jig, pods
 from clusterproof.jigs.pv_names import PVNames, host_paths
@@ -171,7 +171,7 @@ class PVJig(Jig):
         def remove() -> None:
             with contextlib.suppress(WaitTimeout):
                 wait.gone(lambda: self.core.read_persistent_volume(pv_name), f"PV {pv_name}", 30)
-            self.cluster.delete_pod_now("default", f"recycler-for-{pv_name}", wait_gone=False)
+            self.cluster.delete_pod_now(*recycler_pod(pv_name), wait_gone=False)
 
         self.tracker.on_cleanup(self.cluster, f"remove the recycler pods of PV {pv_name}", remove)
 

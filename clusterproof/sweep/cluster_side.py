@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from clusterproof import journal, liveness, node_files, node_labels
+from clusterproof.api_answers import unless_missing
+from clusterproof.cluster import recycler_pod
 from clusterproof.liveness import Machine, RunRecord, StartOf
 from clusterproof.run import RUN_LABEL, STATE_LABEL
 from clusterproof.run_records import ClusterRecords
@@ -80,7 +82,8 @@ class ClusterSide:
         for pv in _ours(listed):
             if not pv.metadata.deletion_timestamp:
                 name = pv.metadata.name
-                items.append(_item(pv, f"PersistentVolume {name}", lambda n=name: self._delete_pv(n)))
+                recycled = getattr(pv.spec, "persistent_volume_reclaim_policy", None) == "Recycle"
+                items.append(_item(pv, f"PersistentVolume {name}", lambda n=name, r=recycled: self._delete_pv(n, r)))
         listed = self.storage.list_storage_class(label_selector=SELECTOR, _request_timeout=REQUEST_TIMEOUT).items
         for sc in _ours(listed):
             if not sc.metadata.deletion_timestamp:
@@ -140,8 +143,17 @@ class ClusterSide:
                 items.append(_item(record, what, remove, run_id=run_id, verb="remove", blocked=blocked))
         return items
 
-    def _delete_pv(self, name: str) -> None:
+    def _delete_pv(self, name: str, recycled: bool) -> None:
+        """With its recycler pod, if a run killed while its claim's release was being recycled left
+        one (the PV controller's, in `default`, named after the PV; the test's cleanup removes it)."""
         self.core.delete_persistent_volume(name, _request_timeout=REQUEST_TIMEOUT)
+        if recycled:
+            namespace, pod = recycler_pod(name)
+            unless_missing(
+                lambda: self.core.delete_namespaced_pod(
+                    pod, namespace, grace_period_seconds=0, _request_timeout=REQUEST_TIMEOUT
+                )
+            )
 
     def _delete_sc(self, name: str) -> None:
         self.storage.delete_storage_class(name, _request_timeout=REQUEST_TIMEOUT)
