@@ -4,6 +4,7 @@ node wait are FAKES that record what the provider asked of them."""
 import dataclasses
 import signal
 import stat
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -410,3 +411,19 @@ def test_a_kind_configs_relative_extra_mount_is_taken_from_its_directory(tmp_pat
     config.write_text(config.read_text().replace("admission.yaml,", "missing.yaml,"))
     with pytest.raises(pytest.UsageError, match="extraMounts hostPath missing.yaml not found"):
         read_kind_config(config)
+
+
+def test_a_failed_create_names_what_its_nodes_said_then_the_cluster_is_deleted(provider_for, monkeypatch):
+    """FAKE kind create failing, and FAKE node logs (kind_create.explain is tested on its own)."""
+    provider = provider_for(None)
+
+    def create_fails(self, config_file=None):
+        self.events.append("create")
+        raise subprocess.CalledProcessError(1, ["kind", "create", "cluster"])
+
+    monkeypatch.setattr(FakeKindCluster, "create", create_fails)
+    failed = kind_provider.kind_create.CreateFailed
+    monkeypatch.setattr(kind_provider.kind_create, "explain", lambda name, e, into: failed(f"{name}: {into.name}"))
+    with pytest.raises(failed, match=r"-quota: kind-create-cp-.*-quota\.txt"):
+        provider.acquire("suites.test_quota")
+    assert FakeKindCluster.made[0].events == ["create", "delete"]

@@ -35,6 +35,8 @@ from clusterproof.kind_clusters import Claim, Claims, docker_host, node_containe
 from clusterproof.node_exec import DockerNodeExec
 from clusterproof.preflight import read_kind_config
 from clusterproof.progress import Progress
+from clusterproof.providers import kind_create
+from clusterproof.providers.kind_create import RetainingKindCluster
 from clusterproof.run import cluster_name
 from clusterproof.run_records import registry_dir
 from clusterproof.timings import Stopwatch
@@ -92,7 +94,7 @@ class KindProvider:
         note: Note,
         *,
         offline_api: ModuleType | None | bool = True,
-        kind_cluster: type[KindCluster] = KindCluster,
+        kind_cluster: type[KindCluster] = RetainingKindCluster,
         stopwatch: Stopwatch | None = None,
         claims: Claims | None = None,
     ) -> None:
@@ -231,7 +233,7 @@ class KindProvider:
                     self._live[name] = kind
                 creating = "kind create cluster (node containers, kubeadm init; about half a minute)"
                 with self.stopwatch.measure(f"cluster {name}: kind create", creating), self._recording(claim):
-                    kind.create(config_file=config_path)
+                    self._create(kind, name, config_path, made=claim is not None)
             kubeconfig.chmod(0o600)
             cluster = Cluster.from_kubeconfig(
                 kubeconfig,
@@ -253,6 +255,16 @@ class KindProvider:
             self._delete(name)  # only if this run made it
             raise
         return cluster
+
+    def _create(self, kind: KindCluster, name: str, config_path: Path, *, made: bool) -> None:
+        """kind create; when it fails for a cluster this run makes, the error names the cause its nodes
+        (left by --retain, deleted by the caller) told (kind_create.explain)."""
+        try:
+            kind.create(config_file=config_path)
+        except subprocess.CalledProcessError as e:
+            if not made:
+                raise
+            raise kind_create.explain(name, e, self.run.artifacts_root() / f"kind-create-{name}.txt") from e
 
     def _recording(self, claim: Claim | None) -> contextlib.AbstractContextManager[None]:
         """The node containers of a cluster this run creates, into its claim as they appear."""
