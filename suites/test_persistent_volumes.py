@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from clusterproof.api_answers import raw_request
+from clusterproof.api_answers import raw_request, unless_missing
 from clusterproof.cluster import Cluster
 from clusterproof.jigs import pods, pv
 from clusterproof.jigs.pods import PodFiles
@@ -274,7 +274,10 @@ def test_deleting_the_claim_deletes_its_dynamically_provisioned_pv(jig: PVJig, c
     policy = volume.spec.persistent_volume_reclaim_policy
     assert policy == "Delete", f"PV {name} of class {storage_class.metadata.name} has reclaim policy {policy}"
 
-    with setup_step("delete claim dynamic-pvc"):
+    with setup_step("delete pod pvc-pod, then claim dynamic-pvc"):
+        # a claim in use stays Terminating (kubernetes.io/pvc-protection) until its pod is gone
+        # (the consumer exists only where the class waits for one)
+        unless_missing(lambda: jig.cluster.delete_pod_now(jig.namespace, "pvc-pod"))
         jig.delete_claim("dynamic-pvc")
     why = f"claim dynamic-pvc is deleted and its PV reclaims with Delete (provisioner {storage_class.provisioner})"
     jig.wait_pv_deleted(name, hint=why)
