@@ -162,8 +162,9 @@ def test_the_verdict_counts_at_the_top_are_claims_json_s(browser, page):
     recorded = {v: n for v, n in page.claims["counts"].items() if n}
     assert shown == recorded
     headline = browser.find_element(By.CSS_SELECTOR, "header .verdict").text
-    failed = recorded.get("failed", 0)
-    assert headline.startswith(f"{failed} claim{'s' if failed != 1 else ''} failed" if failed else "No claim failed")
+    failed, errors = recorded.get("failed", 0), recorded.get("error", 0)
+    bad = failed or errors  # a run with errors only says "0 claims failed, 1 error"
+    assert headline.startswith(f"{failed} claim{'s' if failed != 1 else ''} failed" if bad else "No claim failed")
 
 
 def test_a_failed_claim_s_diagnostics_open_when_clicked(browser, page):
