@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client import ApiException
 
+from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
 
 # --- the controller Service's external IPs -----------------------------------------------------
@@ -49,10 +49,5 @@ def served_versions(cluster: Cluster, group: str) -> list[str]:
 
 def serves_resource(cluster: Cluster, group_version: str, plural: str) -> bool:
     """Whether /apis/<group_version> lists `plural` (live request)."""
-    try:
-        found = cluster.dynamic.request("GET", f"/apis/{group_version}")
-    except ApiException as e:
-        if e.status == 404:
-            return False
-        raise
-    return any(r.name == plural for r in found.resources)
+    found = unless_missing(lambda: cluster.dynamic.request("GET", f"/apis/{group_version}"))
+    return found is not None and any(r.name == plural for r in found.resources)

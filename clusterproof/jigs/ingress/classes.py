@@ -6,9 +6,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from kubernetes import client
-from kubernetes.client import ApiException
 
 from clusterproof import pod_states
+from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
 from clusterproof.errors import ClusterproofError
 from clusterproof.jigs.ingress.installs import INGRESS_NGINX, INGRESS_NGINX_OFFLINE, Install, install_for
@@ -48,12 +48,8 @@ class Plan:
 
 
 def ingress_classes(cluster: Cluster) -> list[client.V1IngressClass]:
-    try:
-        return cluster.networking.list_ingress_class().items
-    except ApiException as e:
-        if e.status == 404:  # before 1.19: no networking.k8s.io/v1 IngressClass
-            return []
-        raise
+    listed = unless_missing(cluster.networking.list_ingress_class)  # None before 1.19: no networking.k8s.io/v1
+    return listed.items if listed is not None else []
 
 
 def class_infos(cluster: Cluster) -> list[ClassInfo]:

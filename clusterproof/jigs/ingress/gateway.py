@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client import ApiException
 
 from clusterproof import wait
 from clusterproof.api_answers import unless_missing
@@ -74,12 +73,11 @@ def check_gateway_class(wanted: str, classes: Sequence[GatewayClassInfo] | None)
 def list_gateway_classes(api: client.ApiClient, timeout: float | None = None) -> list[GatewayClassInfo] | None:
     """The cluster's GatewayClasses; None when it does not serve the Gateway API."""
     kwargs = {"_request_timeout": (timeout, timeout)} if timeout else {}
-    try:
-        listed = client.CustomObjectsApi(api).list_cluster_custom_object(GROUP, VERSION, "gatewayclasses", **kwargs)
-    except ApiException as e:
-        if e.status == 404:
-            return None
-        raise
+    listed = unless_missing(
+        lambda: client.CustomObjectsApi(api).list_cluster_custom_object(GROUP, VERSION, "gatewayclasses", **kwargs)
+    )
+    if listed is None:
+        return None
     return [GatewayClassInfo.of(obj) for obj in listed.get("items") or []]
 
 
