@@ -52,19 +52,19 @@ class Look:
             found += self._read(f"{kind} in {ns}", lambda ns=ns: list_in(ns))
         return found
 
-    def _keys_in(
+    def _by_key_in(
         self, kind: str, list_in: Callable[[str], Any], key: Callable[[Any], str]
-    ) -> set[tuple[str, str]] | None:
-        """(namespace, key(object)) of `kind` in ENDPOINTS_NAMESPACES; None (named in `unread`) as
-        soon as one namespace cannot be read."""
-        found: set[tuple[str, str]] = set()
+    ) -> dict[tuple[str, str], Any] | None:
+        """(namespace, key(object)) -> object of `kind` in ENDPOINTS_NAMESPACES; None (named in
+        `unread`) as soon as one namespace cannot be read."""
+        found: dict[tuple[str, str], Any] = {}
         for ns in ENDPOINTS_NAMESPACES:
             try:
                 items = list_in(ns).items
             except Exception as e:
                 self.unread.append(f"{kind} in {ns}: {type(e).__name__}")
                 return None
-            found |= {(ns, key(item)) for item in items}
+            found |= {(ns, key(item)): item for item in items}
         return found
 
     @cached_property
@@ -122,15 +122,11 @@ class Look:
     def endpoints_objects(self) -> dict[tuple[str, str], client.V1Endpoints] | None:
         """The Endpoints objects by (namespace, name); None when they cannot be read."""
         core = self.cluster.core
-        found: dict[tuple[str, str], client.V1Endpoints] = {}
-        for ns in ENDPOINTS_NAMESPACES:
-            try:
-                items = core.list_namespaced_endpoints(ns, _request_timeout=REQUEST_TIMEOUT).items
-            except Exception as e:
-                self.unread.append(f"Endpoints in {ns}: {type(e).__name__}")
-                return None
-            found |= {(ns, e.metadata.name): e for e in items}
-        return found
+        return self._by_key_in(
+            "Endpoints",
+            lambda ns: core.list_namespaced_endpoints(ns, _request_timeout=REQUEST_TIMEOUT),
+            lambda e: e.metadata.name,
+        )
 
     @property
     def endpoints(self) -> set[tuple[str, str]] | None:
@@ -141,7 +137,7 @@ class Look:
     @cached_property
     def slice_services(self) -> set[tuple[str, str]] | None:
         """(namespace, Service name) of the EndpointSlices the endpointslice controller made."""
-        return self._keys_in(
+        found = self._by_key_in(
             "EndpointSlices",
             lambda ns: client.DiscoveryV1Api(self.cluster.api).list_namespaced_endpoint_slice(
                 ns,
@@ -150,6 +146,7 @@ class Look:
             ),
             lambda s: (s.metadata.labels or {}).get("kubernetes.io/service-name", ""),
         )
+        return set(found) if found is not None else None
 
     @cached_property
     def kube_proxy_health(self) -> dict[str, tuple[int, Any]]:
