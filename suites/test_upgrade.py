@@ -135,8 +135,8 @@ def test_disruption_stayed_within_budget(
     --api-disruption-budget (shorter outages are reported as tolerated). Observed: the monitor's
     output for this state and this upgrade (its sessions cover the upgrade window the cluster
     shows), intervals per target (NodePort per node with new and reused connections, the ClusterIP
-    from inside on every node, the API server), stretches without samples; the monitor's own
-    listener shows the probing side was up."""
+    from inside on every node, the API server), stretches without samples and those its own
+    listener was down (the probing side blind) counted as not observed."""
     counted = upgrade.assert_disruption_within(
         upgrade_state,
         upgrade_settings.monitor_file,

@@ -750,13 +750,30 @@ def test_every_target_of_the_state_is_judged(tmp_path):
     assert by["nodeport n1 new"].verdict == "failed" and by["nodeport n1 new"].detail == "never observed"
 
 
-def test_the_probing_side_down_makes_the_file_unusable(tmp_path):
+def test_the_probing_side_down_is_not_observed_for_every_target(tmp_path):
     found = judge(
         write_lines(
-            tmp_path / "m", header(1050), {"target": "control", "start": 1100, "end": 1101}, summary(1050, 1250)
+            tmp_path / "m",
+            header(1050),
+            {"target": "control", "start": 1100, "end": 1101},
+            {"target": "apiserver", "start": 1100.5, "end": 1102},
+            summary(1050, 1250),
         )
     )
-    assert "the monitor's own listener was down 1.0s" in found.problems[0]
+    assert not found.problems
+    assert any("the monitor's own listener was down 1.0s" in n for n in found.notes)
+    by = {t.target: t for t in found.targets}
+    assert by["clusterip from n1"].unobserved == 1.0 and by["clusterip from n1"].verdict == "tolerated"
+    assert by["apiserver"].down == 1.5 and by["apiserver"].unobserved == 0.5
+
+
+def test_the_probing_side_down_for_long_fails_the_targets(tmp_path):
+    found = judge(
+        write_lines(
+            tmp_path / "m", header(1050), {"target": "control", "start": 1100, "end": 1200}, summary(1050, 1250)
+        )
+    )
+    assert {t.target: t.verdict for t in found.targets}["clusterip from n1"] == "failed"
 
 
 def test_upgrade_record_joins_steps_monitor_and_checks(tmp_path):

@@ -8,8 +8,8 @@ own thread (a target that times out delays no other):
 - `clusterip from <node>`: the Service's ClusterIP asked from inside, by the prober DaemonSet's pod
   on that node (its log, read through the API: caught up whenever the API answers, complete at stop);
 - `apiserver`: GET /readyz of the API server;
-- `control`: a listener of this process on 127.0.0.1 — if it is down, the probing side is at
-  fault, not the cluster.
+- `control`: a listener of this process on 127.0.0.1 — while it is down the probing side is blind
+  (a loaded host), and every target counts that spell as not observed.
 
 The output file (JSON lines, appended: a restarted monitor adds a session, never truncates) holds
 per session: a header `{"monitor": {"state_id", "started", "targets", ...}}` (the state it watches

@@ -12,7 +12,8 @@ The file is trusted only as far as it proves it belongs to this upgrade:
   that session's whole span; a target in no session at all fails;
 - a stretch without samples (a gap longer than the monitor's GAP_TOLERANCE, a session that ended
   without its summary, the time between two sessions) is "not observed" and counts against the
-  budget like downtime: nobody can say the target answered then.
+  budget like downtime: nobody can say the target answered then. So do the spells the monitor's own
+  listener (`control`) was down: the probing side was blind to every target.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class TargetVerdict:
 
 @dataclass
 class Judgement:
-    problems: list[str]  # the file cannot stand for this upgrade, or the probing side was at fault
+    problems: list[str]  # the file cannot stand for this upgrade
     targets: list[TargetVerdict]
     span: tuple[float, float] | None = None  # what the used sessions watched
     notes: list[str] = field(default_factory=list)
@@ -195,11 +196,18 @@ def judge(
         for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False)
         if b_start - a_end > GAP_TOLERANCE
     ]
+    # The probing side's own blind spells: nobody can say any target answered then.
+    control = [(o["start"], o["end"]) for s in fresh for o in s.outages if o["target"] == "control"]
+    if control:
+        notes.append(
+            f"the monitor's own listener was down {_length(control):.1f}s (the probing side, e.g. a loaded "
+            "host): counted as not observed for every target"
+        )
     judged = []
     for target in targets:
         allowed = api_budget if target == "apiserver" else budget
         down = [(o["start"], o["end"]) for s in fresh for o in s.outages if o["target"] == target]
-        blind = list(between)
+        blind = list(between) + control
         blind += [(g["start"], g["end"]) for s in fresh for g in s.gaps if g["target"] == target]
         blind += [span_ for s, span_ in zip(fresh, spans, strict=True) if target not in s.targets]
         if all(target not in s.targets for s in fresh):
@@ -209,12 +217,6 @@ def judge(
         counted = _length(down + blind)
         verdict = "held" if counted == 0 else ("tolerated" if counted <= allowed else "failed")
         judged.append(TargetVerdict(target, down_s, counted - down_s, allowed, verdict, _longest(down, blind)))
-    control = _length([(o["start"], o["end"]) for s in fresh for o in s.outages if o["target"] == "control"])
-    if control > 0:
-        problems.append(
-            f"the monitor's own listener was down {control:.1f}s: the probing side was at fault, the "
-            "cluster's disruption cannot be judged from this file"
-        )
     return Judgement(problems, judged, span, notes)
 
 
