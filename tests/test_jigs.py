@@ -264,6 +264,35 @@ def test_a_pod_bound_to_a_node_that_is_down_did_not_start_for_that_reason():
     assert str(found) == f"pod p: node w2 is not Ready (KubeletNotReady: {no_cni})"
 
 
+def test_a_pod_kept_off_every_node_for_want_of_a_pod_network_has_no_sandbox_at_once():
+    no_cni = "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady"
+
+    def node(name, ready, message=""):
+        condition = client.V1NodeCondition(type="Ready", status=ready, reason="KubeletNotReady", message=message)
+        return client.V1Node(
+            metadata=client.V1ObjectMeta(name=name),
+            spec=client.V1NodeSpec(),
+            status=client.V1NodeStatus(conditions=[condition]),
+        )
+
+    held_off = (
+        "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, "
+        "2 node(s) had untolerated taint {node.kubernetes.io/not-ready: }"
+    )
+    unscheduled = v1_pod(scheduled={"status": "False", "reason": "Unschedulable", "message": held_off})
+    nodes = [node("cp", "True"), node("w1", "False", no_cni), node("w2", "False", no_cni)]
+    found = pods_jig.start_failure_of(unscheduled, [], None, nodes)
+    assert found.kind == pods_jig.NO_SANDBOX and found.final
+    assert "no pod network: node w1 is not Ready (KubeletNotReady: container runtime network" in str(found)
+    assert "; node w2 is not Ready" in str(found)
+    # nodes down for another reason: still only unscheduled, for the claims that observe it
+    stopped = [node("cp", "True"), node("w1", "Unknown", "Kubelet stopped posting node status.")]
+    assert pods_jig.start_failure_of(unscheduled, [], None, stopped).kind == pods_jig.UNSCHEDULED
+    # a scheduler answer about something else (affinity) is not the pod network's, whatever the nodes
+    conflict = v1_pod(scheduled={"status": "False", "reason": "Unschedulable", "message": "3 node(s) had volume"})
+    assert pods_jig.start_failure_of(conflict, [], None, nodes).kind == pods_jig.UNSCHEDULED
+
+
 def test_a_start_failure_a_claim_observes_fails_it_and_any_other_is_a_set_up_failure(monkeypatch):
     conflict = "0/3 nodes are available: 3 node(s) had volume node affinity conflict"
     unscheduled = v1_pod(scheduled={"status": "False", "reason": "Unschedulable", "message": conflict})

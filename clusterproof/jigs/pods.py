@@ -14,7 +14,7 @@ from clusterproof import wait
 from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
 from clusterproof.errors import NodeDown, SetupFailed, WaitTimeout
-from clusterproof.hostexec import why_unreachable
+from clusterproof.hostexec import NODE_DOWN_TAINTS, why_unreachable
 from clusterproof.manifests import Manifests
 from clusterproof.pod_exec import ExecResult, exec_in_pod
 from clusterproof.pod_states import IMAGE_REASONS
@@ -125,20 +125,31 @@ def start_failure(cluster: Cluster, namespace: str, name: str) -> StartFailure |
         events = cluster.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
         bound = pod.spec.node_name if pod.spec else None
         node = cluster.core.read_node(bound) if bound else None
+        nodes = cluster.core.list_node().items if _held_off_by_down_nodes(_scheduled(pod)) else []
     except client.ApiException:
         return None
-    return start_failure_of(pod, events, node)
+    return start_failure_of(pod, events, node, nodes)
 
 
 def start_failure_of(
-    pod: client.V1Pod, events: list[client.CoreV1Event], node: client.V1Node | None = None
+    pod: client.V1Pod,
+    events: list[client.CoreV1Event],
+    node: client.V1Node | None = None,
+    nodes: Collection[client.V1Node] = (),
 ) -> StartFailure | None:
-    """`node`: the one the pod is bound to (a node that is down explains a pod that never started)."""
+    """`node`: the one the pod is bound to (a node that is down explains a pod that never started);
+    `nodes`: every node, read when the scheduler keeps the pod off nodes that are down."""
     status = pod.status
     name = pod.metadata.name
-    scheduled = next((c for c in (status.conditions or []) if c.type == "PodScheduled"), None) if status else None
+    scheduled = _scheduled(pod)
     if scheduled is not None and scheduled.status == "False":
-        return StartFailure(UNSCHEDULED, f"pod {name} not scheduled: {scheduled.reason}: {scheduled.message}")
+        said = f"pod {name} not scheduled: {scheduled.reason}: {scheduled.message}"
+        # every node NotReady for want of a pod network: no node can give it a sandbox, and none will
+        no_network = [d.cause for n in nodes if isinstance(d := why_unreachable(n), NodeDown)]
+        no_network = [cause for cause in no_network if NETWORK_NOT_READY in cause]
+        if no_network and _held_off_by_down_nodes(scheduled):
+            return StartFailure(NO_SANDBOX, f"{said}; no pod network: {'; '.join(no_network)}", final=True)
+        return StartFailure(UNSCHEDULED, said)
     containers = (status.container_statuses or []) if status else []
     down = why_unreachable(node) if node is not None else None
     if isinstance(down, NodeDown) and not any(s.ready for s in containers):
@@ -156,6 +167,18 @@ def start_failure_of(
         last = sandbox[-1]
         return StartFailure(NO_SANDBOX, f"pod {name}{on}: no sandbox ({last.reason}: {last.message})")
     return None
+
+
+def _scheduled(pod: client.V1Pod) -> client.V1PodCondition | None:
+    conditions = (pod.status.conditions if pod.status else None) or []
+    return next((c for c in conditions if c.type == "PodScheduled"), None)
+
+
+def _held_off_by_down_nodes(scheduled: client.V1PodCondition | None) -> bool:
+    """The scheduler's answer names the node lifecycle controller's taints (nodes NotReady)."""
+    if scheduled is None or scheduled.status != "False":
+        return False
+    return any(taint in (scheduled.message or "") for taint in NODE_DOWN_TAINTS)
 
 
 @dataclass
