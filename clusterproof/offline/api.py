@@ -16,6 +16,8 @@ from clusterproof.offline.build import Builder
 from clusterproof.progress import Progress
 
 if TYPE_CHECKING:
+    from kubernetes import client
+
     from clusterproof.cluster import Cluster
 
 # kind v0.33's default node image; present locally means kind can boot without a registry
@@ -91,10 +93,9 @@ def configure_cluster(cluster: Cluster, node_count: int) -> None:
     controller-manager has given each its podCIDRs. (`kind create` can return before the last
     worker's Node exists: on a busy host, a cluster configured then kept that node NotReady.)
     The pod subnet is the cluster's own (podnetwork.pod_subnets), not kind's default."""
-    from clusterproof.wait import until
+    from clusterproof.wait import until_seen
 
-    def routes() -> list[podnetwork.NodeRoute] | None:
-        nodes = cluster.core.list_node().items
+    def routes(nodes: list[client.V1Node]) -> list[podnetwork.NodeRoute] | None:
         found = [
             podnetwork.NodeRoute(
                 n.metadata.name,
@@ -106,7 +107,18 @@ def configure_cluster(cluster: Cluster, node_count: int) -> None:
         ]
         return found if len(found) == len(nodes) >= node_count else None
 
-    nodes = until(routes, f"all {node_count} nodes registered, each with a spec.podCIDR", timeout=POD_CIDR_TIMEOUT)
+    def registered(nodes: list[client.V1Node]) -> str:
+        return "registered: " + (
+            ", ".join(f"{n.metadata.name} (podCIDR {n.spec.pod_cidr or 'none yet'})" for n in nodes) or "none"
+        )
+
+    nodes = until_seen(
+        lambda: cluster.core.list_node().items,
+        routes,
+        f"all {node_count} nodes registered, each with a spec.podCIDR",
+        POD_CIDR_TIMEOUT,
+        describe=registered,
+    )
     subnets = podnetwork.pod_subnets(
         kubeadm_cluster_configuration(cluster), health.Look(cluster).component_args(CONTROLLER_MANAGER) or [], nodes
     )
