@@ -267,27 +267,30 @@ def test_a_pod_bound_to_a_node_that_is_down_did_not_start_for_that_reason():
 def test_a_pod_kept_off_every_node_for_want_of_a_pod_network_has_no_sandbox_at_once():
     no_cni = "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady"
 
-    def node(name, ready, message=""):
+    def node(name, ready, message="", taint=None):
         condition = client.V1NodeCondition(type="Ready", status=ready, reason="KubeletNotReady", message=message)
+        taints = [client.V1Taint(key=taint, effect="NoSchedule")] if taint else None
         return client.V1Node(
             metadata=client.V1ObjectMeta(name=name),
-            spec=client.V1NodeSpec(),
+            spec=client.V1NodeSpec(taints=taints),
             status=client.V1NodeStatus(conditions=[condition]),
         )
 
-    held_off = (
-        "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, "
-        "2 node(s) had untolerated taint {node.kubernetes.io/not-ready: }"
-    )
+    # the scheduler of 1.37 no longer names the taints
+    held_off = "0/3 nodes are available: 3 node(s) had untolerated taint(s). preemption: 0/3 nodes are available"
     unscheduled = v1_pod(scheduled={"status": "False", "reason": "Unschedulable", "message": held_off})
-    nodes = [node("cp", "True"), node("w1", "False", no_cni), node("w2", "False", no_cni)]
+    control_plane = node("cp", "True", taint="node-role.kubernetes.io/control-plane")
+    nodes = [control_plane, node("w1", "False", no_cni), node("w2", "False", no_cni)]
     found = pods_jig.start_failure_of(unscheduled, [], None, nodes)
     assert found.kind == pods_jig.NO_SANDBOX and found.final
     assert "no pod network: node w1 is not Ready (KubeletNotReady: container runtime network" in str(found)
     assert "; node w2 is not Ready" in str(found)
     # nodes down for another reason: still only unscheduled, for the claims that observe it
-    stopped = [node("cp", "True"), node("w1", "Unknown", "Kubelet stopped posting node status.")]
+    stopped = [control_plane, node("w1", "Unknown", "Kubelet stopped posting node status.")]
     assert pods_jig.start_failure_of(unscheduled, [], None, stopped).kind == pods_jig.UNSCHEDULED
+    # an untainted Ready node the pod could have had: something else keeps it off
+    healthy = [*nodes, node("w3", "True")]
+    assert pods_jig.start_failure_of(unscheduled, [], None, healthy).kind == pods_jig.UNSCHEDULED
     # a scheduler answer about something else (affinity) is not the pod network's, whatever the nodes
     conflict = v1_pod(scheduled={"status": "False", "reason": "Unschedulable", "message": "3 node(s) had volume"})
     assert pods_jig.start_failure_of(conflict, [], None, nodes).kind == pods_jig.UNSCHEDULED

@@ -14,7 +14,7 @@ from clusterproof import wait
 from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
 from clusterproof.errors import NodeDown, SetupFailed, WaitTimeout
-from clusterproof.hostexec import NODE_DOWN_TAINTS, why_unreachable
+from clusterproof.hostexec import why_unreachable
 from clusterproof.manifests import Manifests
 from clusterproof.pod_exec import ExecResult, exec_in_pod
 from clusterproof.pod_states import IMAGE_REASONS
@@ -125,7 +125,7 @@ def start_failure(cluster: Cluster, namespace: str, name: str) -> StartFailure |
         events = cluster.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
         bound = pod.spec.node_name if pod.spec else None
         node = cluster.core.read_node(bound) if bound else None
-        nodes = cluster.core.list_node().items if _held_off_by_down_nodes(_scheduled(pod)) else []
+        nodes = cluster.core.list_node().items if _held_off_by_taints(_scheduled(pod)) else []
     except client.ApiException:
         return None
     return start_failure_of(pod, events, node, nodes)
@@ -144,10 +144,8 @@ def start_failure_of(
     scheduled = _scheduled(pod)
     if scheduled is not None and scheduled.status == "False":
         said = f"pod {name} not scheduled: {scheduled.reason}: {scheduled.message}"
-        # every node NotReady for want of a pod network: no node can give it a sandbox, and none will
-        no_network = [d.cause for n in nodes if isinstance(d := why_unreachable(n), NodeDown)]
-        no_network = [cause for cause in no_network if NETWORK_NOT_READY in cause]
-        if no_network and _held_off_by_down_nodes(scheduled):
+        no_network = _kept_off_for_want_of_a_pod_network(scheduled, nodes)
+        if no_network:
             return StartFailure(NO_SANDBOX, f"{said}; no pod network: {'; '.join(no_network)}", final=True)
         return StartFailure(UNSCHEDULED, said)
     containers = (status.container_statuses or []) if status else []
@@ -174,11 +172,27 @@ def _scheduled(pod: client.V1Pod) -> client.V1PodCondition | None:
     return next((c for c in conditions if c.type == "PodScheduled"), None)
 
 
-def _held_off_by_down_nodes(scheduled: client.V1PodCondition | None) -> bool:
-    """The scheduler's answer names the node lifecycle controller's taints (nodes NotReady)."""
-    if scheduled is None or scheduled.status != "False":
-        return False
-    return any(taint in (scheduled.message or "") for taint in NODE_DOWN_TAINTS)
+def _held_off_by_taints(scheduled: client.V1PodCondition | None) -> bool:
+    """The scheduler's answer names untolerated taints (a NotReady node's among them, maybe)."""
+    return scheduled is not None and scheduled.status == "False" and "taint" in (scheduled.message or "")
+
+
+def _kept_off_for_want_of_a_pod_network(
+    scheduled: client.V1PodCondition, nodes: Collection[client.V1Node]
+) -> list[str]:
+    """The nodes NotReady for want of a pod network (NetworkReady=false: no CNI config), when they
+    are why the pod has nowhere to go: the scheduler names taints, and every other node is tainted
+    (the control plane's, an admin's). No node can give the pod a sandbox, and none will. Else []."""
+    if not _held_off_by_taints(scheduled):
+        return []
+    no_network, elsewhere = [], False
+    for node in nodes:
+        down = why_unreachable(node)
+        if isinstance(down, NodeDown) and NETWORK_NOT_READY in down.cause:
+            no_network.append(down.cause)
+        elif not any(t.effect in ("NoSchedule", "NoExecute") for t in (node.spec.taints if node.spec else None) or []):
+            elsewhere = True
+    return [] if elsewhere else no_network
 
 
 @dataclass
