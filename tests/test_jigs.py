@@ -308,6 +308,9 @@ def test_a_start_failure_a_claim_observes_fails_it_and_any_other_is_a_set_up_fai
     observed = pods_jig.not_started(None, "ns", "p", waited, observes={pods_jig.UNSCHEDULED})
     assert type(observed) is AssertionError
     assert str(observed).startswith(f"pod p not scheduled: Unschedulable: {conflict} (timed out after 120s")
+    gave_up = WaitGaveUp("pod ns/p Ready", str(found), 5)  # the wait stopped on that very failure
+    said_once = pods_jig.not_started(None, "ns", "p", gave_up, observes={pods_jig.UNSCHEDULED})
+    assert str(said_once) == f"{found} (gave up after 5s waiting for pod ns/p Ready)"
     monkeypatch.setattr(pods_jig, "start_failure", lambda cluster, namespace, name: None)
     assert pods_jig.not_started(None, "ns", "p", waited, observes={pods_jig.UNSCHEDULED}) is None  # the wait's own
 

@@ -13,7 +13,7 @@ from kubernetes import client
 from clusterproof import wait
 from clusterproof.api_answers import unless_missing
 from clusterproof.cluster import Cluster
-from clusterproof.errors import NodeDown, SetupFailed, WaitTimeout
+from clusterproof.errors import NodeDown, SetupFailed, WaitGaveUp, WaitTimeout
 from clusterproof.hostexec import why_unreachable
 from clusterproof.manifests import Manifests
 from clusterproof.pod_exec import ExecResult, exec_in_pod
@@ -93,9 +93,12 @@ def not_started(
     failure = start_failure(cluster, namespace, name)
     if failure is None:
         return None
+    waited = error
+    if isinstance(error, WaitGaveUp) and error.final == str(failure):  # said once is enough
+        waited = f"gave up after {error.timeout:.0f}s waiting for {error.expected}"
     if failure.kind in observes:
-        return AssertionError(f"{failure} ({error})")
-    return SetupFailed(f"start pod {name}", f"{failure} ({error})")
+        return AssertionError(f"{failure} ({waited})")
+    return SetupFailed(f"start pod {name}", f"{failure} ({waited})")
 
 
 UNSCHEDULED, NO_IMAGE, NO_SANDBOX, NODE_DOWN = "unscheduled", "no image", "no sandbox", "node down"
