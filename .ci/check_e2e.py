@@ -6,10 +6,12 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from e2e_run import e2e_run
+
 MIN_EXECUTED = 20
 
 
-def main(junit: str, claims: str) -> int:
+def main(junit: str) -> int:
     if not Path(junit).exists():
         print(f"ci: no e2e JUnit report at {junit}: the suites did not run")
         return 1
@@ -23,14 +25,16 @@ def main(junit: str, claims: str) -> int:
     if executed < MIN_EXECUTED:
         print(f"ci: only {executed} e2e tests executed (< {MIN_EXECUTED}): the suites did not really run on a cluster")
         return 1
-    if not Path(claims).exists():
-        print(f"ci: no claims table at {claims}")
+    run = e2e_run(junit)
+    if run is None:
+        print(f"ci: no claims table of the e2e run of {junit} in .clusterproof/runs/")
         return 1
+    claims = run / "artifacts" / "claims.json"
     verdicts = [c["verdict"] for c in json.loads(Path(claims).read_text())["claims"]]
     summary = {v: verdicts.count(v) for v in sorted(set(verdicts))}
-    print(f"ci: claims: {summary}")
+    print(f"ci: claims of run {run.name}: {summary}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:3]))
+    sys.exit(main(sys.argv[1]))
