@@ -963,6 +963,12 @@ def test_credential_copies_of_dead_runs_are_removed_and_only_those(tmp_path):
     assert report.lines()[0] == gone
     RunContext("me-7a8b9c", tmp_path, tmp_path).remove_credentials()  # the run's own end
     assert not dirs["me-7a8b9c"].exists()
+    # a run that left no record: left alone while young, unless the user names it dead (as the sweep says)
+    unrecorded = RunContext("gone-0a0b0c", tmp_path, tmp_path).credentials_dir()
+    left = sweep.sweep_credentials(registry, machine=HERE, start_of=running, now=unrecorded.stat().st_mtime + 60)
+    assert unrecorded.exists() and "--dead gone-0a0b0c` removes it" in left.lines()[0]
+    sweep.sweep_credentials(registry, dead=["gone-0a0b0c"], machine=HERE, start_of=running, now=NOW)
+    assert not unrecorded.exists()
 
 
 def test_a_credentials_root_that_is_not_private_is_refused(tmp_path):

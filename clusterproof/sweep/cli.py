@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     registry = HostRegistry(registry_dir())
     report = Report(dry_run=args.dry_run)
     try:
-        report.merge(sweep_credentials(registry, dry_run=args.dry_run))
+        report.merge(sweep_credentials(registry, dry_run=args.dry_run, dead=args.dead))
     except Exception as e:
         report.errors.append(f"credential copies not swept: {error_line(e)}")
     if not args.no_kind:

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from clusterproof import kind_clusters, liveness
@@ -112,11 +112,13 @@ def sweep_credentials(
     *,
     this_run: str | None = None,
     dry_run: bool = False,
+    dead: Sequence[str] = (),
     machine: Machine | None = None,
     start_of: StartOf = liveness.process_start,
     now: float | None = None,
 ) -> Report:
-    """Remove the credential copies (RunContext.credentials_dir) of dead runs of this host."""
+    """Remove the credential copies (RunContext.credentials_dir) of dead runs of this host (`dead`:
+    runs that left no record, named dead by the user)."""
     root = credentials_root(create=False)
     if not root.is_dir():
         return Report(dry_run=dry_run)
@@ -127,7 +129,13 @@ def sweep_credentials(
         items.append(Item(f"credential copies {path}", run_id, remove, created=path.stat().st_mtime))
     with registry.sweeping():
         decisions = decide(
-            items, registry.records(), machine or liveness.this_machine(), this_run=this_run, start_of=start_of, now=now
+            items,
+            registry.records(),
+            machine or liveness.this_machine(),
+            this_run=this_run,
+            dead=dead,
+            start_of=start_of,
+            now=now,
         )
         return apply(decisions, dry_run=dry_run)
 
