@@ -108,6 +108,21 @@ def divert_output(path: Path | None) -> list[int]:
     return moved
 
 
+def run_as_group(command: Sequence[str], **popen: object) -> int:
+    """Run `command` to its end in a process group of its own, and return its exit code. Stopped
+    while it runs (Ctrl-C, Stopped: any BaseException), the whole group is killed and waited for
+    before the stop goes on: the command's own children too. (`kind create` killed alone left its
+    `docker run`s to finish making the cluster's nodes after the run had deleted the cluster.)"""
+    child = subprocess.Popen(list(command), start_new_session=True, **popen)  # type: ignore[call-overload]
+    try:
+        return child.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        raise
+
+
 def call(command: Sequence[str], *, hangup_log: Path | None = None, **popen: object) -> tuple[int, int | None]:
     """Run `command`, handing SIGINT/SIGTERM/SIGHUP on to it (each as it comes) and waiting for it
     to finish its cleanup. SIGHUP also diverts this process's output to `hangup_log`. Returns

@@ -102,3 +102,42 @@ def test_call_hands_the_stop_on_and_waits_for_the_child_to_finish():
     os.close(write)
     assert (rc, stop) == (7, signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_run_as_group_stopped_kills_the_command_and_its_children(tmp_path):
+    """A stop while the command runs: its child (as kind's `docker run`) dies with it, before the
+    stop goes on (else it would finish its work after the run cleaned up)."""
+    pids = tmp_path / "pids"
+    code = f"sleep 60 & echo $! > {pids}; echo ready; wait"
+    read, write = os.pipe()
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    def stop_us_when_the_command_is_ready():
+        with os.fdopen(read) as lines:
+            if lines.readline() == "ready\n":
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
+
+    threading.Thread(target=stop_us_when_the_command_is_ready, daemon=True).start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            stopping.run_as_group(["sh", "-c", code], stdout=write)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        os.close(write)
+    sleeper = int(pids.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(sleeper):
+        time.sleep(0.05)  # an orphan killed is reaped by init: gone soon, not at once
+    assert not _alive(sleeper)
+
+
+def test_run_as_group_returns_the_exit_code():
+    assert stopping.run_as_group(["sh", "-c", "exit 3"]) == 3
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

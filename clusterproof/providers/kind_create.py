@@ -22,6 +22,7 @@ from pytest_kind import KindCluster
 
 from clusterproof.errors import ClusterproofError
 from clusterproof.kind_clusters import KIND_CLUSTER_LABEL
+from clusterproof.stopping import run_as_group
 
 Run = Callable[..., Any]
 DOCKER_TIMEOUT = 30
@@ -50,7 +51,9 @@ class RetainingKindCluster(KindCluster):
                        f"--kubeconfig={self.kubeconfig_path}"]
             command += [f"--image={self.image}"] if self.image else []
             command += ["--config", str(config_file)] if config_file else []
-            subprocess.run(command, check=True)
+            rc = run_as_group(command)  # stopped meanwhile: kind and its docker runs are gone before the delete
+            if rc != 0:
+                raise subprocess.CalledProcessError(rc, command)
         super().create(config_file)  # the cluster exists: pytest-kind only reads its kubeconfig
 
 
