@@ -845,19 +845,34 @@ fi
     return script
 
 
-@pytest.mark.parametrize("fails, gone, attempts", [(0, True, 1), (1, True, 2), (5, False, 2)])
-def test_kind_delete_is_checked_and_tried_once_more(tmp_path, monkeypatch, capsys, fails, gone, attempts):
+@pytest.mark.parametrize(
+    "fails, survives, timeout, gone, attempts",
+    [(0, 0, 60, True, 1), (1, 0, 60, True, 2), (0, 2, 60, True, 3), (5, 0, 0, False, 1)],
+)
+def test_kind_delete_is_tried_until_the_nodes_are_gone(
+    tmp_path, monkeypatch, fails, survives, timeout, gone, attempts
+):
+    """`survives`: deletes that report success while docker still lists the nodes (a node whose start
+    was in flight when kind create was killed). Fakes: kind (a script) and docker's list of nodes."""
+    from clusterproof import kind_clusters
     from clusterproof.upgrade import __main__ as driver
 
     kind = fake_kind(tmp_path, fails)
+    deletes = tmp_path / "deletes"
     monkeypatch.setattr(driver.shutil, "which", lambda name: str(kind))
     monkeypatch.setattr(driver.capabilities, "kind_command", lambda path, work: path)
+    monkeypatch.setattr(
+        kind_clusters, "node_containers",
+        lambda name: {} if int(deletes.read_text()) > fails + survives else {"cid": 0.0},
+    )  # fmt: skip
     monkeypatch.setenv("CLUSTERPROOF_RUNS_REGISTRY", str(tmp_path / "registry"))
     said: list[str] = []
-    assert driver.delete_cluster("cpup-x", tmp_path, said.append) is gone
-    assert (tmp_path / "deletes").read_text().strip() == str(attempts)
+    assert driver.delete_cluster("cpup-x", tmp_path, said.append, timeout) is gone
+    assert deletes.read_text().strip() == str(attempts)
     if not gone:
         assert said[-1] == "kind cluster cpup-x is still there: delete it with `kind delete cluster --name cpup-x`"
+    elif attempts > 1:
+        assert said[-1] == f"kind cluster cpup-x deleted at attempt {attempts}"
 
 
 def test_a_stop_during_a_stage_unwinds_to_the_cleanup_and_a_second_stop_does_not_interrupt_it(tmp_path, monkeypatch):

@@ -31,7 +31,7 @@ from pytest_kind import KindCluster
 from clusterproof import causes, health, wait
 from clusterproof.cluster import Cluster
 from clusterproof.errors import ClusterproofError, WaitTimeout
-from clusterproof.kind_clusters import Claim, Claims, docker_host, node_containers, recording
+from clusterproof.kind_clusters import Claim, Claims, delete_until_gone, docker_host, node_containers, recording
 from clusterproof.node_exec import DockerNodeExec
 from clusterproof.preflight import read_kind_config
 from clusterproof.progress import Progress
@@ -355,11 +355,11 @@ class KindProvider:
             return
         try:
             with self.stopwatch.measure(f"cluster {name}: kind delete", "kind delete cluster"):
-                kind.delete()
+                delete_until_gone(name, kind.delete)
         except KeyboardInterrupt:  # Ctrl-C, or a stop signal (stopping.Stopped)
             # a stop came during the delete, and killed `kind delete` on its way out: finish, then stop
             try:
-                kind.delete()
+                delete_until_gone(name, kind.delete)
             except Exception as e:
                 self.note(f"could not delete kind cluster {name}: {e}")
             raise

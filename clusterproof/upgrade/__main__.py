@@ -35,8 +35,8 @@ from types import FrameType
 
 from clusterproof import liveness, stopping
 from clusterproof import run as runs
-from clusterproof.errors import ClusterproofError
-from clusterproof.kind_clusters import Claims, docker_host
+from clusterproof.errors import ClusterproofError, WaitTimeout
+from clusterproof.kind_clusters import GONE_TIMEOUT, Claims, delete_until_gone, docker_host
 from clusterproof.offline import build, capabilities, kind_upgrade, releases
 from clusterproof.progress import Progress
 from clusterproof.run_records import HostRegistry, RunRecorder, registry_dir
@@ -156,10 +156,14 @@ def take_over(cluster: str, before_id: str, driver_id: str, keep: bool) -> RunRe
     return recorder
 
 
-def delete_cluster(name: str, work: Path, say: Callable[[str], None]) -> bool:
-    """`kind delete cluster`, once more if it fails; True when the cluster is gone (and its claim with it)."""
+def delete_cluster(name: str, work: Path, say: Callable[[str], None], timeout: float = GONE_TIMEOUT) -> bool:
+    """`kind delete cluster` until its nodes are gone (kind_clusters.delete_until_gone); True when
+    they are (and its claim with them)."""
     kind = str(capabilities.kind_command(Path(shutil.which("kind") or "kind"), work))
-    for attempt in (1, 2):
+    attempts = []
+
+    def delete() -> None:
+        attempts.append(name)
         try:
             done = subprocess.run(
                 [kind, "delete", "cluster", "--name", name], capture_output=True, text=True, timeout=KIND_DELETE_TIMEOUT
@@ -167,17 +171,19 @@ def delete_cluster(name: str, work: Path, say: Callable[[str], None]) -> bool:
             rc, output = done.returncode, (done.stderr or done.stdout).strip()
         except subprocess.TimeoutExpired:
             rc, output = -1, f"still running after {KIND_DELETE_TIMEOUT:.0f}s"
-        listed = subprocess.run([kind, "get", "clusters"], capture_output=True, text=True, timeout=60)
-        gone = listed.returncode == 0 and name not in listed.stdout.split()
-        if gone:
-            Claims(registry_dir()).remove(name, docker_host())
-        if rc == 0 and gone:
-            return True
-        say(f"kind delete cluster --name {name} (attempt {attempt}): exit {rc}: {output.splitlines()[-1:] or ''}")
-        if gone:
-            return True
-    say(f"kind cluster {name} is still there: delete it with `kind delete cluster --name {name}`")
-    return False
+        if rc != 0:
+            last = output.splitlines()[-1:] or ""
+            say(f"kind delete cluster --name {name} (attempt {len(attempts)}): exit {rc}: {last}")
+
+    try:
+        delete_until_gone(name, delete, timeout)
+    except WaitTimeout:
+        say(f"kind cluster {name} is still there: delete it with `kind delete cluster --name {name}`")
+        return False
+    if len(attempts) > 1:
+        say(f"kind cluster {name} deleted at attempt {len(attempts)}")
+    Claims(registry_dir()).remove(name, docker_host())
+    return True
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
