@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
@@ -34,6 +35,7 @@ from clusterproof.wait import until
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"  # kind's label on every node container of a cluster
 DOCKER_TIMEOUT = 60
 GONE_TIMEOUT = 60.0  # seconds a deleted cluster's nodes may take to be gone
+SETTLE_AFTER_STOPPED_CREATE = 5.0  # seconds docker may still be making the nodes of a kind create stopped midway
 
 
 @dataclass(frozen=True)
@@ -103,17 +105,30 @@ def docker_host(env: Mapping[str, str] = os.environ) -> str:
 Run = Callable[..., subprocess.CompletedProcess]
 
 
-def delete_until_gone(name: str, delete: Callable[[], object], timeout: float = GONE_TIMEOUT) -> None:
-    """`delete` (kind delete cluster `name`) again until docker lists no node container of it, or
-    WaitTimeout. A node whose `docker run` was in flight when kind was killed (a stop during kind
-    create) survives a delete that reports success; a later one removes it (measured: 3.5 s after)."""
+def delete_until_gone(
+    name: str, delete: Callable[[], object], timeout: float = GONE_TIMEOUT, *, settle: float = 0.0
+) -> None:
+    """`delete` (kind delete cluster `name`), again whenever docker still lists a node container of
+    it, until it lists none for `settle` seconds; else WaitTimeout. A kind create stopped midway
+    leaves docker making the nodes it was asked for, out of sight until done: a node whose start
+    was in flight survived a delete that said "Deleted nodes" (gone at one 3.5 s later), and nodes
+    appeared a second after a delete that found none (SETTLE_AFTER_STOPPED_CREATE)."""
+    deleted = False
+    quiet_since: float | None = None
 
     def gone() -> bool:
-        delete()
-        return not node_containers(name)
+        nonlocal deleted, quiet_since
+        if not deleted or node_containers(name):
+            delete()
+            deleted, quiet_since = True, None
+        if node_containers(name):
+            quiet_since = None
+            return False
+        quiet_since = time.monotonic() if quiet_since is None else quiet_since
+        return time.monotonic() - quiet_since >= settle
 
-    until(gone, f"kind cluster {name} deleted: no node container of it left", timeout, interval=1.0,
-          describe=lambda _: "its node containers still listed by docker")  # fmt: skip
+    until(gone, f"kind cluster {name} deleted: no node container of it left for {settle:g}s", timeout + settle,
+          interval=1.0, describe=lambda _: "its node containers listed by docker")  # fmt: skip
 
 
 def node_containers(name: str, run: Run = subprocess.run) -> dict[str, float]:

@@ -4,6 +4,10 @@ its node containers. docker is a FAKE (recorded argv, canned answers)."""
 import subprocess
 import threading
 
+import pytest
+
+from clusterproof import kind_clusters
+from clusterproof.errors import WaitTimeout
 from clusterproof.kind_clusters import Claim, Claims, _docker_time, identify, node_containers, recording
 
 T = 1_800_000_000.0
@@ -82,3 +86,19 @@ def test_docker_times():
     assert _docker_time("2027-01-15T08:00:00.123456789Z") == T + 0.123456 and _docker_time("2027-01-15T08:00:00Z") == T
     assert _docker_time("2027-01-15T09:00:00+01:00") == _docker_time("2027-01-15T08:00:00Z")
     assert _docker_time("junk") == 0.0
+
+
+def test_a_cluster_is_deleted_again_until_docker_lists_none_of_its_nodes_for_the_settle_time(monkeypatch):
+    """Fake docker's list: the nodes survive the first delete (a start in flight), then one appears
+    again after a delete found none (a create docker finished late): each time, deleted again."""
+    listed = iter([["n1"], ["n1"], [], ["n2"], [], [], [], []])
+    deletes = []
+    monkeypatch.setattr(kind_clusters, "node_containers", lambda name: next(listed, []))
+    kind_clusters.delete_until_gone("cp-x", lambda: deletes.append(1), settle=1.5)
+    assert len(deletes) == 3
+
+
+def test_a_cluster_whose_nodes_stay_is_a_timeout(monkeypatch):
+    monkeypatch.setattr(kind_clusters, "node_containers", lambda name: ["n1"])
+    with pytest.raises(WaitTimeout, match="kind cluster cp-x deleted: no node container of it left for 0s"):
+        kind_clusters.delete_until_gone("cp-x", lambda: None, timeout=0)

@@ -28,6 +28,16 @@ BASE = {
     "nodes": [{"role": "control-plane"}, {"role": "worker"}, {"role": "worker"}],
 }
 
+@pytest.fixture(autouse=True)
+def no_docker_to_ask(monkeypatch):
+    """The kind here is fake: its clusters' nodes are never in docker (kind_clusters.delete_until_gone
+    asks docker whether a deleted cluster's nodes are gone)."""
+    from clusterproof import kind_clusters
+
+    monkeypatch.setattr(kind_clusters, "node_containers", lambda name: {})
+    monkeypatch.setattr(kind_provider, "SETTLE_AFTER_STOPPED_CREATE", 0.0)
+
+
 
 class FakeOfflineApi:
     """Fake clusterproof.offline.api: records calls, builds nothing."""

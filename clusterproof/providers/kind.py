@@ -31,7 +31,15 @@ from pytest_kind import KindCluster
 from clusterproof import causes, health, wait
 from clusterproof.cluster import Cluster
 from clusterproof.errors import ClusterproofError, WaitTimeout
-from clusterproof.kind_clusters import Claim, Claims, delete_until_gone, docker_host, node_containers, recording
+from clusterproof.kind_clusters import (
+    SETTLE_AFTER_STOPPED_CREATE,
+    Claim,
+    Claims,
+    delete_until_gone,
+    docker_host,
+    node_containers,
+    recording,
+)
 from clusterproof.node_exec import DockerNodeExec
 from clusterproof.preflight import read_kind_config
 from clusterproof.progress import Progress
@@ -252,7 +260,7 @@ class KindProvider:
                     self._active_api.configure_cluster(cluster, node_count)
             self._hand_over(cluster, node_count, note)
         except BaseException:
-            self._delete(name)  # only if this run made it
+            self._delete(name, settle=SETTLE_AFTER_STOPPED_CREATE)  # only if this run made it
             raise
         return cluster
 
@@ -348,18 +356,19 @@ class KindProvider:
             self._kept.append(cluster.name)
             self.note(f"kept kind cluster {cluster.name} (kubeconfig {cluster.kubeconfig})")
 
-    def _delete(self, name: str) -> None:
-        """Delete a cluster this run made (`_live`: claimed before its create); never one it reused."""
+    def _delete(self, name: str, settle: float = 0.0) -> None:
+        """Delete a cluster this run made (`_live`: claimed before its create); never one it reused.
+        `settle`: after a create that did not finish (kind_clusters.delete_until_gone)."""
         kind = self._live.pop(name, None)
         if kind is None or self.settings.keep_clusters:
             return
         try:
             with self.stopwatch.measure(f"cluster {name}: kind delete", "kind delete cluster"):
-                delete_until_gone(name, kind.delete)
+                delete_until_gone(name, kind.delete, settle=settle)
         except KeyboardInterrupt:  # Ctrl-C, or a stop signal (stopping.Stopped)
             # a stop came during the delete, and killed `kind delete` on its way out: finish, then stop
             try:
-                delete_until_gone(name, kind.delete)
+                delete_until_gone(name, kind.delete, settle=settle)
             except Exception as e:
                 self.note(f"could not delete kind cluster {name}: {e}")
             raise
