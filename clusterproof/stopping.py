@@ -112,7 +112,8 @@ def run_as_group(command: Sequence[str], **popen: object) -> int:
     """Run `command` to its end in a process group of its own, and return its exit code. Stopped
     while it runs (Ctrl-C, Stopped: any BaseException), the whole group is killed and waited for
     before the stop goes on: the command's own children too. (`kind create` killed alone left its
-    `docker run`s to finish making the cluster's nodes after the run had deleted the cluster.)"""
+    `docker run`s to finish making the cluster's nodes after the run had deleted the cluster.) A
+    stop inside Popen itself, before the child is known, is not caught: a window of its return."""
     child = subprocess.Popen(list(command), start_new_session=True, **popen)  # type: ignore[call-overload]
     try:
         return child.wait()

@@ -104,17 +104,20 @@ def test_call_hands_the_stop_on_and_waits_for_the_child_to_finish():
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_run_as_group_stopped_kills_the_command_and_its_children(tmp_path):
+def test_run_as_group_stopped_kills_the_command_and_its_children(tmp_path, monkeypatch):
     """A stop while the command runs: its child (as kind's `docker run`) dies with it, before the
     stop goes on (else it would finish its work after the run cleaned up)."""
     pids = tmp_path / "pids"
     code = f"sleep 60 & echo $! > {pids}; echo ready; wait"
     read, write = os.pipe()
     previous = signal.signal(signal.SIGALRM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
+    waiting = threading.Event()  # the stop comes once we wait for the command, as a stop during kind create
+    real_wait = subprocess.Popen.wait
+    monkeypatch.setattr(subprocess.Popen, "wait", lambda self, *a, **k: waiting.set() or real_wait(self, *a, **k))
 
     def stop_us_when_the_command_is_ready():
         with os.fdopen(read) as lines:
-            if lines.readline() == "ready\n":
+            if lines.readline() == "ready\n" and waiting.wait(10):
                 signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
 
     threading.Thread(target=stop_us_when_the_command_is_ready, daemon=True).start()
