@@ -167,9 +167,7 @@ def avoid(node: str) -> dict:
 
 @pytest.mark.claim("PV-04")
 @pytest.mark.needs_node_exec
-def test_local_pv_with_node_affinity_pins_its_pods_to_the_labelled_node(
-    jig: PVJig, cluster: Cluster, namespace: str
-) -> None:
+def test_local_pv_with_node_affinity_pins_its_pods_to_the_labelled_node(jig: PVJig, cluster: Cluster) -> None:
     """A local PV with nodeAffinity (node=node1) MUST pin every pod using it to that node [003].
 
     Observed: where four pods of claim pvc-01 land, although each prefers any other node; a pod
@@ -184,9 +182,7 @@ def test_local_pv_with_node_affinity_pins_its_pods_to_the_labelled_node(
     names = [f"pod-volume-3-{i}" for i in range(1, 5)]
     for name in names:
         pods.create_pod(jig.manifests, POD_VOLUME_3, name=name, edit=avoid_node1)
-    placed = {}
-    for name in names:
-        placed[name] = pods.started(cluster, namespace, name, observes={pods.UNSCHEDULED}).spec.node_name
+    placed = jig.where_pods_of_pv_01_land(names, node1)
 
     labelled = pv.node1_nodes(cluster)
     assert set(placed.values()) <= set(labelled), (

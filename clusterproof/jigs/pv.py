@@ -185,6 +185,23 @@ class PVJig(Jig):
         self.tracker.label_node(self.cluster, node, *NODE1_LABEL)
         return node
 
+    def where_pods_of_pv_01_land(self, names: list[str], node1: str) -> dict[str, str]:
+        """pod -> node, once each is Ready. A pod the scheduler cannot place fails the claim, naming
+        the nodes pv-01's nodeAffinity (node=node1) matches now: none when node1 is gone."""
+        placed = {}
+        for name in names:
+            try:
+                pod = pods.started(self.cluster, self.namespace, name, observes={pods.UNSCHEDULED})
+            except AssertionError as e:
+                matching = node1_nodes(self.cluster)
+                there = node1 in {n.name for n in self.cluster.nodes}
+                gone = "" if there else f"; node {node1}, node1 when pv-01 bound, is gone"
+                raise AssertionError(
+                    f"{e}. Nodes pv-01's nodeAffinity (node=node1) matches now: {', '.join(matching) or 'none'}{gone}"
+                ) from e
+            placed[name] = pod.spec.node_name
+        return placed
+
     def make_local_path(self, node: str, notes_name: str) -> str:
         """A local PV needs its path to exist on the node."""
         path = self.names.host_path(self.name(notes_name))
