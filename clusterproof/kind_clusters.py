@@ -113,15 +113,15 @@ def delete_until_gone(
     leaves docker making the nodes it was asked for, out of sight until done: a node whose start
     was in flight survived a delete that said "Deleted nodes" (gone at one 3.5 s later), and nodes
     appeared a second after a delete that found none (SETTLE_AFTER_STOPPED_CREATE)."""
-    deleted = False
+    left: dict[str, float] | None = None  # the nodes docker listed last (None: not deleted yet)
     quiet_since: float | None = None
 
     def gone() -> bool:
-        nonlocal deleted, quiet_since
-        if not deleted or node_containers(name):
+        nonlocal left, quiet_since
+        if left is None or left:
             delete()
-            deleted, quiet_since = True, None
-        if node_containers(name):
+        left = node_containers(name)
+        if left:
             quiet_since = None
             return False
         quiet_since = time.monotonic() if quiet_since is None else quiet_since

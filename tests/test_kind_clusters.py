@@ -91,7 +91,7 @@ def test_docker_times():
 def test_a_cluster_is_deleted_again_until_docker_lists_none_of_its_nodes_for_the_settle_time(monkeypatch):
     """Fake docker's list: the nodes survive the first delete (a start in flight), then one appears
     again after a delete found none (a create docker finished late): each time, deleted again."""
-    listed = iter([["n1"], ["n1"], [], ["n2"], [], [], [], []])
+    listed = iter([["n1"], [], ["n2"], [], [], [], []])  # docker's list after each attempt
     deletes = []
     monkeypatch.setattr(kind_clusters, "node_containers", lambda name: next(listed, []))
     kind_clusters.delete_until_gone("cp-x", lambda: deletes.append(1), settle=1.5)

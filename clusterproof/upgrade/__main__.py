@@ -160,10 +160,11 @@ def delete_cluster(name: str, work: Path, say: Callable[[str], None], timeout: f
     """`kind delete cluster` until its nodes are gone (kind_clusters.delete_until_gone); True when
     they are (and its claim with them)."""
     kind = str(capabilities.kind_command(Path(shutil.which("kind") or "kind"), work))
-    attempts = []
+    attempts = 0
 
     def delete() -> None:
-        attempts.append(name)
+        nonlocal attempts
+        attempts += 1
         try:
             done = subprocess.run(
                 [kind, "delete", "cluster", "--name", name], capture_output=True, text=True, timeout=KIND_DELETE_TIMEOUT
@@ -173,15 +174,15 @@ def delete_cluster(name: str, work: Path, say: Callable[[str], None], timeout: f
             rc, output = -1, f"still running after {KIND_DELETE_TIMEOUT:.0f}s"
         if rc != 0:
             last = output.splitlines()[-1:] or ""
-            say(f"kind delete cluster --name {name} (attempt {len(attempts)}): exit {rc}: {last}")
+            say(f"kind delete cluster --name {name} (attempt {attempts}): exit {rc}: {last}")
 
     try:
         delete_until_gone(name, delete, timeout)
     except WaitTimeout:
         say(f"kind cluster {name} is still there: delete it with `kind delete cluster --name {name}`")
         return False
-    if len(attempts) > 1:
-        say(f"kind cluster {name} deleted at attempt {len(attempts)}")
+    if attempts > 1:
+        say(f"kind cluster {name} deleted at attempt {attempts}")
     Claims(registry_dir()).remove(name, docker_host())
     return True
 
