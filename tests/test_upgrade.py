@@ -953,7 +953,8 @@ def test_tox_e_upgrade_shows_each_stage_as_it_starts_and_ends(tmp_path, monkeypa
     monkeypatch.setattr(upgrade_main.build, "Builder", FakeBuilder)
     monkeypatch.setattr(upgrade_main.stopping, "call", fake_call)
     monkeypatch.setattr(upgrade_main.subprocess, "Popen", FakeMonitor)
-    monkeypatch.setattr(upgrade_main, "delete_cluster", lambda name, work, say: calls.append("delete cluster") or True)
+    deleted = lambda name, work, say, **how: calls.append("delete cluster") or True  # noqa: E731
+    monkeypatch.setattr(upgrade_main, "delete_cluster", deleted)
     monkeypatch.setattr(upgrade_main, "take_over", lambda *args: SimpleNamespace(close=lambda: None))
     monkeypatch.setattr(kind_upgrade, "KindUpgrade", FakeUpgrade)
 

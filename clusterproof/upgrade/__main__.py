@@ -36,7 +36,13 @@ from types import FrameType
 from clusterproof import liveness, stopping
 from clusterproof import run as runs
 from clusterproof.errors import ClusterproofError, WaitTimeout
-from clusterproof.kind_clusters import GONE_TIMEOUT, Claims, delete_until_gone, docker_host
+from clusterproof.kind_clusters import (
+    GONE_TIMEOUT,
+    SETTLE_AFTER_STOPPED_CREATE,
+    Claims,
+    delete_until_gone,
+    docker_host,
+)
 from clusterproof.offline import build, capabilities, kind_upgrade, releases
 from clusterproof.progress import Progress
 from clusterproof.run_records import HostRegistry, RunRecorder, registry_dir
@@ -156,9 +162,11 @@ def take_over(cluster: str, before_id: str, driver_id: str, keep: bool) -> RunRe
     return recorder
 
 
-def delete_cluster(name: str, work: Path, say: Callable[[str], None], timeout: float = GONE_TIMEOUT) -> bool:
-    """`kind delete cluster` until its nodes are gone (kind_clusters.delete_until_gone); True when
-    they are (and its claim with them)."""
+def delete_cluster(
+    name: str, work: Path, say: Callable[[str], None], timeout: float = GONE_TIMEOUT, *, settle: float = 0.0
+) -> bool:
+    """`kind delete cluster` until its nodes are gone (kind_clusters.delete_until_gone; `settle`
+    after a kind create stopped midway); True when they are (and its claim with them)."""
     kind = str(capabilities.kind_command(Path(shutil.which("kind") or "kind"), work))
     attempts = 0
 
@@ -177,7 +185,7 @@ def delete_cluster(name: str, work: Path, say: Callable[[str], None], timeout: f
             say(f"kind delete cluster --name {name} (attempt {attempts}): exit {rc}: {last}")
 
     try:
-        delete_until_gone(name, delete, timeout)
+        delete_until_gone(name, delete, timeout, settle=settle)
     except WaitTimeout:
         say(f"kind cluster {name} is still there: delete it with `kind delete cluster --name {name}`")
         return False
@@ -282,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     rc = 0
     monitor: Monitor | None = None
     recorder: RunRecorder | None = None
-    booted = False
+    booted = booting = False
     say(f"{' -> '.join(r.kube for r in [source, *hops])} on kind cluster {name}; state and monitor files in {work}")
     try:
         releases_used = ", ".join(r.kube for r in (source, *hops))
@@ -293,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             say("offline images:\n" + builder.report())
 
         before_id = f"{run_id}-before"
-        booted = True  # from here on the cluster may exist: the cleanup deletes it
+        booted = booting = True  # from here on the cluster may exist: the cleanup deletes it
         with watch.measure(f"boot {source.kube} and --phase before", heartbeat=False):
             rc = stops.called(
                 pytest_command(
@@ -303,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )  # fmt: skip
             recorder = take_over(name, before_id, run_id, args.keep_cluster)
+        booting = False
         if rc != 0:
             raise ClusterproofError(f"--phase before failed (exit {rc}): nothing upgraded")
         [before_dir] = runs.run_dirs_of(rootdir / ".clusterproof" / "runs", before_id)[-1:]  # <before_id>-<random>
@@ -364,7 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         rc = rc or 1
     finally:
         stops.cleaning = True
-        rc = cleanup(monitor, booted, args.keep_cluster, name, work, watch, rc)
+        # the before run keeps its cluster (--keep-clusters): stopped during its kind create, docker
+        # may still be making the nodes when this process deletes it
+        settle = SETTLE_AFTER_STOPPED_CREATE if booting else 0.0
+        rc = cleanup(monitor, booted, args.keep_cluster, name, work, watch, rc, settle=settle)
         if recorder is not None:
             recorder.close()
         if len(stops.received) > 1:
@@ -374,7 +386,17 @@ def main(argv: list[str] | None = None) -> int:
     return rc
 
 
-def cleanup(monitor: Monitor | None, booted: bool, keep: bool, name: str, work: Path, watch: Stopwatch, rc: int) -> int:
+def cleanup(
+    monitor: Monitor | None,
+    booted: bool,
+    keep: bool,
+    name: str,
+    work: Path,
+    watch: Stopwatch,
+    rc: int,
+    *,
+    settle: float = 0.0,
+) -> int:
     """The monitor stopped, the cluster deleted (unless kept): the exit status says if it was not."""
     say = watch.progress.say if watch.progress else show
     if monitor is not None:
@@ -382,7 +404,7 @@ def cleanup(monitor: Monitor | None, booted: bool, keep: bool, name: str, work: 
         say("monitor stopped")
     if booted and not keep:
         with watch.measure(f"kind delete {name}", "kind delete cluster"):
-            if not delete_cluster(name, work, say):
+            if not delete_cluster(name, work, say, settle=settle):
                 rc = rc or 1
     elif booted:
         say(f"kept kind cluster {name}")
